@@ -1,0 +1,8 @@
+"""edgefleet: the control plane for fleets of edge K3s locations.
+
+Importing the Celery app here makes `@shared_task` bind to it in every process that loads Django.
+"""
+
+from fleet.celery import app as celery_app
+
+__all__ = ["celery_app"]

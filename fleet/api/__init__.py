@@ -1,0 +1,1 @@
+"""What every app's API shares: permissions, pagination, error mapping, the router and health."""

@@ -1,0 +1,233 @@
+"""Django settings for edgefleet.
+
+Every setting comes from a `FLEET_*` environment variable (documented in .env.example). The defaults
+give the embedded set-up: SQLite under var/, a local Redis, bare git repositories under var/repos.
+`FLEET_ENV=production` refuses to start with a default secret key, without Fernet keys, or with DEBUG.
+"""
+
+import base64
+import hashlib
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+FLEET_ENV = env.str("FLEET_ENV", default="development")
+if FLEET_ENV not in {"development", "test", "production"}:
+    raise ImproperlyConfigured(f"FLEET_ENV must be development, test or production, not {FLEET_ENV!r}")
+PRODUCTION = FLEET_ENV == "production"
+
+DEFAULT_SECRET_KEY = "edgefleet-insecure-development-key-do-not-use-in-production"  # noqa: S105
+SECRET_KEY = env.str("FLEET_SECRET_KEY", default=DEFAULT_SECRET_KEY)
+DEBUG = env.bool("FLEET_DEBUG", default=not PRODUCTION)
+ALLOWED_HOSTS = env.list("FLEET_ALLOWED_HOSTS", default=["*"] if not PRODUCTION else [])
+CSRF_TRUSTED_ORIGINS = env.list("FLEET_CSRF_TRUSTED_ORIGINS", default=[])
+
+DATA_DIR = Path(env.str("FLEET_DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _development_fernet_key(secret: str) -> str:
+    """A stable Fernet key derived from the secret key, good enough for a laptop and never for production."""
+    return base64.urlsafe_b64encode(hashlib.sha256(("fernet:" + secret).encode()).digest()).decode()
+
+
+# Fernet keys for credentials at rest: the first encrypts, all of them decrypt, so a new key can be put
+# first and `manage.py rotate_secrets` re-encrypts everything before the old key is removed.
+FLEET_SECRET_KEYS = env.list("FLEET_SECRET_KEYS", default=[]) or [_development_fernet_key(SECRET_KEY)]
+
+if PRODUCTION:
+    problems = []
+    if SECRET_KEY == DEFAULT_SECRET_KEY:
+        problems.append("FLEET_SECRET_KEY is the development default")
+    if DEBUG:
+        problems.append("FLEET_DEBUG is on")
+    if not env.list("FLEET_SECRET_KEYS", default=[]):
+        problems.append("FLEET_SECRET_KEYS is not set")
+    if problems:
+        raise ImproperlyConfigured("refusing to start in production: " + "; ".join(problems))
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
+    "fleet.audit",
+    "fleet.workflows",
+    "sites",
+    "rollouts",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "fleet.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "fleet.wsgi.application"
+
+# SQLite is shared by web, beat and workers in the embedded set-up: WAL lets readers run beside the
+# writer, IMMEDIATE transactions take the write lock up front (no upgrade deadlocks) and the timeout
+# makes a busy writer wait instead of failing.
+DATABASES = {
+    "default": env.db_url("FLEET_DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'edgefleet.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+    # A file, not memory, so a Celery worker started by the tests sees the same test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("FLEET_DB_CONN_MAX_AGE", default=60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+
+LOGIN_URL = "/admin/login/"
+
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = env.bool("FLEET_SECURE_COOKIES", default=True)
+    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- REST API -------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["fleet.api.permissions.ModelPermissions"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.SearchFilter",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "fleet.api.pagination.StandardPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "fleet.api.exceptions.exception_handler",
+    "DEFAULT_THROTTLE_RATES": {"device": env.str("FLEET_DEVICE_THROTTLE", default="120/min")},
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "edgefleet API",
+    "DESCRIPTION": "Control plane for fleets of edge K3s locations: inventory, machine lifecycle, rollouts.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Served from our own static files: nothing is fetched from elsewhere at run time.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Celery ---------------------------------------------------------------------------------------
+REDIS_URL = env.str("FLEET_REDIS_URL", default="redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = env.str("FLEET_BROKER_URL", default=REDIS_URL)
+CELERY_BROKER_CONNECTION_TIMEOUT = 5
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Redis re-delivers an unacknowledged message after this long; the sweeper re-enqueues sooner.
+    "visibility_timeout": 3600,
+    "socket_timeout": 10,
+    "socket_connect_timeout": 5,
+}
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("FLEET_TASK_SOFT_TIME_LIMIT", default=120)
+CELERY_TASK_TIME_LIMIT = env.int("FLEET_TASK_TIME_LIMIT", default=180)
+CELERY_TASK_DEFAULT_QUEUE = "control"
+CELERY_TASK_QUEUES = (
+    Queue("control", Exchange("control"), routing_key="control"),
+    Queue("io", Exchange("io"), routing_key="io"),
+)
+# Tasks that talk to a site (git, Kubernetes) go to `io`, so bookkeeping never queues behind them.
+CELERY_TASK_ROUTES = {
+    "sites.probe": {"queue": "io"},
+}
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE = {
+    "probe-all-sites": {
+        "task": "sites.probe_all",
+        "schedule": env.float("FLEET_PROBE_INTERVAL", default=300.0),
+    },
+}
+
+# --- Flower ---------------------------------------------------------------------------------------
+FLOWER_USER = env.str("FLEET_FLOWER_USER", default="" if PRODUCTION else "admin")
+FLOWER_PASSWORD = env.str("FLEET_FLOWER_PASSWORD", default="" if PRODUCTION else "admin")
+FLOWER_PORT = env.int("FLEET_FLOWER_PORT", default=5555)
+
+# --- Edge and adapters ----------------------------------------------------------------------------
+REPO_ROOT = Path(env.str("FLEET_REPO_ROOT", default=str(DATA_DIR / "repos")))
+REPO_CACHE_DIR = Path(env.str("FLEET_REPO_CACHE_DIR", default=str(DATA_DIR / "repo-cache")))
+KUBE_TIMEOUT_SECONDS = env.float("FLEET_KUBE_TIMEOUT", default=10.0)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("FLEET_LOG_LEVEL", default="INFO")},
+    "loggers": {"kubernetes": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+}

@@ -1,0 +1,19 @@
+"""Top-level URLs: admin, the REST API, its schema and docs, health and metrics."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from fleet.api.health import healthz
+
+admin.site.site_header = "edgefleet"
+admin.site.site_title = "edgefleet"
+admin.site.index_title = "Fleet administration"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("fleet.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("healthz", healthz, name="healthz"),
+]

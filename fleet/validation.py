@@ -1,0 +1,24 @@
+"""Turning Django model validation into the domain's Invalid error."""
+
+from collections.abc import Iterable
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from fleet.errors import Invalid
+
+
+def full_clean_or_invalid(instance: models.Model, *, exclude: Iterable[str] | None = None) -> None:
+    """Run the model's validators; raise Invalid naming the first field and its problem."""
+    try:
+        instance.full_clean(exclude=list(exclude) if exclude else None, validate_unique=False)
+    except ValidationError as exc:
+        raise invalid_from(exc) from exc
+
+
+def invalid_from(exc: ValidationError) -> Invalid:
+    if hasattr(exc, "error_dict"):
+        errors = {field: [str(m) for m in msgs] for field, msgs in exc.message_dict.items()}
+        field, messages = next(iter(errors.items()))
+        return Invalid(f"{field}: {messages[0]}", errors=errors)
+    return Invalid("; ".join(exc.messages))

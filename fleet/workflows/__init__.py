@@ -1,0 +1,1 @@
+"""The durable workflow engine: WorkflowRun and StepRun rows advanced by Celery tasks."""

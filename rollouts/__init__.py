@@ -1,0 +1,1 @@
+"""Releases and rollouts: applications, releases rendered per site, rollout plans and their runs."""

@@ -1,0 +1,321 @@
+"""Admin pages for support staff: sites with their nodes and cluster, nodes, clusters.
+
+Every save and action goes through sites.services (see fleet.admin_forms), so it is validated and
+audited exactly as through the API. Cluster credentials are write-only here too.
+"""
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html
+
+from fleet.admin_display import badge
+from fleet.admin_forms import ServiceAdminMixin, ServiceForm
+from sites import services
+from sites.choices import NodeState, SiteState
+from sites.models import Cluster, Node, Site
+
+# --- filters ----------------------------------------------------------------------------------------
+
+
+class LastSeenFilter(admin.SimpleListFilter):
+    """How long ago a site or node was last heard from."""
+
+    title = "last seen"
+    parameter_name = "seen"
+    field = "last_seen_at"
+    choices = (("5m", "within 5 minutes"), ("1h", "within an hour"), ("stale", "over an hour ago"), ("never", "never"))
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> Any:
+        return self.choices
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        now = timezone.now()
+        value = self.value()
+        if value == "5m":
+            return queryset.filter(**{f"{self.field}__gte": now - timezone.timedelta(minutes=5)})
+        if value == "1h":
+            return queryset.filter(**{f"{self.field}__gte": now - timezone.timedelta(hours=1)})
+        if value == "stale":
+            return queryset.filter(**{f"{self.field}__lt": now - timezone.timedelta(hours=1)})
+        if value == "never":
+            return queryset.filter(**{f"{self.field}__isnull": True})
+        return queryset
+
+
+class HeartbeatFilter(LastSeenFilter):
+    title = "last heartbeat"
+    parameter_name = "heartbeat"
+    field = "last_heartbeat_at"
+
+
+class LabelFilter(admin.SimpleListFilter):
+    """Filter by one `key=value` label; the choices are the pairs in use (bounded to keep the page fast)."""
+
+    title = "label"
+    parameter_name = "label"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> Any:
+        pairs: set[tuple[str, str]] = set()
+        for labels in Site.objects.exclude(labels={}).values_list("labels", flat=True)[:2000]:
+            pairs.update((k, v) for k, v in labels.items())
+        return [(f"{k}={v}", f"{k}={v}") for k, v in sorted(pairs)[:50]]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if not self.value() or "=" not in self.value():
+            return queryset
+        key, value = self.value().split("=", 1)
+        prefix = "site__labels" if queryset.model is Node else "labels"
+        return queryset.filter(**{f"{prefix}__{key}": value})
+
+
+# --- sites ------------------------------------------------------------------------------------------
+
+
+class SiteForm(ServiceForm):
+    reason = forms.CharField(required=False, help_text="why the state changes (kept in the audit log)")
+
+    class Meta:
+        model = Site
+        fields = [
+            "code",
+            "name",
+            "region",
+            "timezone",
+            "labels",
+            "business_hours",
+            "maintenance_windows",
+            "repo_url",
+            "state",
+        ]
+
+    def apply(self, actor: Any) -> Site:
+        data = {f: self.cleaned_data[f] for f in services.SITE_FIELDS if f in self.cleaned_data}
+        if self.instance.pk is None:
+            return services.site_create(
+                actor=actor, source="admin", code=self.cleaned_data["code"], state=self.cleaned_data["state"], **data
+            )
+        site = services.site_update(site=self.instance, actor=actor, source="admin", **data)
+        if self.cleaned_data["state"] != site.state:
+            site = services.site_transition(
+                site=site,
+                to=self.cleaned_data["state"],
+                actor=actor,
+                source="admin",
+                reason=self.cleaned_data.get("reason", ""),
+            )
+        return site
+
+
+class NodeInline(admin.TabularInline):
+    model = Node
+    fields = ["hostname", "serial", "role", "state_badge", "mac", "hardware_model", "last_seen_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="state")
+    def state_badge(self, node: Node) -> str:
+        return badge(node.state)
+
+
+class ClusterInline(admin.StackedInline):
+    model = Cluster
+    fields = ["api_url", "reachability", "k3s_version", "last_contact_at", "last_probe_at", "last_error"]
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Site)
+class SiteAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    form = SiteForm
+    list_display = [
+        "code",
+        "name",
+        "region",
+        "timezone",
+        "state_badge",
+        "cluster_badge",
+        "k3s_version",
+        "nodes_summary",
+        "last_heartbeat_at",
+    ]
+    list_filter = ["state", "region", "cluster__reachability", LabelFilter, HeartbeatFilter, "timezone"]
+    search_fields = ["code", "name"]
+    inlines = [ClusterInline, NodeInline]
+    actions = ["probe_clusters"]
+    list_per_page = 100
+    show_full_result_count = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Site]:
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("cluster")
+            .annotate(
+                node_count=Count("nodes", filter=~Q(nodes__state=NodeState.RETIRED)),
+                active_node_count=Count("nodes", filter=Q(nodes__state=NodeState.ACTIVE)),
+            )
+        )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Site | None = None) -> Any:
+        return ["code", "last_heartbeat_at", "last_applied_revision"] if obj else []
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, site: Site) -> str:
+        return badge(site.state)
+
+    @admin.display(description="cluster", ordering="cluster__reachability")
+    def cluster_badge(self, site: Site) -> str:
+        return badge(site.cluster.reachability)
+
+    @admin.display(description="K3s", ordering="cluster__k3s_version")
+    def k3s_version(self, site: Site) -> str:
+        return site.cluster.k3s_version or "-"
+
+    @admin.display(description="nodes (active/all)")
+    def nodes_summary(self, site: Any) -> str:
+        return f"{site.active_node_count}/{site.node_count}"
+
+    @admin.action(description="Probe clusters (version and reachability)", permissions=["probe"])
+    def probe_clusters(self, request: HttpRequest, queryset: QuerySet[Site]) -> None:
+        count = services.site_probe_request(
+            sites=list(queryset.exclude(state=SiteState.DECOMMISSIONED)), actor=request.user, source="admin"
+        )
+        self.message_user(request, f"Queued a probe of {count} site(s); results appear in a few seconds.")
+
+    def has_probe_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("sites.probe_site")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Site | None = None) -> bool:
+        return False  # sites are decommissioned, not deleted; see services.site_delete for the API door
+
+
+# --- clusters ---------------------------------------------------------------------------------------
+
+
+class ClusterForm(ServiceForm):
+    """Credentials are write-only: the fields start empty and leaving them empty keeps what is stored."""
+
+    kubeconfig = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 6}), strip=False)
+    token = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False))
+    ca_data = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), label="CA (PEM or base64)")
+    insecure_skip_tls_verify = forms.BooleanField(required=False)
+
+    class Meta:
+        model = Cluster
+        fields = ["api_url"]
+
+    def apply(self, actor: Any) -> Cluster:
+        data = self.cleaned_data
+        if not data.get("kubeconfig") and not data.get("token"):
+            if data.get("api_url") != self.initial.get("api_url"):
+                raise forms.ValidationError("changing the API URL needs the credentials to go with it")
+            return self.instance
+        return services.cluster_set_credentials(
+            cluster=self.instance,
+            actor=actor,
+            source="admin",
+            api_url=data.get("api_url") or None,
+            kubeconfig=data.get("kubeconfig") or None,
+            token=data.get("token") or None,
+            ca_data=data.get("ca_data") or None,
+            insecure_skip_tls_verify=data.get("insecure_skip_tls_verify", False),
+        )
+
+
+@admin.register(Cluster)
+class ClusterAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    form = ClusterForm
+    list_display = ["site", "api_url", "reachability_badge", "k3s_version", "last_contact_at", "has_credentials"]
+    list_filter = ["reachability", "site__region"]
+    search_fields = ["site__code", "site__name", "api_url"]
+    list_select_related = ["site"]
+    readonly_fields = ["site", "has_credentials", "k3s_version", "reachability", "last_contact_at", "last_error"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # a cluster comes with its site
+
+    def has_delete_permission(self, request: HttpRequest, obj: Cluster | None = None) -> bool:
+        return False
+
+    @admin.display(description="reachability", ordering="reachability")
+    def reachability_badge(self, cluster: Cluster) -> str:
+        return badge(cluster.reachability)
+
+    @admin.display(boolean=True)
+    def has_credentials(self, cluster: Cluster) -> bool:
+        return cluster.has_credentials
+
+
+# --- nodes ------------------------------------------------------------------------------------------
+
+
+class NodeForm(ServiceForm):
+    reason = forms.CharField(required=False, help_text="why the state changes (kept in the audit log)")
+
+    class Meta:
+        model = Node
+        fields = ["serial", "site", "hostname", "mac", "role", "hardware_model", "state"]
+
+    def apply(self, actor: Any) -> Node:
+        data = {f: self.cleaned_data[f] for f in services.NODE_FIELDS}
+        if self.instance.pk is None:
+            return services.node_create(
+                actor=actor, source="admin", serial=self.cleaned_data["serial"], site=self.cleaned_data["site"], **data
+            )
+        node = services.node_update(
+            node=self.instance, actor=actor, source="admin", site=self.cleaned_data["site"], **data
+        )
+        if self.cleaned_data["state"] != node.state:
+            node = services.node_transition(
+                node=node, to=self.cleaned_data["state"], actor=actor, source="admin", reason=self.cleaned_data["reason"]
+            )
+        return node
+
+
+@admin.register(Node)
+class NodeAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    form = NodeForm
+    list_display = ["hostname", "serial", "site_link", "role", "state_badge", "mac", "hardware_model", "last_seen_at"]
+    list_filter = ["state", "role", "site__region", LastSeenFilter, "hardware_model"]
+    search_fields = ["serial", "hostname", "mac", "site__code"]
+    list_select_related = ["site"]
+    autocomplete_fields = ["site"]
+    list_per_page = 100
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Node | None = None) -> Any:
+        fixed = ["state_changed_at", "state_deadline", "state_reason", "last_seen_at", "facts", "versions"]
+        return ["serial", *fixed] if obj else fixed
+
+    def get_fields(self, request: HttpRequest, obj: Node | None = None) -> Any:
+        fields = ["serial", "site", "hostname", "mac", "role", "hardware_model"]
+        if obj is None:
+            return fields
+        return [*fields, "state", "reason", "state_changed_at", "state_deadline", "state_reason", "last_seen_at", "facts", "versions"]
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, node: Node) -> str:
+        return badge(node.state)
+
+    @admin.display(description="site", ordering="site__code")
+    def site_link(self, node: Node) -> str:
+        return format_html('<a href="../site/{}/change/">{}</a>', node.site_id, node.site.code)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Node | None = None) -> bool:
+        return False  # machines are retired, not deleted
+
+

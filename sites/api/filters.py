@@ -1,0 +1,33 @@
+"""Filters a support person or integration needs on the site and node lists."""
+
+import django_filters
+from django.db.models import QuerySet
+
+from sites.labels import LabelSelector
+from sites.models import Node, Site
+
+
+class SiteFilter(django_filters.FilterSet):
+    labels = django_filters.CharFilter(method="filter_labels", help_text="label selector, e.g. tier=pilot,!legacy")
+    heartbeat_before = django_filters.IsoDateTimeFilter(field_name="last_heartbeat_at", lookup_expr="lt")
+    heartbeat_after = django_filters.IsoDateTimeFilter(field_name="last_heartbeat_at", lookup_expr="gte")
+    reachability = django_filters.CharFilter(field_name="cluster__reachability")
+
+    class Meta:
+        model = Site
+        fields = ["state", "region", "timezone", "labels", "reachability", "heartbeat_before", "heartbeat_after"]
+
+    def filter_labels(self, queryset: QuerySet[Site], name: str, value: str) -> QuerySet[Site]:
+        return LabelSelector.parse(value).filter(queryset)
+
+
+class NodeFilter(django_filters.FilterSet):
+    site = django_filters.CharFilter(field_name="site__code")
+    region = django_filters.CharFilter(field_name="site__region")
+    seen_before = django_filters.IsoDateTimeFilter(field_name="last_seen_at", lookup_expr="lt")
+    seen_after = django_filters.IsoDateTimeFilter(field_name="last_seen_at", lookup_expr="gte")
+    never_seen = django_filters.BooleanFilter(field_name="last_seen_at", lookup_expr="isnull")
+
+    class Meta:
+        model = Node
+        fields = ["state", "role", "site", "region", "hardware_model", "seen_before", "seen_after", "never_seen"]

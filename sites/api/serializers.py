@@ -1,0 +1,134 @@
+"""Shapes of sites, clusters and nodes in the API. Input serializers check shapes and types only;
+the services decide what is allowed."""
+
+from typing import Any
+
+from rest_framework import serializers
+
+from sites.choices import NodeRole, NodeState, SiteState
+from sites.models import Cluster, Node, Site
+
+
+class ClusterSerializer(serializers.ModelSerializer):
+    """A cluster as the API shows it: never its credentials, only whether it has some."""
+
+    has_credentials = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Cluster
+        fields = [
+            "api_url",
+            "has_credentials",
+            "k3s_version",
+            "reachability",
+            "last_contact_at",
+            "last_probe_at",
+            "last_error",
+            "sync_status",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class ClusterCredentialsSerializer(serializers.Serializer):
+    """Write-only: a kubeconfig, or an api_url with a bearer token (and optionally a CA)."""
+
+    api_url = serializers.URLField(required=False, allow_blank=False, max_length=500)
+    kubeconfig = serializers.CharField(required=False, write_only=True, max_length=100_000, trim_whitespace=False)
+    token = serializers.CharField(required=False, write_only=True, max_length=10_000)
+    ca_data = serializers.CharField(required=False, write_only=True, max_length=100_000, allow_blank=True)
+    insecure_skip_tls_verify = serializers.BooleanField(required=False, default=False)
+
+
+class SiteSerializer(serializers.ModelSerializer):
+    cluster = ClusterSerializer(read_only=True)
+    node_count = serializers.IntegerField(read_only=True)
+    active_node_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Site
+        fields = [
+            "code",
+            "name",
+            "region",
+            "timezone",
+            "labels",
+            "business_hours",
+            "maintenance_windows",
+            "state",
+            "repo_url",
+            "last_heartbeat_at",
+            "last_applied_revision",
+            "node_count",
+            "active_node_count",
+            "cluster",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class SiteWriteSerializer(serializers.Serializer):
+    """Fields a client may set on a site. Validation of values happens in the model's validators."""
+
+    code = serializers.CharField(max_length=16)
+    name = serializers.CharField(max_length=200)
+    region = serializers.CharField(max_length=64)
+    timezone = serializers.CharField(max_length=64)
+    labels = serializers.JSONField(required=False)
+    business_hours = serializers.JSONField(required=False)
+    maintenance_windows = serializers.JSONField(required=False)
+    repo_url = serializers.CharField(required=False, allow_blank=True, max_length=500)
+    state = serializers.ChoiceField(choices=SiteState.choices, required=False)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=500, write_only=True)
+
+
+class NodeSerializer(serializers.ModelSerializer):
+    site = serializers.SlugRelatedField(slug_field="code", read_only=True)
+
+    class Meta:
+        model = Node
+        fields = [
+            "id",
+            "serial",
+            "hostname",
+            "mac",
+            "role",
+            "hardware_model",
+            "site",
+            "state",
+            "state_changed_at",
+            "state_deadline",
+            "state_reason",
+            "last_seen_at",
+            "facts",
+            "versions",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class NodeWriteSerializer(serializers.Serializer):
+    serial = serializers.CharField(max_length=64)
+    site = serializers.SlugRelatedField(
+        slug_field="code",
+        queryset=Site.objects.all(),
+        error_messages={"does_not_exist": "no site has code {value}"},
+    )
+    hostname = serializers.CharField(max_length=63)
+    mac = serializers.CharField(max_length=32)
+    role = serializers.ChoiceField(choices=NodeRole.choices, default=NodeRole.AGENT)
+    hardware_model = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    state = serializers.ChoiceField(choices=NodeState.choices, required=False)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=500, write_only=True)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not self.partial and "state" in attrs:
+            raise serializers.ValidationError({"state": "a new node is always pre-registered; omit state"})
+        return attrs
+
+
+class ProbeAcceptedSerializer(serializers.Serializer):
+    site = serializers.CharField()
+    queued = serializers.BooleanField()

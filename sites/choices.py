@@ -1,0 +1,77 @@
+"""States of sites and nodes, and the transitions each state machine allows."""
+
+from django.db import models
+
+
+class SiteState(models.TextChoices):
+    PLANNED = "planned", "Planned"
+    PROVISIONING = "provisioning", "Provisioning"
+    ACTIVE = "active", "Active"
+    DEGRADED = "degraded", "Degraded"
+    OFFLINE = "offline", "Offline"
+    DECOMMISSIONED = "decommissioned", "Decommissioned"
+
+
+SITE_TRANSITIONS: dict[str, frozenset[str]] = {
+    SiteState.PLANNED: frozenset({SiteState.PROVISIONING, SiteState.ACTIVE, SiteState.DECOMMISSIONED}),
+    SiteState.PROVISIONING: frozenset({SiteState.ACTIVE, SiteState.DEGRADED, SiteState.OFFLINE, SiteState.PLANNED}),
+    SiteState.ACTIVE: frozenset({SiteState.DEGRADED, SiteState.OFFLINE, SiteState.DECOMMISSIONED}),
+    SiteState.DEGRADED: frozenset({SiteState.ACTIVE, SiteState.OFFLINE, SiteState.DECOMMISSIONED}),
+    SiteState.OFFLINE: frozenset({SiteState.ACTIVE, SiteState.DEGRADED, SiteState.DECOMMISSIONED}),
+    SiteState.DECOMMISSIONED: frozenset(),
+}
+
+
+class NodeRole(models.TextChoices):
+    SERVER = "server", "K3s server"
+    AGENT = "agent", "K3s agent"
+
+
+class NodeState(models.TextChoices):
+    PREREGISTERED = "preregistered", "Pre-registered"
+    JOINING = "joining", "Joining"
+    ACTIVE = "active", "Active"
+    CORDONED = "cordoned", "Cordoned"
+    DRAINING = "draining", "Draining"
+    WIPING = "wiping", "Wiping"
+    WIPED = "wiped", "Wiped"
+    BROKEN = "broken", "Broken"
+    QUARANTINED = "quarantined", "Quarantined"
+    RETIRED = "retired", "Retired"
+
+
+# Which states a node may move to from each state. Every change of Node.state goes through
+# sites.services.node_transition, which checks this table. (After MAAS' NODE_TRANSITIONS.)
+NODE_TRANSITIONS: dict[str, frozenset[str]] = {
+    NodeState.PREREGISTERED: frozenset({NodeState.JOINING, NodeState.QUARANTINED, NodeState.RETIRED}),
+    NodeState.JOINING: frozenset(
+        {NodeState.ACTIVE, NodeState.BROKEN, NodeState.QUARANTINED, NodeState.PREREGISTERED, NodeState.RETIRED}
+    ),
+    NodeState.ACTIVE: frozenset({NodeState.CORDONED, NodeState.DRAINING, NodeState.BROKEN, NodeState.RETIRED}),
+    NodeState.CORDONED: frozenset({NodeState.ACTIVE, NodeState.DRAINING, NodeState.WIPING, NodeState.BROKEN}),
+    NodeState.DRAINING: frozenset({NodeState.CORDONED, NodeState.ACTIVE, NodeState.WIPING, NodeState.BROKEN}),
+    NodeState.WIPING: frozenset({NodeState.WIPED, NodeState.BROKEN}),
+    NodeState.WIPED: frozenset({NodeState.PREREGISTERED, NodeState.JOINING, NodeState.RETIRED}),
+    NodeState.BROKEN: frozenset({NodeState.CORDONED, NodeState.WIPING, NodeState.RETIRED}),
+    NodeState.QUARANTINED: frozenset({NodeState.PREREGISTERED, NodeState.RETIRED}),
+    NodeState.RETIRED: frozenset(),
+}
+
+# States in which the machine is part of its site's cluster (or should be).
+NODE_IN_SERVICE_STATES = frozenset({NodeState.ACTIVE, NodeState.CORDONED, NodeState.DRAINING})
+# States that a workflow is in the middle of; each has a deadline (Node.state_deadline).
+NODE_IN_PROGRESS_STATES = frozenset({NodeState.JOINING, NodeState.DRAINING, NodeState.WIPING})
+NODE_TERMINAL_STATES = frozenset({NodeState.RETIRED})
+# Where an in-progress state goes when its deadline passes.
+NODE_DEADLINE_FAILURE_STATE: dict[str, str] = {
+    NodeState.JOINING: NodeState.BROKEN,
+    NodeState.DRAINING: NodeState.CORDONED,
+    NodeState.WIPING: NodeState.BROKEN,
+}
+
+
+class ClusterReachability(models.TextChoices):
+    UNKNOWN = "unknown", "Unknown"
+    REACHABLE = "reachable", "Reachable"
+    UNREACHABLE = "unreachable", "Unreachable"
+    UNAUTHORIZED = "unauthorized", "Credentials refused"

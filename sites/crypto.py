@@ -1,0 +1,39 @@
+"""Encryption at rest for cluster credentials, with rotatable Fernet keys (FLEET_SECRET_KEYS).
+
+The first key encrypts; every key decrypts. To rotate: put a new key first, run
+`manage.py rotate_secrets`, then drop the old key.
+"""
+
+from functools import cache
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+
+@cache
+def _fernet(keys: tuple[str, ...]) -> MultiFernet:
+    try:
+        return MultiFernet([Fernet(key.encode()) for key in keys])
+    except ValueError as exc:
+        raise ImproperlyConfigured("FLEET_SECRET_KEYS holds a value that is not a Fernet key") from exc
+
+
+def fernet() -> MultiFernet:
+    return _fernet(tuple(settings.FLEET_SECRET_KEYS))
+
+
+def encrypt(plaintext: str) -> str:
+    return fernet().encrypt(plaintext.encode()).decode()
+
+
+def decrypt(token: str) -> str:
+    try:
+        return fernet().decrypt(token.encode()).decode()
+    except InvalidToken as exc:
+        raise ImproperlyConfigured("a stored secret cannot be decrypted with any key in FLEET_SECRET_KEYS") from exc
+
+
+def rotate(token: str) -> str:
+    """Re-encrypt under the first key (a no-op in effect when it already is)."""
+    return fernet().rotate(token.encode()).decode()

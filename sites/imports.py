@@ -1,0 +1,135 @@
+"""Importing a fleet description (the simulator's fleet.json) into the inventory, idempotently.
+
+Format: `{"sites": [{"code", "name", "region", "timezone", "api_url", "token", "repo_url",
+"nodes": [{"serial", "hostname", "role", "mac"}]}]}`. A site may instead carry a `kubeconfig` (the
+text); when a `kubeconfigs/<code>.yaml` file stands beside the fleet file it is used. Machines listed
+are running already, so new nodes are adopted as `active`; existing nodes keep their state.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.db import transaction
+
+from fleet.audit.services import Actor
+from fleet.errors import Invalid
+from sites import services
+from sites.choices import NodeState, SiteState
+from sites.models import Node, Site
+
+
+@dataclass
+class ImportSummary:
+    sites_created: int = 0
+    sites_updated: int = 0
+    sites_unchanged: int = 0
+    nodes_created: int = 0
+    nodes_unchanged: int = 0
+    credentials_set: int = 0
+    codes: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (
+            f"sites: {self.sites_created} created, {self.sites_updated} updated, {self.sites_unchanged} unchanged; "
+            f"nodes: {self.nodes_created} created, {self.nodes_unchanged} unchanged; "
+            f"credentials set for {self.credentials_set} clusters"
+        )
+
+
+def fleet_import_file(*, path: Path, actor: Actor, source: str = "command") -> ImportSummary:
+    """Read and import a fleet file; raise Invalid if it cannot be read or parsed."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise Invalid(f"cannot read {path}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise Invalid(f"{path} is not JSON: {exc}") from exc
+    return fleet_import(data=data, actor=actor, source=source, kubeconfig_dir=path.parent / "kubeconfigs")
+
+
+def fleet_import(
+    *, data: Any, actor: Actor, source: str = "command", kubeconfig_dir: Path | None = None
+) -> ImportSummary:
+    """Create or update the sites, clusters and nodes `data` lists, in one transaction: all or nothing."""
+    if not isinstance(data, dict) or not isinstance(data.get("sites"), list):
+        raise Invalid('a fleet file is an object with a list "sites"')
+    summary = ImportSummary()
+    with transaction.atomic():
+        for index, entry in enumerate(data["sites"]):
+            try:
+                _import_site(entry, actor=actor, source=source, kubeconfig_dir=kubeconfig_dir, summary=summary)
+            except Invalid as exc:
+                raise Invalid(f"sites[{index}]: {exc.message}", errors=exc.errors) from exc
+    return summary
+
+
+def _import_site(
+    entry: Any, *, actor: Actor, source: str, kubeconfig_dir: Path | None, summary: ImportSummary
+) -> None:
+    if not isinstance(entry, dict) or not isinstance(entry.get("code"), str):
+        raise Invalid("each site needs a string code")
+    code = entry["code"]
+    wanted = {key: entry[key] for key in ("name", "region", "timezone", "repo_url", "labels") if key in entry}
+    site = Site.objects.filter(code=code).first()
+    if site is None:
+        site = services.site_create(actor=actor, source=source, code=code, state=SiteState.ACTIVE, **wanted)
+        summary.sites_created += 1
+    else:
+        before = site.updated_at
+        site = services.site_update(site=site, actor=actor, source=source, **wanted)
+        if site.updated_at != before:
+            summary.sites_updated += 1
+        else:
+            summary.sites_unchanged += 1
+    summary.codes.append(code)
+    if _import_credentials(site, entry, actor=actor, source=source, kubeconfig_dir=kubeconfig_dir):
+        summary.credentials_set += 1
+    for node_entry in entry.get("nodes") or []:
+        _import_node(site, node_entry, actor=actor, source=source, summary=summary)
+
+
+def _import_credentials(
+    site: Site, entry: dict[str, Any], *, actor: Actor, source: str, kubeconfig_dir: Path | None
+) -> bool:
+    kubeconfig = entry.get("kubeconfig")
+    if kubeconfig is None and kubeconfig_dir is not None and (kubeconfig_dir / f"{site.code}.yaml").is_file():
+        kubeconfig = (kubeconfig_dir / f"{site.code}.yaml").read_text()
+    if kubeconfig:
+        wanted: dict[str, Any] = {"kubeconfig": kubeconfig}
+    elif entry.get("token"):
+        wanted = {
+            "token": entry["token"],
+            "ca_data": entry.get("ca_data"),
+            "insecure_skip_tls_verify": bool(entry.get("insecure_skip_tls_verify", False)),
+        }
+    else:
+        return False
+    before = site.cluster.updated_at
+    cluster = services.cluster_set_credentials(
+        cluster=site.cluster, actor=actor, source=source, api_url=entry.get("api_url"), **wanted
+    )
+    return cluster.updated_at != before
+
+def _import_node(site: Site, entry: Any, *, actor: Actor, source: str, summary: ImportSummary) -> None:
+    if not isinstance(entry, dict) or not isinstance(entry.get("serial"), str):
+        raise Invalid(f"site {site.code}: each node needs a string serial")
+    node = Node.objects.filter(serial=entry["serial"]).select_related("site").first()
+    if node is not None:
+        if node.site_id != site.pk:
+            raise Invalid(f"node {node.serial} belongs to site {node.site.code}, not {site.code}", field="serial")
+        summary.nodes_unchanged += 1
+        return
+    services.node_create(
+        actor=actor,
+        source=source,
+        serial=entry["serial"],
+        site=site,
+        hostname=entry.get("hostname", ""),
+        mac=entry.get("mac", ""),
+        role=entry.get("role", "agent"),
+        hardware_model=entry.get("hardware_model", ""),
+        state=NodeState.ACTIVE,
+    )
+    summary.nodes_created += 1

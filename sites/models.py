@@ -1,0 +1,99 @@
+"""Inventory of the fleet: a Site (one restaurant), its K3s Cluster, and the Nodes (machines) in it."""
+
+import json
+from typing import Any
+
+from django.db import models
+from django.db.models import Q
+
+from sites import crypto
+from sites.choices import ClusterReachability, NodeRole, NodeState, SiteState
+from sites.validators import validate_hostname, validate_labels, validate_site_code, validate_timezone
+from sites.windows import validate_windows
+
+
+class Site(models.Model):
+    """One location: a small K3s cluster, its own git repository, its business hours.
+
+    Windows (business hours, maintenance windows) are in the site's local time zone; see sites.windows.
+    """
+
+    code = models.CharField(max_length=16, unique=True, validators=[validate_site_code], help_text="e.g. TX-0412")
+    name = models.CharField(max_length=200)
+    region = models.CharField(max_length=64, db_index=True, help_text="region or market, e.g. us-south")
+    timezone = models.CharField(max_length=64, validators=[validate_timezone], help_text="IANA name")
+    labels = models.JSONField(default=dict, blank=True, validators=[validate_labels])
+    business_hours = models.JSONField(default=list, blank=True, validators=[validate_windows])
+    maintenance_windows = models.JSONField(default=list, blank=True, validators=[validate_windows])
+    state = models.CharField(max_length=16, choices=SiteState.choices, default=SiteState.PLANNED, db_index=True)
+    repo_url = models.CharField(max_length=500, blank=True, help_text="the site's desired-state git repository")
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_applied_revision = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["code"]
+        permissions = [("probe_site", "Can probe a site's cluster")]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class Cluster(models.Model):
+    """The K3s API of a site. Credentials are stored encrypted (sites.crypto) and never leave the server."""
+
+    site = models.OneToOneField(Site, on_delete=models.CASCADE, related_name="cluster")
+    api_url = models.CharField(max_length=500, blank=True)
+    credentials_encrypted = models.TextField(blank=True, editable=False, help_text="Fernet token of JSON")
+    k3s_version = models.CharField(max_length=64, blank=True)
+    reachability = models.CharField(
+        max_length=16, choices=ClusterReachability.choices, default=ClusterReachability.UNKNOWN, db_index=True
+    )
+    last_contact_at = models.DateTimeField(null=True, blank=True)
+    last_probe_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    sync_status = models.CharField(max_length=200, blank=True, help_text="the edge GitOps agent's last status")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"cluster of {self.site.code}"
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.credentials_encrypted)
+
+    def credentials(self) -> dict[str, Any]:
+        """The decrypted credentials: {"kubeconfig": str} or {"token": str, "ca_data": str|None, ...}."""
+        return json.loads(crypto.decrypt(self.credentials_encrypted)) if self.credentials_encrypted else {}
+
+
+class Node(models.Model):
+    """A machine. Its lifecycle state changes only through sites.services.node_transition."""
+
+    serial = models.CharField(max_length=64, unique=True)
+    hostname = models.CharField(max_length=63, validators=[validate_hostname])
+    mac = models.CharField(max_length=17, db_index=True, help_text="lower-case, colon separated")
+    role = models.CharField(max_length=8, choices=NodeRole.choices, default=NodeRole.AGENT)
+    hardware_model = models.CharField(max_length=100, blank=True)
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="nodes")
+    state = models.CharField(max_length=16, choices=NodeState.choices, default=NodeState.PREREGISTERED, db_index=True)
+    state_changed_at = models.DateTimeField(null=True, blank=True)
+    state_deadline = models.DateTimeField(null=True, blank=True, help_text="when an in-progress state times out")
+    state_reason = models.CharField(max_length=500, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    facts = models.JSONField(default=dict, blank=True, help_text="hardware facts reported at registration")
+    versions = models.JSONField(default=dict, blank=True, help_text="software versions from the last heartbeat")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["site__code", "hostname"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["site", "hostname"], condition=~Q(state=NodeState.RETIRED), name="node_hostname_unique_per_site"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hostname} ({self.serial})"

@@ -1,0 +1,334 @@
+"""Every write to sites, clusters and nodes. Admin, API, tasks and commands call these, so each door
+validates, audits and refuses in the same way."""
+
+import datetime as dt
+import json
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from fleet.audit.services import Actor, audit_record, changes_between
+from fleet.errors import Conflict, Invalid
+from fleet.validation import full_clean_or_invalid
+from sites import crypto
+from sites.choices import NODE_TRANSITIONS, SITE_TRANSITIONS, ClusterReachability, NodeState, SiteState
+from sites.models import Cluster, Node, Site
+from sites.validators import normalize_mac, validate_kubeconfig
+
+SITE_FIELDS = ("name", "region", "timezone", "labels", "business_hours", "maintenance_windows", "repo_url")
+NODE_FIELDS = ("hostname", "mac", "role", "hardware_model")
+
+
+def _snapshot(obj: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    return {f: getattr(obj, f) for f in fields}
+
+
+# --- sites ------------------------------------------------------------------------------------------
+
+
+def site_create(*, actor: Actor, source: str, code: str, **fields: Any) -> Site:
+    """Create a site (state `planned` unless given). Raises Invalid for bad fields or a duplicate code."""
+    unknown = set(fields) - set(SITE_FIELDS) - {"state"}
+    if unknown:
+        raise Invalid(f"unknown site fields: {', '.join(sorted(unknown))}")
+    site = Site(code=code, **fields)
+    full_clean_or_invalid(site)
+    with transaction.atomic():
+        if Site.objects.filter(code=code).exists():
+            raise Invalid(f"a site with code {code} already exists", field="code")
+        site.save()
+        cluster = Cluster.objects.create(site=site)
+        audit_record(actor=actor, verb="create", obj=site, source=source, payload=_snapshot(site, SITE_FIELDS))
+    site.cluster = cluster
+    return site
+
+
+def site_update(*, site: Site, actor: Actor, source: str, **changes: Any) -> Site:
+    """Change a site's descriptive fields. State changes go through site_transition; the code never changes."""
+    if "code" in changes and changes["code"] != site.code:
+        raise Invalid("a site's code cannot be changed", field="code")
+    changes.pop("code", None)
+    unknown = set(changes) - set(SITE_FIELDS)
+    if unknown:
+        raise Invalid(f"these site fields cannot be changed here: {', '.join(sorted(unknown))}")
+    with transaction.atomic():
+        site = Site.objects.select_for_update().get(pk=site.pk)
+        before = _snapshot(site, SITE_FIELDS)
+        for key, value in changes.items():
+            setattr(site, key, value)
+        full_clean_or_invalid(site)
+        diff = changes_between(before, _snapshot(site, SITE_FIELDS))
+        if diff:
+            site.save()
+            audit_record(actor=actor, verb="update", obj=site, source=source, payload={"changes": diff})
+    return site
+
+
+def site_transition(*, site: Site, to: str, actor: Actor, source: str, reason: str = "") -> Site:
+    """Move a site to another state if SITE_TRANSITIONS allows it; raise Conflict naming the current state."""
+    if to not in SiteState.values:
+        raise Invalid(f"{to!r} is not a site state", field="state")
+    with transaction.atomic():
+        site = Site.objects.select_for_update().get(pk=site.pk)
+        if site.state == to:
+            return site
+        if to not in SITE_TRANSITIONS[site.state]:
+            raise Conflict(f"site {site.code} is {site.state}; it cannot become {to}", field="state")
+        before = site.state
+        site.state = to
+        site.save(update_fields=["state", "updated_at"])
+        audit_record(
+            actor=actor, verb="transition", obj=site, source=source, payload={"from": before, "to": to, "reason": reason}
+        )
+    return site
+
+
+def site_delete(*, site: Site, actor: Actor, source: str) -> None:
+    """Delete a site that never had machines. A site with nodes is decommissioned, not deleted."""
+    with transaction.atomic():
+        if site.nodes.exists():
+            raise Conflict(f"site {site.code} has nodes; decommission it instead of deleting it")
+        audit_record(actor=actor, verb="delete", obj=site, source=source, payload=_snapshot(site, SITE_FIELDS))
+        site.delete()
+
+
+# --- clusters ---------------------------------------------------------------------------------------
+
+
+def cluster_set_credentials(
+    *,
+    cluster: Cluster,
+    actor: Actor,
+    source: str,
+    api_url: str | None = None,
+    kubeconfig: str | None = None,
+    token: str | None = None,
+    ca_data: str | None = None,
+    insecure_skip_tls_verify: bool = False,
+) -> Cluster:
+    """Store a cluster's endpoint and credentials, encrypted. Give either a kubeconfig or api_url + token."""
+    if kubeconfig and token:
+        raise Invalid("give either a kubeconfig or a token, not both", field="kubeconfig")
+    if kubeconfig:
+        try:
+            doc = validate_kubeconfig(kubeconfig)
+        except ValidationError as exc:
+            raise Invalid(exc.messages[0], field="kubeconfig") from exc
+        secret: dict[str, Any] = {"kubeconfig": kubeconfig}
+        api_url = api_url or _kubeconfig_server(doc)
+    elif token:
+        if not api_url:
+            raise Invalid("api_url is required with a token", field="api_url")
+        secret = {"token": token, "ca_data": ca_data or None, "insecure_skip_tls_verify": insecure_skip_tls_verify}
+    else:
+        raise Invalid("give a kubeconfig, or an api_url and a token", field="kubeconfig")
+    if not api_url or not api_url.startswith(("http://", "https://")):
+        raise Invalid(f"{api_url!r} is not an http(s) URL", field="api_url")
+    with transaction.atomic():
+        cluster = Cluster.objects.select_for_update().get(pk=cluster.pk)
+        if cluster.api_url == api_url and cluster.credentials() == secret:
+            return cluster  # unchanged: no write, no audit event, so imports stay idempotent
+        cluster.api_url = api_url
+        cluster.credentials_encrypted = crypto.encrypt(json.dumps(secret))
+        cluster.reachability = ClusterReachability.UNKNOWN
+        cluster.save()
+        # The payload says what kind of credential was set, never the credential.
+        audit_record(
+            actor=actor,
+            verb="set_credentials",
+            obj=cluster,
+            source=source,
+            payload={"api_url": api_url, "kind": "kubeconfig" if kubeconfig else "token"},
+        )
+    return cluster
+
+
+def _kubeconfig_server(doc: dict[str, Any]) -> str:
+    contexts = {c["name"]: c.get("context", {}) for c in doc.get("contexts") or []}
+    clusters = {c["name"]: c.get("cluster", {}) for c in doc.get("clusters") or []}
+    current = doc.get("current-context") or next(iter(contexts))
+    return str(clusters[contexts[current]["cluster"]]["server"])
+
+
+def cluster_record_probe(
+    *, cluster: Cluster, reachability: str, k3s_version: str = "", error: str = "", at: dt.datetime | None = None
+) -> Cluster:
+    """Record the outcome of a probe. Called by the probe task; not audited (it is an observation)."""
+    at = at or timezone.now()
+    fields: dict[str, Any] = {"reachability": reachability, "last_probe_at": at, "last_error": error[:2000]}
+    if reachability == ClusterReachability.REACHABLE:
+        fields.update(k3s_version=k3s_version, last_contact_at=at)
+    Cluster.objects.filter(pk=cluster.pk).update(**fields, updated_at=at)
+    cluster.refresh_from_db()
+    return cluster
+
+
+def clusters_rotate_keys() -> int:
+    """Re-encrypt every stored credential under the first Fernet key. Returns how many were rewritten."""
+    count = 0
+    for cluster in Cluster.objects.exclude(credentials_encrypted="").only("pk", "credentials_encrypted").iterator():
+        rotated = crypto.rotate(cluster.credentials_encrypted)
+        Cluster.objects.filter(pk=cluster.pk).update(credentials_encrypted=rotated)
+        count += 1
+    return count
+
+
+# --- nodes ------------------------------------------------------------------------------------------
+
+
+def node_create(
+    *,
+    actor: Actor,
+    source: str,
+    serial: str,
+    site: Site,
+    hostname: str,
+    mac: str,
+    role: str = "agent",
+    hardware_model: str = "",
+    state: str = NodeState.PREREGISTERED,
+) -> Node:
+    """Pre-register a machine at a site (staff enter the serial before shipping it)."""
+    serial = serial.strip()
+    if not serial:
+        raise Invalid("serial is required", field="serial")
+    try:
+        mac = normalize_mac(mac)
+    except ValidationError as exc:
+        raise Invalid(exc.messages[0], field="mac") from exc
+    if site.state == SiteState.DECOMMISSIONED:
+        raise Conflict(f"site {site.code} is decommissioned; it takes no new machines", field="site")
+    node = Node(
+        serial=serial, site=site, hostname=hostname, mac=mac, role=role, hardware_model=hardware_model, state=state
+    )
+    full_clean_or_invalid(node)
+    with transaction.atomic():
+        _check_node_unique(node)
+        node.state_changed_at = timezone.now()
+        node.save()
+        audit_record(
+            actor=actor,
+            verb="create",
+            obj=node,
+            source=source,
+            payload={"serial": serial, "site": site.code, **_snapshot(node, NODE_FIELDS), "state": state},
+        )
+    return node
+
+
+def _check_node_unique(node: Node) -> None:
+    others = Node.objects.exclude(pk=node.pk)
+    if others.filter(serial=node.serial).exists():
+        raise Invalid(f"a node with serial {node.serial} already exists", field="serial")
+    live = others.exclude(state=NodeState.RETIRED)
+    if live.filter(site=node.site, hostname=node.hostname).exists():
+        raise Invalid(f"site {node.site.code} already has a node named {node.hostname}", field="hostname")
+    if live.filter(mac=node.mac).exists():
+        raise Invalid(f"another machine in service has MAC {node.mac}", field="mac")
+
+
+def node_update(*, node: Node, actor: Actor, source: str, **changes: Any) -> Node:
+    """Change a node's descriptive fields. The serial never changes; the site only before it ships."""
+    if "serial" in changes and changes.pop("serial") != node.serial:
+        raise Invalid("a node's serial cannot be changed", field="serial")
+    new_site = changes.pop("site", None)
+    unknown = set(changes) - set(NODE_FIELDS)
+    if unknown:
+        raise Invalid(f"these node fields cannot be changed here: {', '.join(sorted(unknown))}")
+    if "mac" in changes:
+        try:
+            changes["mac"] = normalize_mac(changes["mac"])
+        except ValidationError as exc:
+            raise Invalid(exc.messages[0], field="mac") from exc
+    with transaction.atomic():
+        node = Node.objects.select_for_update().select_related("site").get(pk=node.pk)
+        before = {**_snapshot(node, NODE_FIELDS), "site": node.site.code}
+        if new_site is not None and new_site.pk != node.site_id:
+            if node.state != NodeState.PREREGISTERED:
+                raise Conflict(f"node {node.hostname} is {node.state}; only a pre-registered node can move site")
+            node.site = new_site
+        for key, value in changes.items():
+            setattr(node, key, value)
+        full_clean_or_invalid(node)
+        _check_node_unique(node)
+        diff = changes_between(before, {**_snapshot(node, NODE_FIELDS), "site": node.site.code})
+        if diff:
+            node.save()
+            audit_record(actor=actor, verb="update", obj=node, source=source, payload={"changes": diff})
+    return node
+
+
+def node_transition(
+    *,
+    node: Node,
+    to: str,
+    actor: Actor,
+    source: str,
+    reason: str = "",
+    deadline: dt.datetime | None = None,
+) -> Node:
+    """Move a node to `to` if NODE_TRANSITIONS allows it, recording why; raise Conflict otherwise.
+
+    Moving to the state it is already in is a no-op, so a workflow step can call this twice.
+    """
+    if to not in NodeState.values:
+        raise Invalid(f"{to!r} is not a node state", field="state")
+    with transaction.atomic():
+        locked = Node.objects.select_for_update().get(pk=node.pk)
+        if locked.state == to:
+            return locked
+        if to not in NODE_TRANSITIONS[locked.state]:
+            raise Conflict(f"node {locked.hostname} is {locked.state}; it cannot become {to}", field="state")
+        before = locked.state
+        locked.state = to
+        locked.state_changed_at = timezone.now()
+        locked.state_deadline = deadline
+        locked.state_reason = reason[:500]
+        locked.save(update_fields=["state", "state_changed_at", "state_deadline", "state_reason", "updated_at"])
+        audit_record(
+            actor=actor, verb="transition", obj=locked, source=source, payload={"from": before, "to": to, "reason": reason}
+        )
+    node.refresh_from_db()
+    return node
+
+
+# --- probing ----------------------------------------------------------------------------------------
+
+
+def site_probe(*, site: Site) -> Cluster:
+    """Read the site's cluster version now and record reachability, version and time of contact."""
+    from sites.clusters import ClusterError, ClusterNotConfigured, ClusterRefused, SiteCluster
+
+    cluster = Cluster.objects.select_related("site").get(site=site)
+    try:
+        version = SiteCluster.for_cluster(cluster).version()
+    except ClusterNotConfigured as exc:
+        return cluster_record_probe(cluster=cluster, reachability=ClusterReachability.UNKNOWN, error=str(exc))
+    except ClusterRefused as exc:
+        return cluster_record_probe(cluster=cluster, reachability=ClusterReachability.UNAUTHORIZED, error=str(exc))
+    except ClusterError as exc:
+        return cluster_record_probe(cluster=cluster, reachability=ClusterReachability.UNREACHABLE, error=str(exc))
+    return cluster_record_probe(cluster=cluster, reachability=ClusterReachability.REACHABLE, k3s_version=version)
+
+
+def site_probe_request(*, sites: list[Site], actor: Actor, source: str) -> int:
+    """Queue a probe of each site's cluster (audited); the io workers carry them out. Returns the count."""
+    from sites.tasks import site_probe_task
+
+    with transaction.atomic():
+        for site in sites:
+            audit_record(actor=actor, verb="probe", obj=site, source=source)
+            site_probe_task.delay_on_commit(site.pk)
+    return len(sites)
+
+
+def node_delete(*, node: Node, actor: Actor, source: str) -> None:
+    """Delete a node that never left the warehouse; any other node is retired instead."""
+    with transaction.atomic():
+        node = Node.objects.select_for_update().get(pk=node.pk)
+        if node.state != NodeState.PREREGISTERED:
+            raise Conflict(f"node {node.hostname} is {node.state}; only a pre-registered node can be deleted")
+        audit_record(actor=actor, verb="delete", obj=node, source=source, payload={"serial": node.serial})
+        node.delete()

@@ -1,0 +1,75 @@
+"""Validation of the values a client can send about a site or node. Each raises Django's
+ValidationError with a message that names the problem; the API shows it against the field."""
+
+import re
+import zoneinfo
+from typing import Any
+
+import yaml
+from django.core.exceptions import ValidationError
+
+SITE_CODE_RE = re.compile(r"^[A-Z]{2,3}-[0-9]{3,6}$")
+MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+# Kubernetes label syntax: optional DNS-subdomain prefix, then a name of at most 63 characters.
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+LABEL_KEY_RE = re.compile(rf"^([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_LABEL_NAME}$")
+LABEL_VALUE_RE = re.compile(rf"^({_LABEL_NAME})?$")
+HOSTNAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def validate_site_code(value: str) -> None:
+    if not SITE_CODE_RE.match(value):
+        raise ValidationError(f"{value!r} is not a site code: expected two or three capitals, a dash, digits (TX-0412)")
+
+
+def validate_timezone(value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationError(f"{value!r} is not an IANA time zone (e.g. America/Chicago)") from exc
+
+
+def normalize_mac(value: str) -> str:
+    """Lower-case, colon-separated; accepts dashes or no separators. Raises on anything else."""
+    raw = re.sub(r"[-:.]", "", value.strip().lower())
+    if not re.fullmatch(r"[0-9a-f]{12}", raw):
+        raise ValidationError(f"{value!r} is not a MAC address (six hex pairs, e.g. 52:54:00:12:34:56)")
+    return ":".join(raw[i : i + 2] for i in range(0, 12, 2))
+
+
+def validate_hostname(value: str) -> None:
+    if not HOSTNAME_RE.match(value):
+        raise ValidationError(f"{value!r} is not a valid hostname (lower-case letters, digits and dashes, max 63)")
+
+
+def validate_labels(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ValidationError("labels must be an object of key: value strings")
+    for key, label in value.items():
+        if not isinstance(key, str) or not LABEL_KEY_RE.match(key):
+            raise ValidationError(f"label key {key!r} is not a valid Kubernetes label key")
+        if not isinstance(label, str) or not LABEL_VALUE_RE.match(label):
+            raise ValidationError(f"label {key!r} has an invalid value {label!r} (max 63 alphanumerics, -_.)")
+
+
+def validate_kubeconfig(text: str) -> dict[str, Any]:
+    """Parse a kubeconfig and check it names a current context with a cluster server and a user."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValidationError(f"kubeconfig is not valid YAML: {exc}") from exc
+    if not isinstance(doc, dict) or doc.get("kind", "Config") != "Config":
+        raise ValidationError("kubeconfig must be a YAML mapping of kind Config")
+    contexts = {c.get("name"): c.get("context", {}) for c in doc.get("contexts") or [] if isinstance(c, dict)}
+    clusters = {c.get("name"): c.get("cluster", {}) for c in doc.get("clusters") or [] if isinstance(c, dict)}
+    users = {u.get("name") for u in doc.get("users") or [] if isinstance(u, dict)}
+    current = doc.get("current-context") or (next(iter(contexts)) if len(contexts) == 1 else None)
+    if current not in contexts:
+        raise ValidationError("kubeconfig has no usable current-context")
+    context = contexts[current] or {}
+    cluster = clusters.get(context.get("cluster"))
+    if not cluster or not isinstance(cluster.get("server"), str) or not cluster["server"].startswith("http"):
+        raise ValidationError(f"kubeconfig context {current!r} names no cluster with an http(s) server")
+    if context.get("user") not in users:
+        raise ValidationError(f"kubeconfig context {current!r} names no user that the file defines")
+    return doc

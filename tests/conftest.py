@@ -1,0 +1,68 @@
+"""Shared fixtures: API clients with and without permissions, a real Redis and a real Celery worker."""
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+from rest_framework.test import APIClient
+
+from fleet.celery import app as celery_app
+from tests.factories import UserFactory
+from tests.services import Worker, redis_server, worker_env
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis for this test session (flushed first), also used as the test process's broker."""
+    with redis_server() as url:
+        redis.Redis.from_url(url).flushdb()
+        previous = celery_app.conf.broker_url
+        celery_app.conf.broker_url = url  # before the first publish creates the producer pool
+        yield url
+        celery_app.conf.broker_url = previous
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup: None, django_db_blocker: object, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    """A real `celery -A fleet worker` on the test database and the test Redis, for the whole session.
+
+    Tests that use it must be `@pytest.mark.django_db(transaction=True)` so the worker sees their rows.
+    """
+    data_dir = tmp_path_factory.mktemp("worker")
+    worker = Worker(worker_env(redis_url, data_dir), data_dir / "worker.log")
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def admin_user(db: None) -> object:
+    return UserFactory(username="root", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def admin_api(admin_user: object) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(admin_user)
+    return client
+
+
+READ_ONLY_PERMS = [
+    "sites.view_site",
+    "sites.view_node",
+    "sites.view_cluster",
+    "audit.view_auditevent",
+]
+
+
+@pytest.fixture
+def readonly_api(db: None) -> APIClient:
+    """A support user who may look at everything and change nothing."""
+    client = APIClient()
+    client.force_authenticate(UserFactory(username="support", perms=READ_ONLY_PERMS))
+    return client

@@ -1,0 +1,54 @@
+"""factory_boy factories for the models tests need most."""
+
+import factory
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+
+from sites.choices import NodeState, SiteState
+from sites.models import Cluster, Node, Site
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
+
+    @factory.post_generation
+    def perms(self, create: bool, extracted: list[str] | None, **kwargs: object) -> None:
+        """`UserFactory(perms=["sites.view_site", ...])` grants those permissions."""
+        for name in extracted or []:
+            app_label, codename = name.split(".")
+            self.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+
+
+class SiteFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Site
+
+    code = factory.Sequence(lambda n: f"TX-{n + 1000:04d}")
+    name = factory.Sequence(lambda n: f"Restaurant {n}")
+    region = "us-south"
+    timezone = "America/Chicago"
+    state = SiteState.ACTIVE
+    cluster = factory.RelatedFactory("tests.factories.ClusterFactory", factory_related_name="site")
+
+
+class ClusterFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Cluster
+
+    site = factory.SubFactory(SiteFactory, cluster=None)
+
+
+class NodeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Node
+
+    serial = factory.Sequence(lambda n: f"SN{n:08d}")
+    hostname = factory.Sequence(lambda n: f"node-{n}")
+    mac = factory.Sequence(lambda n: "52:54:00:{:02x}:{:02x}:{:02x}".format((n >> 16) & 255, (n >> 8) & 255, n & 255))
+    site = factory.SubFactory(SiteFactory)
+    state = NodeState.ACTIVE

@@ -1,0 +1,118 @@
+"""Probing a site's cluster: the official client reads /version with the site's decrypted credentials.
+
+The cluster here is a small HTTP server started by the test that answers /version like a K3s API
+server and checks the bearer token, so a wrong credential is refused as a real one would be.
+"""
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from sites import services
+from sites.choices import ClusterReachability
+from sites.models import Cluster
+from tests.factories import SiteFactory
+
+TOKEN = "s3cret-token"
+VERSION = {
+    "major": "1",
+    "minor": "31",
+    "gitVersion": "v1.31.4+k3s1",
+    "gitCommit": "a562d090b0ea1a2a5a6ec3ba1e4b1fe2a41ae8a4",
+    "gitTreeState": "clean",
+    "buildDate": "2024-12-18T22:34:11Z",
+    "goVersion": "go1.22.9",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
+
+class _K3sVersionHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            self._answer(401, {"kind": "Status", "status": "Failure", "reason": "Unauthorized", "code": 401})
+        elif self.path.rstrip("/") == "/version":
+            self._answer(200, VERSION)
+        else:
+            self._answer(404, {"kind": "Status", "code": 404})
+
+    def _answer(self, code: int, body: dict[str, object]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def k3s_api() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _K3sVersionHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _site_with_cluster(api_url: str, token: str = TOKEN):  # type: ignore[no-untyped-def]
+    site = SiteFactory()
+    services.cluster_set_credentials(cluster=site.cluster, actor="test", source="test", api_url=api_url, token=token)
+    return site
+
+
+@pytest.mark.django_db
+def test_probe_records_version_and_contact(k3s_api: str) -> None:
+    site = _site_with_cluster(k3s_api)
+
+    cluster = services.site_probe(site=site)
+
+    assert cluster.reachability == ClusterReachability.REACHABLE
+    assert cluster.k3s_version == "v1.31.4+k3s1"
+    assert cluster.last_contact_at is not None
+
+
+@pytest.mark.django_db
+def test_probe_with_refused_credentials_is_unauthorized(k3s_api: str) -> None:
+    site = _site_with_cluster(k3s_api, token="wrong")
+
+    cluster = services.site_probe(site=site)
+
+    assert cluster.reachability == ClusterReachability.UNAUTHORIZED
+    assert "401" in cluster.last_error
+    assert cluster.last_contact_at is None
+
+
+@pytest.mark.django_db
+def test_probe_of_a_closed_port_is_unreachable_and_bounded() -> None:
+    from tests.services import free_port
+
+    site = _site_with_cluster(f"http://127.0.0.1:{free_port()}")
+
+    cluster = services.site_probe(site=site)
+
+    assert cluster.reachability == ClusterReachability.UNREACHABLE
+    assert cluster.last_error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_probe_through_the_api_is_carried_out_by_a_real_worker(celery_worker, admin_api, k3s_api: str) -> None:  # type: ignore[no-untyped-def]
+    site = _site_with_cluster(k3s_api)
+
+    response = admin_api.post(f"/api/v1/sites/{site.code}/probe/")
+
+    assert response.status_code == 202, response.content
+    deadline = time.monotonic() + 30
+    cluster = Cluster.objects.get(site=site)
+    while cluster.last_probe_at is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        cluster.refresh_from_db()
+    assert cluster.reachability == ClusterReachability.REACHABLE
+    assert cluster.k3s_version == "v1.31.4+k3s1"
