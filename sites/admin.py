@@ -4,6 +4,7 @@ Every save and action goes through sites.services (see fleet.admin_forms), so it
 audited exactly as through the API. Cluster credentials are write-only here too.
 """
 
+import datetime as dt
 from typing import Any
 
 from django import forms
@@ -28,20 +29,20 @@ class LastSeenFilter(admin.SimpleListFilter):
     title = "last seen"
     parameter_name = "seen"
     field = "last_seen_at"
-    choices = (("5m", "within 5 minutes"), ("1h", "within an hour"), ("stale", "over an hour ago"), ("never", "never"))
+    options = (("5m", "within 5 minutes"), ("1h", "within an hour"), ("stale", "over an hour ago"), ("never", "never"))
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> Any:
-        return self.choices
+        return self.options
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         now = timezone.now()
         value = self.value()
         if value == "5m":
-            return queryset.filter(**{f"{self.field}__gte": now - timezone.timedelta(minutes=5)})
+            return queryset.filter(**{f"{self.field}__gte": now - dt.timedelta(minutes=5)})
         if value == "1h":
-            return queryset.filter(**{f"{self.field}__gte": now - timezone.timedelta(hours=1)})
+            return queryset.filter(**{f"{self.field}__gte": now - dt.timedelta(hours=1)})
         if value == "stale":
-            return queryset.filter(**{f"{self.field}__lt": now - timezone.timedelta(hours=1)})
+            return queryset.filter(**{f"{self.field}__lt": now - dt.timedelta(hours=1)})
         if value == "never":
             return queryset.filter(**{f"{self.field}__isnull": True})
         return queryset
@@ -66,9 +67,10 @@ class LabelFilter(admin.SimpleListFilter):
         return [(f"{k}={v}", f"{k}={v}") for k, v in sorted(pairs)[:50]]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if not self.value() or "=" not in self.value():
+        selected = self.value()
+        if not selected or "=" not in selected:
             return queryset
-        key, value = self.value().split("=", 1)
+        key, value = selected.split("=", 1)
         prefix = "site__labels" if queryset.model is Node else "labels"
         return queryset.filter(**{f"{prefix}__{key}": value})
 
@@ -113,7 +115,7 @@ class SiteForm(ServiceForm):
 
 class NodeInline(admin.TabularInline):
     model = Node
-    fields = ["hostname", "serial", "role", "state_badge", "mac", "hardware_model", "last_seen_at"]
+    fields = ("hostname", "serial", "role", "state_badge", "mac", "hardware_model", "last_seen_at")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -129,7 +131,7 @@ class NodeInline(admin.TabularInline):
 
 class ClusterInline(admin.StackedInline):
     model = Cluster
-    fields = ["api_url", "reachability", "k3s_version", "last_contact_at", "last_probe_at", "last_error"]
+    fields = ("api_url", "reachability", "k3s_version", "last_contact_at", "last_probe_at", "last_error")
     readonly_fields = fields
     can_delete = False
     show_change_link = True
@@ -281,7 +283,11 @@ class NodeForm(ServiceForm):
         )
         if self.cleaned_data["state"] != node.state:
             node = services.node_transition(
-                node=node, to=self.cleaned_data["state"], actor=actor, source="admin", reason=self.cleaned_data["reason"]
+                node=node,
+                to=self.cleaned_data["state"],
+                actor=actor,
+                source="admin",
+                reason=self.cleaned_data["reason"],
             )
         return node
 
@@ -305,7 +311,17 @@ class NodeAdmin(ServiceAdminMixin, admin.ModelAdmin):
         fields = ["serial", "site", "hostname", "mac", "role", "hardware_model"]
         if obj is None:
             return fields
-        return [*fields, "state", "reason", "state_changed_at", "state_deadline", "state_reason", "last_seen_at", "facts", "versions"]
+        return [
+            *fields,
+            "state",
+            "reason",
+            "state_changed_at",
+            "state_deadline",
+            "state_reason",
+            "last_seen_at",
+            "facts",
+            "versions",
+        ]
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, node: Node) -> str:
@@ -317,5 +333,3 @@ class NodeAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Node | None = None) -> bool:
         return False  # machines are retired, not deleted
-
-

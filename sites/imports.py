@@ -65,9 +65,7 @@ def fleet_import(
     return summary
 
 
-def _import_site(
-    entry: Any, *, actor: Actor, source: str, kubeconfig_dir: Path | None, summary: ImportSummary
-) -> None:
+def _import_site(entry: Any, *, actor: Actor, source: str, kubeconfig_dir: Path | None, summary: ImportSummary) -> None:
     if not isinstance(entry, dict) or not isinstance(entry.get("code"), str):
         raise Invalid("each site needs a string code")
     code = entry["code"]
@@ -111,6 +109,7 @@ def _import_credentials(
         cluster=site.cluster, actor=actor, source=source, api_url=entry.get("api_url"), **wanted
     )
     return cluster.updated_at != before
+
 
 def _import_node(site: Site, entry: Any, *, actor: Actor, source: str, summary: ImportSummary) -> None:
     if not isinstance(entry, dict) or not isinstance(entry.get("serial"), str):

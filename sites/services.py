@@ -80,7 +80,11 @@ def site_transition(*, site: Site, to: str, actor: Actor, source: str, reason: s
         site.state = to
         site.save(update_fields=["state", "updated_at"])
         audit_record(
-            actor=actor, verb="transition", obj=site, source=source, payload={"from": before, "to": to, "reason": reason}
+            actor=actor,
+            verb="transition",
+            obj=site,
+            source=source,
+            payload={"from": before, "to": to, "reason": reason},
         )
     return site
 
@@ -288,7 +292,11 @@ def node_transition(
         locked.state_reason = reason[:500]
         locked.save(update_fields=["state", "state_changed_at", "state_deadline", "state_reason", "updated_at"])
         audit_record(
-            actor=actor, verb="transition", obj=locked, source=source, payload={"from": before, "to": to, "reason": reason}
+            actor=actor,
+            verb="transition",
+            obj=locked,
+            source=source,
+            payload={"from": before, "to": to, "reason": reason},
         )
     node.refresh_from_db()
     return node
@@ -320,7 +328,7 @@ def site_probe_request(*, sites: list[Site], actor: Actor, source: str) -> int:
     with transaction.atomic():
         for site in sites:
             audit_record(actor=actor, verb="probe", obj=site, source=source)
-            site_probe_task.delay_on_commit(site.pk)
+            site_probe_task.delay_on_commit(site.pk)  # type: ignore[attr-defined]  # Celery 5.4+, not in stubs
     return len(sites)
 
 

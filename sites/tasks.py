@@ -6,7 +6,7 @@ from sites import selectors, services
 from sites.models import Site
 
 
-@shared_task(name="sites.probe", queue="io", soft_time_limit=60, time_limit=90)
+@shared_task(name="sites.probe", soft_time_limit=60, time_limit=90)
 def site_probe_task(site_id: int) -> None:
     """Probe one site's cluster; a site deleted since the message was sent is ignored."""
     site = Site.objects.filter(pk=site_id).first()

@@ -23,7 +23,9 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup: None, django_db_blocker: object, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+def celery_worker(
+    django_db_setup: None, django_db_blocker: object, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Worker]:
     """A real `celery -A fleet worker` on the test database and the test Redis, for the whole session.
 
     Tests that use it must be `@pytest.mark.django_db(transaction=True)` so the worker sees their rows.

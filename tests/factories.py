@@ -2,16 +2,17 @@
 
 import factory
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Permission, User
 
 from sites.choices import NodeState, SiteState
 from sites.models import Cluster, Node, Site
 
 
-class UserFactory(factory.django.DjangoModelFactory):
+class UserFactory(factory.django.DjangoModelFactory[User]):
     class Meta:
         model = get_user_model()
         django_get_or_create = ("username",)
+        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
@@ -24,9 +25,10 @@ class UserFactory(factory.django.DjangoModelFactory):
             self.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
 
 
-class SiteFactory(factory.django.DjangoModelFactory):
+class SiteFactory(factory.django.DjangoModelFactory[Site]):
     class Meta:
         model = Site
+        skip_postgeneration_save = True
 
     code = factory.Sequence(lambda n: f"TX-{n + 1000:04d}")
     name = factory.Sequence(lambda n: f"Restaurant {n}")
@@ -36,19 +38,19 @@ class SiteFactory(factory.django.DjangoModelFactory):
     cluster = factory.RelatedFactory("tests.factories.ClusterFactory", factory_related_name="site")
 
 
-class ClusterFactory(factory.django.DjangoModelFactory):
+class ClusterFactory(factory.django.DjangoModelFactory[Cluster]):
     class Meta:
         model = Cluster
 
     site = factory.SubFactory(SiteFactory, cluster=None)
 
 
-class NodeFactory(factory.django.DjangoModelFactory):
+class NodeFactory(factory.django.DjangoModelFactory[Node]):
     class Meta:
         model = Node
 
     serial = factory.Sequence(lambda n: f"SN{n:08d}")
     hostname = factory.Sequence(lambda n: f"node-{n}")
-    mac = factory.Sequence(lambda n: "52:54:00:{:02x}:{:02x}:{:02x}".format((n >> 16) & 255, (n >> 8) & 255, n & 255))
+    mac = factory.Sequence(lambda n: f"52:54:00:{(n >> 16) & 255:02x}:{(n >> 8) & 255:02x}:{n & 255:02x}")
     site = factory.SubFactory(SiteFactory)
     state = NodeState.ACTIVE

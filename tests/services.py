@@ -47,7 +47,9 @@ def redis_server() -> Iterator[str]:
         return
     binary = shutil.which("redis-server")
     if binary is None:
-        raise RuntimeError("the integration tests need Redis: install redis-server (Debian: apt-get install redis-server)")
+        raise RuntimeError(
+            "the integration tests need Redis: install redis-server (Debian: apt-get install redis-server)"
+        )
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.Popen(

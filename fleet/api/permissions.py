@@ -4,6 +4,8 @@ DRF's DjangoModelPermissions lets any authenticated user read; support staff her
 `view_*` permissions, so a user without them sees nothing.
 """
 
+from typing import Any
+
 from rest_framework.permissions import DjangoModelPermissions
 
 
@@ -24,10 +26,10 @@ class ModelPermissions(DjangoModelPermissions):
 class ActionPermission(ModelPermissions):
     """For `@action` endpoints: the view names the permissions its POST needs in `action_permissions`."""
 
-    def has_permission(self, request, view):  # type: ignore[no-untyped-def]
+    def has_permission(self, request: Any, view: Any) -> bool:
         if not request.user or not request.user.is_authenticated:
             return False
         required = getattr(view, "action_permissions", {}).get(view.action)
         if required is None:
             return super().has_permission(request, view)
-        return request.user.has_perms(required)
+        return bool(request.user.has_perms(required))

@@ -32,7 +32,7 @@ def audit_record(
     """Append one audit event for `obj`. Call it inside the transaction that made the change."""
     user = actor if isinstance(actor, AbstractBaseUser) else None
     return AuditEvent.objects.create(
-        actor=user,
+        actor=user,  # type: ignore[misc]  # any AUTH_USER_MODEL
         actor_repr=actor_name(actor)[:150],
         verb=verb,
         object_type=obj._meta.label_lower,

@@ -33,7 +33,7 @@ class ClusterSerializer(serializers.ModelSerializer):
 class ClusterCredentialsSerializer(serializers.Serializer):
     """Write-only: a kubeconfig, or an api_url with a bearer token (and optionally a CA)."""
 
-    api_url = serializers.URLField(required=False, allow_blank=False, max_length=500)
+    api_url = serializers.CharField(required=False, allow_blank=False, max_length=500)
     kubeconfig = serializers.CharField(required=False, write_only=True, max_length=100_000, trim_whitespace=False)
     token = serializers.CharField(required=False, write_only=True, max_length=10_000)
     ca_data = serializers.CharField(required=False, write_only=True, max_length=100_000, allow_blank=True)
@@ -84,7 +84,7 @@ class SiteWriteSerializer(serializers.Serializer):
 
 
 class NodeSerializer(serializers.ModelSerializer):
-    site = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    site: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="code", read_only=True)
 
     class Meta:
         model = Node

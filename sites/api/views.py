@@ -139,5 +139,3 @@ def _validated(serializer_class: type, data: Any, *, partial: bool = False) -> d
     serializer = serializer_class(data=data, partial=partial)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
-
-

@@ -1,0 +1,104 @@
+"""`make dev`: the whole edgefleet stack on one machine, in the foreground; Ctrl-C stops everything.
+
+Migrates, makes sure an admin user exists (credentials printed), starts a simulated fleet and imports
+it, and runs web (:8000), a Celery worker, Celery beat, Flower (:5555), the simulator (:8700) and,
+when no Redis answers at FLEET_REDIS_URL, a private redis-server.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+from honcho.manager import Manager
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+WEB_PORT = int(os.environ.get("FLEET_WEB_PORT", "8000"))
+SIM_PORT = int(os.environ.get("FLEET_SIM_PORT", "8700"))
+SIM_SITES = int(os.environ.get("FLEET_DEV_SITES", "12"))
+PRIVATE_REDIS_PORT = int(os.environ.get("FLEET_DEV_REDIS_PORT", "6390"))
+
+
+def answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def run(*args: str, env: dict[str, str]) -> None:
+    subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=env, check=True)  # noqa: S603 - our own manage.py
+
+
+def main() -> int:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    data_dir = Path(env.setdefault("FLEET_DATA_DIR", str(ROOT / "var")))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for port, what in ((WEB_PORT, "web"), (SIM_PORT, "simulator"), (5555, "Flower")):
+        if answers("127.0.0.1", port):
+            print(f"port {port} ({what}) is in use: stop what holds it, or set FLEET_WEB_PORT/FLEET_SIM_PORT")
+            return 1
+
+    manager = Manager()
+    redis_url = env.setdefault("FLEET_REDIS_URL", "redis://127.0.0.1:6379/0")
+    parsed = urlparse(redis_url)
+    if not answers(parsed.hostname or "127.0.0.1", parsed.port or 6379):
+        binary = shutil.which("redis-server")
+        if binary is None:
+            print(
+                f"No Redis answers at {redis_url} and no redis-server is on PATH.\n"
+                "Install one (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis) "
+                "or point FLEET_REDIS_URL at a running Redis."
+            )
+            return 1
+        redis_dir = data_dir / "redis"
+        redis_dir.mkdir(exist_ok=True)
+        redis_url = env["FLEET_REDIS_URL"] = f"redis://127.0.0.1:{PRIVATE_REDIS_PORT}/0"
+        manager.add_process(
+            "redis",
+            f"{binary} --port {PRIVATE_REDIS_PORT} --bind 127.0.0.1 --save '' --appendonly no --dir {redis_dir}",
+            cwd=str(ROOT),
+            env=env,
+        )
+        print(f"starting a private Redis at {redis_url}")
+
+    run("migrate", "--noinput", "-v0", env=env)
+    run("ensure_admin", env=env)
+
+    sim_dir = data_dir / "sim"
+    control_plane = f"http://127.0.0.1:{WEB_PORT}"
+    simulator = f"{PY} -m simulator --sites {SIM_SITES} --port {SIM_PORT} --state-dir {sim_dir}"
+    manager.add_process("simulator", f"{simulator} --control-plane {control_plane}", cwd=str(ROOT), env=env)
+    # The web process imports the simulated fleet once the simulator has written it, then serves.
+    manager.add_process(
+        "web",
+        f"{PY} manage.py fleet_import --wait 60 {sim_dir / 'fleet.json'} && "
+        f"exec {PY} manage.py runserver 0.0.0.0:{WEB_PORT} --noreload",
+        cwd=str(ROOT),
+        env=env,
+    )
+    manager.add_process("worker", f"{PY} -m celery -A fleet worker -Q control,io -c 2 -l INFO", cwd=str(ROOT), env=env)
+    manager.add_process(
+        "beat",
+        f"{PY} -m celery -A fleet beat -l INFO --pidfile={data_dir / 'beat.pid'}",
+        cwd=str(ROOT),
+        env=env,
+    )
+    manager.add_process("flower", f"{PY} -m fleet.flower", cwd=str(ROOT), env=env)
+
+    print(
+        f"\nedgefleet: admin http://127.0.0.1:{WEB_PORT}/admin/  API http://127.0.0.1:{WEB_PORT}/api/v1/  "
+        f"docs http://127.0.0.1:{WEB_PORT}/api/docs/  Flower http://127.0.0.1:5555/ "
+        f"(user {env.get('FLEET_FLOWER_USER', 'admin')})  simulator http://127.0.0.1:{SIM_PORT}/\n"
+    )
+    manager.loop()
+    return manager.returncode or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
