@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "fleet.api",
     "fleet.audit",
     "fleet.workflows",
     "sites",
@@ -81,6 +82,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "fleet.api.idempotency.IdempotencyMiddleware",
 ]
 
 ROOT_URLCONF = "fleet.urls"
@@ -231,6 +233,8 @@ FLOWER_PORT = env.int("FLEET_FLOWER_PORT", default=5555)
 REPO_ROOT = Path(env.str("FLEET_REPO_ROOT", default=str(DATA_DIR / "repos")))
 REPO_CACHE_DIR = Path(env.str("FLEET_REPO_CACHE_DIR", default=str(DATA_DIR / "repo-cache")))
 KUBE_TIMEOUT_SECONDS = env.float("FLEET_KUBE_TIMEOUT", default=10.0)
+# When set, /metrics answers only `Authorization: Bearer <token>`.
+METRICS_TOKEN = env.str("FLEET_METRICS_TOKEN", default="")
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,30 @@
+"""`/metrics`: Prometheus text with counts by state and queue lengths, optionally behind a token."""
+
+import pytest
+from django.test import Client
+
+from sites.choices import NodeState
+from tests.factories import NodeFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_metrics_count_nodes_by_state_and_show_queues(redis_url: str, settings: object) -> None:
+    settings.REDIS_URL = redis_url  # type: ignore[attr-defined]
+    NodeFactory.create_batch(3, state=NodeState.ACTIVE)
+    NodeFactory(state=NodeState.BROKEN)
+
+    body = Client().get("/metrics").content.decode()
+
+    assert 'edgefleet_nodes{state="active"} 3.0' in body
+    assert 'edgefleet_nodes{state="broken"} 1.0' in body
+    assert 'edgefleet_sites{state="active"} 4.0' in body
+    assert 'edgefleet_queue_length{queue="io"}' in body
+
+
+def test_metrics_token_is_enforced_when_set(settings: object) -> None:
+    settings.METRICS_TOKEN = "scrape-me"  # type: ignore[attr-defined]
+
+    assert Client().get("/metrics").status_code == 401
+    assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+    assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me").status_code == 200
