@@ -1,9 +1,9 @@
 """Everything under /api/v1/: one router assembled from each app's routes."""
 
 from django.urls import include, path
-from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
+from fleet.api.tokens import ObtainTokenView
 from fleet.audit.api.urls import router as audit_router
 from sites.api.urls import router as sites_router
 
@@ -12,6 +12,6 @@ for app_router in (sites_router, audit_router):
     router.registry.extend(app_router.registry)
 
 urlpatterns = [
-    path("auth/token/", obtain_auth_token, name="auth-token"),
+    path("auth/token/", ObtainTokenView.as_view(), name="auth-token"),
     path("", include(router.urls)),
 ]
