@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.views import ObtainAuthToken
@@ -12,12 +12,12 @@ from rest_framework.response import Response
 from fleet.audit.services import Actor, audit_record
 
 
-def api_token_issue(*, user: AbstractBaseUser, actor: Actor, source: str) -> Token:
+def api_token_issue(*, user: User, actor: Actor, source: str) -> Token:
     """The user's token, created (and audited) if they have none. One token per user, as DRF keeps it."""
     with transaction.atomic():
         token, created = Token.objects.get_or_create(user=user)
         if created:
-            audit_record(actor=actor, verb="issue_token", obj=user, source=source)  # type: ignore[arg-type]
+            audit_record(actor=actor, verb="issue_token", obj=user, source=source)
     return token
 
 
