@@ -11,6 +11,7 @@ import base64
 import hashlib
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
 
 import pydantic
@@ -102,6 +103,335 @@ class SiteCluster:
         """The cluster's version string, e.g. `v1.31.4+k3s1`."""
         info = self._call(k8s.VersionApi(self.api_client).get_code)
         return str(info.git_version)
+
+    # --- nodes ------------------------------------------------------------------------------------
+
+    def node(self, name: str) -> "NodeInfo | None":
+        """The node, or None when the cluster has no node of that name."""
+        try:
+            return NodeInfo.of(self._call(self._core.read_node, name))
+        except ClusterNotFound:
+            return None
+
+    def nodes(self, label_selector: str | None = None) -> list["NodeInfo"]:
+        found = self._call(self._core.list_node, label_selector=label_selector)
+        return [NodeInfo.of(item) for item in found.items]
+
+    def label_node(self, name: str, labels: dict[str, str | None]) -> None:
+        """Set (or, with None, remove) labels; a merge patch, so other labels stay."""
+        self._call(self._core.patch_node, name, {"metadata": {"labels": labels}})
+
+    def cordon(self, name: str) -> None:
+        self._call(self._core.patch_node, name, {"spec": {"unschedulable": True}})
+
+    def uncordon(self, name: str) -> None:
+        self._call(self._core.patch_node, name, {"spec": {"unschedulable": None}})
+
+    def taint(self, name: str, *, key: str, value: str = "", effect: str = "NoExecute") -> None:
+        """Add a taint unless the node has it. The taint list is replaced as a whole, so the write is
+        conditional on the resourceVersion read: a concurrent change makes it a 409 (try again)."""
+        node = self._call(self._core.read_node, name)
+        taints = [t.to_dict() for t in (node.spec.taints or [])]
+        if any(t.get("key") == key and t.get("effect") == effect for t in taints):
+            return
+        taints.append({"key": key, "value": value, "effect": effect})
+        patch = {"metadata": {"resourceVersion": node.metadata.resource_version}, "spec": {"taints": taints}}
+        try:
+            self._call(self._core.patch_node, name, patch, _content_type="application/merge-patch+json")
+        except ClusterRefused as exc:
+            if exc.status == 409:
+                raise ClusterUnavailable(f"node {name} changed while tainting it", status=409) from exc
+            raise
+
+    def delete_node(self, name: str) -> bool:
+        """Delete the Node object; False when it was already gone (deleting twice is fine)."""
+        try:
+            self._call(self._core.delete_node, name)
+        except ClusterNotFound:
+            return False
+        return True
+
+    # --- draining ---------------------------------------------------------------------------------
+
+    def pods_on_node(self, name: str) -> list["PodInfo"]:
+        found = self._call(self._core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={name}")
+        return [PodInfo.of(item) for item in found.items]
+
+    def evict(self, namespace: str, name: str) -> str:
+        """Ask the Eviction API to evict a pod: "evicted", "gone", or "blocked" (a disruption budget
+        forbids it now, answered 429: wait and ask again)."""
+        body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": namespace}}
+        try:
+            self._call(self._core.create_namespaced_pod_eviction, name, namespace, body)
+        except ClusterNotFound:
+            return "gone"
+        except ClusterUnavailable as exc:
+            if exc.status == 429:
+                return "blocked"
+            raise
+        return "evicted"
+
+    def drain(self, name: str) -> "DrainProgress":
+        """One pass of `kubectl drain`: evict every pod on the node except DaemonSet and mirror pods.
+        Call again until `done`; a blocked eviction is retried on the next pass, never forced."""
+        progress = DrainProgress()
+        for pod in self.pods_on_node(name):
+            if pod.daemonset or pod.mirror or pod.finished:
+                continue
+            outcome = self.evict(pod.namespace, pod.name)
+            if outcome == "blocked":
+                progress.blocked.append(f"{pod.namespace}/{pod.name}")
+            elif outcome == "evicted":
+                progress.evicted.append(f"{pod.namespace}/{pod.name}")
+        return progress
+
+    # --- jobs -------------------------------------------------------------------------------------
+
+    def create_job(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        node: str,
+        image: str,
+        command: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
+        deadline_seconds: int = 3600,
+    ) -> bool:
+        """Create a Job whose pod runs on `node`. False when it exists already (a retried step)."""
+        container: dict[str, Any] = {"name": "main", "image": image}
+        if command:
+            container["command"] = command
+        if env:
+            container["env"] = [{"name": k, "value": v} for k, v in sorted(env.items())]
+        body = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+            "spec": {
+                "backoffLimit": 2,
+                "activeDeadlineSeconds": deadline_seconds,
+                "template": {
+                    "metadata": {"labels": labels or {}},
+                    "spec": {
+                        "nodeName": node,
+                        "restartPolicy": "Never",
+                        "tolerations": [{"operator": "Exists"}],
+                        "containers": [container],
+                    },
+                },
+            },
+        }
+        try:
+            self._call(k8s.BatchV1Api(self.api_client).create_namespaced_job, namespace, body)
+        except ClusterRefused as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    def job(self, namespace: str, name: str) -> "JobStatus | None":
+        try:
+            found = self._call(k8s.BatchV1Api(self.api_client).read_namespaced_job, name, namespace)
+        except ClusterNotFound:
+            return None
+        return JobStatus.of(found)
+
+    def ensure_namespace(self, name: str) -> None:
+        try:
+            self._call(
+                self._core.create_namespace, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+            )
+        except ClusterRefused as exc:
+            if exc.status != 409:
+                raise
+
+    # --- GitOps sync and workload health ---------------------------------------------------------
+
+    def sync_status(self) -> "SyncStatus | None":
+        """The edge agent's status: the Flux Kustomization `site` in `flux-system` (None if absent)."""
+        api = k8s.CustomObjectsApi(self.api_client)
+        try:
+            obj = self._call(
+                api.get_namespaced_custom_object, FLUX_GROUP, FLUX_VERSION, "flux-system", "kustomizations", "site"
+            )
+        except ClusterNotFound:
+            return None
+        return SyncStatus.of(obj)
+
+    def deployments(self, namespace: str, label_selector: str | None = None) -> list["DeploymentHealth"]:
+        found = self._call(
+            k8s.AppsV1Api(self.api_client).list_namespaced_deployment, namespace, label_selector=label_selector
+        )
+        return [DeploymentHealth.of(item) for item in found.items]
+
+    @property
+    def _core(self) -> k8s.CoreV1Api:
+        return k8s.CoreV1Api(self.api_client)
+
+
+FLUX_GROUP = "kustomize.toolkit.fluxcd.io"
+FLUX_VERSION = "v1"
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    name: str
+    ready: bool | None  # None: the node stopped reporting (condition Unknown)
+    unschedulable: bool
+    labels: dict[str, str]
+    taints: list[str]
+
+    @classmethod
+    def of(cls, node: Any) -> "NodeInfo":
+        ready: bool | None = False
+        for condition in (node.status.conditions if node.status else None) or []:
+            if condition.type == "Ready":
+                ready = {"True": True, "False": False}.get(condition.status)
+        spec = node.spec
+        return cls(
+            name=node.metadata.name,
+            ready=ready,
+            unschedulable=bool(spec and spec.unschedulable),
+            labels=dict(node.metadata.labels or {}),
+            taints=[f"{t.key}:{t.effect}" for t in ((spec.taints if spec else None) or [])],
+        )
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    namespace: str
+    name: str
+    daemonset: bool
+    mirror: bool
+    finished: bool
+
+    @classmethod
+    def of(cls, pod: Any) -> "PodInfo":
+        owners = pod.metadata.owner_references or []
+        return cls(
+            namespace=pod.metadata.namespace,
+            name=pod.metadata.name,
+            daemonset=any(o.kind == "DaemonSet" for o in owners),
+            mirror=MIRROR_ANNOTATION in (pod.metadata.annotations or {}),
+            finished=bool(pod.status and pod.status.phase in ("Succeeded", "Failed")),
+        )
+
+
+@dataclass
+class DrainProgress:
+    evicted: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        """Nothing was left to evict on this pass (evicted pods may still be terminating; pass again)."""
+        return not self.evicted and not self.blocked
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    succeeded: int
+    failed: int
+    active: int
+    complete: bool
+    failed_for_good: bool
+    message: str
+
+    @classmethod
+    def of(cls, job: Any) -> "JobStatus":
+        status = job.status
+        conditions = {c.type: c for c in ((status.conditions if status else None) or []) if c.status == "True"}
+        failed = conditions.get("Failed")
+        return cls(
+            succeeded=(status.succeeded if status else 0) or 0,
+            failed=(status.failed if status else 0) or 0,
+            active=(status.active if status else 0) or 0,
+            complete="Complete" in conditions,
+            failed_for_good=failed is not None,
+            message=(failed.message or failed.reason or "") if failed else "",
+        )
+
+
+@dataclass(frozen=True)
+class SyncStatus:
+    last_applied_revision: str
+    last_attempted_revision: str
+    ready: bool | None
+    reason: str
+    message: str
+
+    @classmethod
+    def of(cls, obj: dict[str, Any]) -> "SyncStatus":
+        status = obj.get("status") or {}
+        ready: bool | None = None
+        reason = message = ""
+        for condition in status.get("conditions") or []:
+            if condition.get("type") == "Ready":
+                ready = {"True": True, "False": False}.get(condition.get("status"))
+                reason, message = condition.get("reason", ""), condition.get("message", "")
+        return cls(
+            last_applied_revision=status.get("lastAppliedRevision", ""),
+            last_attempted_revision=status.get("lastAttemptedRevision", ""),
+            ready=ready,
+            reason=reason,
+            message=message,
+        )
+
+    def applied(self, sha: str) -> bool:
+        """Flux's contract: the commit is applied when lastAppliedRevision names it and Ready is True."""
+        return self.ready is True and revision_sha(self.last_applied_revision) == sha
+
+    def failed_at(self, sha: str) -> bool:
+        """The agent tried this commit and reports Ready False."""
+        return self.ready is False and revision_sha(self.last_attempted_revision) == sha
+
+
+def _replicas(spec: Any) -> int:
+    """A Deployment without `replicas` means one."""
+    return 1 if spec is None or spec.replicas is None else int(spec.replicas)
+
+
+def revision_sha(revision: str) -> str:
+    """`main@sha1:<sha>` (Flux v2) or `main/<sha>` (older) -> `<sha>`."""
+    for separator in ("@sha1:", "/"):
+        if separator in revision:
+            return revision.rsplit(separator, 1)[1]
+    return revision
+
+
+@dataclass(frozen=True)
+class DeploymentHealth:
+    name: str
+    generation: int
+    observed_generation: int
+    replicas: int
+    updated: int
+    available: int
+
+    @classmethod
+    def of(cls, deployment: Any) -> "DeploymentHealth":
+        status = deployment.status
+        return cls(
+            name=deployment.metadata.name,
+            generation=deployment.metadata.generation or 0,
+            observed_generation=(status.observed_generation if status else 0) or 0,
+            replicas=_replicas(deployment.spec),
+            updated=(status.updated_replicas if status else 0) or 0,
+            available=(status.available_replicas if status else 0) or 0,
+        )
+
+    @property
+    def healthy(self) -> bool:
+        """Available at its new generation: the controller saw the change and every replica is updated
+        and available (`kubectl rollout status` semantics)."""
+        return (
+            self.observed_generation >= self.generation
+            and self.updated >= self.replicas
+            and self.available >= self.replicas
+        )
 
 
 class _ClientCache:
