@@ -173,6 +173,12 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"device": env.str("FLEET_DEVICE_THROTTLE", default="120/min")},
 }
 
+# The cache holds the API throttle counters (the device scope above). Local memory counts per process,
+# which is enough to stop a misbehaving machine; point FLEET_CACHE_URL at Redis (rediscache://...) for
+# one count across web processes. A cache that is down must not take the device API with it, hence not
+# Redis by default.
+CACHES = {"default": env.cache_url("FLEET_CACHE_URL", default="locmemcache://edgefleet")}
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "edgefleet API",
     "DESCRIPTION": "Control plane for fleets of edge K3s locations: inventory, machine lifecycle, rollouts.",

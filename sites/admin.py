@@ -16,7 +16,8 @@ from django.utils.html import format_html
 
 from fleet.admin_display import badge
 from fleet.admin_forms import ServiceAdminMixin, ServiceForm
-from sites import services
+from sites import devices, services
+from sites.admin_devices import NodeCredentialInline, issue_bootstrap_tokens
 from sites.choices import NodeState, SiteState
 from sites.models import Cluster, Node, Site
 
@@ -157,7 +158,7 @@ class SiteAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_filter = ["state", "region", "cluster__reachability", LabelFilter, HeartbeatFilter, "timezone"]
     search_fields = ["code", "name"]
     inlines = [ClusterInline, NodeInline]
-    actions = ["probe_clusters"]
+    actions = ["probe_clusters", issue_bootstrap_tokens]
     list_per_page = 100
     show_full_result_count = False
 
@@ -201,6 +202,9 @@ class SiteAdmin(ServiceAdminMixin, admin.ModelAdmin):
     def has_probe_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("sites.probe_site")
 
+    def has_issue_bootstrap_token_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("sites.add_bootstraptoken")
+
     def has_delete_permission(self, request: HttpRequest, obj: Site | None = None) -> bool:
         return False  # sites are decommissioned, not deleted; see services.site_delete for the API door
 
@@ -215,13 +219,25 @@ class ClusterForm(ServiceForm):
     token = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False))
     ca_data = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), label="CA (PEM or base64)")
     insecure_skip_tls_verify = forms.BooleanField(required=False)
+    join_token = forms.CharField(
+        required=False, widget=forms.PasswordInput(render_value=False), help_text="K3s token machines join with"
+    )
 
     class Meta:
         model = Cluster
-        fields = ["api_url"]
+        fields = ["api_url", "join_server_url"]
 
     def apply(self, actor: Any) -> Cluster:
         data = self.cleaned_data
+        join_url = data.get("join_server_url") or None
+        if data.get("join_token") or join_url != (self.initial.get("join_server_url") or None):
+            self.instance = services.cluster_set_join_config(
+                cluster=self.instance,
+                actor=actor,
+                source="admin",
+                server_url=join_url,
+                token=data.get("join_token") or None,
+            )
         if not data.get("kubeconfig") and not data.get("token"):
             if data.get("api_url") != self.initial.get("api_url"):
                 raise forms.ValidationError("changing the API URL needs the credentials to go with it")
@@ -245,7 +261,15 @@ class ClusterAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_filter = ["reachability", "site__region"]
     search_fields = ["site__code", "site__name", "api_url"]
     list_select_related = ["site"]
-    readonly_fields = ["site", "has_credentials", "k3s_version", "reachability", "last_contact_at", "last_error"]
+    readonly_fields = [
+        "site",
+        "has_credentials",
+        "has_join_token",
+        "k3s_version",
+        "reachability",
+        "last_contact_at",
+        "last_error",
+    ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # a cluster comes with its site
@@ -260,6 +284,10 @@ class ClusterAdmin(ServiceAdminMixin, admin.ModelAdmin):
     @admin.display(boolean=True)
     def has_credentials(self, cluster: Cluster) -> bool:
         return cluster.has_credentials
+
+    @admin.display(boolean=True, description="has K3s join token")
+    def has_join_token(self, cluster: Cluster) -> bool:
+        return bool(cluster.join_token_encrypted)
 
 
 # --- nodes ------------------------------------------------------------------------------------------
@@ -302,6 +330,16 @@ class NodeAdmin(ServiceAdminMixin, admin.ModelAdmin):
     autocomplete_fields = ["site"]
     list_per_page = 100
     show_full_result_count = False
+    inlines = [NodeCredentialInline]
+    actions = ["revoke_credentials"]
+
+    @admin.action(description="Revoke device credentials", permissions=["change"])
+    def revoke_credentials(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
+        count = sum(
+            devices.node_credentials_revoke(node=node, actor=request.user, source="admin", reason="revoked by staff")
+            for node in queryset
+        )
+        self.message_user(request, f"Revoked {count} credential(s); those machines get 401 until they register again.")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Node | None = None) -> Any:
         fixed = ["state_changed_at", "state_deadline", "state_reason", "last_seen_at", "facts", "versions"]

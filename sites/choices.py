@@ -75,3 +75,12 @@ class ClusterReachability(models.TextChoices):
     REACHABLE = "reachable", "Reachable"
     UNREACHABLE = "unreachable", "Unreachable"
     UNAUTHORIZED = "unauthorized", "Credentials refused"
+
+
+class BootstrapTokenState(models.TextChoices):
+    """Derived from a token's timestamps (BootstrapToken.state_at), never stored."""
+
+    ACTIVE = "active", "Active"
+    USED = "used", "Used"
+    EXPIRED = "expired", "Expired"
+    REVOKED = "revoked", "Revoked"

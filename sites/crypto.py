@@ -4,6 +4,7 @@ The first key encrypts; every key decrypts. To rotate: put a new key first, run
 `manage.py rotate_secrets`, then drop the old key.
 """
 
+import hashlib
 from functools import cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -37,3 +38,11 @@ def decrypt(token: str) -> str:
 def rotate(token: str) -> str:
     """Re-encrypt under the first key (a no-op in effect when it already is)."""
     return fernet().rotate(token.encode()).decode()
+
+
+def hash_secret(plaintext: str) -> str:
+    """sha256 hex of a random secret (bootstrap token, node credential): what is stored and looked up.
+
+    A fast hash is enough because the secrets are 256 random bits, not passwords a person chose.
+    """
+    return hashlib.sha256(plaintext.encode()).hexdigest()

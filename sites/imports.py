@@ -4,9 +4,14 @@ Format: `{"sites": [{"code", "name", "region", "timezone", "api_url", "token", "
 "nodes": [{"serial", "hostname", "role", "mac"}]}]}`. A site may instead carry a `kubeconfig` (the
 text); when a `kubeconfigs/<code>.yaml` file stands beside the fleet file it is used. Machines listed
 are running already, so new nodes are adopted as `active`; existing nodes keep their state.
+
+A site may also carry `k3s_server_url` and `k3s_token`: what its registering machines are told to join.
+Without them the join URL defaults to the cluster's api_url and a random join token is generated once
+(kept on later imports), so an imported simulated fleet can register new machines end to end.
 """
 
 import json
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +22,7 @@ from fleet.audit.services import Actor
 from fleet.errors import Invalid
 from sites import services
 from sites.choices import NodeState, SiteState
-from sites.models import Node, Site
+from sites.models import Cluster, Node, Site
 
 
 @dataclass
@@ -28,13 +33,14 @@ class ImportSummary:
     nodes_created: int = 0
     nodes_unchanged: int = 0
     credentials_set: int = 0
+    join_configs_set: int = 0
     codes: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         return (
             f"sites: {self.sites_created} created, {self.sites_updated} updated, {self.sites_unchanged} unchanged; "
             f"nodes: {self.nodes_created} created, {self.nodes_unchanged} unchanged; "
-            f"credentials set for {self.credentials_set} clusters"
+            f"credentials set for {self.credentials_set} clusters; join config set for {self.join_configs_set}"
         )
 
 
@@ -84,6 +90,8 @@ def _import_site(entry: Any, *, actor: Actor, source: str, kubeconfig_dir: Path 
     summary.codes.append(code)
     if _import_credentials(site, entry, actor=actor, source=source, kubeconfig_dir=kubeconfig_dir):
         summary.credentials_set += 1
+    if _import_join_config(site, entry, actor=actor, source=source):
+        summary.join_configs_set += 1
     for node_entry in entry.get("nodes") or []:
         _import_node(site, node_entry, actor=actor, source=source, summary=summary)
 
@@ -108,6 +116,29 @@ def _import_credentials(
     cluster = services.cluster_set_credentials(
         cluster=site.cluster, actor=actor, source=source, api_url=entry.get("api_url"), **wanted
     )
+    return cluster.updated_at != before
+
+
+def _import_join_config(site: Site, entry: dict[str, Any], *, actor: Actor, source: str) -> bool:
+    """Set the K3s join URL and token the entry gives, or default them; True when something changed."""
+    cluster = Cluster.objects.get(pk=site.cluster.pk)
+    server_url = entry.get("k3s_server_url") or cluster.join_server_url or cluster.api_url or None
+    token = entry.get("k3s_token")
+    if not isinstance(server_url, str | None) or not isinstance(token, str | None):
+        raise Invalid(f"site {site.code}: k3s_server_url and k3s_token must be strings", field="k3s_token")
+    if token is None and not cluster.join_token_encrypted:
+        token = secrets.token_hex(32)  # like the K3s server's own generated token: random, fixed once set
+    if server_url is None and token is None:
+        return False
+    if server_url is None and not cluster.join_server_url:
+        return False  # no URL to join yet (no api_url either); a later import with credentials sets both
+    before = cluster.updated_at
+    try:
+        cluster = services.cluster_set_join_config(
+            cluster=cluster, actor=actor, source=source, server_url=server_url, token=token
+        )
+    except Invalid as exc:
+        raise Invalid(f"site {site.code}: {exc.message}", errors=exc.errors) from exc
     return cluster.updated_at != before
 
 

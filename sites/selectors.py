@@ -1,10 +1,12 @@
 """Reads of sites and nodes that are more than a one-line filter."""
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet, Window
+from django.db.models.functions import RowNumber
 
 from sites.choices import NodeState, SiteState
+from sites.crypto import hash_secret
 from sites.labels import LabelSelector
-from sites.models import Node, Site
+from sites.models import Backup, Node, NodeCredential, Site
 
 
 def sites_to_probe() -> QuerySet[Site]:
@@ -27,3 +29,35 @@ def node_list() -> QuerySet[Node]:
 def sites_matching(selector: str, queryset: QuerySet[Site] | None = None) -> QuerySet[Site]:
     """Sites whose labels match a Kubernetes-style selector (`k=v,k2 in (a,b),!k3`)."""
     return LabelSelector.parse(selector).filter(queryset if queryset is not None else Site.objects.all())
+
+
+def node_credential_for_token(plaintext: str) -> NodeCredential | None:
+    """The active credential a machine presents, with its node and site (one query), or None."""
+    return (
+        NodeCredential.objects.select_related("node__site")
+        .filter(token_hash=hash_secret(plaintext), revoked_at__isnull=True)
+        .exclude(node__state=NodeState.RETIRED)
+        .first()
+    )
+
+
+def latest_backups(site: Site) -> dict[str, Backup]:
+    """The newest backup of each application at `site`: what the re-hydration step restores."""
+    newest_first = Window(RowNumber(), partition_by=[F("application")], order_by=[F("taken_at").desc(), F("id").desc()])
+    rows = (
+        Backup.objects.filter(site=site)
+        .select_related("site", "reported_by")
+        .annotate(rank=newest_first)
+        .filter(rank=1)
+        .order_by("application")
+    )
+    return {backup.application: backup for backup in rows}
+
+
+def backups_of(site: Site) -> QuerySet[Backup]:
+    """Every backup recorded for a site, newest first per application."""
+    return (
+        Backup.objects.filter(site=site)
+        .select_related("site", "reported_by")
+        .order_by("application", "-taken_at", "-id")
+    )

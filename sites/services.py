@@ -149,6 +149,41 @@ def cluster_set_credentials(
     return cluster
 
 
+def cluster_set_join_config(
+    *, cluster: Cluster, actor: Actor, source: str, server_url: str | None = None, token: str | None = None
+) -> Cluster:
+    """Set what registering machines of the site are told to join: the K3s server URL and join token.
+
+    Either may be given alone; the token is encrypted at rest and never shown again. Not audited when
+    nothing changes, so an import can call this every time.
+    """
+    if server_url is None and token is None:
+        raise Invalid("give join_server_url, join_token or both", field="join_server_url")
+    if server_url is not None and not server_url.startswith(("http://", "https://")):
+        raise Invalid(f"{server_url!r} is not an http(s) URL", field="join_server_url")
+    if token is not None and not token.strip():
+        raise Invalid("join_token cannot be blank", field="join_token")
+    with transaction.atomic():
+        cluster = Cluster.objects.select_for_update().get(pk=cluster.pk)
+        url_changed = server_url is not None and server_url != cluster.join_server_url
+        token_changed = token is not None and token != cluster.join_token()
+        if not url_changed and not token_changed:
+            return cluster
+        if url_changed:
+            cluster.join_server_url = server_url or ""
+        if token_changed:
+            cluster.join_token_encrypted = crypto.encrypt(token or "")
+        cluster.save(update_fields=["join_server_url", "join_token_encrypted", "updated_at"])
+        audit_record(
+            actor=actor,
+            verb="set_join_config",
+            obj=cluster,
+            source=source,
+            payload={"join_server_url": cluster.join_server_url, "token_changed": token_changed},
+        )
+    return cluster
+
+
 def _kubeconfig_server(doc: dict[str, Any]) -> str:
     contexts = {c["name"]: c.get("context", {}) for c in doc.get("contexts") or []}
     clusters = {c["name"]: c.get("cluster", {}) for c in doc.get("clusters") or []}
@@ -172,11 +207,18 @@ def cluster_record_probe(
 def clusters_rotate_keys() -> int:
     """Re-encrypt every stored credential under the first Fernet key. Returns how many were rewritten."""
     count = 0
-    for cluster in Cluster.objects.exclude(credentials_encrypted="").only("pk", "credentials_encrypted").iterator():
-        rotated = crypto.rotate(cluster.credentials_encrypted)
-        Cluster.objects.filter(pk=cluster.pk).update(credentials_encrypted=rotated)
+    secrets = Cluster.objects.exclude(credentials_encrypted="", join_token_encrypted="")
+    for cluster in secrets.only("pk", "credentials_encrypted", "join_token_encrypted").iterator():
+        Cluster.objects.filter(pk=cluster.pk).update(
+            credentials_encrypted=_rotated(cluster.credentials_encrypted),
+            join_token_encrypted=_rotated(cluster.join_token_encrypted),
+        )
         count += 1
     return count
+
+
+def _rotated(token: str) -> str:
+    return crypto.rotate(token) if token else ""
 
 
 # --- nodes ------------------------------------------------------------------------------------------

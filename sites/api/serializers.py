@@ -13,12 +13,15 @@ class ClusterSerializer(serializers.ModelSerializer):
     """A cluster as the API shows it: never its credentials, only whether it has some."""
 
     has_credentials = serializers.BooleanField(read_only=True)
+    has_join_token = serializers.SerializerMethodField()
 
     class Meta:
         model = Cluster
         fields = [
             "api_url",
             "has_credentials",
+            "join_server_url",
+            "has_join_token",
             "k3s_version",
             "reachability",
             "last_contact_at",
@@ -29,15 +32,23 @@ class ClusterSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    def get_has_join_token(self, cluster: Cluster) -> bool:
+        return bool(cluster.join_token_encrypted)
+
 
 class ClusterCredentialsSerializer(serializers.Serializer):
-    """Write-only: a kubeconfig, or an api_url with a bearer token (and optionally a CA)."""
+    """Write-only: a kubeconfig, or an api_url with a bearer token (and optionally a CA); and/or the K3s
+    join configuration registering machines receive (join_server_url, join_token)."""
+
+    CREDENTIAL_FIELDS = ("api_url", "kubeconfig", "token", "ca_data")
 
     api_url = serializers.CharField(required=False, allow_blank=False, max_length=500)
     kubeconfig = serializers.CharField(required=False, write_only=True, max_length=100_000, trim_whitespace=False)
     token = serializers.CharField(required=False, write_only=True, max_length=10_000)
     ca_data = serializers.CharField(required=False, write_only=True, max_length=100_000, allow_blank=True)
     insecure_skip_tls_verify = serializers.BooleanField(required=False, default=False)
+    join_server_url = serializers.CharField(required=False, allow_blank=False, max_length=500)
+    join_token = serializers.CharField(required=False, write_only=True, max_length=1000)
 
 
 class SiteSerializer(serializers.ModelSerializer):
@@ -132,3 +143,11 @@ class NodeWriteSerializer(serializers.Serializer):
 class ProbeAcceptedSerializer(serializers.Serializer):
     site = serializers.CharField()
     queued = serializers.BooleanField()
+
+
+class RevokeCredentialsSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500)
+
+
+class RevokedCredentialsSerializer(serializers.Serializer):
+    revoked = serializers.IntegerField(help_text="how many active credentials were revoked (0 or 1)")

@@ -2,7 +2,8 @@
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from django.db import transaction
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -10,7 +11,8 @@ from rest_framework.response import Response
 
 from fleet.api.pagination import FleetCursorPagination
 from fleet.api.permissions import ActionPermission
-from sites import selectors, services
+from sites import devices, selectors, services
+from sites.api.device_serializers import BackupSerializer
 from sites.api.filters import NodeFilter, SiteFilter
 from sites.api.serializers import (
     ClusterCredentialsSerializer,
@@ -18,6 +20,8 @@ from sites.api.serializers import (
     NodeSerializer,
     NodeWriteSerializer,
     ProbeAcceptedSerializer,
+    RevokeCredentialsSerializer,
+    RevokedCredentialsSerializer,
     SiteSerializer,
     SiteWriteSerializer,
 )
@@ -43,6 +47,7 @@ class SiteViewSet(viewsets.ModelViewSet):
     action_permissions = {
         "cluster": None,  # decided per method in the action
         "probe": ["sites.probe_site"],
+        "backups": ["sites.view_site", "sites.view_backup"],
     }
 
     @extend_schema(request=SiteWriteSerializer, responses={201: SiteSerializer})
@@ -78,9 +83,28 @@ class SiteViewSet(viewsets.ModelViewSet):
             self.permission_denied(request, message=f"you need the {needed} permission")
         if request.method != "GET":
             data = _validated(ClusterCredentialsSerializer, request.data)
-            services.cluster_set_credentials(cluster=site.cluster, actor=request.user, source="api", **data)
+            join = {key: data.pop(f"join_{key}") for key in ("server_url", "token") if f"join_{key}" in data}
+            with transaction.atomic():  # both halves or neither
+                if not join or any(key in data for key in ClusterCredentialsSerializer.CREDENTIAL_FIELDS):
+                    services.cluster_set_credentials(cluster=site.cluster, actor=request.user, source="api", **data)
+                if join:
+                    services.cluster_set_join_config(cluster=site.cluster, actor=request.user, source="api", **join)
             site.cluster.refresh_from_db()
         return Response(ClusterSerializer(site.cluster).data)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("all", bool, description="every recorded backup, not only the latest")],
+        responses=BackupSerializer(many=True),
+    )
+    @action(detail=True, methods=["get"])
+    def backups(self, request: Request, code: str | None = None) -> Response:
+        """The latest backup of each application at the site (what a re-hydration restores); `?all=1` for all."""
+        site = self.get_object()
+        if request.query_params.get("all") in ("1", "true", "yes"):
+            rows = list(selectors.backups_of(site))
+        else:
+            rows = list(selectors.latest_backups(site).values())
+        return Response(BackupSerializer(rows, many=True).data)
 
     @extend_schema(request=None, responses={202: ProbeAcceptedSerializer})
     @action(detail=True, methods=["post"])
@@ -107,6 +131,8 @@ class NodeViewSet(
 
     queryset = selectors.node_list()
     serializer_class = NodeSerializer
+    permission_classes = [ActionPermission]
+    action_permissions = {"revoke_credentials": ["sites.change_node"]}
     filterset_class = NodeFilter
     pagination_class = FleetCursorPagination
     search_fields = ["serial", "hostname", "mac", "site__code"]
@@ -129,6 +155,16 @@ class NodeViewSet(
         if state is not None:
             node = services.node_transition(node=node, to=state, actor=request.user, source="api", reason=reason)
         return Response(NodeSerializer(node).data)
+
+    @extend_schema(request=RevokeCredentialsSerializer, responses=RevokedCredentialsSerializer)
+    @action(detail=True, methods=["post"], url_path="revoke-credentials")
+    def revoke_credentials(self, request: Request, pk: str | None = None) -> Response:
+        """Revoke the machine's device-API credential (it gets 401 until it registers again)."""
+        data = _validated(RevokeCredentialsSerializer, request.data)
+        count = devices.node_credentials_revoke(
+            node=self.get_object(), actor=request.user, source="api", reason=data["reason"]
+        )
+        return Response({"revoked": count})
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         services.node_delete(node=self.get_object(), actor=request.user, source="api")

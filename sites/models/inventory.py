@@ -46,6 +46,10 @@ class Cluster(models.Model):
     site = models.OneToOneField(Site, on_delete=models.CASCADE, related_name="cluster")
     api_url = models.CharField(max_length=500, blank=True)
     credentials_encrypted = models.TextField(blank=True, editable=False, help_text="Fernet token of JSON")
+    # What a registering machine is told to join (K3S_URL / K3S_TOKEN). The URL is not secret; the token is,
+    # so it is encrypted like the credentials and never shown by the API or the admin.
+    join_server_url = models.CharField(max_length=500, blank=True, help_text="K3s server URL machines join")
+    join_token_encrypted = models.TextField(blank=True, editable=False, help_text="Fernet token of the K3s token")
     k3s_version = models.CharField(max_length=64, blank=True)
     reachability = models.CharField(
         max_length=16, choices=ClusterReachability.choices, default=ClusterReachability.UNKNOWN, db_index=True
@@ -62,6 +66,14 @@ class Cluster(models.Model):
     @property
     def has_credentials(self) -> bool:
         return bool(self.credentials_encrypted)
+
+    @property
+    def has_join_config(self) -> bool:
+        return bool(self.join_server_url and self.join_token_encrypted)
+
+    def join_token(self) -> str:
+        """The decrypted K3s join token ("" when none is set)."""
+        return crypto.decrypt(self.join_token_encrypted) if self.join_token_encrypted else ""
 
     def credentials(self) -> dict[str, Any]:
         """The decrypted credentials: {"kubeconfig": str} or {"token": str, "ca_data": str|None, ...}."""

@@ -1,0 +1,177 @@
+"""The device API: what machines (not people) call. `device/register/` is authenticated by a site's
+bootstrap token in the body; `device/heartbeat/` by the node credential (`Authorization: Node <token>`).
+
+User tokens and sessions mean nothing here, and a node credential means nothing anywhere else.
+Both endpoints are throttled with DRF's scoped throttle "device" (REST_FRAMEWORK's DEFAULT_THROTTLE_RATES).
+"""
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework import exceptions, viewsets
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import AllowAny, BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+
+from sites import devices, selectors
+from sites.api.device_serializers import (
+    DeviceRegisteredSerializer,
+    DeviceRegisterSerializer,
+    HeartbeatAnswerSerializer,
+    HeartbeatSerializer,
+)
+from sites.models import Node, NodeCredential
+
+MAX_BODY_BYTES = 256 * 1024  # 100 backups of ~1.5 KiB fit; anything bigger is not a heartbeat
+
+
+@dataclass(frozen=True)
+class NodePrincipal:
+    """`request.user` of a machine's request: authenticated, but no user and no permissions."""
+
+    node: Node
+    is_authenticated: bool = True
+    is_anonymous: bool = False
+
+    @property
+    def pk(self) -> str:
+        return f"node:{self.node.pk}"
+
+    def __str__(self) -> str:
+        return devices.device_actor(self.node.serial)
+
+
+class NodeAuthentication(BaseAuthentication):
+    """`Authorization: Node <node_token>`: the active credential registration gave the machine."""
+
+    keyword = "Node"
+
+    def authenticate(self, request: Request) -> tuple[NodePrincipal, NodeCredential] | None:
+        parts = get_authorization_header(request).split()
+        if not parts or parts[0].lower() != self.keyword.lower().encode():
+            return None
+        if len(parts) != 2:
+            raise exceptions.AuthenticationFailed("Authorization must be `Node <node_token>`")
+        try:
+            plaintext = parts[1].decode()
+        except UnicodeDecodeError as exc:
+            raise exceptions.AuthenticationFailed("the node token is not valid") from exc
+        credential = selectors.node_credential_for_token(plaintext)
+        if credential is None:
+            raise exceptions.AuthenticationFailed("the node token is not valid (unknown or revoked)")
+        return NodePrincipal(credential.node), credential
+
+    def authenticate_header(self, request: Request) -> str:
+        # Naming the scheme makes DRF answer 401 (not 403) to a missing or refused credential.
+        return self.keyword
+
+
+class IsNode(BasePermission):
+    """Only a request authenticated by a node credential."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return isinstance(request.auth, NodeCredential)
+
+
+class DeviceThrottle(ScopedRateThrottle):
+    """The "device" scope, counted per node when a credential is presented and per address otherwise."""
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        if isinstance(request.auth, NodeCredential):
+            ident = f"node-{request.auth.node_id}"
+        else:
+            ident = self.get_ident(request)
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+class LimitedJSONParser(JSONParser):
+    """JSON with a size cap, read before parsing, so a huge body costs a bounded read and gets a 400."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        body = stream.read(MAX_BODY_BYTES + 1) if stream is not None else b""
+        if len(body) > MAX_BODY_BYTES:
+            raise exceptions.ParseError(f"the request body is larger than {MAX_BODY_BYTES // 1024} KiB")
+        return super().parse(io.BytesIO(body), media_type, parser_context)
+
+
+class DeviceViewSet(viewsets.ViewSet):
+    authentication_classes: list[type[BaseAuthentication]] = []
+    throttle_classes = [DeviceThrottle]
+    throttle_scope = "device"
+    parser_classes = [LimitedJSONParser]
+
+    def _validated(self, serializer_class: type, request: Request) -> dict[str, Any]:
+        if not isinstance(request.data, dict):
+            raise exceptions.ParseError("the request body must be a JSON object")
+        serializer = serializer_class(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)
+
+
+class DeviceRegisterViewSet(DeviceViewSet):
+    """`POST device/register/`: a machine's first call home."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        request=DeviceRegisterSerializer,
+        responses={200: DeviceRegisteredSerializer},
+        auth=[],
+        examples=[
+            OpenApiExample(
+                "register",
+                request_only=True,
+                value={"serial": "SN123", "mac": "52:54:00:12:34:56", "bootstrap_token": "efb_…", "facts": {}},
+            )
+        ],
+    )
+    def create(self, request: Request) -> Response:
+        """Register with a site's bootstrap token; answers the node credential and the K3s join config.
+
+        403 when the token is unknown, expired, revoked or used, or when the machine is not the one
+        pre-registered at that site (it is then quarantined); 409 when the node's state forbids it.
+        """
+        data = self._validated(DeviceRegisterSerializer, request)
+        registration = devices.device_register(
+            serial=data["serial"], mac=data["mac"], bootstrap_token=data["bootstrap_token"], facts=data["facts"]
+        )
+        node = registration.node
+        return Response(
+            {
+                "node_id": node.pk,
+                "node_token": registration.node_token,
+                "hostname": node.hostname,
+                "role": node.role,
+                "site": node.site.code,
+                "k3s": {
+                    "server_url": registration.server_url,
+                    "token": registration.join_token,
+                    "node_name": node.hostname,
+                    "node_labels": [f"{k}={v}" for k, v in registration.node_labels.items()],
+                },
+            }
+        )
+
+
+class DeviceHeartbeatViewSet(DeviceViewSet):
+    """`POST device/heartbeat/`: a registered machine says it is alive and reports its backups."""
+
+    authentication_classes = [NodeAuthentication]
+    permission_classes = [IsNode]
+
+    @extend_schema(request=HeartbeatSerializer, responses={200: HeartbeatAnswerSerializer})
+    def create(self, request: Request) -> Response:
+        """Record last seen, software versions and backups; answers the node's state and the server time."""
+        data = self._validated(HeartbeatSerializer, request)
+        credential = request.auth
+        if not isinstance(credential, NodeCredential):  # IsNode has refused this already; satisfy the types
+            raise exceptions.NotAuthenticated()
+        reports = [devices.BackupReport(**backup) for backup in data["backups"]]
+        node = devices.device_heartbeat(credential=credential, versions=data.get("versions"), backups=reports)
+        return Response({"node_id": node.pk, "state": node.state, "server_time": timezone.now()})

@@ -1,0 +1,34 @@
+"""Fixtures for the device API tests: a site ready for machines, and a clean throttle between tests."""
+
+from collections.abc import Iterator
+
+import pytest
+from django.core.cache import cache
+
+from sites import devices, services
+from tests.factories import SiteFactory
+
+
+@pytest.fixture(autouse=True)
+def _clear_throttle_counts() -> Iterator[None]:
+    """The throttle counts live in the (process-wide) cache: each test starts from zero."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def ready_site(db: None) -> object:
+    """A site whose cluster has a K3s join configuration, so machines can register."""
+    site = SiteFactory(code="TX-0412")
+    services.cluster_set_join_config(
+        cluster=site.cluster, actor="test", source="test", server_url="https://10.0.0.1:6443", token="k3s-join-s3cret"
+    )
+    return site
+
+
+@pytest.fixture
+def bootstrap_token(ready_site: object) -> str:
+    """A fresh bootstrap token (plaintext) for `ready_site`."""
+    _token, plaintext = devices.bootstrap_token_issue(site=ready_site, actor="test", source="test")
+    return plaintext

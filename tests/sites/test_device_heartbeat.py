@@ -1,0 +1,172 @@
+"""`POST device/heartbeat/`: node-credential authentication, what it records, backups, bad input, cost."""
+
+from typing import Any
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from sites import devices, selectors
+from sites.choices import NodeState
+from sites.models import Backup, NodeCredential
+from tests.factories import NodeFactory
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/v1/device/heartbeat/"
+
+
+def _backup(application: str = "pos", taken_at: str = "2026-11-20T03:00:00Z", **extra: Any) -> dict[str, Any]:
+    return {
+        "application": application,
+        "namespace": application,
+        "taken_at": taken_at,
+        "location": f"s3://backups/TX-0412/{application}/{taken_at}.tar.zst",
+        "size": 1234,
+        "restore_image": "registry.local/restore:1",
+        **extra,
+    }
+
+
+@pytest.fixture
+def node(ready_site: Any) -> Any:
+    return NodeFactory(serial="SN-1", site=ready_site, state=NodeState.ACTIVE)
+
+
+@pytest.fixture
+def node_api(node: Any) -> APIClient:
+    _credential, plaintext = devices.node_credentials_issue(node=node, actor="test", source="test")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Node {plaintext}")
+    return client
+
+
+def test_heartbeat_records_last_seen_versions_and_backups(node_api: APIClient, node: Any) -> None:
+    response = node_api.post(URL, {"versions": {"k3s": "v1.31.2+k3s1"}, "backups": [_backup()]}, format="json")
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["node_id"], body["state"]) == (node.pk, "active")
+    assert body["server_time"]
+    node.refresh_from_db()
+    node.site.refresh_from_db()
+    assert node.last_seen_at is not None
+    assert node.versions == {"k3s": "v1.31.2+k3s1"}
+    assert node.site.last_heartbeat_at == node.last_seen_at
+    assert NodeCredential.objects.get(node=node).last_used_at == node.last_seen_at
+    backup = Backup.objects.get()
+    assert (backup.site, backup.reported_by, backup.application, backup.size) == (node.site, node, "pos", 1234)
+
+
+def test_repeated_backup_reports_are_idempotent(node_api: APIClient, node: Any) -> None:
+    body = {"backups": [_backup(), _backup(size=99)]}  # same backup twice in one body: the last wins
+    node_api.post(URL, body, format="json")
+    node_api.post(URL, body, format="json")
+
+    assert Backup.objects.count() == 1
+    assert Backup.objects.get().size == 99
+
+
+def test_latest_backups_per_application(node_api: APIClient, node: Any) -> None:
+    node_api.post(
+        URL,
+        {
+            "backups": [
+                _backup("pos", "2026-11-19T03:00:00Z"),
+                _backup("pos", "2026-11-20T03:00:00Z"),
+                _backup("kitchen", "2026-11-18T03:00:00Z"),
+            ]
+        },
+        format="json",
+    )
+
+    latest = selectors.latest_backups(node.site)
+
+    assert set(latest) == {"pos", "kitchen"}
+    assert latest["pos"].taken_at.day == 20
+
+
+def test_heartbeat_costs_a_constant_number_of_queries(
+    node_api: APIClient, django_assert_max_num_queries: Any, node: Any
+) -> None:
+    backups = [_backup(f"app{i}") for i in range(100)]
+    with django_assert_max_num_queries(8):
+        response = node_api.post(URL, {"versions": {"k3s": "v1"}, "backups": backups}, format="json")
+    assert response.status_code == 200
+    assert Backup.objects.count() == 100
+
+
+@pytest.mark.parametrize(
+    "header", [None, "Node", "Node efn_unknown", "Token abc", "Node a b"], ids=["none", "empty", "unknown", "user", "3"]
+)
+def test_heartbeat_without_a_valid_credential_is_401(api: APIClient, node: Any, header: str | None) -> None:
+    if header:
+        api.credentials(HTTP_AUTHORIZATION=header)
+
+    response = api.post(URL, {}, format="json")
+
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Node"
+    assert response.json()["detail"]
+
+
+def test_revoked_credential_is_401(node_api: APIClient, node: Any) -> None:
+    devices.node_credentials_revoke(node=node, actor="test", source="test", reason="wipe")
+
+    response = node_api.post(URL, {}, format="json")
+
+    assert response.status_code == 401
+    assert "revoked" in response.json()["detail"]
+    node.refresh_from_db()
+    assert node.last_seen_at is None
+
+
+def test_new_credential_revokes_the_old_one(node_api: APIClient, node: Any) -> None:
+    devices.node_credentials_issue(node=node, actor="test", source="test")
+
+    assert node_api.post(URL, {}, format="json").status_code == 401
+    assert NodeCredential.objects.filter(node=node, revoked_at__isnull=True).count() == 1
+
+
+def test_user_token_does_not_authenticate_a_heartbeat(api: APIClient, admin_user: Any) -> None:
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=admin_user).key}")
+
+    assert api.post(URL, {}, format="json").status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"versions": ["k3s"]}, "versions"),
+        ({"versions": {"k3s": {"nested": 1}}}, "versions"),
+        ({"backups": {"application": "pos"}}, "backups"),
+        ({"backups": [_backup(taken_at="yesterday")]}, "taken_at"),
+        ({"backups": [_backup(size=-1)]}, "size"),
+        ({"backups": [{k: v for k, v in _backup().items() if k != "location"}]}, "location"),
+        ({"backups": [_backup(f"a{i}") for i in range(101)]}, "backups"),
+    ],
+    ids=["versions-list", "versions-nested", "backups-object", "taken_at", "size", "location", "too-many"],
+)
+def test_malformed_heartbeat_is_400_naming_the_field(node_api: APIClient, body: dict, field: str) -> None:
+    response = node_api.post(URL, body, format="json")
+
+    assert response.status_code == 400
+    assert field in response.json()["detail"]
+    assert not Backup.objects.exists()
+
+
+def test_huge_heartbeat_body_is_400(node_api: APIClient) -> None:
+    response = node_api.post(URL, {"versions": {"k3s": "v"}, "pad": "x" * 300_000}, format="json")
+
+    assert response.status_code == 400
+    assert "larger than" in response.json()["detail"]
+
+
+def test_heartbeat_is_throttled_per_node(node_api: APIClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sites.api.device import DeviceThrottle
+
+    monkeypatch.setattr(DeviceThrottle, "THROTTLE_RATES", {"device": "2/min"})
+
+    answers = [node_api.post(URL, {}, format="json").status_code for _ in range(3)]
+
+    assert answers == [200, 200, 429]
