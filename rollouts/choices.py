@@ -1,0 +1,110 @@
+"""States of rollouts, their waves and their sites, and the transitions each state machine allows."""
+
+from django.db import models
+
+
+class RolloutState(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    RUNNING = "running", "Running"
+    PAUSED = "paused", "Paused"
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+    HALTED = "halted", "Halted"
+    SUCCEEDED = "succeeded", "Succeeded"
+    CANCELLED = "cancelled", "Cancelled"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+
+
+# Which states a rollout may move to from each state; every change goes through
+# rollouts.services, which checks this table. A halted rollout is not resumed: its failures exceeded
+# the plan's threshold, so it is rolled back or cancelled, and a new rollout is started once fixed.
+ROLLOUT_TRANSITIONS: dict[str, frozenset[str]] = {
+    RolloutState.SCHEDULED: frozenset({RolloutState.RUNNING, RolloutState.PAUSED, RolloutState.CANCELLED}),
+    RolloutState.RUNNING: frozenset(
+        {
+            RolloutState.PAUSED,
+            RolloutState.AWAITING_APPROVAL,
+            RolloutState.HALTED,
+            RolloutState.SUCCEEDED,
+            RolloutState.CANCELLED,
+            RolloutState.ROLLED_BACK,
+        }
+    ),
+    RolloutState.PAUSED: frozenset(
+        {RolloutState.RUNNING, RolloutState.CANCELLED, RolloutState.HALTED, RolloutState.ROLLED_BACK}
+    ),
+    RolloutState.AWAITING_APPROVAL: frozenset(
+        {RolloutState.RUNNING, RolloutState.PAUSED, RolloutState.CANCELLED, RolloutState.ROLLED_BACK}
+    ),
+    RolloutState.HALTED: frozenset({RolloutState.CANCELLED, RolloutState.ROLLED_BACK}),
+    RolloutState.SUCCEEDED: frozenset({RolloutState.ROLLED_BACK}),
+    RolloutState.CANCELLED: frozenset({RolloutState.ROLLED_BACK}),
+    RolloutState.ROLLED_BACK: frozenset(),
+}
+
+# Rollouts that still hold their sites: another rollout into the same namespace may not touch them.
+ROLLOUT_ACTIVE_STATES = frozenset(
+    {
+        RolloutState.SCHEDULED,
+        RolloutState.RUNNING,
+        RolloutState.PAUSED,
+        RolloutState.AWAITING_APPROVAL,
+        RolloutState.HALTED,
+    }
+)
+ROLLOUT_FINISHED_STATES = frozenset({RolloutState.SUCCEEDED, RolloutState.CANCELLED, RolloutState.ROLLED_BACK})
+# States from which a roll back may be requested (the workflow carries it out, then -> rolled_back).
+ROLLOUT_ROLLBACK_STATES = frozenset(
+    s for s, targets in ROLLOUT_TRANSITIONS.items() if RolloutState.ROLLED_BACK in targets
+)
+
+
+class WaveState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    OPEN = "open", "Open"
+    CLOSED = "closed", "Closed"
+    HALTED = "halted", "Halted"
+
+
+class SiteRolloutState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    WAITING_WINDOW = "waiting_window", "Waiting for its window"
+    COMMITTING = "committing", "Committing"
+    SYNCING = "syncing", "Syncing"
+    VERIFYING = "verifying", "Verifying"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    SKIPPED = "skipped", "Skipped"
+
+
+SITE_ROLLOUT_TRANSITIONS: dict[str, frozenset[str]] = {
+    SiteRolloutState.PENDING: frozenset(
+        {SiteRolloutState.WAITING_WINDOW, SiteRolloutState.COMMITTING, SiteRolloutState.SKIPPED}
+    ),
+    SiteRolloutState.WAITING_WINDOW: frozenset(
+        {SiteRolloutState.PENDING, SiteRolloutState.COMMITTING, SiteRolloutState.SKIPPED}
+    ),
+    SiteRolloutState.COMMITTING: frozenset(
+        {SiteRolloutState.SYNCING, SiteRolloutState.FAILED, SiteRolloutState.SKIPPED, SiteRolloutState.SUCCEEDED}
+    ),
+    SiteRolloutState.SYNCING: frozenset(
+        {SiteRolloutState.VERIFYING, SiteRolloutState.FAILED, SiteRolloutState.SKIPPED, SiteRolloutState.ROLLED_BACK}
+    ),
+    SiteRolloutState.VERIFYING: frozenset(
+        {SiteRolloutState.SUCCEEDED, SiteRolloutState.FAILED, SiteRolloutState.SKIPPED, SiteRolloutState.ROLLED_BACK}
+    ),
+    SiteRolloutState.SUCCEEDED: frozenset({SiteRolloutState.ROLLED_BACK}),
+    SiteRolloutState.FAILED: frozenset({SiteRolloutState.ROLLED_BACK}),
+    SiteRolloutState.ROLLED_BACK: frozenset(),
+    SiteRolloutState.SKIPPED: frozenset(),
+}
+
+# A workflow run is driving the site: these take one of the plan's `max_parallel` slots.
+SITE_IN_FLIGHT_STATES = frozenset({SiteRolloutState.COMMITTING, SiteRolloutState.SYNCING, SiteRolloutState.VERIFYING})
+# Not started yet (a site waiting for its maintenance window holds no slot).
+SITE_NOT_STARTED_STATES = frozenset({SiteRolloutState.PENDING, SiteRolloutState.WAITING_WINDOW})
+SITE_DONE_STATES = frozenset(
+    {SiteRolloutState.SUCCEEDED, SiteRolloutState.FAILED, SiteRolloutState.ROLLED_BACK, SiteRolloutState.SKIPPED}
+)
+# Sites whose repository may hold the release (what an automatic roll back has to revert).
+SITE_TOUCHED_STATES = frozenset({*SITE_IN_FLIGHT_STATES, SiteRolloutState.SUCCEEDED, SiteRolloutState.FAILED})

@@ -1,0 +1,221 @@
+"""What a running rollout should do next: a pure function of its waves, its sites' states and the time.
+
+The rollout workflow calls `decide(view, now)` whenever a site finishes or a timer fires, applies the
+decision through rollouts.services, and calls it again until the decision is idle (then it waits for
+`wake_at` or the next site event). Keeping the rules here, away from the database and the workflow
+engine, lets them be tested exhaustively.
+
+One decision does one step of the rollout's life:
+
+1. A roll back was requested (or ordered by the plan when a wave halts): `rollback`.
+2. The rollout is not running (paused, awaiting approval, finished): nothing.
+3. The current wave was never opened (a new rollout): `open_wave`.
+4. The current wave is closed: open the next one once its gates hold: the previous wave's bake time
+   is over (`wake_at` until then), and with `require_approval` somebody approved it (`await_approval`
+   until then).
+5. The current wave is open:
+   - more failed sites than the plan's failure threshold: `halt` (and `rollback` with auto_rollback),
+     at once, without waiting for the rest of the wave;
+   - started sites that have been at it for longer than `site_deadline_seconds`: `skip` them (the
+     workflow cancels their run; a skipped site is not a failure);
+   - every site done: `close_wave` (with `bake_until` unless it is the last wave) or, for the last
+     wave, `succeed`;
+   - otherwise `start` not-started sites, in planned order, up to `max_parallel` sites in flight; with
+     `respect_windows`, a site outside its window is not started but moved to `waiting_window`
+     (which holds no slot) and retried when its window opens (`wake_at`).
+"""
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from rollouts.choices import (
+    SITE_DONE_STATES,
+    SITE_IN_FLIGHT_STATES,
+    SITE_NOT_STARTED_STATES,
+    RolloutState,
+    SiteRolloutState,
+)
+from rollouts.planning import describe_threshold, threshold_exceeded
+
+
+@dataclass(frozen=True)
+class SiteView:
+    code: str
+    state: str
+    window_open: bool = True
+    next_window_at: dt.datetime | None = None
+    started_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class WaveView:
+    index: int
+    name: str
+    sites: tuple[SiteView, ...]
+    opened_at: dt.datetime | None = None
+    closed_at: dt.datetime | None = None
+    bake_until: dt.datetime | None = None
+    approved_at: dt.datetime | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.sites)
+
+
+@dataclass(frozen=True)
+class RolloutView:
+    state: str
+    current_wave: int
+    waves: tuple[WaveView, ...]
+    max_parallel: int = 1
+    failure_threshold: dict[str, int] = field(default_factory=lambda: {"count": 0})
+    bake_seconds: int = 0
+    require_approval: bool = False
+    respect_windows: bool = False
+    auto_rollback: bool = False
+    site_deadline_seconds: int = 6 * 3600
+    rollback_requested: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The next step. Empty fields mean "nothing of that kind"; `reason` says why, for logs and the admin."""
+
+    reason: str = ""
+    start: tuple[str, ...] = ()
+    wait_window: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
+    open_wave: int | None = None
+    close_wave: int | None = None
+    bake_until: dt.datetime | None = None
+    await_approval: bool = False
+    halt: bool = False
+    rollback: bool = False
+    succeed: bool = False
+    wake_at: dt.datetime | None = None
+
+    @property
+    def idle(self) -> bool:
+        """Nothing to apply now: wait for a site event or `wake_at`."""
+        return not (
+            self.start
+            or self.wait_window
+            or self.skip
+            or self.open_wave is not None
+            or self.close_wave is not None
+            or self.await_approval
+            or self.halt
+            or self.rollback
+            or self.succeed
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "start": list(self.start),
+            "wait_window": list(self.wait_window),
+            "skip": list(self.skip),
+            "open_wave": self.open_wave,
+            "close_wave": self.close_wave,
+            "bake_until": self.bake_until.isoformat() if self.bake_until else None,
+            "await_approval": self.await_approval,
+            "halt": self.halt,
+            "rollback": self.rollback,
+            "succeed": self.succeed,
+            "wake_at": self.wake_at.isoformat() if self.wake_at else None,
+        }
+
+
+def decide(view: RolloutView, now: dt.datetime) -> Decision:
+    """The next step of the rollout `view` at `now` (see the module docstring)."""
+    if view.rollback_requested and view.state != RolloutState.ROLLED_BACK:
+        return Decision(reason="a roll back was requested", rollback=True)
+    if view.state != RolloutState.RUNNING:
+        return Decision(reason=f"the rollout is {view.state}")
+    if not view.waves:
+        return Decision(reason="the rollout has no sites", succeed=True)
+    wave = view.waves[view.current_wave]
+    if wave.opened_at is None:
+        return Decision(reason=f"open {_name(wave)}", open_wave=wave.index)
+    if wave.closed_at is not None:
+        return _next_wave(view, wave, now)
+    return _in_wave(view, wave, now)
+
+
+def _next_wave(view: RolloutView, wave: WaveView, now: dt.datetime) -> Decision:
+    if wave.index + 1 >= len(view.waves):
+        return Decision(reason="the last wave is closed", succeed=True)
+    following = view.waves[wave.index + 1]
+    if wave.bake_until is not None and now < wave.bake_until:
+        return Decision(reason=f"{_name(wave)} bakes until {wave.bake_until.isoformat()}", wake_at=wave.bake_until)
+    if view.require_approval and following.approved_at is None:
+        return Decision(reason=f"{_name(following)} needs an approval", await_approval=True)
+    return Decision(reason=f"open {_name(following)}", open_wave=following.index)
+
+
+def _in_wave(view: RolloutView, wave: WaveView, now: dt.datetime) -> Decision:
+    failed = sum(1 for s in wave.sites if s.state == SiteRolloutState.FAILED)
+    if threshold_exceeded(view.failure_threshold, failed=failed, size=wave.size):
+        return Decision(
+            reason=(
+                f"{_name(wave)}: {failed} of {wave.size} sites failed, more than the threshold of "
+                f"{describe_threshold(view.failure_threshold)}"
+            ),
+            halt=True,
+            rollback=view.auto_rollback,
+        )
+    deadline = dt.timedelta(seconds=view.site_deadline_seconds)
+    skip = tuple(
+        s.code
+        for s in wave.sites
+        if s.state in SITE_IN_FLIGHT_STATES and s.started_at is not None and now - s.started_at > deadline
+    )
+    skipped = set(skip)
+    unfinished = [s for s in wave.sites if s.state not in SITE_DONE_STATES and s.code not in skipped]
+    if not unfinished:
+        last = wave.index + 1 >= len(view.waves)
+        bake_until = now + dt.timedelta(seconds=view.bake_seconds) if view.bake_seconds and not last else None
+        return Decision(
+            reason=f"{_name(wave)} is complete" + (", the rollout succeeded" if last else ""),
+            skip=skip,
+            close_wave=wave.index,
+            bake_until=bake_until,
+            succeed=last,
+        )
+    in_flight = sum(1 for s in unfinished if s.state in SITE_IN_FLIGHT_STATES)
+    slots = max(view.max_parallel - in_flight, 0)
+    start: list[str] = []
+    wait: list[str] = []
+    wake: list[dt.datetime] = []
+    for site in unfinished:
+        if site.state not in SITE_NOT_STARTED_STATES:
+            if site.started_at is not None:
+                wake.append(site.started_at + deadline)
+            continue
+        if view.respect_windows and not site.window_open:
+            if site.state == SiteRolloutState.PENDING:
+                wait.append(site.code)
+            if site.next_window_at is not None:
+                wake.append(site.next_window_at)
+            continue
+        if len(start) < slots:
+            start.append(site.code)
+    parts = []
+    if start:
+        parts.append(f"start {len(start)} site(s)")
+    if wait:
+        parts.append(f"{len(wait)} site(s) wait for their window")
+    if skip:
+        parts.append(f"skip {len(skip)} site(s) past their deadline")
+    return Decision(
+        reason=f"{_name(wave)}: " + (", ".join(parts) or f"{in_flight} site(s) in flight"),
+        start=tuple(start),
+        wait_window=tuple(wait),
+        skip=skip,
+        wake_at=min(wake) if wake else None,
+    )
+
+
+def _name(wave: WaveView) -> str:
+    return f"wave {wave.index} ({wave.name})"

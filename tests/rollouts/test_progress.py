@@ -1,0 +1,149 @@
+"""rollouts.progress.decide: every decision the rollout workflow will act on."""
+
+import datetime as dt
+
+import pytest
+
+from rollouts.progress import Decision, RolloutView, SiteView, WaveView, decide
+
+NOW = dt.datetime(2025, 3, 3, 12, 0, tzinfo=dt.UTC)
+EARLIER = NOW - dt.timedelta(minutes=5)
+
+
+def sites(*states: str, prefix: str = "S") -> tuple[SiteView, ...]:
+    return tuple(SiteView(code=f"{prefix}{i}", state=state, started_at=None) for i, state in enumerate(states))
+
+
+def view(*waves: WaveView, state: str = "running", current: int = 0, **options: object) -> RolloutView:
+    return RolloutView(state=state, current_wave=current, waves=waves, **options)  # type: ignore[arg-type]
+
+
+def wave(index: int, site_views: tuple[SiteView, ...], **fields: object) -> WaveView:
+    defaults: dict[str, object] = {"opened_at": EARLIER}
+    defaults.update(fields)
+    return WaveView(index=index, name=f"w{index}", sites=site_views, **defaults)  # type: ignore[arg-type]
+
+
+def test_a_new_rollout_opens_its_first_wave() -> None:
+    decision = decide(view(wave(0, sites("pending"), opened_at=None)), NOW)
+    assert decision.open_wave == 0
+    assert not decision.idle
+
+
+@pytest.mark.parametrize("state", ["paused", "awaiting_approval", "halted", "succeeded", "cancelled", "scheduled"])
+def test_a_rollout_that_is_not_running_does_nothing(state: str) -> None:
+    decision = decide(view(wave(0, sites("pending", "pending")), state=state), NOW)
+    assert decision.idle
+    assert state in decision.reason
+
+
+def test_a_requested_rollback_wins_over_everything() -> None:
+    for state in ("running", "paused", "halted", "succeeded", "cancelled"):
+        assert decide(view(wave(0, sites("pending")), state=state, rollback_requested=True), NOW).rollback
+
+
+def test_starts_pending_sites_in_order_up_to_max_parallel() -> None:
+    decision = decide(view(wave(0, sites("pending", "pending", "pending", "pending")), max_parallel=3), NOW)
+    assert decision.start == ("S0", "S1", "S2")
+
+
+def test_sites_in_flight_take_slots_and_waiting_ones_do_not() -> None:
+    w = wave(0, sites("committing", "syncing", "waiting_window", "succeeded", "pending", "pending"))
+    decision = decide(view(w, max_parallel=3), NOW)
+    assert decision.start == ("S2",)  # window open again (respect_windows off): it goes first, one slot left
+
+    full = wave(0, sites("committing", "syncing", "verifying", "pending"))
+    assert decide(view(full, max_parallel=3), NOW).start == ()
+    assert decide(view(full, max_parallel=3), NOW).idle
+
+
+def test_respect_windows_moves_closed_sites_to_waiting_and_wakes_at_the_first_window() -> None:
+    later, sooner = NOW + dt.timedelta(hours=5), NOW + dt.timedelta(hours=2)
+    w = wave(
+        0,
+        (
+            SiteView("A", "pending", window_open=False, next_window_at=later),
+            SiteView("B", "waiting_window", window_open=False, next_window_at=sooner),
+            SiteView("C", "pending", window_open=True),
+            SiteView("D", "waiting_window", window_open=True),
+        ),
+    )
+    decision = decide(view(w, max_parallel=10, respect_windows=True), NOW)
+    assert decision.start == ("C", "D")
+    assert decision.wait_window == ("A",)  # B is already waiting
+    assert decision.wake_at == sooner
+
+    ignored = decide(view(w, max_parallel=10, respect_windows=False), NOW)
+    assert ignored.start == ("A", "B", "C", "D")
+
+
+def test_failures_over_the_threshold_halt_at_once_and_roll_back_when_asked() -> None:
+    w = wave(0, sites("failed", "failed", "committing", "pending", "succeeded"))
+    decision = decide(view(w, failure_threshold={"count": 1}, auto_rollback=True), NOW)
+    assert decision.halt and decision.rollback
+    assert "2 of 5 sites failed" in decision.reason
+    assert decision.start == ()
+
+    no_rollback = decide(view(w, failure_threshold={"percent": 20}), NOW)
+    assert no_rollback.halt and not no_rollback.rollback
+
+    tolerated = decide(view(w, failure_threshold={"percent": 40}, max_parallel=5), NOW)
+    assert not tolerated.halt
+    assert tolerated.start == ("S3",)
+
+
+def test_a_complete_wave_is_closed_with_its_bake_time() -> None:
+    w0 = wave(0, sites("succeeded", "failed", "skipped"))
+    w1 = wave(1, sites("pending", prefix="T"), opened_at=None)
+    decision = decide(view(w0, w1, failure_threshold={"count": 1}, bake_seconds=600), NOW)
+    assert decision.close_wave == 0
+    assert decision.bake_until == NOW + dt.timedelta(seconds=600)
+    assert not decision.succeed
+
+
+def test_the_last_wave_complete_means_success() -> None:
+    decision = decide(view(wave(0, sites("succeeded", "succeeded")), bake_seconds=600), NOW)
+    assert decision.close_wave == 0 and decision.succeed
+    assert decision.bake_until is None
+
+
+def test_next_wave_waits_for_the_bake_then_the_approval_then_opens() -> None:
+    bake_end = NOW + dt.timedelta(minutes=10)
+    w0 = wave(0, sites("succeeded"), closed_at=EARLIER, bake_until=bake_end)
+    w1 = wave(1, sites("pending", prefix="T"), opened_at=None)
+
+    baking = decide(view(w0, w1, require_approval=True), NOW)
+    assert baking.idle and baking.wake_at == bake_end
+
+    after = bake_end + dt.timedelta(seconds=1)
+    awaiting = decide(view(w0, w1, require_approval=True), after)
+    assert awaiting.await_approval and awaiting.open_wave is None
+
+    approved = wave(1, sites("pending", prefix="T"), opened_at=None, approved_at=after)
+    assert decide(view(w0, approved, require_approval=True), after).open_wave == 1
+    assert decide(view(w0, w1, require_approval=False), after).open_wave == 1
+
+
+def test_a_closed_last_wave_is_success() -> None:
+    assert decide(view(wave(0, sites("succeeded"), closed_at=EARLIER)), NOW).succeed
+
+
+def test_sites_past_their_deadline_are_skipped_and_can_complete_the_wave() -> None:
+    stuck = SiteView("A", "syncing", started_at=NOW - dt.timedelta(hours=2))
+    fresh = SiteView("B", "syncing", started_at=NOW - dt.timedelta(minutes=1))
+    decision = decide(view(wave(0, (stuck, fresh, *sites("pending"))), site_deadline_seconds=3600, max_parallel=2), NOW)
+    assert decision.skip == ("A",)
+    assert decision.start == ("S0",)  # the skipped site's slot is free
+    assert decision.wake_at == fresh.started_at + dt.timedelta(hours=1)  # type: ignore[operator]
+
+    only_stuck = decide(view(wave(0, (stuck, *sites("succeeded"))), site_deadline_seconds=3600), NOW)
+    assert only_stuck.skip == ("A",) and only_stuck.close_wave == 0 and only_stuck.succeed
+
+
+def test_a_rollout_without_waves_succeeds() -> None:
+    assert decide(view(), NOW).succeed
+
+
+def test_decision_as_dict_is_json_ready() -> None:
+    d = Decision(reason="x", start=("A",), wake_at=NOW).as_dict()
+    assert d["start"] == ["A"] and d["wake_at"] == NOW.isoformat()
