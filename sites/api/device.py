@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import exceptions, viewsets
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -70,6 +71,21 @@ class NodeAuthentication(BaseAuthentication):
     def authenticate_header(self, request: Request) -> str:
         # Naming the scheme makes DRF answer 401 (not 403) to a missing or refused credential.
         return self.keyword
+
+
+class NodeAuthenticationScheme(OpenApiAuthenticationExtension):
+    """Names the Node scheme in the OpenAPI schema (drf-spectacular cannot guess a custom class)."""
+
+    target_class = "sites.api.device.NodeAuthentication"
+    name = "nodeAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Node <node_token>`, the credential device/register/ answered",
+        }
 
 
 class IsNode(BasePermission):
