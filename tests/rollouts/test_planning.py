@@ -64,7 +64,9 @@ def test_percent_rounds_up_and_every_wave_gets_a_site() -> None:
 
 
 def test_small_targets_drop_empty_waves_and_the_last_takes_the_rest() -> None:
-    waves = plan_waves(waves=[{"count": 1}, {"percent": 50}, {"percent": 75}, {"percent": 100}], sites=fleet(2), seed="s")
+    waves = plan_waves(
+        waves=[{"count": 1}, {"percent": 50}, {"percent": 75}, {"percent": 100}], sites=fleet(2), seed="s"
+    )
     assert [w.size for w in waves] == [1, 1]
     assert [w.plan_index for w in waves] == [0, 1]
     assert [w.index for w in waves] == [0, 1]

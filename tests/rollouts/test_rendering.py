@@ -96,7 +96,10 @@ def test_sandbox_escapes_and_bombs_are_refused(template: str) -> None:
         ({"a.yaml": obj("ClusterRole", namespace=None, api="rbac.authorization.k8s.io/v1")}, "is cluster-scoped"),
         ({"a.yaml": obj("Namespace", "kube-system", None)}, "Namespace 'kube-system' is not one of the application's"),
         ({"a.yaml": obj("List", namespace=None)}, "List is not accepted"),
-        ({"a.yaml": obj(), "b.yaml": obj()}, "b.yaml: document 0: ConfigMap pos/x is also defined in a.yaml document 0"),
+        (
+            {"a.yaml": obj(), "b.yaml": obj()},
+            "b.yaml: document 0: ConfigMap pos/x is also defined in a.yaml document 0",
+        ),
         ({"a.yaml": "a: &anchor [1]\nb: *anchor\n"}, "YAML aliases"),
         ({f"t{i}.yaml": obj(name=f"n{i}") for i in range(MAX_TEMPLATES + 1)}, f"at most {MAX_TEMPLATES} templates"),
         ({"big.yaml": obj() + "data:\n  x: \"{{ 'a' * 1000000 }}{{ 'b' * 100000 }}\"\n"}, "rendered output exceeds"),
@@ -130,6 +133,6 @@ def test_values_cannot_leak_between_sites() -> None:
 
 
 def test_output_bound_is_per_site() -> None:
-    line = "{{ 'a' * %d }}" % (MAX_RENDERED_CHARS // 2)
+    line = "{{ 'a' * " + str(MAX_RENDERED_CHARS // 2) + " }}"
     with pytest.raises(Invalid, match="exceeds"):
         check({"a.yaml": obj() + f"data:\n  a: {line}\n", "b.yaml": obj(name="y") + f"data:\n  b: {line}\n"})
