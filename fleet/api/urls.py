@@ -5,10 +5,11 @@ from rest_framework.routers import DefaultRouter
 
 from fleet.api.tokens import ObtainTokenView
 from fleet.audit.api.urls import router as audit_router
+from rollouts.api.urls import router as rollouts_router
 from sites.api.urls import router as sites_router
 
 router = DefaultRouter()
-for app_router in (sites_router, audit_router):
+for app_router in (sites_router, audit_router, rollouts_router):
     router.registry.extend(app_router.registry)
 
 urlpatterns = [

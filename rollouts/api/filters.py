@@ -1,0 +1,50 @@
+"""Filters on the release, plan, rollout and per-site lists."""
+
+import django_filters
+
+from rollouts.choices import RolloutState, SiteRolloutState
+from rollouts.models import Application, Release, Rollout, RolloutPlan, SiteRollout
+
+
+class ApplicationFilter(django_filters.FilterSet):
+    class Meta:
+        model = Application
+        fields = ["team", "namespace", "stateful"]
+
+
+class ReleaseFilter(django_filters.FilterSet):
+    locked = django_filters.BooleanFilter(field_name="locked_at", lookup_expr="isnull", exclude=True)
+
+    class Meta:
+        model = Release
+        fields = ["application", "version", "locked"]
+
+
+class RolloutPlanFilter(django_filters.FilterSet):
+    application = django_filters.NumberFilter(field_name="release__application")
+
+    class Meta:
+        model = RolloutPlan
+        fields = ["release", "application"]
+
+
+class RolloutFilter(django_filters.FilterSet):
+    state = django_filters.MultipleChoiceFilter(choices=RolloutState.choices)
+    application = django_filters.NumberFilter(field_name="release__application")
+    started_after = django_filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="gte")
+    started_before = django_filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="lt")
+
+    class Meta:
+        model = Rollout
+        fields = ["state", "plan", "release", "application", "started_after", "started_before"]
+
+
+class SiteRolloutFilter(django_filters.FilterSet):
+    state = django_filters.MultipleChoiceFilter(choices=SiteRolloutState.choices)
+    wave = django_filters.NumberFilter(field_name="wave__index")
+    site = django_filters.CharFilter(field_name="site__code")
+    region = django_filters.CharFilter(field_name="site__region")
+
+    class Meta:
+        model = SiteRollout
+        fields = ["state", "wave", "site", "region"]

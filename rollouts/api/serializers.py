@@ -1,0 +1,215 @@
+"""Shapes of applications, releases, plans and rollouts in the API. Input serializers check shapes and
+types only; the services decide what is allowed."""
+
+from typing import Any
+
+from rest_framework import serializers
+
+from rollouts.models import Application, Release, Rollout, RolloutPlan, RolloutWave, SiteRollout
+
+
+class ApplicationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Application
+        fields = [
+            "id",
+            "name",
+            "team",
+            "namespace",
+            "stateful",
+            "extra_namespaces",
+            "allowed_cluster_kinds",
+            "description",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class ApplicationWriteSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=63)
+    team = serializers.CharField(max_length=100)
+    namespace = serializers.CharField(max_length=63)
+    stateful = serializers.BooleanField(required=False)
+    extra_namespaces = serializers.JSONField(required=False)
+    allowed_cluster_kinds = serializers.JSONField(required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
+
+
+class ReleaseSerializer(serializers.ModelSerializer):
+    application_name = serializers.CharField(source="application.name", read_only=True)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    locked = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Release
+        fields = [
+            "id",
+            "application",
+            "application_name",
+            "version",
+            "templates",
+            "values",
+            "created_by",
+            "created_at",
+            "locked_at",
+            "locked",
+        ]
+        read_only_fields = fields
+
+
+class ReleaseWriteSerializer(serializers.Serializer):
+    application = serializers.PrimaryKeyRelatedField(queryset=Application.objects.all())
+    version = serializers.CharField(max_length=64)
+    templates = serializers.JSONField()
+    values = serializers.JSONField(required=False)
+
+
+class RolloutPlanSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    application = serializers.CharField(source="release.application.name", read_only=True)
+    release_version = serializers.CharField(source="release.version", read_only=True)
+
+    class Meta:
+        model = RolloutPlan
+        fields = [
+            "id",
+            "name",
+            "release",
+            "application",
+            "release_version",
+            "target",
+            "waves",
+            "max_parallel",
+            "failure_threshold",
+            "bake_seconds",
+            "require_approval",
+            "two_person_rule",
+            "respect_windows",
+            "auto_rollback",
+            "start_at",
+            "cron",
+            "timezone",
+            "site_deadline_seconds",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class RolloutPlanWriteSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    release = serializers.PrimaryKeyRelatedField(queryset=Release.objects.all())
+    target = serializers.JSONField()
+    waves = serializers.JSONField()
+    max_parallel = serializers.IntegerField(required=False)
+    failure_threshold = serializers.JSONField()
+    bake_seconds = serializers.IntegerField(required=False)
+    require_approval = serializers.BooleanField(required=False)
+    two_person_rule = serializers.BooleanField(required=False)
+    respect_windows = serializers.BooleanField(required=False)
+    auto_rollback = serializers.BooleanField(required=False)
+    start_at = serializers.DateTimeField(required=False, allow_null=True)
+    cron = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=100)
+    timezone = serializers.CharField(required=False, max_length=64)
+    site_deadline_seconds = serializers.IntegerField(required=False)
+
+    def validate_cron(self, value: str | None) -> str:
+        return (value or "").strip()
+
+
+class DryRunSerializer(serializers.Serializer):
+    at = serializers.DateTimeField(required=False, help_text="when the rollout would start (default: now)")
+
+
+class WaveSerializer(serializers.ModelSerializer):
+    counts = serializers.DictField(child=serializers.IntegerField(), read_only=True)
+    approved_by = serializers.CharField(source="approved_by.username", read_only=True, default=None)
+
+    class Meta:
+        model = RolloutWave
+        fields = [
+            "index",
+            "name",
+            "size",
+            "state",
+            "counts",
+            "opened_at",
+            "closed_at",
+            "bake_until",
+            "approved_by",
+            "approved_at",
+        ]
+        read_only_fields = fields
+
+
+class RolloutSerializer(serializers.ModelSerializer):
+    plan_name = serializers.CharField(source="plan.name", read_only=True)
+    application = serializers.CharField(source="release.application.name", read_only=True)
+    release_version = serializers.CharField(source="release.version", read_only=True)
+    counts = serializers.DictField(child=serializers.IntegerField(), read_only=True)
+    total = serializers.IntegerField(read_only=True)
+    waves = WaveSerializer(many=True, read_only=True)
+    started_by = serializers.CharField(source="started_by_name", read_only=True)
+    approved_by = serializers.CharField(source="approved_by.username", read_only=True, default=None)
+    rollback_requested = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Rollout
+        fields = [
+            "id",
+            "plan",
+            "plan_name",
+            "release",
+            "application",
+            "release_version",
+            "state",
+            "current_wave",
+            "counts",
+            "total",
+            "waves",
+            "started_by",
+            "started_at",
+            "approved_by",
+            "finished_at",
+            "halted_reason",
+            "rollback_requested",
+            "rollback_requested_at",
+        ]
+        read_only_fields = fields
+
+    def get_rollback_requested(self, rollout: Rollout) -> bool:
+        return rollout.rollback_requested_at is not None
+
+
+class SiteRolloutSerializer(serializers.ModelSerializer):
+    site: serializers.SlugRelatedField = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    wave = serializers.IntegerField(source="wave.index", read_only=True)
+    wave_name = serializers.CharField(source="wave.name", read_only=True)
+
+    class Meta:
+        model = SiteRollout
+        fields = [
+            "site",
+            "wave",
+            "wave_name",
+            "state",
+            "revision",
+            "previous_revision",
+            "error",
+            "started_at",
+            "finished_at",
+            "workflow_run_id",
+        ]
+        read_only_fields = fields
+
+
+class RolloutActionSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+
+def validated(serializer_class: type, data: Any, *, partial: bool = False) -> dict[str, Any]:
+    serializer = serializer_class(data=data, partial=partial)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)

@@ -1,0 +1,226 @@
+"""Thin API views over the rollouts services."""
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from fleet.api.pagination import FleetCursorPagination
+from fleet.api.permissions import ActionPermission
+from rollouts import selectors, services
+from rollouts.api.filters import (
+    ApplicationFilter,
+    ReleaseFilter,
+    RolloutFilter,
+    RolloutPlanFilter,
+    SiteRolloutFilter,
+)
+from rollouts.api.serializers import (
+    ApplicationSerializer,
+    ApplicationWriteSerializer,
+    DryRunSerializer,
+    ReleaseSerializer,
+    ReleaseWriteSerializer,
+    RolloutActionSerializer,
+    RolloutPlanSerializer,
+    RolloutPlanWriteSerializer,
+    RolloutSerializer,
+    SiteRolloutSerializer,
+    validated,
+)
+from rollouts.models import Application, Release, Rollout
+
+
+class ApplicationViewSet(viewsets.ModelViewSet):
+    """Edge applications. Writes go through rollouts.services and are audited."""
+
+    queryset = Application.objects.all()
+    serializer_class = ApplicationSerializer
+    filterset_class = ApplicationFilter
+    search_fields = ["name", "team", "namespace"]
+    ordering_fields: list[str] = []
+
+    @extend_schema(request=ApplicationWriteSerializer, responses={201: ApplicationSerializer})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        data = validated(ApplicationWriteSerializer, request.data)
+        application = services.application_create(actor=request.user, source="api", **data)
+        return Response(ApplicationSerializer(application).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=ApplicationWriteSerializer, responses=ApplicationSerializer)
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        data = validated(ApplicationWriteSerializer, request.data, partial=kwargs.get("partial", False))
+        application = services.application_update(
+            application=self.get_object(), actor=request.user, source="api", **data
+        )
+        return Response(ApplicationSerializer(application).data)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        services.application_delete(application=self.get_object(), actor=request.user, source="api")
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ReleaseViewSet(viewsets.ModelViewSet):
+    """Releases: templates validated at creation (400 naming the template, document and reason);
+    any change after a rollout used one is refused (409)."""
+
+    queryset = Release.objects.select_related("application", "created_by")
+    serializer_class = ReleaseSerializer
+    filterset_class = ReleaseFilter
+    pagination_class = FleetCursorPagination
+    search_fields = ["version", "application__name"]
+    ordering_fields: list[str] = []
+
+    @extend_schema(request=ReleaseWriteSerializer, responses={201: ReleaseSerializer})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        data = validated(ReleaseWriteSerializer, request.data)
+        release = services.release_create(actor=request.user, source="api", **data)
+        return Response(ReleaseSerializer(release).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=ReleaseWriteSerializer, responses=ReleaseSerializer)
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        release = self.get_object()
+        data = validated(ReleaseWriteSerializer, request.data, partial=kwargs.get("partial", False))
+        if "application" in data and data.pop("application") != release.application:
+            raise ValidationError({"application": ["a release's application cannot change"]})
+        release = services.release_update(release=release, actor=request.user, source="api", **data)
+        return Response(ReleaseSerializer(release).data)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        services.release_delete(release=self.get_object(), actor=request.user, source="api")
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RolloutPlanViewSet(viewsets.ModelViewSet):
+    """Rollout plans. `dry-run/` shows the waves and window times without writing anything;
+    `start/` (permission rollouts.start_rollout) starts a rollout and answers 202 with it."""
+
+    queryset = selectors.plan_list()
+    serializer_class = RolloutPlanSerializer
+    filterset_class = RolloutPlanFilter
+    search_fields = ["name"]
+    ordering_fields: list[str] = []
+    permission_classes = [ActionPermission]
+    action_permissions = {
+        "start": ["rollouts.start_rollout", "rollouts.view_rolloutplan"],
+        "dry_run": ["rollouts.view_rolloutplan"],
+    }
+
+    @extend_schema(request=RolloutPlanWriteSerializer, responses={201: RolloutPlanSerializer})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        data = validated(RolloutPlanWriteSerializer, request.data)
+        plan = services.rollout_plan_create(actor=request.user, source="api", **data)
+        return Response(RolloutPlanSerializer(plan).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=RolloutPlanWriteSerializer, responses=RolloutPlanSerializer)
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        data = validated(RolloutPlanWriteSerializer, request.data, partial=kwargs.get("partial", False))
+        plan = services.rollout_plan_update(plan=self.get_object(), actor=request.user, source="api", **data)
+        return Response(RolloutPlanSerializer(plan).data)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        services.rollout_plan_delete(plan=self.get_object(), actor=request.user, source="api")
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(methods=["GET"], parameters=[OpenApiParameter("at", str, description="ISO time (default: now)")])
+    @extend_schema(methods=["POST"], request=DryRunSerializer)
+    @action(detail=True, methods=["get", "post"], url_path="dry-run")
+    def dry_run(self, request: Request, pk: str | None = None) -> Response:
+        """The waves the plan would make now (or `at`), and when each site's window opens. Writes nothing."""
+        source = request.data if request.method == "POST" else request.query_params
+        data = validated(DryRunSerializer, source)
+        return Response(services.rollout_plan_dry_run(plan=self.get_object(), at=data.get("at")))
+
+    @extend_schema(request=None, responses={202: RolloutSerializer})
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, pk: str | None = None) -> Response:
+        """Start a rollout of this plan: waves and sites are computed and stored; the workflow drives them."""
+        rollout = services.rollout_start(plan=self.get_object(), actor=request.user, source="api")
+        return Response(_present(rollout), status=status.HTTP_202_ACCEPTED)
+
+
+class SiteRolloutPagination(FleetCursorPagination):
+    ordering = "position"
+
+
+class RolloutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Rollouts, newest first, with their waves and counters (never counted per row). Actions:
+    pause, resume, cancel, rollback (rollouts.change_rollout), approve (rollouts.approve_rollout)."""
+
+    queryset = selectors.rollout_list()
+    serializer_class = RolloutSerializer
+    filterset_class = RolloutFilter
+    pagination_class = FleetCursorPagination
+    ordering_fields: list[str] = []
+    permission_classes = [ActionPermission]
+    action_permissions = {
+        "pause": ["rollouts.change_rollout"],
+        "resume": ["rollouts.change_rollout"],
+        "cancel": ["rollouts.change_rollout"],
+        "rollback": ["rollouts.change_rollout"],
+        "approve": ["rollouts.approve_rollout"],
+        "sites": ["rollouts.view_rollout"],
+    }
+
+    def _act(self, request: Request, service: Any, ok: int = status.HTTP_200_OK) -> Response:
+        data = validated(RolloutActionSerializer, request.data)
+        rollout = service(rollout=self.get_object(), actor=request.user, source="api", reason=data["reason"])
+        return Response(_present(rollout), status=ok)
+
+    @extend_schema(request=RolloutActionSerializer, responses=RolloutSerializer)
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk: str | None = None) -> Response:
+        return self._act(request, services.rollout_pause)
+
+    @extend_schema(request=RolloutActionSerializer, responses=RolloutSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str | None = None) -> Response:
+        return self._act(request, services.rollout_resume)
+
+    @extend_schema(request=RolloutActionSerializer, responses=RolloutSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        return self._act(request, services.rollout_cancel)
+
+    @extend_schema(request=RolloutActionSerializer, responses=RolloutSerializer)
+    @action(detail=True, methods=["post"])
+    def approve(self, request: Request, pk: str | None = None) -> Response:
+        return self._act(request, services.rollout_approve)
+
+    @extend_schema(request=RolloutActionSerializer, responses={202: RolloutSerializer})
+    @action(detail=True, methods=["post"])
+    def rollback(self, request: Request, pk: str | None = None) -> Response:
+        """Request a roll back of every site that got the release (202: the workflow carries it out)."""
+        return self._act(request, services.rollout_rollback, ok=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("state", str, many=True),
+            OpenApiParameter("wave", int),
+            OpenApiParameter("site", str),
+            OpenApiParameter("region", str),
+        ],
+        responses=SiteRolloutSerializer(many=True),
+    )
+    @action(detail=True, methods=["get"])
+    def sites(self, request: Request, pk: str | None = None) -> Response:
+        """The rollout's sites in planned order, filterable by state and wave; cursor-paginated."""
+        # Not self.get_object(): the rollout list's filters must not read this list's query parameters.
+        rollout = get_object_or_404(Rollout, pk=pk)
+        self.check_object_permissions(request, rollout)
+        filterset = SiteRolloutFilter(request.query_params, queryset=selectors.site_rollout_list(rollout))
+        if not filterset.is_valid():
+            raise ValidationError(filterset.errors)
+        queryset: QuerySet[Any] = filterset.qs
+        paginator = SiteRolloutPagination()
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response(SiteRolloutSerializer(page, many=True).data)
+
+
+def _present(rollout: Rollout) -> dict[str, Any]:
+    return dict(RolloutSerializer(selectors.rollout_list().get(pk=rollout.pk)).data)

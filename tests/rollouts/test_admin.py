@@ -1,0 +1,152 @@
+"""The rollouts admin: pages render without a query per row, saves and actions go through the services."""
+
+import pytest
+from django.test import Client
+
+from fleet.audit.models import AuditEvent
+from rollouts import services
+from rollouts.models import Application, Rollout, SiteRollout
+from tests.factories import SiteFactory, UserFactory
+from tests.rollouts.factories import ReleaseFactory, RolloutPlanFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(admin_user: object) -> Client:
+    client = Client()
+    client.force_login(admin_user)  # type: ignore[arg-type]
+    return client
+
+
+@pytest.fixture
+def rollout() -> Rollout:
+    for _ in range(6):
+        SiteFactory()
+    plan = RolloutPlanFactory(waves=[{"name": "canary", "count": 2}, {"percent": 100}], require_approval=True)
+    rollout = services.rollout_start(plan=plan, actor="t", source="test")
+    row = SiteRollout.objects.filter(rollout=rollout).order_by("position").first()
+    services.site_rollout_transition(site_rollout=row, to="committing", actor="w", source="workflow")
+    services.site_rollout_transition(
+        site_rollout=row, to="failed", actor="w", source="workflow", error="deployment pos: ImagePullBackOff"
+    )
+    return rollout
+
+
+def test_admin_pages_render(staff: Client, rollout: Rollout) -> None:
+    plan, release = rollout.plan, rollout.release
+    paths = [
+        "/admin/rollouts/application/",
+        "/admin/rollouts/application/add/",
+        f"/admin/rollouts/application/{release.application_id}/change/",
+        "/admin/rollouts/release/",
+        "/admin/rollouts/release/add/",
+        "/admin/rollouts/rolloutplan/",
+        "/admin/rollouts/rolloutplan/add/",
+        f"/admin/rollouts/rolloutplan/{plan.pk}/change/",
+        "/admin/rollouts/rollout/",
+        "/admin/rollouts/rollout/?state__exact=running",
+        "/admin/rollouts/siterollout/",
+        f"/admin/rollouts/siterollout/?rollout__id__exact={rollout.pk}&state__exact=failed&wave__index=0",
+    ]
+    for path in paths:
+        assert staff.get(path).status_code == 200, path
+
+
+def test_rollout_page_shows_progress_failures_and_buttons(staff: Client, rollout: Rollout) -> None:
+    page = staff.get(f"/admin/rollouts/rollout/{rollout.pk}/change/").content.decode()
+
+    assert "ImagePullBackOff" in page
+    assert "1/6" in page  # overall progress bar: one site done of six
+    assert "canary" in page
+    for action in ("pause", "cancel", "rollback"):
+        assert f"/admin/rollouts/rollout/{rollout.pk}/action/{action}/" in page
+    assert "/action/approve/" not in page  # not awaiting approval
+    assert "/action/resume/" not in page
+
+
+def test_locked_release_is_read_only(staff: Client, rollout: Rollout) -> None:
+    page = staff.get(f"/admin/rollouts/release/{rollout.release_id}/change/").content.decode()
+    assert 'name="templates"' not in page
+    unlocked = ReleaseFactory()
+    assert 'name="templates"' in staff.get(f"/admin/rollouts/release/{unlocked.pk}/change/").content.decode()
+
+
+def test_action_confirmation_then_service(staff: Client, rollout: Rollout) -> None:
+    url = f"/admin/rollouts/rollout/{rollout.pk}/action/pause/"
+    confirm = staff.get(url)
+    assert confirm.status_code == 200 and b"Yes, pause" in confirm.content
+    assert Rollout.objects.get(pk=rollout.pk).state == "running"
+
+    done = staff.post(url, {"reason": "dinner rush"})
+    assert done.status_code == 302
+    assert Rollout.objects.get(pk=rollout.pk).state == "paused"
+    assert AuditEvent.objects.filter(verb="transition", payload__reason="dinner rush").exists()
+
+    refused = staff.post(f"/admin/rollouts/rollout/{rollout.pk}/action/approve/", {"reason": ""}, follow=True)
+    assert b"it is not awaiting an approval" in refused.content
+
+
+def test_actions_need_permissions(rollout: Rollout) -> None:
+    viewer = UserFactory(username="viewer", is_staff=True, perms=["rollouts.view_rollout"])
+    client = Client()
+    client.force_login(viewer)
+    page = client.get(f"/admin/rollouts/rollout/{rollout.pk}/change/").content.decode()
+    assert "/action/pause/" not in page
+    assert client.post(f"/admin/rollouts/rollout/{rollout.pk}/action/pause/").status_code == 403
+    assert Rollout.objects.get(pk=rollout.pk).state == "running"
+
+
+def test_plan_dry_run_and_start_pages(staff: Client) -> None:
+    windows = [{"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "02:00", "end": "04:00"}]
+    site = SiteFactory(maintenance_windows=windows)
+    plan = RolloutPlanFactory(respect_windows=True)
+
+    page = staff.get(f"/admin/rollouts/rolloutplan/{plan.pk}/dry-run/").content.decode()
+    assert str(site.code) in page and "next window" in page
+    assert not Rollout.objects.exists()
+
+    assert b"Yes, start" in staff.get(f"/admin/rollouts/rolloutplan/{plan.pk}/start/").content
+    started = staff.post(f"/admin/rollouts/rolloutplan/{plan.pk}/start/")
+    assert started.status_code == 302
+    assert Rollout.objects.get().plan == plan
+
+
+def test_adding_an_application_goes_through_the_service(staff: Client) -> None:
+    response = staff.post(
+        "/admin/rollouts/application/add/",
+        {
+            "name": "kds",
+            "team": "kitchen",
+            "namespace": "kds",
+            "extra_namespaces": "[]",
+            "allowed_cluster_kinds": "[]",
+            "description": "",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Application.objects.get().name == "kds"
+    assert AuditEvent.objects.filter(verb="create", object_type="rollouts.application", source="admin").exists()
+
+
+def test_adding_a_bad_release_shows_the_template_error(staff: Client) -> None:
+    app = ReleaseFactory().application
+    response = staff.post(
+        "/admin/rollouts/release/add/",
+        {"application": app.pk, "version": "9.9", "templates": '{"a.yaml": "{{ cycler.__init__ }}"}', "values": "{}"},
+    )
+    assert response.status_code == 200
+    assert "a.yaml: unsafe template" in response.content.decode()
+
+
+def test_rollout_list_does_not_query_per_row(staff: Client, django_assert_max_num_queries: object) -> None:
+    for _ in range(4):
+        SiteFactory()
+    for _ in range(10):
+        services.rollout_start(
+            plan=RolloutPlanFactory(release=ReleaseFactory(), waves=[{"count": 1}, {"percent": 100}]),
+            actor="t",
+            source="test",
+        )
+    with django_assert_max_num_queries(12):  # type: ignore[operator]
+        assert staff.get("/admin/rollouts/rollout/").status_code == 200
