@@ -323,6 +323,9 @@ class WaveInline(admin.TabularInline):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[RolloutWave]:
+        return super().get_queryset(request).select_related("approved_by")
+
     @admin.display(description="progress")
     def progress(self, wave: RolloutWave) -> str:
         return progress_bar(wave.counts, wave.size)
@@ -458,7 +461,7 @@ class SiteRolloutAdmin(admin.ModelAdmin):
     ]
     list_filter = ["state", "wave__index", "site__region", "rollout"]
     search_fields = ["site__code", "error", "revision"]
-    list_select_related = ["site", "rollout", "wave"]
+    list_select_related = ["site", "rollout__plan", "wave"]
     readonly_fields = [
         "rollout",
         "wave",

@@ -281,7 +281,10 @@ def rollout_plan_update(*, plan: RolloutPlan, actor: Actor, source: str, **chang
             if RolloutPlan.objects.exclude(pk=plan.pk).filter(name=plan.name).exists():
                 raise Invalid(f"a rollout plan named {plan.name} already exists", field="name")
             plan.save()
-            _sync_periodic_task(plan)
+            # Only a schedule change touches the beat entry: re-saving it would re-enable a one-off start
+            # that beat already ran and disabled.
+            if {"cron", "start_at", "timezone"} & set(diff):
+                _sync_periodic_task(plan)
             audit_record(actor=actor, verb="update", obj=plan, source=source, payload={"changes": diff})
     return plan
 

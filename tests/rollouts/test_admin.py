@@ -150,3 +150,11 @@ def test_rollout_list_does_not_query_per_row(staff: Client, django_assert_max_nu
         )
     with django_assert_max_num_queries(12):  # type: ignore[operator]
         assert staff.get("/admin/rollouts/rollout/").status_code == 200
+
+
+def test_site_rollout_list_does_not_query_per_row(
+    staff: Client, rollout: Rollout, django_assert_max_num_queries: object
+) -> None:
+    with django_assert_max_num_queries(12):  # type: ignore[operator]
+        response = staff.get(f"/admin/rollouts/siterollout/?rollout__id__exact={rollout.pk}")
+    assert response.status_code == 200

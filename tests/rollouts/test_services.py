@@ -385,3 +385,14 @@ def test_progress_view_from_the_database_drives_decide(rollout: Rollout) -> None
     )
     assert list(decision.start) == first_wave_codes
     assert SiteRolloutState.PENDING in rollout.counts
+
+
+def test_editing_a_plan_does_not_re_enable_a_one_off_start_that_already_ran() -> None:
+    plan = services.rollout_plan_create(
+        actor="t", source="test", **plan_fields(ReleaseFactory(), start_at=timezone.now() + dt.timedelta(hours=1))
+    )
+    PeriodicTask.objects.filter(pk=plan.periodic_task_id).update(enabled=False)  # what beat does after the run
+
+    services.rollout_plan_update(plan=plan, actor="t", source="test", bake_seconds=60)
+
+    assert not PeriodicTask.objects.get(pk=plan.periodic_task_id).enabled
