@@ -218,15 +218,32 @@ CELERY_TASK_QUEUES = (
 # Tasks that talk to a site (git, Kubernetes) go to `io`, so bookkeeping never queues behind them.
 CELERY_TASK_ROUTES = {
     "sites.probe": {"queue": "io"},
+    # workflows.advance is sent to the queue its next step declares (Step.queue); this is the default.
+    "workflows.advance": {"queue": "control"},
+    "workflows.sweep": {"queue": "control"},
 }
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
+# Workflow engine (fleet.workflows). A worker advancing a run holds its lease this long (a step's
+# timeout extends it); a dead worker's run is taken over once it expires. The sweeper wakes runs whose
+# wake_at passed, and re-sends a wake-up message that has not been picked up after REDELIVER seconds
+# (a lost message: broker restart, crash between commit and publish).
+FLEET_WORKFLOW_LEASE_SECONDS = env.float("FLEET_WORKFLOW_LEASE_SECONDS", default=60.0)
+FLEET_WORKFLOW_SWEEP_SECONDS = env.float("FLEET_WORKFLOW_SWEEP_SECONDS", default=5.0)
+FLEET_WORKFLOW_REDELIVER_SECONDS = env.float("FLEET_WORKFLOW_REDELIVER_SECONDS", default=60.0)
+FLEET_WORKFLOW_SWEEP_BATCH = env.int("FLEET_WORKFLOW_SWEEP_BATCH", default=500)
 CELERY_BEAT_SCHEDULE = {
     "probe-all-sites": {
         "task": "sites.probe_all",
         "schedule": env.float("FLEET_PROBE_INTERVAL", default=300.0),
+    },
+    "workflow-sweep": {
+        "task": "workflows.sweep",
+        "schedule": FLEET_WORKFLOW_SWEEP_SECONDS,
+        # A sweep that has waited longer than the interval is superseded by the next one.
+        "options": {"expires": FLEET_WORKFLOW_SWEEP_SECONDS},
     },
 }
 

@@ -5,11 +5,12 @@ from rest_framework.routers import DefaultRouter
 
 from fleet.api.tokens import ObtainTokenView
 from fleet.audit.api.urls import router as audit_router
+from fleet.workflows.api.urls import router as workflows_router
 from rollouts.api.urls import router as rollouts_router
 from sites.api.urls import router as sites_router
 
 router = DefaultRouter()
-for app_router in (sites_router, audit_router, rollouts_router):
+for app_router in (sites_router, audit_router, rollouts_router, workflows_router):
     router.registry.extend(app_router.registry)
 
 urlpatterns = [

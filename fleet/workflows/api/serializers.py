@@ -1,0 +1,76 @@
+"""Shapes of workflow runs in the API: a run with its step timeline, and the cancel request."""
+
+from typing import Any
+
+from rest_framework import serializers
+
+from fleet.workflows.models import StepRun, WorkflowRun
+
+# Context keys that may hold secrets (tokens, join configs) are never shown; a step that must keep a
+# secret in the context should name it accordingly (or start it with an underscore).
+SECRET_MARKERS = ("secret", "token", "password", "credential", "kubeconfig", "private")
+
+
+def public_context(context: dict[str, Any]) -> dict[str, Any]:
+    """The context with secret-looking keys masked, at any depth."""
+    shown: dict[str, Any] = {}
+    for key, value in context.items():
+        lowered = str(key).lower()
+        if lowered.startswith("_") or any(marker in lowered for marker in SECRET_MARKERS):
+            shown[key] = "********"
+        elif isinstance(value, dict):
+            shown[key] = public_context(value)
+        else:
+            shown[key] = value
+    return shown
+
+
+class StepRunSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(source="step")
+
+    class Meta:
+        model = StepRun
+        fields = ["name", "state", "attempt", "started_at", "finished_at", "message", "error"]
+        read_only_fields = fields
+
+
+class WorkflowRunSerializer(serializers.ModelSerializer):
+    subject = serializers.CharField(source="subject_repr")
+    created_by = serializers.CharField(source="created_by_repr")
+    steps = StepRunSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = WorkflowRun
+        fields = [
+            "id",
+            "kind",
+            "state",
+            "subject",
+            "subject_type",
+            "subject_id",
+            "exclusive_key",
+            "current_step",
+            "attempt",
+            "error",
+            "cancel_requested",
+            "cancel_reason",
+            "wake_at",
+            "deadline",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "updated_at",
+            "steps",
+        ]
+        read_only_fields = fields
+
+    def to_representation(self, instance: WorkflowRun) -> dict[str, Any]:
+        # Not a declared field: `context` is the serializer's own attribute.
+        data = dict(super().to_representation(instance))
+        data["context"] = public_context(instance.context or {})
+        return data
+
+
+class CancelSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, help_text="why (kept in the audit log and on the run)")

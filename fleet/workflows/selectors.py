@@ -1,0 +1,40 @@
+"""Reads of workflow runs that other apps, the API, the admin and the sweeper share."""
+
+import datetime as dt
+
+from django.conf import settings
+from django.db.models import Prefetch, Q, QuerySet
+from django.db.models.functions import Now
+
+from fleet.workflows.choices import ACTIVE_STATES
+from fleet.workflows.models import StepRun, WorkflowRun
+
+
+def run_list() -> QuerySet[WorkflowRun]:
+    """Runs with their steps in two queries, whatever the page size (API list and detail)."""
+    return WorkflowRun.objects.prefetch_related(Prefetch("steps", queryset=StepRun.objects.order_by("id")))
+
+
+def runs_for_subject(subject_type: str, subject_id: object) -> QuerySet[WorkflowRun]:
+    """Every run on one subject (e.g. `"sites.node", 42`), newest first."""
+    return WorkflowRun.objects.filter(subject_type=subject_type, subject_id=str(subject_id)).order_by("-id")
+
+
+def active_run_for_key(key: str) -> WorkflowRun | None:
+    """The run that holds exclusive key `key` right now, if any."""
+    return WorkflowRun.objects.filter(exclusive_key=key, state__in=ACTIVE_STATES).first()
+
+
+def due_runs(*, limit: int) -> list[tuple[int, str, int]]:
+    """(id, kind, step_index) of active runs that need a wake-up message: due, not leased, and with no
+    message in flight (or one sent so long ago that it must be lost). Oldest wake-up first; the
+    (state, wake_at) index serves it."""
+    redeliver = dt.timedelta(seconds=settings.FLEET_WORKFLOW_REDELIVER_SECONDS)
+    rows = (
+        WorkflowRun.objects.filter(state__in=ACTIVE_STATES, wake_at__lte=Now())
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=Now()))
+        .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=Now() - redeliver))
+        .order_by("wake_at")
+        .values_list("id", "kind", "step_index")[:limit]
+    )
+    return list(rows)

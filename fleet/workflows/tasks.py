@@ -1,0 +1,22 @@
+"""Celery tasks of the workflow engine: thin doors into fleet.workflows.engine."""
+
+import os
+
+from celery import Task, shared_task
+
+from fleet.workflows import engine
+
+
+@shared_task(bind=True, name="workflows.advance", ignore_result=True)
+def workflow_advance_task(self: Task, run_id: int) -> str:
+    """Advance one run by one step if it is due. A duplicate or stale message finds nothing to do.
+
+    The sender sets the soft/hard time limits from the step's timeout (fleet.workflows.dispatch).
+    """
+    return engine.advance(run_id, worker_id=f"{self.request.hostname}:{os.getpid()}")
+
+
+@shared_task(name="workflows.sweep", ignore_result=True)
+def workflow_sweep_task() -> int:
+    """Beat, every FLEET_WORKFLOW_SWEEP_SECONDS: wake the runs that are due and have no message in flight."""
+    return engine.sweep()

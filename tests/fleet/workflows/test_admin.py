@@ -1,0 +1,66 @@
+"""The admin: read-only run pages with the step timeline, and the Cancel action with its reason page."""
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from fleet.audit.models import AuditEvent
+from fleet.workflows.engine import advance
+from fleet.workflows.models import WorkflowRun
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(admin_user: object) -> Client:
+    client = Client()
+    client.force_login(admin_user)  # type: ignore[arg-type]
+    return client
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/workflows/workflowrun/",
+        "/admin/workflows/workflowrun/?state__exact=waiting&kind__exact=unit.scripted",
+        "/admin/workflows/workflowrun/?q=node",
+    ],
+)
+def test_run_lists_render(staff: Client, start: Any, path: str) -> None:
+    run = start(["wait"])
+    advance(run.pk, worker_id="w")
+    assert staff.get(path).status_code == 200
+
+
+def test_run_page_shows_the_timeline_with_badges_and_no_secrets(staff: Client, start: Any) -> None:
+    run = start(["raise", "done", "wait"])
+    WorkflowRun.objects.filter(pk=run.pk).update(context={"plan": ["raise", "done", "wait"], "node_token": "s3cret"})
+    advance(run.pk, worker_id="w")
+    WorkflowRun.objects.filter(pk=run.pk).update(wake_at=None)
+    advance(run.pk, worker_id="w")
+
+    page = staff.get(f"/admin/workflows/workflowrun/{run.pk}/change/").content.decode()
+
+    assert "RuntimeError: boom" in page
+    assert page.index("Retrying") < page.index("Done")  # oldest first, newest last
+    assert "border-radius:9px" in page  # badges
+    assert "s3cret" not in page
+
+
+def test_cancel_action_asks_for_a_reason_then_cancels(staff: Client, start: Any) -> None:
+    run = start(["wait"])
+    advance(run.pk, worker_id="w")
+    data = {"action": "cancel_runs", "_selected_action": [str(run.pk)]}
+
+    confirmation = staff.post("/admin/workflows/workflowrun/", data)
+    assert confirmation.status_code == 200
+    assert "reason" in confirmation.content.decode()
+    assert not WorkflowRun.objects.get(pk=run.pk).cancel_requested
+
+    done = staff.post("/admin/workflows/workflowrun/", {**data, "confirm": "yes", "reason": "wrong node"})
+
+    assert done.status_code == 302
+    run = WorkflowRun.objects.get(pk=run.pk)
+    assert run.cancel_requested and run.cancel_reason == "wrong node"
+    assert AuditEvent.objects.get(verb="workflow_cancel", object_id=str(run.pk)).source == "admin"

@@ -1,0 +1,317 @@
+"""advance() with every outcome, the lease, deadlines, cancellation, backoff and the sweeper."""
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from fleet.audit.models import AuditEvent
+from fleet.workflows import engine
+from fleet.workflows.choices import RunState, StepState
+from fleet.workflows.engine import LEASE_LOST, NOT_DUE, advance, backoff_delay, sweep
+from fleet.workflows.models import StepRun, WorkflowRun
+from fleet.workflows.services import workflow_cancel
+from tests.fleet.workflows.conftest import make_due
+
+pytestmark = pytest.mark.django_db
+
+
+def steps_of(run: WorkflowRun) -> list[tuple[str, int, str]]:
+    return list(StepRun.objects.filter(run=run).order_by("id").values_list("step", "attempt", "state"))
+
+
+def reload(run: WorkflowRun) -> WorkflowRun:
+    return WorkflowRun.objects.get(pk=run.pk)
+
+
+# --- outcomes ---------------------------------------------------------------------------------------
+
+
+def test_done_runs_every_step_and_merges_data_into_the_context(start: Any, sent: list[dict[str, Any]]) -> None:
+    run = start(["done", "done"])
+
+    assert advance(run.pk, worker_id="w1") == StepState.DONE
+    middle = reload(run)
+    assert (middle.state, middle.current_step, middle.step_index) == (RunState.RUNNING, "second", 1)
+    assert advance(run.pk, worker_id="w1") == RunState.SUCCEEDED
+
+    run = reload(run)
+    assert run.state == RunState.SUCCEEDED
+    assert run.finished_at is not None and run.lease_owner == "" and run.lease_until is None
+    assert run.context["done_0"] is True and run.context["done_1"] is True
+    assert run.context["ended_as"] == RunState.SUCCEEDED  # on_finish ran in the recording transaction
+    assert steps_of(run) == [("first", 1, StepState.DONE), ("second", 1, StepState.DONE)]
+    assert StepRun.objects.get(run=run, step="first").result == {"done_0": True}
+    assert AuditEvent.objects.filter(object_id=str(run.pk), verb="workflow_succeeded").exists()
+
+
+def test_done_wakes_the_next_step_on_its_own_queue_after_commit(
+    start: Any, sent: list[dict[str, Any]], django_capture_on_commit_callbacks: Any
+) -> None:
+    run = start(["done"])
+    sent.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        advance(run.pk, worker_id="w1")
+
+    assert sent == [{"run": run.pk, "queue": "io", "countdown": None}]
+
+
+def test_wait_stores_a_wake_up_and_sends_no_message(
+    start: Any, sent: list[dict[str, Any]], django_capture_on_commit_callbacks: Any
+) -> None:
+    run = start(["wait", "done"])
+    sent.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert advance(run.pk, worker_id="w1") == StepState.WAITING
+
+    run = reload(run)
+    assert run.state == RunState.WAITING
+    assert run.wake_at is not None and run.wake_at > timezone.now() + dt.timedelta(seconds=590)
+    assert run.attempt == 0 and run.enqueued_at is None
+    assert sent == []  # a long wait is the sweeper's business, never a Celery countdown
+    assert steps_of(run) == [("first", 1, StepState.WAITING)]
+    assert StepRun.objects.get(run=run).message == "node not Ready yet"
+
+
+def test_advance_is_idempotent_while_a_run_is_not_due(start: Any) -> None:
+    run = start(["wait", "done"])
+    advance(run.pk, worker_id="w1")
+
+    assert advance(run.pk, worker_id="w1") == NOT_DUE
+    assert advance(run.pk, worker_id="w2") == NOT_DUE
+    assert StepRun.objects.filter(run=run).count() == 1
+
+    make_due(run)
+    assert advance(run.pk, worker_id="w2") == StepState.DONE
+    assert reload(run).context["calls"] == 2
+
+
+def test_retry_backs_off_then_fails_the_run_after_max_attempts(start: Any) -> None:
+    run = start(["retry", "retry", "retry"])
+
+    assert advance(run.pk, worker_id="w") == StepState.RETRYING
+    retrying = reload(run)
+    assert retrying.state == RunState.WAITING and retrying.attempt == 1
+    assert retrying.wake_at is not None and retrying.wake_at <= timezone.now() + dt.timedelta(seconds=1.1)
+    make_due(run)
+    assert advance(run.pk, worker_id="w") == StepState.RETRYING
+    make_due(run)
+    assert advance(run.pk, worker_id="w") == RunState.FAILED
+
+    run = reload(run)
+    assert run.state == RunState.FAILED
+    assert run.error == "step first failed after 3 attempts: API answered 503"
+    assert run.current_step == "first"
+    assert steps_of(run) == [
+        ("first", 1, StepState.RETRYING),
+        ("first", 2, StepState.RETRYING),
+        ("first", 3, StepState.RETRYING),
+    ]
+    assert run.context["ended_as"] == RunState.FAILED
+
+
+def test_retry_after_uses_the_given_delay(start: Any) -> None:
+    run = start(["retry_after"])
+    advance(run.pk, worker_id="w")
+    wake_in = (reload(run).wake_at - timezone.now()).total_seconds()  # type: ignore[operator]
+    assert 40 < wake_in <= 42
+
+
+def test_fail_ends_the_run_with_the_reason(start: Any) -> None:
+    run = start(["fail"])
+
+    assert advance(run.pk, worker_id="w") == RunState.FAILED
+
+    run = reload(run)
+    assert (run.state, run.error) == (RunState.FAILED, "serial unknown")
+    assert steps_of(run) == [("first", 1, StepState.FAILED)]
+
+
+def test_an_exception_is_a_retry_with_its_traceback_kept(start: Any) -> None:
+    run = start(["raise", "done", "done"])
+
+    assert advance(run.pk, worker_id="w") == StepState.RETRYING
+
+    step = StepRun.objects.get(run=run)
+    assert step.message == "RuntimeError: boom"
+    assert "Traceback" in step.error and "boom" in step.error
+    make_due(run)
+    assert advance(run.pk, worker_id="w") == StepState.DONE
+
+
+def test_a_step_returning_something_else_is_a_retry(start: Any) -> None:
+    run = start(["garbage"])
+    assert advance(run.pk, worker_id="w") == StepState.RETRYING
+    assert "not Done, Wait, Retry or Fail" in StepRun.objects.get(run=run).message
+
+
+def test_a_step_over_its_timeout_is_timed_out_and_retried(start: Any) -> None:
+    run = start(["slow", "done"])
+
+    assert advance(run.pk, worker_id="w") == StepState.TIMED_OUT
+
+    run = reload(run)
+    assert run.state == RunState.WAITING and run.step_index == 0
+    assert steps_of(run) == [("first", 1, StepState.TIMED_OUT)]
+    assert "over its 0.1 s timeout" in StepRun.objects.get(run=run).message
+
+
+def test_a_run_past_its_deadline_fails_before_its_step(start: Any) -> None:
+    run = start(["done"])
+    WorkflowRun.objects.filter(pk=run.pk).update(deadline=timezone.now() - dt.timedelta(seconds=1))
+
+    assert advance(run.pk, worker_id="w") == RunState.FAILED
+
+    run = reload(run)
+    assert run.error.startswith("deadline") and "before step first" in run.error
+    assert "calls" not in run.context  # the step did not run
+
+
+def test_a_wait_past_the_deadline_wakes_at_the_deadline(start: Any) -> None:
+    deadline = timezone.now() + dt.timedelta(seconds=30)
+    run = start(["wait"], deadline=deadline)
+    advance(run.pk, worker_id="w")
+    assert reload(run).wake_at == deadline
+
+
+def test_unknown_kind_fails_the_run(start: Any) -> None:
+    run = start(["done"])
+    WorkflowRun.objects.filter(pk=run.pk).update(kind="gone.kind")
+    assert advance(run.pk, worker_id="w") == RunState.FAILED
+    assert reload(run).error == "unknown workflow kind 'gone.kind'"
+
+
+# --- cancellation -----------------------------------------------------------------------------------
+
+
+def test_cancelling_a_waiting_run_ends_it_at_its_next_advance(
+    start: Any, sent: list[dict[str, Any]], django_capture_on_commit_callbacks: Any
+) -> None:
+    run = start(["wait", "done"])
+    advance(run.pk, worker_id="w")
+    sent.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        workflow_cancel(run=run, actor="test", source="test", reason="wrong node")
+    assert sent == [{"run": run.pk, "queue": "control", "countdown": None}]  # woken at once, not at wake_at
+    assert advance(run.pk, worker_id="w") == RunState.CANCELLED
+
+    run = reload(run)
+    assert (run.state, run.error) == (RunState.CANCELLED, "cancelled: wrong node")
+    assert run.context["calls"] == 1  # the step did not run again
+    assert steps_of(run)[-1] == ("first", 1, StepState.CANCELLED)
+    assert run.context["ended_as"] == RunState.CANCELLED
+
+
+def test_a_cancel_during_a_step_is_acted_on_when_it_returns(start: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = start(["wait"])
+    real_run_step = engine._run_step
+
+    def cancel_meanwhile(run_: WorkflowRun, step: Any) -> Any:
+        workflow_cancel(run=run_, actor="test", source="test", reason="meanwhile")
+        return real_run_step(run_, step)
+
+    monkeypatch.setattr(engine, "_run_step", cancel_meanwhile)
+    advance(run.pk, worker_id="w")
+    monkeypatch.undo()
+
+    waiting = reload(run)
+    assert waiting.wake_at is not None and waiting.wake_at <= timezone.now()  # not in 10 minutes
+    assert advance(run.pk, worker_id="w") == RunState.CANCELLED
+
+
+# --- the lease --------------------------------------------------------------------------------------
+
+
+def test_only_one_of_two_advancers_takes_the_lease(start: Any) -> None:
+    run = start(["done"])
+    assert engine._take_lease(run.pk, "w1/a") is True
+    assert engine._take_lease(run.pk, "w2/b") is False
+    assert advance(run.pk, worker_id="w2") == NOT_DUE
+    assert reload(run).lease_owner == "w1/a"
+
+
+def test_an_expired_lease_is_taken_over_and_the_lost_attempt_shows(start: Any) -> None:
+    run = start(["done", "done"])
+    assert engine._take_lease(run.pk, "dead-worker/x")  # ... and then the worker was SIGKILLed
+    WorkflowRun.objects.filter(pk=run.pk).update(lease_until=Now() - dt.timedelta(seconds=1))
+
+    assert advance(run.pk, worker_id="w2") == StepState.DONE
+
+    assert steps_of(run) == [("first", 1, StepState.TIMED_OUT), ("first", 2, StepState.DONE)]
+    assert "worker was lost" in StepRun.objects.filter(run=run).first().message  # type: ignore[union-attr]
+
+
+def test_a_step_that_keeps_killing_its_worker_runs_out_of_attempts(start: Any) -> None:
+    run = start(["done"])
+    for n in range(3):
+        assert engine._take_lease(run.pk, f"dead/{n}")
+        WorkflowRun.objects.filter(pk=run.pk).update(lease_until=Now() - dt.timedelta(seconds=1))
+
+    assert advance(run.pk, worker_id="w") == RunState.FAILED
+    assert "gave no outcome in 3 attempts" in reload(run).error
+
+
+def test_a_worker_that_lost_its_lease_records_nothing(start: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = start(["done", "done"])
+    real_run_step = engine._run_step
+
+    def overrun_and_lose_the_lease(run_: WorkflowRun, step: Any) -> Any:
+        result = real_run_step(run_, step)
+        # Meanwhile the lease expired and another worker took the run over.
+        WorkflowRun.objects.filter(pk=run_.pk).update(lease_owner="w2/other", lease_until=Now())
+        return result
+
+    monkeypatch.setattr(engine, "_run_step", overrun_and_lose_the_lease)
+    assert advance(run.pk, worker_id="w1") == LEASE_LOST
+
+    run = reload(run)
+    assert run.step_index == 0 and run.lease_owner == "w2/other"
+    assert StepRun.objects.filter(run=run).count() == 0
+    assert "calls" not in run.context
+
+
+# --- backoff and the sweeper ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 3, 5, 10, 30])
+def test_backoff_is_full_jitter_below_an_exponential_cap(attempt: int) -> None:
+    delays = [backoff_delay(attempt, base=2, cap=300) for _ in range(200)]
+    ceiling = min(300, 2 * 2 ** (attempt - 1))
+    assert all(0 <= d <= ceiling for d in delays)
+    assert max(delays) > ceiling / 2  # spread over the range, not a constant
+
+
+def test_sweep_wakes_due_runs_once_and_skips_the_rest(start: Any, sent: list[dict[str, Any]], settings: Any) -> None:
+    settings.FLEET_WORKFLOW_REDELIVER_SECONDS = 60
+    waiting, sleeping, fresh, leased = start(["wait"]), start(["wait"]), start(["done"]), start(["done"])
+    advance(waiting.pk, worker_id="w")
+    advance(sleeping.pk, worker_id="w")
+    make_due(waiting)
+    engine._take_lease(leased.pk, "busy/1")
+    sent.clear()
+
+    assert sweep() == 1  # `fresh` has its start message in flight; `sleeping` is not due; `leased` is busy
+    assert sent == [{"run": waiting.pk, "queue": "control", "countdown": None}]
+    assert sweep() == 0  # its message is in flight now
+
+    settings.FLEET_WORKFLOW_REDELIVER_SECONDS = 0
+    WorkflowRun.objects.filter(pk=leased.pk).update(lease_until=Now() - dt.timedelta(seconds=1))
+    assert {m["run"] for m in sent[:0]} == set()
+    assert sweep() == 3  # lost messages are sent again, and the dead worker's run is taken over
+    assert {m["run"] for m in sent[1:]} == {waiting.pk, fresh.pk, leased.pk}
+
+
+def test_sweep_is_bounded_and_oldest_first(start: Any, sent: list[dict[str, Any]], settings: Any) -> None:
+    settings.FLEET_WORKFLOW_REDELIVER_SECONDS = 0
+    runs = [start(["done"]) for _ in range(5)]
+    for age, run in enumerate(runs):
+        WorkflowRun.objects.filter(pk=run.pk).update(wake_at=timezone.now() - dt.timedelta(minutes=age))
+    sent.clear()
+
+    assert sweep(limit=2) == 2
+    assert [m["run"] for m in sent] == [runs[4].pk, runs[3].pk]
