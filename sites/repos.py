@@ -216,7 +216,7 @@ _PERMANENT_RE = re.compile(
 )
 # Our clone is damaged: re-create it and try again.
 _CORRUPT_RE = re.compile(
-    r"not a git repository|index file corrupt|bad index|corrupt|bad object|unable to read|invalid object"
+    r"not a git repository|index file|bad index|corrupt|bad object|unable to read|invalid object"
     r"|does not point to a valid object|broken link|bad signature|unknown index entry format|inflate"
     r"|missing blob|missing tree|bad tree|bad HEAD|HEAD is not a symbolic ref|invalid reference",
     re.IGNORECASE,
@@ -674,6 +674,9 @@ class SiteRepo:
         text = self._scrub(out.stderr or out.stdout.decode(errors="replace"))
         message = f"{self.code}: git {verb} failed: {_summary(text)}"
         if network:
+            if str(self.path) in text and _CORRUPT_RE.search(text):
+                # A network command tripping over our own damaged clone (e.g. fetch reading a bad index).
+                return _CorruptClone(message)
             return RepoError(message) if _PERMANENT_RE.search(text) else RepoUnavailable(message)
         if _LOCAL_TRANSIENT_RE.search(text):
             return RepoUnavailable(message)
