@@ -1,6 +1,10 @@
 """Fixtures for the workflow engine tests: scripted test workflows and a record of wake-up messages."""
 
+import shutil
+import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +15,7 @@ from fleet.workflows.definitions import Step, Workflow, register
 from fleet.workflows.models import WorkflowRun
 from fleet.workflows.outcomes import Done, Fail, Outcome, Retry, Wait
 from fleet.workflows.services import workflow_start
+from tests.services import Worker, free_port, tcp_open
 
 
 def scripted(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
@@ -83,3 +88,69 @@ def start(sent: list[dict[str, Any]]) -> Any:
 def make_due(run: WorkflowRun) -> None:
     """Let the clock run on: the run's wake-up time has come (and any lease has expired)."""
     WorkflowRun.objects.filter(pk=run.pk).update(wake_at=Now(), lease_until=None)
+
+
+class PrivateRedis:
+    """A redis-server of our own on a free port, which a test may stop and start again (never the
+    machine's shared Redis). No persistence: a restart loses every queued message, as a crash would."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server is not installed")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while not tcp_open("127.0.0.1", self.port):
+            if time.monotonic() > deadline:
+                raise RuntimeError("private redis-server did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def short_lease_worker(celery_worker: Worker) -> Iterator[Worker]:
+    """The session's worker, restarted with a 3-second lease so a crash is recovered from in seconds.
+
+    The environment is restored afterwards (a running worker keeps the short lease until its next
+    restart, which is harmless: a step's timeout always extends the lease it needs).
+    """
+    previous = dict(celery_worker.env)
+    celery_worker.env["FLEET_WORKFLOW_LEASE_SECONDS"] = "3"
+    celery_worker.restart()
+    yield celery_worker
+    celery_worker.env.clear()
+    celery_worker.env.update(previous)
+
+
+def wait_until(check: Any, seconds: float, what: str, *, every: Any = None) -> None:
+    """Poll `check()` until true (calling `every()` between polls, e.g. a sweep), or fail the test."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {seconds} s")
+        if every is not None:
+            every()
+        time.sleep(0.2)
