@@ -264,6 +264,17 @@ class SiteRepo:
 
     Instances hold configuration only and are safe to share between threads; every public method is
     one session under the clone's file lock, so concurrent callers in any process are serialized.
+
+    In a workflow step:
+
+        repo, author = SiteRepo.for_site(site), Author.of(actor)
+        try:
+            result = repo.write(files, owned_prefix=f"apps/{app}", message=f"Roll out {release}", author=author)
+        except RepoUnavailable as exc:
+            return Retry(str(exc))
+        except RepoError as exc:
+            return Fail(str(exc))
+        return Done({"revision": result.revision, "previous": result.previous, "changed": result.changed})
     """
 
     #: How many times a push overtaken by another writer is re-done before RepoUnavailable.
@@ -332,7 +343,7 @@ class SiteRepo:
         try:
             self._run_bare("ls-remote", "--refs", self.url, LOCAL_MAIN)
         except RepoError as exc:
-            if re.search(r"does not appear to be a git repository|not found|could not be found|40[4]", str(exc), re.I):
+            if re.search(r"does not appear to be a git repository|not found|could not be found|404", str(exc), re.I):
                 return False
             raise
         return True
@@ -482,17 +493,20 @@ class SiteRepo:
         """Run `operation` on a healthy clone under the site lock; re-create a damaged clone once."""
         with self._locked():
             for recovering in (False, True):
-                if recovering or not self._clone_is_healthy():
-                    self._create_clone()
-                else:
-                    self._clear_stale_locks()
                 try:
+                    if recovering or not self._clone_is_healthy():
+                        self._create_clone()
+                    else:
+                        self._clear_stale_locks()
                     with git.Repo(self.path) as repo:
                         return operation(_Clone(self, repo))
                 except (_CorruptClone, git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
                     if recovering:
                         raise RepoError(f"{self.code}: working clone still broken after re-cloning: {exc}") from None
                     logger.warning("%s: working clone is damaged (%s); re-cloning", self.code, exc)
+                except OSError as exc:
+                    # Our own disk (full, read-only, permissions): nothing the remote did; it may pass.
+                    raise RepoUnavailable(f"{self.code}: working clone: {exc.strerror or exc}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     @contextmanager
@@ -687,7 +701,10 @@ class SiteRepo:
     def _run_bare(self, *args: str, cwd: Path | None = None) -> _Output:
         """A git command outside any clone (ls-remote, init), as a network operation."""
         directory = cwd or self.cache_dir
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RepoUnavailable(f"{self.code}: cannot create {directory}: {exc.strerror}") from None
         # The cache may live inside another repository (var/ in a checkout): never discover it.
         env = {**self._base_env, "GIT_CEILING_DIRECTORIES": str(directory)}
         out = self._execute(git.Git(directory), args, env)
