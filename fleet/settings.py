@@ -255,6 +255,16 @@ FLOWER_PORT = env.int("FLEET_FLOWER_PORT", default=5555)
 # --- Edge and adapters ----------------------------------------------------------------------------
 REPO_ROOT = Path(env.str("FLEET_REPO_ROOT", default=str(DATA_DIR / "repos")))
 REPO_CACHE_DIR = Path(env.str("FLEET_REPO_CACHE_DIR", default=str(DATA_DIR / "repo-cache")))
+# Git servers (sites/repos.py); local bare repositories need none of this. An SSH deploy key (with the
+# known_hosts file that pins host keys on first contact), or an HTTPS token sent as a Basic-auth header
+# from the environment, never in a URL or on a command line. Timeouts bound every git command and the
+# wait for a site's working clone (held by another worker).
+FLEET_GIT_SSH_KEY_FILE = env.str("FLEET_GIT_SSH_KEY_FILE", default="")
+FLEET_GIT_KNOWN_HOSTS_FILE = env.str("FLEET_GIT_KNOWN_HOSTS_FILE", default=str(DATA_DIR / "ssh_known_hosts"))
+FLEET_GIT_TOKEN = env.str("FLEET_GIT_TOKEN", default="")
+FLEET_GIT_USERNAME = env.str("FLEET_GIT_USERNAME", default="x-access-token")
+FLEET_GIT_TIMEOUT = env.float("FLEET_GIT_TIMEOUT", default=30.0)
+FLEET_GIT_LOCK_TIMEOUT = env.float("FLEET_GIT_LOCK_TIMEOUT", default=30.0)
 KUBE_TIMEOUT_SECONDS = env.float("FLEET_KUBE_TIMEOUT", default=10.0)
 # When set, /metrics answers only `Authorization: Bearer <token>`.
 METRICS_TOKEN = env.str("FLEET_METRICS_TOKEN", default="")
