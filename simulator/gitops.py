@@ -1,0 +1,301 @@
+"""The edge GitOps agent of one site: it polls the site's bare repository, applies the manifests of the
+new commit, prunes what it applied before and no longer finds, and reports like Flux does through the
+Kustomization `site` in `flux-system` (`lastAppliedRevision: main@sha1:<sha>`, `lastAttemptedRevision`,
+`observedGeneration`, a `Ready` condition).
+
+A revision is applied all or nothing: if any file fails to parse or any object is invalid, the agent
+reports Ready False with the reason and leaves the running state untouched.
+"""
+
+import asyncio
+import copy
+import logging
+import posixpath
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from simulator.errors import ApiError
+from simulator.gitrepo import RepoError, read_ref, read_tree
+from simulator.resources import BY_PLURAL, ResourceType, lookup
+from simulator.store import now_iso
+from simulator.validation import validate
+
+if TYPE_CHECKING:
+    from simulator.site import Site
+
+log = logging.getLogger(__name__)
+
+KUSTOMIZATION = ("flux-system", "site")
+NAME_LABEL = "kustomize.toolkit.fluxcd.io/name"
+NAMESPACE_LABEL = "kustomize.toolkit.fluxcd.io/namespace"
+KUSTOMIZE_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+
+
+class ManifestError(Exception):
+    """The revision cannot be applied; `reason` is the Flux condition reason to report."""
+
+    def __init__(self, message: str, reason: str = "BuildFailed"):
+        super().__init__(message)
+        self.reason = reason
+
+
+def revision(sha: str) -> str:
+    return f"main@sha1:{sha}"
+
+
+def _load_documents(path: str, content: bytes) -> list[dict[str, Any]]:
+    try:
+        docs = list(yaml.safe_load_all(content))
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{path}: invalid YAML: {exc}".replace("\n", " ")) from exc
+    objects = []
+    for index, doc in enumerate(docs):
+        if doc is None:
+            continue
+        if not isinstance(doc, dict):
+            raise ManifestError(f"{path}: document {index} is not a mapping")
+        if doc.get("kind") == "List" and isinstance(doc.get("items"), list):
+            objects += [item for item in doc["items"] if isinstance(item, dict)]
+        else:
+            objects.append(doc)
+    return objects
+
+
+def _kustomize(files: dict[str, bytes], directory: str, seen: set[str]) -> list[tuple[str, dict[str, Any]]]:
+    """Objects listed by `directory`'s kustomization (resources: files or directories with their own)."""
+    name = next((f"{directory}{n}" for n in KUSTOMIZE_FILES if f"{directory}{n}" in files), None)
+    if name is None:
+        raise ManifestError(f"{directory or './'}: no kustomization.yaml")
+    if name in seen:
+        raise ManifestError(f"{name}: cycle in kustomization resources")
+    seen.add(name)
+    try:
+        config = yaml.safe_load(files[name]) or {}
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{name}: invalid YAML: {exc}".replace("\n", " ")) from exc
+    if not isinstance(config, dict):
+        raise ManifestError(f"{name}: not a mapping")
+    found: list[tuple[str, dict[str, Any]]] = []
+    for entry in config.get("resources") or []:
+        if not isinstance(entry, str):
+            raise ManifestError(f"{name}: resources entries must be paths")
+        path = posixpath.normpath(posixpath.join(directory, entry))
+        if path.startswith(".."):
+            raise ManifestError(f"{name}: resource {entry} is outside the repository")
+        if path in files:
+            found += [(path, obj) for obj in _load_documents(path, files[path])]
+        elif any(f.startswith(path + "/") for f in files):
+            found += _kustomize(files, path + "/", seen)
+        else:
+            raise ManifestError(f"{name}: resource {entry} not found")
+    namespace = config.get("namespace")
+    if isinstance(namespace, str) and namespace:
+        for _, obj in found:
+            rt = lookup(str(obj.get("apiVersion")), str(obj.get("kind")))
+            if rt is not None and rt.namespaced:
+                obj.setdefault("metadata", {})["namespace"] = namespace
+    return found
+
+
+def collect(files: dict[str, bytes]) -> list[tuple[ResourceType, dict[str, Any]]]:
+    """The objects a revision asks for: a root kustomization's resources, else every YAML file."""
+    if any(n in files for n in KUSTOMIZE_FILES):
+        found = _kustomize(files, "", set())
+    else:
+        found = [
+            (path, obj)
+            for path in sorted(files)
+            if path.endswith((".yaml", ".yml")) and not path.startswith(".")
+            for obj in _load_documents(path, files[path])
+        ]
+    result: list[tuple[ResourceType, dict[str, Any]]] = []
+    seen: set[tuple[str, str, str]] = set()
+    for path, obj in found:
+        api_version, kind = obj.get("apiVersion"), obj.get("kind")
+        meta = obj.get("metadata")
+        if not isinstance(api_version, str) or not isinstance(kind, str) or not isinstance(meta, dict):
+            raise ManifestError(f"{path}: every object needs apiVersion, kind and metadata")
+        rt = lookup(api_version, kind)
+        if rt is None:
+            raise ManifestError(
+                f"{path}: no matches for kind {kind!r} in version {api_version!r}", reason="ReconciliationFailed"
+            )
+        if rt.namespaced:
+            meta.setdefault("namespace", "default")
+        else:
+            meta.pop("namespace", None)
+        causes = validate(rt, obj)
+        if causes:
+            detail = "; ".join(f"{field}: {msg}" for field, msg in causes)
+            raise ManifestError(
+                f"{kind}/{meta.get('name')} ({path}) is invalid: {detail}", reason="ReconciliationFailed"
+            )
+        key = (rt.plural, meta.get("namespace", ""), meta["name"])
+        if key in seen:
+            raise ManifestError(f"{kind}/{meta['name']} is defined more than once", reason="BuildFailed")
+        seen.add(key)
+        result.append((rt, obj))
+    # Namespaces first, as kustomize orders them, so that what lives in them can be created.
+    result.sort(key=lambda item: 0 if item[0].kind == "Namespace" else 1)
+    return result
+
+
+class GitOpsAgent:
+    """One site's agent. `poll()` is called by the fleet's ticker; it is cheap unless the ref moved."""
+
+    def __init__(self, site: "Site", repo: Path):
+        self.site = site
+        self.repo = repo
+        self.applied_sha: str | None = None
+        self.attempted_sha: str | None = None
+        self.failed = False
+        self.retry = False  # the last failure was injected: try the same revision again next poll
+        self.observed_generation = 0
+        self.inventory: set[tuple[str, str, str]] = set()
+        self.busy = False
+        self.reported_missing = False
+        self.syncs = 0
+
+    def poll(self) -> None:
+        if self.busy or self.site.offline():
+            return
+        ks = self.site.store.load("kustomizations", *KUSTOMIZATION)
+        if ks is None or (ks.get("spec") or {}).get("suspend"):
+            return
+        generation = int(ks["metadata"].get("generation", 1))
+        sha = read_ref(self.repo)
+        if sha is None:
+            if not self.reported_missing:
+                self.reported_missing = True
+                self._report(ks, None, False, "ArtifactFailed", "Source artifact not found, retrying in 30s")
+            return
+        unchanged = generation == self.observed_generation
+        if unchanged and sha == self.applied_sha and not self.failed:
+            return
+        if unchanged and sha == self.attempted_sha and self.failed and not self.retry:
+            return  # the same broken revision gives the same answer; wait for a new commit
+        self.busy = True
+        self.site.spawn(self._sync(sha, generation))
+
+    async def _sync(self, sha: str, generation: int) -> None:
+        try:
+            delay_fault = self.site.faults.roll(self.site.code, "sync_delay")
+            if delay_fault is not None and delay_fault.seconds:
+                mean = delay_fault.seconds
+                await asyncio.sleep(min(self.site.faults.random.expovariate(1 / mean), 10 * mean))
+            if self.site.offline():
+                return
+            self.observed_generation = generation
+            self.attempted_sha = sha
+            ks = self.site.store.load("kustomizations", *KUSTOMIZATION)
+            if ks is None:
+                return
+            if self.site.faults.roll(self.site.code, "sync_failure") is not None:
+                self.failed, self.retry = True, True
+                self._report(ks, sha, False, "ReconciliationFailed", "simulated sync failure (fault injection)")
+                return
+            try:
+                files = await asyncio.to_thread(read_tree, self.repo, sha)
+                objects = collect(files)
+                self._apply(objects)
+            except (ManifestError, RepoError, ApiError) as exc:
+                self.failed, self.retry = True, isinstance(exc, ApiError)
+                reason = getattr(exc, "reason", "ReconciliationFailed")
+                if isinstance(exc, RepoError):
+                    reason = "ArtifactFailed"
+                message = exc.message if isinstance(exc, ApiError) else str(exc)
+                self._report(ks, sha, False, reason if isinstance(reason, str) else "ReconciliationFailed", message)
+                return
+            self.failed, self.retry = False, False
+            self.applied_sha = sha
+            self.syncs += 1
+            self._report(
+                self.site.store.load("kustomizations", *KUSTOMIZATION) or ks,
+                sha,
+                True,
+                "ReconciliationSucceeded",
+                f"Applied revision: {revision(sha)}",
+            )
+        except Exception:
+            log.exception("sync of %s at %s failed", self.site.code, sha)
+        finally:
+            self.busy = False
+
+    def _apply(self, objects: list[tuple[ResourceType, dict[str, Any]]]) -> None:
+        api = self.site.api
+        wanted: set[tuple[str, str, str]] = set()
+        namespaces = {obj["metadata"]["name"] for rt, obj in objects if rt.kind == "Namespace"}
+        for rt, obj in objects:
+            ns = obj["metadata"].get("namespace", "")
+            if rt.namespaced and ns not in namespaces and self.site.store.get("namespaces", "", ns) is None:
+                # Flux would fail here; the simulator creates the namespace so releases need not carry it.
+                api.create(BY_PLURAL["namespaces"], None, {"metadata": {"name": ns}})
+                namespaces.add(ns)
+        for rt, obj in objects:
+            meta = obj["metadata"]
+            labels = meta.setdefault("labels", {})
+            labels[NAME_LABEL], labels[NAMESPACE_LABEL] = KUSTOMIZATION[1], KUSTOMIZATION[0]
+            key = (rt.plural, meta.get("namespace", "") if rt.namespaced else "", meta["name"])
+            wanted.add(key)
+            current = self.site.store.get(*key)
+            if current is None:
+                api.create(rt, key[1] or None, obj)
+                continue
+            old = current.load()
+            new = copy.deepcopy(obj)
+            new["metadata"] = {**old["metadata"], "labels": labels, "annotations": meta.get("annotations") or {}}
+            if not new["metadata"]["annotations"]:
+                new["metadata"].pop("annotations")
+            if "status" in old:
+                new["status"] = old["status"]
+            api.replace(rt, key[1], key[2], new)
+        for key in sorted(self.inventory - wanted):
+            plural, ns, name = key
+            if self.site.store.get(plural, ns, name) is not None:
+                api.delete(BY_PLURAL[plural], ns, name)
+        self.inventory = wanted
+
+    def _report(self, ks: dict[str, Any], sha: str | None, ready: bool, reason: str, message: str) -> None:
+        status = ks.setdefault("status", {})
+        generation = ks["metadata"].get("generation", 1)
+        status["observedGeneration"] = generation
+        if sha is not None:
+            status["lastAttemptedRevision"] = revision(sha)
+            if ready:
+                status["lastAppliedRevision"] = revision(sha)
+                status["inventory"] = {
+                    "entries": [
+                        {
+                            "id": f"{ns}_{name}_{BY_PLURAL[plural].group}_{BY_PLURAL[plural].kind}",
+                            "v": BY_PLURAL[plural].version,
+                        }
+                        for plural, ns, name in sorted(self.inventory)
+                    ]
+                }
+        previous = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+        value = "True" if ready else "False"
+        changed = previous is None or previous.get("status") != value
+        status["conditions"] = [
+            {
+                "type": "Ready",
+                "status": value,
+                "reason": reason,
+                "message": message,
+                "observedGeneration": generation,
+                "lastTransitionTime": now_iso() if changed or previous is None else previous["lastTransitionTime"],
+            }
+        ]
+        status["lastHandledReconcileAt"] = now_iso()
+        self.site.api.write(BY_PLURAL["kustomizations"], ks)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "head": read_ref(self.repo),
+            "applied": self.applied_sha,
+            "attempted": self.attempted_sha,
+            "failed": self.failed,
+            "syncs": self.syncs,
+            "objects": len(self.inventory),
+        }

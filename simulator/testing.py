@@ -1,0 +1,271 @@
+"""Run the simulator from tests: `running_simulator(...)` starts `python -m simulator` as a subprocess
+on a free port and yields a `Simulator` handle; leaving the block stops it (SIGTERM, then kill).
+
+    from simulator.testing import running_simulator
+
+    with running_simulator(sites=3, state_dir=tmp_path / "sim", control_plane="http://127.0.0.1:8000") as sim:
+        code = sim.codes[0]
+        api = sim.api_client(code)                  # kubernetes.client.ApiClient for that site
+        sim.kubeconfig_path(code)                   # for kubectl --kubeconfig
+        fault_id = sim.add_fault("api_error", site=code, rate=0.5)
+        sim.unbox(code, serial="G6TEST000001", mac="94:c6:91:00:00:01", bootstrap_token="...")
+        sim.jobs(code)                              # the Jobs that ran at the site (name, node, image, env)
+        sim.clear_faults()
+
+Only the standard library is needed here, except `api_client()` which imports `kubernetes`.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SimulatorError(RuntimeError):
+    """The simulator did not start, or a control API call failed (`status` holds the HTTP status)."""
+
+    def __init__(self, message: str, status: int | None = None, body: Any = None):
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+@dataclass
+class Simulator:
+    """A running simulator: addresses, credentials, the parsed fleet.json and control API helpers."""
+
+    base_url: str
+    admin_token: str
+    state_dir: Path
+    fleet: dict[str, Any]
+    process: subprocess.Popen[bytes]
+    ca_cert: Path | None = None
+    timeout: float = 10.0
+
+    # --- the fleet ----------------------------------------------------------------------------------
+
+    @property
+    def codes(self) -> list[str]:
+        return [s["code"] for s in self.fleet["sites"]]
+
+    def site(self, code: str) -> dict[str, Any]:
+        """The site's fleet.json entry (code, name, api_url, token, repo_url, nodes, ...)."""
+        for entry in self.fleet["sites"]:
+            if entry["code"] == code:
+                return dict(entry)
+        raise KeyError(code)
+
+    def kubeconfig_path(self, code: str) -> Path:
+        return self.state_dir / "kubeconfigs" / f"{code}.yaml"
+
+    def repo_path(self, code: str) -> Path:
+        return self.state_dir / "repos" / f"{code}.git"
+
+    def api_client(self, code: str) -> Any:
+        """A `kubernetes.client.ApiClient` for the site, built from its kubeconfig."""
+        from kubernetes import config  # imported here so that the rest of this module needs no dependency
+
+        return config.new_client_from_config(config_file=str(self.kubeconfig_path(code)))
+
+    # --- the control API ----------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> tuple[int, Any]:
+        """Call the control API (paths start with /_sim/); returns (status, parsed JSON body)."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method)  # noqa: S310
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        if auth:
+            request.add_header("Authorization", f"Bearer {self.admin_token}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self._ssl()) as response:  # noqa: S310
+                return response.status, _parse(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, _parse(exc.read())
+
+    def _call(self, method: str, path: str, body: Any = None, *, expect: int = 200) -> Any:
+        status, data = self.request(method, path, body)
+        if status != expect:
+            raise SimulatorError(f"{method} {path} answered {status}: {data}", status=status, body=data)
+        return data
+
+    def _ssl(self) -> ssl.SSLContext | None:
+        if self.ca_cert is None:
+            return None
+        return ssl.create_default_context(cafile=str(self.ca_cert))
+
+    def add_fault(
+        self,
+        kind: str,
+        *,
+        site: str | None = None,
+        rate: float = 1.0,
+        node: str | None = None,
+        seconds: float | None = None,
+    ) -> str:
+        """Inject a fault (see simulator.faults for the kinds); returns its id."""
+        body = {"kind": kind, "site": site, "rate": rate, "node": node, "seconds": seconds}
+        return str(
+            self._call(
+                "POST", "/_sim/faults", {k: v for k, v in body.items() if v is not None or k == "site"}, expect=201
+            )["id"]
+        )
+
+    def faults(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/_sim/faults")["faults"])
+
+    def remove_fault(self, fault_id: str) -> None:
+        self._call("DELETE", f"/_sim/faults/{fault_id}")
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/_sim/faults")
+
+    def unbox(
+        self,
+        site: str,
+        *,
+        serial: str,
+        mac: str,
+        role: str = "agent",
+        bootstrap_token: str | None = None,
+        hostname: str | None = None,
+    ) -> dict[str, Any]:
+        """Plug a new machine in at `site`: it registers with the control plane, joins and heartbeats."""
+        body = {"site": site, "serial": serial, "mac": mac, "role": role, "bootstrap_token": bootstrap_token}
+        if hostname:
+            body["hostname"] = hostname
+        return dict(self._call("POST", "/_sim/devices", body, expect=201))
+
+    def record_backup(self, site: str, **backup: Any) -> dict[str, Any]:
+        """Record a backup (application, namespace, location, size, restore_image[, taken_at]) that the
+        site's devices then report in their heartbeats."""
+        return dict(self._call("POST", "/_sim/backups", {"site": site, **backup}, expect=201))
+
+    def jobs(self, code: str) -> list[dict[str, Any]]:
+        """The Jobs that ran to completion at the site: name, namespace, node, image, env, labels."""
+        return list(self._call("GET", f"/_sim/sites/{code}/jobs")["jobs"])
+
+    def summary(self, code: str) -> dict[str, Any]:
+        """Nodes, devices (registration, heartbeats, wipes), sync state and faults of one site."""
+        return dict(self._call("GET", f"/_sim/sites/{code}"))
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM, wait, then kill; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+        return int(self.process.returncode)
+
+
+def _parse(data: bytes) -> Any:
+    try:
+        return json.loads(data) if data else None
+    except ValueError:
+        return data.decode(errors="replace")
+
+
+@contextlib.contextmanager
+def running_simulator(
+    *,
+    sites: int = 3,
+    state_dir: Path,
+    control_plane: str | None = None,
+    seed: int = 0,
+    sync_interval: float = 1.0,
+    extra_args: Sequence[str] = (),
+    startup_timeout: float = 60.0,
+    python: str = sys.executable,
+) -> Iterator[Simulator]:
+    """Start a simulator subprocess on a free port and stop it when the block ends.
+
+    `extra_args` passes further command-line options (e.g. `["--job-seconds", "0.2"]`). The output goes
+    to `state_dir/simulator.log`. Raises SimulatorError if it does not answer within `startup_timeout`.
+    """
+    state_dir = Path(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    info_path = state_dir / "simulator.json"
+    info_path.unlink(missing_ok=True)
+    args = [
+        python,
+        "-m",
+        "simulator",
+        "--sites",
+        str(sites),
+        "--port",
+        "0",
+        "--state-dir",
+        str(state_dir),
+        "--seed",
+        str(seed),
+        "--sync-interval",
+        str(sync_interval),
+    ]
+    if control_plane:
+        args += ["--control-plane", control_plane]
+    args += list(extra_args)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    log = (state_dir / "simulator.log").open("ab")
+    process = subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+    sim: Simulator | None = None
+    try:
+        sim = _wait_started(process, state_dir, startup_timeout)
+        yield sim
+    finally:
+        if sim is not None:
+            sim.stop()
+        elif process.poll() is None:
+            process.kill()
+            process.wait(10)
+        log.close()
+
+
+def _wait_started(process: subprocess.Popen[bytes], state_dir: Path, timeout: float) -> Simulator:
+    deadline = time.monotonic() + timeout
+    info_path = state_dir / "simulator.json"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = (state_dir / "simulator.log").read_text(errors="replace")[-2000:]
+            raise SimulatorError(f"the simulator exited with {process.returncode}:\n{tail}")
+        try:
+            info = json.loads(info_path.read_text())
+        except (OSError, ValueError):
+            time.sleep(0.05)
+            continue
+        if info.get("pid") != process.pid:
+            time.sleep(0.05)
+            continue
+        ca = Path(info["ca_cert"]) if info.get("ca_cert") else None
+        sim = Simulator(
+            base_url=info["base_url"],
+            admin_token=(state_dir / "admin-token").read_text().strip(),
+            state_dir=state_dir,
+            fleet=json.loads((state_dir / "fleet.json").read_text()),
+            process=process,
+            ca_cert=ca,
+        )
+        try:
+            status, _ = sim.request("GET", "/_sim/healthz", auth=False)
+        except OSError:
+            status = 0
+        if status == 200:
+            return sim
+        time.sleep(0.05)
+    process.kill()
+    process.wait(10)
+    raise SimulatorError(f"the simulator did not answer within {timeout:.0f}s (see {state_dir / 'simulator.log'})")

@@ -1,0 +1,401 @@
+"""The Kubernetes API surface through the official Python client: discovery, CRUD, patches, server-side
+apply, subresources, selectors, garbage collection and the controllers behind Deployments and Jobs."""
+
+from typing import Any
+
+import pytest
+from kubernetes import client, dynamic
+from kubernetes.client.exceptions import ApiException
+
+from simulator.testing import Simulator
+from tests.simulator.conftest import wait_for
+
+
+def deployment(name: str, *, replicas: int = 1, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    selector = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels or {}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": selector},
+                "spec": {"containers": [{"name": "main", "image": f"registry.example/{name}:1.0"}]},
+            },
+        },
+    }
+
+
+@pytest.fixture
+def namespace(api: Any, request: pytest.FixtureRequest) -> Any:
+    name = request.node.name.replace("_", "-")[:40].strip("-").lower()
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    try:
+        core.delete_namespace(name)
+    except ApiException:
+        pass
+
+
+def test_discovery_looks_like_k3s(api: Any) -> None:
+    version = client.VersionApi(api).get_code()
+    assert version.git_version.endswith("+k3s1") and version.major == "1"
+    core = client.CoreV1Api(api).get_api_resources()
+    names = {r.name: r for r in core.resources}
+    assert names["pods/eviction"].group == "policy" and names["pods/eviction"].kind == "Eviction"
+    assert names["pods"].namespaced and "po" in names["pods"].short_names
+    assert not names["nodes"].namespaced
+    apps = client.AppsV1Api(api).get_api_resources()
+    assert apps.group_version == "apps/v1"
+    assert {"deployments", "deployments/status", "deployments/scale"} <= {r.name for r in apps.resources}
+    groups = {g.name for g in client.ApisApi(api).get_api_versions().groups}
+    assert {"apps", "batch", "policy", "coordination.k8s.io", "kustomize.toolkit.fluxcd.io"} <= groups
+
+
+def test_nodes_and_pods_across_namespaces(api: Any, sim: Simulator, site_code: str) -> None:
+    core = client.CoreV1Api(api)
+    nodes = core.list_node()
+    expected = {n["hostname"] for n in sim.site(site_code)["nodes"]}
+    assert {n.metadata.name for n in nodes.items} == expected
+    assert int(nodes.metadata.resource_version) > 0
+    for node in nodes.items:
+        ready = next(c for c in node.status.conditions if c.type == "Ready")
+        assert ready.status == "True"
+        assert node.status.node_info.kubelet_version == "v1.31.4+k3s1"
+    node = sorted(expected)[0]
+    on_node = core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}")
+    assert on_node.items and all(p.spec.node_name == node for p in on_node.items)
+    everywhere = core.list_pod_for_all_namespaces()
+    assert len(everywhere.items) > len(on_node.items)
+    assert {p.metadata.namespace for p in everywhere.items} >= {"kube-system", "flux-system"}
+    leases = client.CoordinationV1Api(api).list_namespaced_lease("kube-node-lease")
+    assert {lease.spec.holder_identity for lease in leases.items} == expected
+
+
+def test_create_get_conflicts_and_metadata(api: Any, namespace: str) -> None:
+    core = client.CoreV1Api(api)
+    body = {"metadata": {"name": "cfg", "labels": {"a": "1"}}, "data": {"k": "v"}}
+    created = core.create_namespaced_config_map(namespace, body)
+    assert created.metadata.uid and created.metadata.creation_timestamp and created.metadata.resource_version
+    assert created.kind == "ConfigMap" and created.api_version == "v1"
+    with pytest.raises(ApiException) as exc:
+        core.create_namespaced_config_map(namespace, body)
+    assert exc.value.status == 409 and '"reason":"AlreadyExists"' in exc.value.body.replace(" ", "")
+    stale = created.metadata.resource_version
+    core.patch_namespaced_config_map("cfg", namespace, {"data": {"k": "v2"}})
+    with pytest.raises(ApiException) as exc:
+        core.replace_namespaced_config_map(
+            "cfg", namespace, {"metadata": {"name": "cfg", "resourceVersion": stale}, "data": {"k": "v3"}}
+        )
+    assert exc.value.status == 409
+    current = core.read_namespaced_config_map("cfg", namespace)
+    replaced = core.replace_namespaced_config_map(
+        "cfg",
+        namespace,
+        {"metadata": {"name": "cfg", "resourceVersion": current.metadata.resource_version}, "data": {"k": "v3"}},
+    )
+    assert replaced.data == {"k": "v3"} and replaced.metadata.uid == created.metadata.uid
+    with pytest.raises(ApiException) as exc:
+        core.read_namespaced_config_map("nope", namespace)
+    assert exc.value.status == 404
+
+
+def test_patch_flavours(api: Any, namespace: str) -> None:
+    apps = client.AppsV1Api(api)
+    body = deployment("patchy")
+    body["spec"]["template"]["spec"]["containers"].append({"name": "side", "image": "side:1"})
+    body["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "A", "value": "1"}]
+    apps.create_namespaced_deployment(namespace, body)
+    # The client sends a dict as a strategic merge patch: containers merge by name.
+    strategic = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "main", "image": "registry.example/patchy:2.0", "env": [{"name": "B", "value": "2"}]}
+                    ]
+                }
+            }
+        }
+    }
+    patched = apps.patch_namespaced_deployment("patchy", namespace, strategic)
+    containers = {c.name: c for c in patched.spec.template.spec.containers}
+    assert set(containers) == {"main", "side"}
+    assert containers["main"].image.endswith(":2.0")
+    assert [e.name for e in containers["main"].env] == ["A", "B"]
+    assert patched.metadata.generation == 2
+    merge = apps.patch_namespaced_deployment(
+        "patchy", namespace, {"metadata": {"labels": {"x": "y"}}}, _content_type="application/merge-patch+json"
+    )
+    assert merge.metadata.labels == {"x": "y"} and merge.metadata.generation == 2  # metadata is not spec
+    json_patched = apps.patch_namespaced_deployment(
+        "patchy",
+        namespace,
+        [{"op": "replace", "path": "/spec/replicas", "value": 3}],
+        _content_type="application/json-patch+json",
+    )
+    assert json_patched.spec.replicas == 3
+    with pytest.raises(ApiException) as exc:
+        apps.patch_namespaced_deployment(
+            "patchy",
+            namespace,
+            [{"op": "test", "path": "/spec/replicas", "value": 9}],
+            _content_type="application/json-patch+json",
+        )
+    assert exc.value.status == 422
+
+
+def test_server_side_apply_with_dynamic_client(api: Any, namespace: str) -> None:
+    dyn = dynamic.DynamicClient(api)
+    cms = dyn.resources.get(api_version="v1", kind="ConfigMap")
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "applied", "namespace": namespace},
+        "data": {"a": "1"},
+    }
+    first = cms.server_side_apply(body=manifest, namespace=namespace, field_manager="tests")
+    assert first.data.a == "1"
+    manifest["data"] = {"a": "2", "b": "3"}
+    second = cms.server_side_apply(body=manifest, namespace=namespace, field_manager="tests")
+    assert dict(second.data) == {"a": "2", "b": "3"}
+    assert second.metadata.uid == first.metadata.uid
+    assert cms.get(name="applied", namespace=namespace).data.b == "3"
+
+
+def test_status_subresource_is_isolated(api: Any, namespace: str) -> None:
+    apps = client.AppsV1Api(api)
+    apps.create_namespaced_deployment(namespace, deployment("iso"))
+    wait_for(lambda: (apps.read_namespaced_deployment("iso", namespace).status.available_replicas or 0) == 1)
+    # A status change through the main resource is ignored ...
+    patched = apps.patch_namespaced_deployment("iso", namespace, {"status": {"replicas": 42}})
+    assert patched.status.replicas == 1
+    # ... and a spec change through /status is ignored too.
+    via_status = apps.patch_namespaced_deployment_status(
+        "iso", namespace, {"spec": {"replicas": 5}, "status": {"observedGeneration": 99}}
+    )
+    assert via_status.spec.replicas == 1 and via_status.status.observed_generation == 99
+
+
+def test_dry_run_changes_nothing(api: Any, namespace: str) -> None:
+    core = client.CoreV1Api(api)
+    made = core.create_namespaced_config_map(namespace, {"metadata": {"name": "dry"}, "data": {}}, dry_run="All")
+    assert made.metadata.name == "dry"
+    with pytest.raises(ApiException):
+        core.read_namespaced_config_map("dry", namespace)
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "wet"}, "data": {"a": "1"}})
+    core.patch_namespaced_config_map("wet", namespace, {"data": {"a": "2"}}, dry_run="All")
+    core.delete_namespaced_config_map("wet", namespace, dry_run="All")
+    assert core.read_namespaced_config_map("wet", namespace).data == {"a": "1"}
+
+
+def test_deployment_becomes_available_and_scales(api: Any, namespace: str) -> None:
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    apps.create_namespaced_deployment(namespace, deployment("web", replicas=2))
+
+    def available() -> Any:
+        d = apps.read_namespaced_deployment("web", namespace)
+        conditions = {c.type: c.status for c in d.status.conditions or []}
+        return d if conditions.get("Available") == "True" and d.status.available_replicas == 2 else None
+
+    ready = wait_for(available, what="deployment available")
+    assert ready.status.updated_replicas == 2 and ready.status.observed_generation == ready.metadata.generation
+    assert {c.type for c in ready.status.conditions} == {"Available", "Progressing"}
+    assert len(apps.list_namespaced_replica_set(namespace).items) == 1
+    pods = core.list_namespaced_pod(namespace, label_selector="app=web").items
+    assert len(pods) == 2 and all(p.status.phase == "Running" and p.spec.node_name for p in pods)
+    scale = apps.read_namespaced_deployment_scale("web", namespace)
+    assert scale.spec.replicas == 2
+    apps.patch_namespaced_deployment_scale("web", namespace, {"spec": {"replicas": 3}})
+    wait_for(lambda: (apps.read_namespaced_deployment("web", namespace).status.available_replicas or 0) == 3)
+    # A new template makes a new ReplicaSet and moves the pods over.
+    apps.patch_namespaced_deployment(
+        "web",
+        namespace,
+        {"spec": {"template": {"spec": {"containers": [{"name": "main", "image": "registry.example/web:2.0"}]}}}},
+    )
+    wait_for(
+        lambda: (
+            all(
+                p.spec.containers[0].image.endswith(":2.0")
+                for p in core.list_namespaced_pod(namespace, label_selector="app=web").items
+            )
+            and len(core.list_namespaced_pod(namespace, label_selector="app=web").items) == 3
+        )
+    )
+    # Deleting the Deployment collects its ReplicaSets and Pods.
+    apps.delete_namespaced_deployment("web", namespace)
+    wait_for(
+        lambda: not core.list_namespaced_pod(namespace).items and not apps.list_namespaced_replica_set(namespace).items,
+        what="garbage collection",
+    )
+
+
+def test_jobs_run_and_complete(api: Any, namespace: str, sim: Simulator, site_code: str) -> None:
+    batch = client.BatchV1Api(api)
+    node = sim.site(site_code)["nodes"][-1]["hostname"]
+    batch.create_namespaced_job(
+        namespace,
+        {
+            "metadata": {"name": "restore-db"},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "nodeName": node,
+                        "restartPolicy": "Never",
+                        "containers": [
+                            {
+                                "name": "restore",
+                                "image": "registry.example/restore:1",
+                                "env": [{"name": "BACKUP_LOCATION", "value": "s3://backups/db-1"}],
+                            }
+                        ],
+                    }
+                }
+            },
+        },
+    )
+    job = wait_for(
+        lambda: (j := batch.read_namespaced_job("restore-db", namespace)).status.succeeded and j, what="job completion"
+    )
+    assert {c.type for c in job.status.conditions if c.status == "True"} >= {"Complete"}
+    assert job.status.completion_time is not None
+    logged = [j for j in sim.jobs(site_code) if j["name"] == "restore-db" and j["namespace"] == namespace]
+    assert logged and logged[0]["node"] == node and logged[0]["env"] == {"BACKUP_LOCATION": "s3://backups/db-1"}
+    assert logged[0]["image"] == "registry.example/restore:1"
+    with pytest.raises(ApiException) as exc:  # restartPolicy Always is not allowed for Jobs
+        batch.create_namespaced_job(
+            namespace,
+            {
+                "metadata": {"name": "bad"},
+                "spec": {"template": {"spec": {"containers": [{"name": "x", "image": "x"}]}}},
+            },
+        )
+    assert exc.value.status == 422
+
+
+def test_cordoned_and_deleted_nodes(api: Any, namespace: str, sim: Simulator, site_code: str) -> None:
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    hosts = sorted(n["hostname"] for n in sim.site(site_code)["nodes"])
+    cordoned, others = hosts[0], hosts[1:]
+    core.patch_node(cordoned, {"spec": {"unschedulable": True}})
+    try:
+        apps.create_namespaced_deployment(namespace, deployment("spread", replicas=4))
+        pods = wait_for(
+            lambda: (
+                [p for p in core.list_namespaced_pod(namespace).items if p.spec.node_name]
+                if len([p for p in core.list_namespaced_pod(namespace).items if p.spec.node_name]) == 4
+                else []
+            )
+        )
+        assert cordoned not in {p.spec.node_name for p in pods}
+    finally:
+        core.patch_node(cordoned, {"spec": {"unschedulable": None}})
+    # DaemonSets put one pod on every node, cordoned or not.
+    ds = [p for p in core.list_namespaced_pod("kube-system", label_selector="app=svclb-traefik").items]
+    assert sorted(p.spec.node_name for p in ds) == hosts
+    assert others
+
+
+def test_deleting_a_node_removes_its_pods(api: Any, sim: Simulator, control_plane: Any) -> None:
+    # Given a device of its own (so other tests keep their nodes) with pods on it
+    code = sim.codes[7]
+    site_api = sim.api_client(code)
+    core = client.CoreV1Api(site_api)
+    sim.unbox(code, serial="G6DELNODE001", mac="94:c6:91:aa:00:01", hostname="doomed-node", bootstrap_token="t")
+    wait_for(
+        lambda: any(
+            p.spec.node_name == "doomed-node"
+            for p in core.list_namespaced_pod("kube-system", label_selector="app=svclb-traefik").items
+        )
+    )
+    # When the Node is deleted
+    core.delete_node("doomed-node")
+    # Then no pod is left bound to it
+    wait_for(lambda: not core.list_pod_for_all_namespaces(field_selector="spec.nodeName=doomed-node").items)
+    site_api.close()
+
+
+def test_label_and_field_selectors(api: Any, namespace: str) -> None:
+    core = client.CoreV1Api(api)
+    for name, labels in (
+        ("a", {"tier": "front", "env": "prod"}),
+        ("b", {"tier": "back", "env": "prod"}),
+        ("c", {"tier": "front"}),
+    ):
+        core.create_namespaced_config_map(namespace, {"metadata": {"name": name, "labels": labels}})
+
+    def names(**kwargs: Any) -> list[str]:
+        return sorted(c.metadata.name for c in core.list_namespaced_config_map(namespace, **kwargs).items)
+
+    assert names(label_selector="tier=front") == ["a", "c"]
+    assert names(label_selector="tier==front,env=prod") == ["a"]
+    assert names(label_selector="tier!=front") == ["b"]
+    assert names(label_selector="tier in (back,middle)") == ["b"]
+    assert names(label_selector="tier notin (back)") == ["a", "c"]
+    assert names(label_selector="env") == ["a", "b"]
+    assert names(label_selector="!env") == ["c"]
+    assert names(field_selector="metadata.name=b") == ["b"]
+    assert names(field_selector="metadata.name!=b") == ["a", "c"]
+    assert names(field_selector=f"metadata.namespace={namespace}", label_selector="env=prod") == ["a", "b"]
+    page = core.list_namespaced_config_map(namespace, limit=2)
+    assert len(page.items) == 2 and page.metadata._continue
+    rest = core.list_namespaced_config_map(namespace, limit=2, _continue=page.metadata._continue)
+    assert len(rest.items) == 1
+
+
+def test_eviction_respects_disruption_budgets(api: Any, namespace: str) -> None:
+    core, apps, policy = client.CoreV1Api(api), client.AppsV1Api(api), client.PolicyV1Api(api)
+    apps.create_namespaced_deployment(namespace, deployment("guarded"))
+    policy.create_namespaced_pod_disruption_budget(
+        namespace,
+        {"metadata": {"name": "guard"}, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}}},
+    )
+    wait_for(lambda: (apps.read_namespaced_deployment("guarded", namespace).status.available_replicas or 0) == 1)
+    pdb = wait_for(
+        lambda: (
+            (p := policy.read_namespaced_pod_disruption_budget("guard", namespace)).status
+            and p.status.current_healthy == 1
+            and p
+        )
+    )
+    assert pdb.status.disruptions_allowed == 0
+    pod = core.list_namespaced_pod(namespace).items[0].metadata.name
+    eviction = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod, "namespace": namespace}}
+    with pytest.raises(ApiException) as exc:
+        core.create_namespaced_pod_eviction(pod, namespace, eviction)
+    assert exc.value.status == 429 and "disruption budget" in exc.value.body
+    policy.patch_namespaced_pod_disruption_budget("guard", namespace, {"spec": {"minAvailable": 0}})
+    core.create_namespaced_pod_eviction(pod, namespace, eviction)
+    with pytest.raises(ApiException) as exc:
+        core.read_namespaced_pod(pod, namespace)
+    assert exc.value.status == 404
+
+
+def test_namespace_delete_cascades(api: Any) -> None:
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": "short-lived"}})
+    core.create_namespaced_config_map("short-lived", {"metadata": {"name": "x"}})
+    client.AppsV1Api(api).create_namespaced_deployment("short-lived", deployment("gone"))
+    core.delete_namespace("short-lived")
+    assert core.read_namespace("short-lived").status.phase == "Terminating"
+    with pytest.raises(ApiException) as exc:  # nothing new lands in a terminating namespace
+        core.create_namespaced_config_map("short-lived", {"metadata": {"name": "y"}})
+    assert exc.value.status == 403
+    wait_for(lambda: "short-lived" not in {n.metadata.name for n in core.list_namespace().items})
+    assert not core.list_namespaced_config_map("short-lived").items
+    assert not core.list_namespaced_pod("short-lived").items
+
+
+def test_kustomization_custom_resource(api: Any) -> None:
+    custom = client.CustomObjectsApi(api)
+    ks = custom.get_namespaced_custom_object(
+        "kustomize.toolkit.fluxcd.io", "v1", "flux-system", "kustomizations", "site"
+    )
+    assert ks["kind"] == "Kustomization" and ks["spec"]["sourceRef"]["kind"] == "GitRepository"
+    listed = custom.list_namespaced_custom_object("kustomize.toolkit.fluxcd.io", "v1", "flux-system", "kustomizations")
+    assert [item["metadata"]["name"] for item in listed["items"]] == ["site"]
+    assert listed["kind"] == "KustomizationList"
