@@ -22,9 +22,12 @@ def lease_needed(step_timeout: float) -> float:
     return step_timeout + HARD_LIMIT_GRACE + LEASE_GRACE
 
 
-def enqueue_advance(run_id: int, *, queue: str, step_timeout: float, countdown: float | None = None) -> bool:
-    """Ask a worker on `queue` to advance run `run_id` (after `countdown` seconds). False if the broker
-    refused: the caller's row says when the run is due, so the sweeper catches up."""
+def enqueue_advance(
+    run_id: int, *, queue: str, step_timeout: float, countdown: float | None = None, lease_token: str | None = None
+) -> bool:
+    """Ask a worker on `queue` to advance run `run_id` (after `countdown` seconds), handing it the lease
+    `lease_token` if one was taken for it. False if the broker refused: the caller's row says when the
+    run is due, so the sweeper catches up."""
     options: dict[str, object] = {
         "queue": queue,
         "soft_time_limit": step_timeout + SOFT_LIMIT_GRACE,
@@ -34,7 +37,8 @@ def enqueue_advance(run_id: int, *, queue: str, step_timeout: float, countdown: 
     if countdown:
         options["countdown"] = countdown
     try:
-        app.send_task(ADVANCE_TASK, args=[run_id], **options)  # type: ignore[arg-type]
+        kwargs = {"lease_token": lease_token} if lease_token else {}
+        app.send_task(ADVANCE_TASK, args=[run_id], kwargs=kwargs, **options)  # type: ignore[arg-type]
     except Exception:  # the broker being down is the expected case; the sweeper recovers
         log.warning("could not send the wake-up message for workflow run %s; the sweeper will", run_id, exc_info=True)
         return False

@@ -28,13 +28,13 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, F, Q, Value, When
-from django.db.models.functions import Coalesce, Now
+from django.db.models import Case, Value, When
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from fleet.audit.services import audit_record
-from fleet.workflows import selectors
-from fleet.workflows.choices import ACTIVE_STATES, RunState, StepState
+from fleet.workflows import selectors, sql
+from fleet.workflows.choices import RunState, StepState
 from fleet.workflows.definitions import Step, Workflow, get_workflow
 from fleet.workflows.dispatch import enqueue_advance, lease_needed
 from fleet.workflows.models import StepRun, WorkflowRun
@@ -56,14 +56,21 @@ def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
     return random.uniform(0, ceiling)  # noqa: S311  # jitter, not cryptography
 
 
-def advance(run_id: int, *, worker_id: str) -> str:
+def advance(run_id: int, *, worker_id: str, lease_token: str | None = None) -> str:
     """Advance run `run_id` by one step if it is due and nobody else holds it; return what happened
     (a StepState value, a terminal RunState value, NOT_DUE or LEASE_LOST). Safe to call any number of
-    times: a call for a run that is not due changes nothing."""
-    token = f"{worker_id}/{secrets.token_hex(4)}"
-    if not _take_lease(run_id, token):
-        return NOT_DUE
-    run = WorkflowRun.objects.get(pk=run_id)
+    times: a call for a run that is not due changes nothing.
+
+    `lease_token` is the lease the previous step handed over with the message (see _move_on); without
+    it, or when it is no longer valid, the lease is taken as usual.
+    """
+    run = sql.claim_handoff(run_id, lease_token) if lease_token else None
+    token = lease_token or ""
+    if run is None:
+        token = f"{worker_id}/{secrets.token_hex(4)}"
+        run = _take_lease(run_id, token)
+        if run is None:
+            return NOT_DUE
     definition = get_workflow(run.kind)
     step = definition.step_at(run.step_index) if definition else None
     if definition is None or step is None:
@@ -80,7 +87,7 @@ def advance(run_id: int, *, worker_id: str) -> str:
     if run.attempt > step.max_attempts:
         error = f"step {step.name} gave no outcome in {step.max_attempts} attempts (worker lost or lease expired)"
         return _finish(run, token, definition, step, RunState.FAILED, error=error)
-    if lease_needed(step.timeout) > settings.FLEET_WORKFLOW_LEASE_SECONDS and not _extend_lease(run, token, step):
+    if not _lease_covers(run, step) and not _extend_lease(run, token, step):
         return LEASE_LOST
     attempt = _run_step(run, step)
     return _record(run, token, definition, step, attempt)
@@ -89,33 +96,29 @@ def advance(run_id: int, *, worker_id: str) -> str:
 # --- taking and keeping the lease -------------------------------------------------------------------
 
 
-def _take_lease(run_id: int, token: str) -> bool:
-    """The one conditional UPDATE that decides who advances the run (the database clock decides "due").
+def _take_lease(run_id: int, token: str) -> WorkflowRun | None:
+    """The one conditional UPDATE that decides who advances the run (the database clock decides "due"),
+    returning the run as updated. It also counts the attempt, so a step that kills its worker every
+    time still runs out of attempts."""
+    return sql.take_lease(run_id, token, settings.FLEET_WORKFLOW_LEASE_SECONDS)
 
-    It also counts the attempt, so a step that kills its worker every time still runs out of attempts.
-    """
-    lease = dt.timedelta(seconds=settings.FLEET_WORKFLOW_LEASE_SECONDS)
-    taken = (
-        WorkflowRun.objects.filter(pk=run_id, state__in=ACTIVE_STATES)
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=Now()))
-        .filter(Q(wake_at__isnull=True) | Q(wake_at__lte=Now()))
-        .update(
-            lease_owner=token,
-            lease_until=Now() + lease,
-            state=RunState.RUNNING,
-            attempt=F("attempt") + 1,
-            enqueued_at=None,  # the message that woke it is consumed
-            started_at=Coalesce(F("started_at"), Now()),
-            updated_at=Now(),
-        )
-    )
-    return taken == 1
+
+def _lease_covers(run: WorkflowRun, step: Step) -> bool:
+    """Whether the lease lasts past Celery's hard limit for this step (with a second for clock skew)."""
+    if run.lease_until is None:
+        return False
+    remaining = (run.lease_until - timezone.now()).total_seconds()
+    return remaining >= lease_needed(step.timeout) + 1.0
 
 
 def _extend_lease(run: WorkflowRun, token: str, step: Step) -> bool:
-    """A step with a long timeout keeps the run for longer than the default lease."""
+    """A step with a long timeout (or a handed-over lease that aged in a queue) keeps the run for as
+    long as the step may take, if the lease is still ours and unexpired."""
     lease = dt.timedelta(seconds=lease_needed(step.timeout))
-    return WorkflowRun.objects.filter(pk=run.pk, lease_owner=token).update(lease_until=Now() + lease) == 1
+    extended = WorkflowRun.objects.filter(pk=run.pk, lease_owner=token, lease_until__gt=Now()).update(
+        lease_until=Now() + lease
+    )
+    return extended == 1
 
 
 def _record_lost_attempt(run: WorkflowRun, step: Step) -> None:
@@ -131,7 +134,7 @@ def _record_lost_attempt(run: WorkflowRun, step: Step) -> None:
         attempt=run.attempt - 1,
         state=StepState.TIMED_OUT,
         finished_at=timezone.now(),
-        message="no outcome was recorded: the worker was lost or its lease expired",
+        message="no outcome was recorded: the worker was lost, or the lease expired (message lost?)",
     )
 
 
@@ -223,25 +226,24 @@ def _record(run: WorkflowRun, token: str, definition: Workflow, step: Step, atte
 def _move_on(
     run: WorkflowRun, token: str, step: Step, following: Step, attempt: Attempt, result: dict[str, Any]
 ) -> str:
-    """Done, and there is a next step: point the run at it and wake a worker at once."""
+    """Done, and there is a next step: point the run at it and wake a worker at once.
+
+    The same UPDATE leases the run for the next step to a fresh token that travels in the message, so the
+    worker that receives it starts the step without writing first. A lost message costs the lease's
+    length: then the sweeper finds the lease expired.
+    """
+    handoff = f"handoff/{secrets.token_hex(6)}"
+    lease = max(settings.FLEET_WORKFLOW_LEASE_SECONDS, lease_needed(following.timeout) + 1.0)
     with transaction.atomic():
-        updated = WorkflowRun.objects.filter(pk=run.pk, lease_owner=token).update(
-            state=RunState.RUNNING,
-            step_index=run.step_index + 1,
-            current_step=following.name,
-            attempt=0,
-            context=run.context,
-            wake_at=Now(),
-            enqueued_at=Now(),
-            lease_owner="",
-            lease_until=None,
-            updated_at=Now(),
+        moved = sql.move_on(
+            run, token, step_index=run.step_index + 1, step_name=following.name, handoff=handoff, lease_seconds=lease
         )
-        if not updated:
+        if not moved:
             return _lost(run, step)
         _add_step_run(run, step, attempt, result=result)
         transaction.on_commit(
-            lambda: enqueue_advance(run.pk, queue=following.queue, step_timeout=following.timeout), robust=True
+            lambda: enqueue_advance(run.pk, queue=following.queue, step_timeout=following.timeout, lease_token=handoff),
+            robust=True,
         )
     return StepState.DONE
 
@@ -358,8 +360,8 @@ def _add_step_run(
     result: dict[str, Any] | None = None,
 ) -> None:
     now = timezone.now()
-    StepRun.objects.create(
-        run=run,
+    sql.insert_step_run(
+        run_id=run.pk,
         step=step.name,
         attempt=max(run.attempt, 1),
         state=state or (attempt.step_state if attempt else StepState.DONE),

@@ -8,12 +8,13 @@ from fleet.workflows import engine
 
 
 @shared_task(bind=True, name="workflows.advance", ignore_result=True)
-def workflow_advance_task(self: Task, run_id: int) -> str:
+def workflow_advance_task(self: Task, run_id: int, lease_token: str | None = None) -> str:
     """Advance one run by one step if it is due. A duplicate or stale message finds nothing to do.
 
-    The sender sets the soft/hard time limits from the step's timeout (fleet.workflows.dispatch).
+    The sender sets the soft/hard time limits from the step's timeout (fleet.workflows.dispatch) and may
+    hand over the lease it took for this message (`lease_token`).
     """
-    return engine.advance(run_id, worker_id=f"{self.request.hostname}:{os.getpid()}")
+    return engine.advance(run_id, worker_id=f"{self.request.hostname}:{os.getpid()}", lease_token=lease_token)
 
 
 @shared_task(name="workflows.sweep", ignore_result=True)

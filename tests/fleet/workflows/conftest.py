@@ -64,8 +64,12 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """Wake-up messages the engine and services asked for, instead of publishing them."""
     messages: list[dict[str, Any]] = []
 
-    def enqueue(run_id: int, *, queue: str, step_timeout: float, countdown: float | None = None) -> bool:
+    def enqueue(
+        run_id: int, *, queue: str, step_timeout: float, countdown: float | None = None, lease_token: str | None = None
+    ) -> bool:
         messages.append({"run": run_id, "queue": queue, "countdown": countdown})
+        if lease_token:
+            messages[-1]["lease_token"] = lease_token
         return True
 
     monkeypatch.setattr(engine, "enqueue_advance", enqueue)
@@ -83,6 +87,13 @@ def start(sent: list[dict[str, Any]]) -> Any:
         return workflow_start(kind=kind, actor="test", source="test", context=context, **kwargs)
 
     return _start
+
+
+def deliver(run: WorkflowRun, worker_id: str = "w") -> str:
+    """What a worker does with the engine's wake-up message: advance the run, with the lease the
+    previous step handed over (if any)."""
+    owner = WorkflowRun.objects.filter(pk=run.pk).values_list("lease_owner", flat=True).first() or ""
+    return engine.advance(run.pk, worker_id=worker_id, lease_token=owner if owner.startswith("handoff/") else None)
 
 
 def make_due(run: WorkflowRun) -> None:

@@ -6,8 +6,8 @@ import pytest
 from django.test import Client
 
 from fleet.audit.models import AuditEvent
-from fleet.workflows.engine import advance
 from fleet.workflows.models import WorkflowRun
+from tests.fleet.workflows.conftest import deliver
 
 pytestmark = pytest.mark.django_db
 
@@ -29,16 +29,16 @@ def staff(admin_user: object) -> Client:
 )
 def test_run_lists_render(staff: Client, start: Any, path: str) -> None:
     run = start(["wait"])
-    advance(run.pk, worker_id="w")
+    deliver(run)
     assert staff.get(path).status_code == 200
 
 
 def test_run_page_shows_the_timeline_with_badges_and_no_secrets(staff: Client, start: Any) -> None:
     run = start(["raise", "done", "wait"])
     WorkflowRun.objects.filter(pk=run.pk).update(context={"plan": ["raise", "done", "wait"], "node_token": "s3cret"})
-    advance(run.pk, worker_id="w")
+    deliver(run)
     WorkflowRun.objects.filter(pk=run.pk).update(wake_at=None)
-    advance(run.pk, worker_id="w")
+    deliver(run)
 
     page = staff.get(f"/admin/workflows/workflowrun/{run.pk}/change/").content.decode()
 
@@ -50,7 +50,7 @@ def test_run_page_shows_the_timeline_with_badges_and_no_secrets(staff: Client, s
 
 def test_cancel_action_asks_for_a_reason_then_cancels(staff: Client, start: Any) -> None:
     run = start(["wait"])
-    advance(run.pk, worker_id="w")
+    deliver(run)
     data = {"action": "cancel_runs", "_selected_action": [str(run.pk)]}
 
     confirmation = staff.post("/admin/workflows/workflowrun/", data)

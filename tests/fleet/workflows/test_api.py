@@ -6,9 +6,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from fleet.workflows.choices import RunState
-from fleet.workflows.engine import advance
 from fleet.workflows.models import WorkflowRun
 from tests.factories import NodeFactory, UserFactory
+from tests.fleet.workflows.conftest import deliver
 
 pytestmark = pytest.mark.django_db
 
@@ -26,8 +26,8 @@ def test_a_run_has_the_contract_shape_with_its_steps(admin_api: APIClient, start
     node = NodeFactory(hostname="tx-a")
     run = start(["done", "wait"], subject=node, exclusive_key=None)
     WorkflowRun.objects.filter(pk=run.pk).update(context={"plan": ["done", "wait"], "join_token": "s3cret"})
-    advance(run.pk, worker_id="w")
-    advance(run.pk, worker_id="w")
+    deliver(run)
+    deliver(run)
 
     body = admin_api.get(f"/api/v1/workflow-runs/{run.pk}/").json()
 
@@ -50,8 +50,8 @@ def test_list_filters_and_paginates_with_a_constant_number_of_queries(
 ) -> None:
     runs = [start(["done", "done"]) for _ in range(12)]
     for run in runs[:6]:
-        advance(run.pk, worker_id="w")
-        advance(run.pk, worker_id="w")
+        deliver(run)
+        deliver(run)
     start(kind="noop")
 
     with django_assert_max_num_queries(6):
@@ -69,18 +69,18 @@ def test_list_filters_and_paginates_with_a_constant_number_of_queries(
 
 def test_cancel_answers_202_with_the_run(admin_api: APIClient, start: Any) -> None:
     run = start(["wait"])
-    advance(run.pk, worker_id="w")
+    deliver(run)
 
     response = admin_api.post(f"/api/v1/workflow-runs/{run.pk}/cancel/", {"reason": "wrong node"}, format="json")
 
     assert response.status_code == 202
     assert response.json()["cancel_requested"] is True and response.json()["id"] == run.pk
-    assert advance(run.pk, worker_id="w") == RunState.CANCELLED
+    assert deliver(run) == RunState.CANCELLED
 
 
 def test_cancel_of_an_ended_run_is_409_naming_its_state(admin_api: APIClient, start: Any) -> None:
     run = start(["fail"])
-    advance(run.pk, worker_id="w")
+    deliver(run)
 
     response = admin_api.post(f"/api/v1/workflow-runs/{run.pk}/cancel/", {"reason": "x"}, format="json")
 

@@ -13,7 +13,7 @@ from fleet.workflows.choices import RunState, StepState
 from fleet.workflows.engine import LEASE_LOST, NOT_DUE, advance, backoff_delay, sweep
 from fleet.workflows.models import StepRun, WorkflowRun
 from fleet.workflows.services import workflow_cancel
-from tests.fleet.workflows.conftest import make_due
+from tests.fleet.workflows.conftest import deliver, make_due
 
 pytestmark = pytest.mark.django_db
 
@@ -32,10 +32,10 @@ def reload(run: WorkflowRun) -> WorkflowRun:
 def test_done_runs_every_step_and_merges_data_into_the_context(start: Any, sent: list[dict[str, Any]]) -> None:
     run = start(["done", "done"])
 
-    assert advance(run.pk, worker_id="w1") == StepState.DONE
+    assert deliver(run) == StepState.DONE
     middle = reload(run)
     assert (middle.state, middle.current_step, middle.step_index) == (RunState.RUNNING, "second", 1)
-    assert advance(run.pk, worker_id="w1") == RunState.SUCCEEDED
+    assert deliver(run) == RunState.SUCCEEDED
 
     run = reload(run)
     assert run.state == RunState.SUCCEEDED
@@ -54,9 +54,9 @@ def test_done_wakes_the_next_step_on_its_own_queue_after_commit(
     sent.clear()
 
     with django_capture_on_commit_callbacks(execute=True):
-        advance(run.pk, worker_id="w1")
+        deliver(run)
 
-    assert sent == [{"run": run.pk, "queue": "io", "countdown": None}]
+    assert sent == [{"run": run.pk, "queue": "io", "countdown": None, "lease_token": sent[0]["lease_token"]}]
 
 
 def test_wait_stores_a_wake_up_and_sends_no_message(
@@ -66,7 +66,7 @@ def test_wait_stores_a_wake_up_and_sends_no_message(
     sent.clear()
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert advance(run.pk, worker_id="w1") == StepState.WAITING
+        assert deliver(run) == StepState.WAITING
 
     run = reload(run)
     assert run.state == RunState.WAITING
@@ -79,28 +79,28 @@ def test_wait_stores_a_wake_up_and_sends_no_message(
 
 def test_advance_is_idempotent_while_a_run_is_not_due(start: Any) -> None:
     run = start(["wait", "done"])
-    advance(run.pk, worker_id="w1")
+    deliver(run)
 
-    assert advance(run.pk, worker_id="w1") == NOT_DUE
-    assert advance(run.pk, worker_id="w2") == NOT_DUE
+    assert deliver(run) == NOT_DUE
+    assert deliver(run) == NOT_DUE
     assert StepRun.objects.filter(run=run).count() == 1
 
     make_due(run)
-    assert advance(run.pk, worker_id="w2") == StepState.DONE
+    assert deliver(run) == StepState.DONE
     assert reload(run).context["calls"] == 2
 
 
 def test_retry_backs_off_then_fails_the_run_after_max_attempts(start: Any) -> None:
     run = start(["retry", "retry", "retry"])
 
-    assert advance(run.pk, worker_id="w") == StepState.RETRYING
+    assert deliver(run) == StepState.RETRYING
     retrying = reload(run)
     assert retrying.state == RunState.WAITING and retrying.attempt == 1
     assert retrying.wake_at is not None and retrying.wake_at <= timezone.now() + dt.timedelta(seconds=1.1)
     make_due(run)
-    assert advance(run.pk, worker_id="w") == StepState.RETRYING
+    assert deliver(run) == StepState.RETRYING
     make_due(run)
-    assert advance(run.pk, worker_id="w") == RunState.FAILED
+    assert deliver(run) == RunState.FAILED
 
     run = reload(run)
     assert run.state == RunState.FAILED
@@ -116,7 +116,7 @@ def test_retry_backs_off_then_fails_the_run_after_max_attempts(start: Any) -> No
 
 def test_retry_after_uses_the_given_delay(start: Any) -> None:
     run = start(["retry_after"])
-    advance(run.pk, worker_id="w")
+    deliver(run)
     wake_in = (reload(run).wake_at - timezone.now()).total_seconds()  # type: ignore[operator]
     assert 40 < wake_in <= 42
 
@@ -124,7 +124,7 @@ def test_retry_after_uses_the_given_delay(start: Any) -> None:
 def test_fail_ends_the_run_with_the_reason(start: Any) -> None:
     run = start(["fail"])
 
-    assert advance(run.pk, worker_id="w") == RunState.FAILED
+    assert deliver(run) == RunState.FAILED
 
     run = reload(run)
     assert (run.state, run.error) == (RunState.FAILED, "serial unknown")
@@ -134,25 +134,25 @@ def test_fail_ends_the_run_with_the_reason(start: Any) -> None:
 def test_an_exception_is_a_retry_with_its_traceback_kept(start: Any) -> None:
     run = start(["raise", "done", "done"])
 
-    assert advance(run.pk, worker_id="w") == StepState.RETRYING
+    assert deliver(run) == StepState.RETRYING
 
     step = StepRun.objects.get(run=run)
     assert step.message == "RuntimeError: boom"
     assert "Traceback" in step.error and "boom" in step.error
     make_due(run)
-    assert advance(run.pk, worker_id="w") == StepState.DONE
+    assert deliver(run) == StepState.DONE
 
 
 def test_a_step_returning_something_else_is_a_retry(start: Any) -> None:
     run = start(["garbage"])
-    assert advance(run.pk, worker_id="w") == StepState.RETRYING
+    assert deliver(run) == StepState.RETRYING
     assert "not Done, Wait, Retry or Fail" in StepRun.objects.get(run=run).message
 
 
 def test_a_step_over_its_timeout_is_timed_out_and_retried(start: Any) -> None:
     run = start(["slow", "done"])
 
-    assert advance(run.pk, worker_id="w") == StepState.TIMED_OUT
+    assert deliver(run) == StepState.TIMED_OUT
 
     run = reload(run)
     assert run.state == RunState.WAITING and run.step_index == 0
@@ -164,7 +164,7 @@ def test_a_run_past_its_deadline_fails_before_its_step(start: Any) -> None:
     run = start(["done"])
     WorkflowRun.objects.filter(pk=run.pk).update(deadline=timezone.now() - dt.timedelta(seconds=1))
 
-    assert advance(run.pk, worker_id="w") == RunState.FAILED
+    assert deliver(run) == RunState.FAILED
 
     run = reload(run)
     assert run.error.startswith("deadline") and "before step first" in run.error
@@ -174,14 +174,14 @@ def test_a_run_past_its_deadline_fails_before_its_step(start: Any) -> None:
 def test_a_wait_past_the_deadline_wakes_at_the_deadline(start: Any) -> None:
     deadline = timezone.now() + dt.timedelta(seconds=30)
     run = start(["wait"], deadline=deadline)
-    advance(run.pk, worker_id="w")
+    deliver(run)
     assert reload(run).wake_at == deadline
 
 
 def test_unknown_kind_fails_the_run(start: Any) -> None:
     run = start(["done"])
     WorkflowRun.objects.filter(pk=run.pk).update(kind="gone.kind")
-    assert advance(run.pk, worker_id="w") == RunState.FAILED
+    assert deliver(run) == RunState.FAILED
     assert reload(run).error == "unknown workflow kind 'gone.kind'"
 
 
@@ -192,13 +192,13 @@ def test_cancelling_a_waiting_run_ends_it_at_its_next_advance(
     start: Any, sent: list[dict[str, Any]], django_capture_on_commit_callbacks: Any
 ) -> None:
     run = start(["wait", "done"])
-    advance(run.pk, worker_id="w")
+    deliver(run)
     sent.clear()
 
     with django_capture_on_commit_callbacks(execute=True):
         workflow_cancel(run=run, actor="test", source="test", reason="wrong node")
     assert sent == [{"run": run.pk, "queue": "control", "countdown": None}]  # woken at once, not at wake_at
-    assert advance(run.pk, worker_id="w") == RunState.CANCELLED
+    assert deliver(run) == RunState.CANCELLED
 
     run = reload(run)
     assert (run.state, run.error) == (RunState.CANCELLED, "cancelled: wrong node")
@@ -216,12 +216,12 @@ def test_a_cancel_during_a_step_is_acted_on_when_it_returns(start: Any, monkeypa
         return real_run_step(run_, step)
 
     monkeypatch.setattr(engine, "_run_step", cancel_meanwhile)
-    advance(run.pk, worker_id="w")
+    deliver(run)
     monkeypatch.undo()
 
     waiting = reload(run)
     assert waiting.wake_at is not None and waiting.wake_at <= timezone.now()  # not in 10 minutes
-    assert advance(run.pk, worker_id="w") == RunState.CANCELLED
+    assert deliver(run) == RunState.CANCELLED
 
 
 # --- the lease --------------------------------------------------------------------------------------
@@ -229,9 +229,9 @@ def test_a_cancel_during_a_step_is_acted_on_when_it_returns(start: Any, monkeypa
 
 def test_only_one_of_two_advancers_takes_the_lease(start: Any) -> None:
     run = start(["done"])
-    assert engine._take_lease(run.pk, "w1/a") is True
-    assert engine._take_lease(run.pk, "w2/b") is False
-    assert advance(run.pk, worker_id="w2") == NOT_DUE
+    assert engine._take_lease(run.pk, "w1/a") is not None
+    assert engine._take_lease(run.pk, "w2/b") is None
+    assert deliver(run) == NOT_DUE
     assert reload(run).lease_owner == "w1/a"
 
 
@@ -240,7 +240,7 @@ def test_an_expired_lease_is_taken_over_and_the_lost_attempt_shows(start: Any) -
     assert engine._take_lease(run.pk, "dead-worker/x")  # ... and then the worker was SIGKILLed
     WorkflowRun.objects.filter(pk=run.pk).update(lease_until=Now() - dt.timedelta(seconds=1))
 
-    assert advance(run.pk, worker_id="w2") == StepState.DONE
+    assert deliver(run) == StepState.DONE
 
     assert steps_of(run) == [("first", 1, StepState.TIMED_OUT), ("first", 2, StepState.DONE)]
     assert "worker was lost" in StepRun.objects.filter(run=run).first().message  # type: ignore[union-attr]
@@ -252,7 +252,7 @@ def test_a_step_that_keeps_killing_its_worker_runs_out_of_attempts(start: Any) -
         assert engine._take_lease(run.pk, f"dead/{n}")
         WorkflowRun.objects.filter(pk=run.pk).update(lease_until=Now() - dt.timedelta(seconds=1))
 
-    assert advance(run.pk, worker_id="w") == RunState.FAILED
+    assert deliver(run) == RunState.FAILED
     assert "gave no outcome in 3 attempts" in reload(run).error
 
 
@@ -267,12 +267,59 @@ def test_a_worker_that_lost_its_lease_records_nothing(start: Any, monkeypatch: p
         return result
 
     monkeypatch.setattr(engine, "_run_step", overrun_and_lose_the_lease)
-    assert advance(run.pk, worker_id="w1") == LEASE_LOST
+    assert deliver(run) == LEASE_LOST
 
     run = reload(run)
     assert run.step_index == 0 and run.lease_owner == "w2/other"
     assert StepRun.objects.filter(run=run).count() == 0
     assert "calls" not in run.context
+
+
+def test_done_hands_the_next_steps_lease_to_its_message(
+    start: Any, sent: list[dict[str, Any]], django_capture_on_commit_callbacks: Any
+) -> None:
+    run = start(["done", "done"])
+    sent.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver(run)
+    token = sent[0]["lease_token"]
+
+    assert advance(run.pk, worker_id="intruder") == NOT_DUE  # leased for the message's receiver
+    assert advance(run.pk, worker_id="receiver", lease_token=token) == RunState.SUCCEEDED
+    assert advance(run.pk, worker_id="again", lease_token=token) == NOT_DUE  # a duplicate does nothing
+    assert steps_of(run) == [("first", 1, StepState.DONE), ("second", 1, StepState.DONE)]
+
+
+def test_a_handed_over_lease_that_expired_is_not_used(
+    start: Any, sent: list[dict[str, Any]], django_capture_on_commit_callbacks: Any
+) -> None:
+    run = start(["done", "done"])
+    sent.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver(run)
+    token = sent[0]["lease_token"]
+    WorkflowRun.objects.filter(pk=run.pk).update(lease_until=Now() - dt.timedelta(seconds=1))  # message was lost
+    assert advance(run.pk, worker_id="sweeper-woken") == RunState.SUCCEEDED  # taken over as usual...
+
+    assert advance(run.pk, worker_id="late", lease_token=token) == NOT_DUE  # ...and the late message is void
+    timeline = steps_of(run)
+    assert timeline[1] == ("second", 1, StepState.TIMED_OUT)  # the attempt the lost message stood for
+    assert timeline[2] == ("second", 2, StepState.DONE)
+
+
+def test_a_step_costs_one_transaction_after_a_handoff(
+    start: Any, sent: list[dict[str, Any]], django_capture_on_commit_callbacks: Any, django_assert_num_queries: Any
+) -> None:
+    run = start(kind="noop")
+    sent.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver(run)
+    token = sent[0]["lease_token"]
+
+    # The claim (a read), then UPDATE + INSERT in one transaction (a savepoint inside the test's).
+    with django_assert_num_queries(5), django_capture_on_commit_callbacks(execute=True):
+        assert advance(run.pk, worker_id="w", lease_token=token) == StepState.DONE
+    assert sent[-1]["lease_token"] != token
 
 
 # --- backoff and the sweeper ------------------------------------------------------------------------
@@ -289,8 +336,8 @@ def test_backoff_is_full_jitter_below_an_exponential_cap(attempt: int) -> None:
 def test_sweep_wakes_due_runs_once_and_skips_the_rest(start: Any, sent: list[dict[str, Any]], settings: Any) -> None:
     settings.FLEET_WORKFLOW_REDELIVER_SECONDS = 60
     waiting, sleeping, fresh, leased = start(["wait"]), start(["wait"]), start(["done"]), start(["done"])
-    advance(waiting.pk, worker_id="w")
-    advance(sleeping.pk, worker_id="w")
+    deliver(waiting)
+    deliver(sleeping)
     make_due(waiting)
     engine._take_lease(leased.pk, "busy/1")
     sent.clear()

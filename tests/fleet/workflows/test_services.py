@@ -9,11 +9,10 @@ from fleet.audit.models import AuditEvent
 from fleet.errors import Conflict, Invalid
 from fleet.workflows import selectors
 from fleet.workflows.choices import RunState
-from fleet.workflows.engine import advance
 from fleet.workflows.models import WorkflowRun
 from fleet.workflows.services import workflow_cancel, workflow_retry, workflow_start
 from tests.factories import NodeFactory, UserFactory
-from tests.fleet.workflows.conftest import make_due
+from tests.fleet.workflows.conftest import deliver, make_due
 
 pytestmark = pytest.mark.django_db
 
@@ -52,7 +51,7 @@ def test_exclusive_kind_needs_a_subject_or_a_key(sent: list[dict[str, Any]]) -> 
 def test_a_second_exclusive_run_is_refused_naming_the_active_one(start: Any) -> None:
     node = NodeFactory()
     first = start(["wait"], subject=node, exclusive_key=None)
-    advance(first.pk, worker_id="w")
+    deliver(first)
 
     with transaction.atomic():  # the caller's transaction survives the refusal
         with pytest.raises(Conflict) as refused:
@@ -77,7 +76,7 @@ def test_the_database_itself_refuses_two_active_runs_with_one_key(start: Any) ->
 def test_the_key_is_free_again_once_the_run_ends(start: Any) -> None:
     node = NodeFactory()
     first = start(["fail"], subject=node, exclusive_key=None)
-    advance(first.pk, worker_id="w")
+    deliver(first)
 
     second = start(["done"], subject=node, exclusive_key=None)
 
@@ -87,7 +86,7 @@ def test_the_key_is_free_again_once_the_run_ends(start: Any) -> None:
 
 def test_cancelling_an_ended_run_is_a_conflict_naming_its_state(start: Any) -> None:
     run = start(["fail"])
-    advance(run.pk, worker_id="w")
+    deliver(run)
 
     with pytest.raises(Conflict, match=f"workflow run {run.pk} \\(unit.scripted\\) is failed"):
         workflow_cancel(run=run, actor="test", source="test", reason="x")
@@ -104,14 +103,14 @@ def test_cancel_is_audited_once(start: Any) -> None:
 
 def test_retry_restarts_a_failed_run_at_the_failed_step(start: Any) -> None:
     run = start(["done", "fail", "done"])
-    advance(run.pk, worker_id="w")
-    assert advance(run.pk, worker_id="w") == RunState.FAILED
+    deliver(run)
+    assert deliver(run) == RunState.FAILED
 
     run = workflow_retry(run=run, actor="test", source="test")
 
     assert (run.state, run.current_step, run.attempt, run.error) == (RunState.PENDING, "second", 0, "")
     make_due(run)
-    assert advance(run.pk, worker_id="w") == RunState.SUCCEEDED
+    assert deliver(run) == RunState.SUCCEEDED
 
 
 def test_retry_refuses_a_run_that_did_not_fail(start: Any) -> None:
@@ -123,7 +122,7 @@ def test_retry_refuses_a_run_that_did_not_fail(start: Any) -> None:
 def test_retry_refuses_when_another_run_took_the_key(start: Any) -> None:
     node = NodeFactory()
     failed = start(["fail"], subject=node, exclusive_key=None)
-    advance(failed.pk, worker_id="w")
+    deliver(failed)
     newer = start(["wait"], subject=node, exclusive_key=None)
 
     with pytest.raises(Conflict, match=f"run {newer.pk} is pending"):
