@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db.models.functions import Now
 
 from fleet.workflows import engine
@@ -37,6 +38,11 @@ def scripted(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
         time.sleep(0.15)
     if action == "garbage":
         return "done"  # type: ignore[return-value]
+    if action == "unstorable":
+        ctx["handle"] = object()
+        return Done()
+    if action == "soft_limit":
+        raise SoftTimeLimitExceeded()
     return Done({f"done_{calls}": True})
 
 

@@ -149,6 +149,31 @@ def test_a_step_returning_something_else_is_a_retry(start: Any) -> None:
     assert "not Done, Wait, Retry or Fail" in StepRun.objects.get(run=run).message
 
 
+def test_a_context_that_is_not_json_is_a_retry_and_is_not_stored(start: Any) -> None:
+    run = start(["unstorable"])
+    assert deliver(run) == StepState.RETRYING
+    run = reload(run)
+    assert "handle" not in run.context and "calls" not in run.context
+    assert "not JSON serializable" in StepRun.objects.get(run=run).message
+
+
+def test_celerys_soft_time_limit_is_a_timed_out_attempt(start: Any) -> None:
+    run = start(["soft_limit"])
+    assert deliver(run) == StepState.TIMED_OUT
+    assert StepRun.objects.get(run=run).message == "step first timed out after 0.1 s"
+
+
+def test_a_short_wait_is_also_sent_with_a_countdown(
+    start: Any, sent: list[dict[str, Any]], django_capture_on_commit_callbacks: Any
+) -> None:
+    run = start(kind="demo.sleepless_wait", context={"seconds": 1})
+    sent.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert deliver(run) == StepState.WAITING
+    assert sent == [{"run": run.pk, "queue": "control", "countdown": 1.0}]
+    assert reload(run).enqueued_at is not None  # the sweeper leaves it to that message
+
+
 def test_a_step_over_its_timeout_is_timed_out_and_retried(start: Any) -> None:
     run = start(["slow", "done"])
 
