@@ -189,6 +189,17 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Many models have a `state`; name each enum after its choices so the schema stays readable.
+    "ENUM_NAME_OVERRIDES": {
+        "SiteStateEnum": "sites.choices.SiteState",
+        "NodeStateEnum": "sites.choices.NodeState",
+        "BootstrapTokenStateEnum": "sites.choices.BootstrapTokenState",
+        "RolloutStateEnum": "rollouts.choices.RolloutState",
+        "WaveStateEnum": "rollouts.choices.WaveState",
+        "SiteRolloutStateEnum": "rollouts.choices.SiteRolloutState",
+        "RunStateEnum": "fleet.workflows.choices.RunState",
+        "StepStateEnum": "fleet.workflows.choices.StepState",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------------------
@@ -266,6 +277,8 @@ FLEET_GIT_USERNAME = env.str("FLEET_GIT_USERNAME", default="x-access-token")
 FLEET_GIT_TIMEOUT = env.float("FLEET_GIT_TIMEOUT", default=30.0)
 FLEET_GIT_LOCK_TIMEOUT = env.float("FLEET_GIT_LOCK_TIMEOUT", default=30.0)
 KUBE_TIMEOUT_SECONDS = env.float("FLEET_KUBE_TIMEOUT", default=10.0)
+# How long a registered machine has to become a Ready node before the provisioning gives up on it.
+FLEET_JOIN_DEADLINE_SECONDS = env.int("FLEET_JOIN_DEADLINE_SECONDS", default=30 * 60)
 # When set, /metrics answers only `Authorization: Bearer <token>`.
 METRICS_TOKEN = env.str("FLEET_METRICS_TOKEN", default="")
 
