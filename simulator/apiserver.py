@@ -504,6 +504,8 @@ class ApiServer:
                     else (status["currentHealthy"] < status["desiredHealthy"])
                 )
                 if blocked:
+                    # No Retry-After, as the API server sends none here: client-go would otherwise retry
+                    # the POST itself ten times before kubectl drain saw the 429.
                     pdb_name = pdb["metadata"]["name"]
                     raise ApiError(
                         429,
@@ -517,7 +519,6 @@ class ApiServer:
                                 }
                             ]
                         },
-                        headers={"Retry-After": "5"},
                     )
         if not dry_run:
             self.store.remove("pods", namespace, name)

@@ -46,6 +46,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--node-gone-seconds", type=float, default=1.0, help="wiped Node NotReady before removal")
     parser.add_argument("--retry-seconds", type=_positive, default=3.0, help="device retry after a failed call")
     parser.add_argument("--refused-retry-seconds", type=_positive, default=30.0, help="retry after a 403 refusal")
+    parser.add_argument("--bookmark-seconds", type=_positive, default=5.0, help="watch bookmark interval")
     parser.add_argument(
         "--sync-latency",
         type=float,
@@ -94,6 +95,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         node_gone_seconds=args.node_gone_seconds,
         retry_seconds=args.retry_seconds,
         refused_retry_seconds=args.refused_retry_seconds,
+        bookmark_seconds=args.bookmark_seconds,
         faults=faults,
         tls=not args.no_tls,
     )

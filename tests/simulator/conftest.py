@@ -42,6 +42,8 @@ FAST = [
     "0.3",
     "--refused-retry-seconds",
     "0.5",
+    "--bookmark-seconds",
+    "0.5",
 ]
 # Module name -> the site index it works on, so tests in different modules never share a site.
 SITE_OF_MODULE = {
