@@ -6,11 +6,22 @@ that message is delivered again.
 """
 
 import os
+from typing import Any
 
 from celery import Celery
+from celery.signals import task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fleet.settings")
 
 app = Celery("fleet")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+def _drop_unusable_connections(**kwargs: Any) -> None:
+    """Connections are reused across tasks (CELERY_DB_REUSE_MAX); never start a task on a dead or
+    expired one (CONN_MAX_AGE, CONN_HEALTH_CHECKS)."""
+    from django.db import close_old_connections
+
+    close_old_connections()

@@ -217,6 +217,9 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Keep a worker's database connection across tasks (Celery otherwise reconnects for every task, ~10 ms
+# on PostgreSQL); fleet/celery.py drops a broken or expired one before each task.
+CELERY_DB_REUSE_MAX = env.int("FLEET_CELERY_DB_REUSE_MAX", default=1000)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("FLEET_TASK_SOFT_TIME_LIMIT", default=120)
