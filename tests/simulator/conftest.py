@@ -65,6 +65,7 @@ class FakeControlPlane:
     requests: list[dict[str, Any]] = field(default_factory=list)
     refuse_serials: set[str] = field(default_factory=set)
     revoked_tokens: set[str] = field(default_factory=set)
+    issued: dict[str, str] = field(default_factory=dict)  # serial -> the last node token handed out
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def of(self, path: str, **match: Any) -> list[dict[str, Any]]:
@@ -93,6 +94,8 @@ def _handler(cp: FakeControlPlane) -> type[BaseHTTPRequestHandler]:
                 if body.get("serial") in cp.refuse_serials:
                     return self._answer(403, {"detail": "quarantined: unknown serial"})
                 token = f"node-{body.get('serial')}-{count}"
+                with cp.lock:
+                    cp.issued[str(body.get("serial"))] = token
                 return self._answer(
                     200,
                     {

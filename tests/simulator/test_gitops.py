@@ -172,8 +172,11 @@ def test_kustomization_file_selects_resources(api: Any, checkout: Checkout) -> N
 
 def test_sync_failure_fault(api: Any, checkout: Checkout, sim: Simulator, site_code: str) -> None:
     sim.add_fault("sync_failure", site=site_code)
-    files = {"kustomization.yaml": "resources:\n- late-ns.yaml\n- late.yaml\n", "late-ns.yaml": NAMESPACE,
-             "late.yaml": CONFIG.format(name="late")}
+    files = {
+        "kustomization.yaml": "resources:\n- late-ns.yaml\n- late.yaml\n",
+        "late-ns.yaml": NAMESPACE,
+        "late.yaml": CONFIG.format(name="late"),
+    }
     sha = checkout.commit(files, "during a sync failure")
     status = wait_for(lambda: _failed(api, sha), timeout=15, what="simulated failure")
     assert "simulated" in _ready(status)["message"]

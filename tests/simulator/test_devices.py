@@ -1,0 +1,218 @@
+"""Virtual devices, up to the HTTP calls they make: registration (and refusal), joining the cluster,
+heartbeats with versions and backups, revoked credentials, wipe Jobs, restore Jobs and node death.
+The control plane is a test double (conftest.FakeControlPlane) that records what devices send."""
+
+import time
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from simulator.testing import Simulator
+from tests.simulator.conftest import FakeControlPlane, wait_for
+
+REGISTER, HEARTBEAT = "/api/v1/device/register/", "/api/v1/device/heartbeat/"
+
+
+def _node_ready(api: Any, name: str) -> str | None:
+    try:
+        node = client.CoreV1Api(api).read_node(name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return next(c.status for c in node.status.conditions if c.type == "Ready")
+
+
+def _device(sim: Simulator, code: str, serial: str) -> dict[str, Any]:
+    return next(d for d in sim.summary(code)["devices"] if d["serial"] == serial)
+
+
+def _job(
+    name: str,
+    node: str,
+    *,
+    labels: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
+    by_selector: bool = False,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [
+            {
+                "name": "main",
+                "image": "registry.example/edgefleet-agent:1",
+                "env": [{"name": k, "value": v} for k, v in (env or {}).items()],
+            }
+        ],
+    }
+    if by_selector:
+        spec["nodeSelector"] = {"kubernetes.io/hostname": node}
+    else:
+        spec["nodeName"] = node
+    return {
+        "metadata": {"name": name, "labels": labels or {}},
+        "spec": {"template": {"metadata": {"labels": labels or {}}, "spec": spec}},
+    }
+
+
+def test_unboxed_device_registers_joins_and_heartbeats(
+    sim: Simulator, site_code: str, api: Any, control_plane: FakeControlPlane
+) -> None:
+    # Given a backup recorded for the site
+    sim.record_backup(
+        site_code,
+        application="pos-db",
+        namespace="pos",
+        location="s3://backups/pos-db/1",
+        size=1024,
+        restore_image="registry.example/pos-restore:1",
+        taken_at="2026-01-01T00:00:00Z",
+    )
+    sim.record_backup(
+        site_code,
+        application="pos-db",
+        namespace="pos",
+        location="s3://backups/pos-db/2",
+        size=2048,
+        restore_image="registry.example/pos-restore:1",
+        taken_at="2026-01-02T00:00:00Z",
+    )
+    # When a new machine is unboxed
+    sim.unbox(site_code, serial="G6UNBOX00001", mac="94:c6:91:01:02:03", bootstrap_token="boot-1", hostname="new-agent")
+    # Then it calls home with its identity, token and facts
+    register = wait_for(lambda: control_plane.of(REGISTER, serial="G6UNBOX00001"), what="registration")[0]["body"]
+    assert register["mac"] == "94:c6:91:01:02:03" and register["bootstrap_token"] == "boot-1"
+    assert {"hardware_model", "cpu", "memory_mb"} <= set(register["facts"])
+    # And joins the cluster under its hostname, Ready
+    wait_for(lambda: _node_ready(api, "new-agent") == "True", what="node joined")
+    node = client.CoreV1Api(api).read_node("new-agent")
+    assert node.metadata.labels["edgefleet.io/serial"] == "G6UNBOX00001"
+    # And heartbeats with its node credential, versions and the latest backup per application
+    device = _device(sim, site_code, "G6UNBOX00001")
+    assert device["registered"] and device["state"] == "joined"
+    beats = wait_for(
+        lambda: [r for r in control_plane.of(HEARTBEAT) if r["body"].get("serial") == "G6UNBOX00001"], what="heartbeat"
+    )
+    beat = beats[-1]
+    assert beat["auth"] == f"Node {control_plane.issued['G6UNBOX00001']}"
+    assert beat["body"]["versions"]["k3s"] == "v1.31.4+k3s1" and beat["body"]["versions"]["os"]
+    assert beat["body"]["backups"] == [
+        {
+            "application": "pos-db",
+            "namespace": "pos",
+            "location": "s3://backups/pos-db/2",
+            "size": 2048,
+            "restore_image": "registry.example/pos-restore:1",
+            "taken_at": "2026-01-02T00:00:00Z",
+        }
+    ]
+
+
+def test_refused_device_retries_slowly_and_joins_once_accepted(
+    sim: Simulator, site_code: str, api: Any, control_plane: FakeControlPlane
+) -> None:
+    control_plane.refuse_serials.add("G6REFUSED001")
+    sim.unbox(site_code, serial="G6REFUSED001", mac="94:c6:91:0a:0b:0c", bootstrap_token="wrong-site")
+    wait_for(lambda: len(control_plane.of(REGISTER, serial="G6REFUSED001")) >= 2, what="a retry after a 403")
+    device = _device(sim, site_code, "G6REFUSED001")
+    assert device["state"] == "refused" and device["refusals"] >= 2 and not device["registered"]
+    assert _node_ready(api, device["hostname"]) is None  # never joined
+    control_plane.refuse_serials.discard("G6REFUSED001")
+    wait_for(lambda: _node_ready(api, device["hostname"]) == "True", what="joined after acceptance")
+
+
+def test_revoked_credential_stops_heartbeats(sim: Simulator, site_code: str, control_plane: FakeControlPlane) -> None:
+    sim.unbox(site_code, serial="G6REVOKE0001", mac="94:c6:91:0d:0e:0f", bootstrap_token="boot")
+    wait_for(lambda: _device(sim, site_code, "G6REVOKE0001")["heartbeats"] >= 1, what="first heartbeat")
+    node_token = control_plane.issued["G6REVOKE0001"]
+    control_plane.revoked_tokens.add(node_token)
+    wait_for(lambda: _device(sim, site_code, "G6REVOKE0001")["credential_revoked"], what="revocation noticed")
+    refused = len(control_plane.heartbeats(node_token))
+    wait_for(lambda: not _device(sim, site_code, "G6REVOKE0001")["heartbeating"], what="heartbeats stopped")
+    time.sleep(1.0)  # three heartbeat intervals
+    assert len(control_plane.heartbeats(node_token)) == refused
+
+
+def test_wipe_job_wipes_and_the_device_registers_again(
+    sim: Simulator, site_code: str, api: Any, control_plane: FakeControlPlane
+) -> None:
+    sim.unbox(site_code, serial="G6WIPE000001", mac="94:c6:91:10:11:12", bootstrap_token="first", hostname="wipe-me")
+    wait_for(lambda: _node_ready(api, "wipe-me") == "True", what="joined")
+    first_registrations = len(control_plane.of(REGISTER, serial="G6WIPE000001"))
+    # When a wipe Job pinned to the node carries a new bootstrap token
+    batch = client.BatchV1Api(api)
+    batch.create_namespaced_job(
+        "kube-system",
+        _job(
+            "wipe-wipe-me",
+            "wipe-me",
+            labels={"edgefleet.io/action": "wipe"},
+            env={"EDGEFLEET_BOOTSTRAP_TOKEN": "rejoin-token"},
+        ),
+    )
+    # Then the Job completes, the node goes NotReady and disappears
+    wait_for(lambda: batch.read_namespaced_job("wipe-wipe-me", "kube-system").status.succeeded, what="wipe job done")
+    wait_for(lambda: _node_ready(api, "wipe-me") in ("False", None), what="node not ready")
+    wait_for(
+        lambda: (
+            _node_ready(api, "wipe-me") is None
+            or len(control_plane.of(REGISTER, serial="G6WIPE000001")) > first_registrations
+        ),
+        what="node gone",
+    )
+    # And the factory-fresh device registers again with the token from the Job, and rejoins
+    again = wait_for(
+        lambda: control_plane.of(REGISTER, serial="G6WIPE000001", bootstrap_token="rejoin-token"),
+        timeout=15,
+        what="re-registration",
+    )
+    assert again
+    wait_for(lambda: _node_ready(api, "wipe-me") == "True", timeout=15, what="rejoined")
+    device = _device(sim, site_code, "G6WIPE000001")
+    assert device["wipes"] == 1 and [e["event"] for e in device["events"]].count("wiped") == 1
+    assert any(j["name"] == "wipe-wipe-me" and j["node"] == "wipe-me" for j in sim.jobs(site_code))
+
+
+def test_wipe_without_token_stays_off(
+    sim: Simulator, site_code: str, api: Any, control_plane: FakeControlPlane
+) -> None:
+    sim.unbox(site_code, serial="G6WIPEOFF001", mac="94:c6:91:13:14:15", bootstrap_token="t", hostname="wipe-off")
+    wait_for(lambda: _node_ready(api, "wipe-off") == "True", what="joined")
+    client.BatchV1Api(api).create_namespaced_job(
+        "kube-system", _job("wipe-off", "wipe-off", labels={"edgefleet.io/action": "wipe"}, by_selector=True)
+    )
+    wait_for(lambda: _node_ready(api, "wipe-off") is None, timeout=15, what="node gone")
+    wait_for(lambda: _device(sim, site_code, "G6WIPEOFF001")["state"] == "off", what="device off")
+    time.sleep(1.0)  # longer than the reboot delay
+    assert _device(sim, site_code, "G6WIPEOFF001")["state"] == "off"
+    assert len(control_plane.of(REGISTER, serial="G6WIPEOFF001")) == 1
+
+
+def test_node_death(sim: Simulator, site_code: str, api: Any, control_plane: FakeControlPlane) -> None:
+    sim.unbox(site_code, serial="G6DEATH00001", mac="94:c6:91:16:17:18", bootstrap_token="t", hostname="mortal")
+    wait_for(lambda: _node_ready(api, "mortal") == "True", what="joined")
+    core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
+
+    def pods_ready() -> list[str]:
+        pods = core.list_pod_for_all_namespaces(field_selector="spec.nodeName=mortal").items
+        return [next((c.status for c in p.status.conditions or [] if c.type == "Ready"), "None") for p in pods]
+
+    wait_for(lambda: pods_ready() == ["True"], what="a running pod on the node")
+    # When the node dies
+    fault = sim.add_fault("node_death", node="mortal")
+    # Then its Ready condition is Unknown, its pods are not ready, its heartbeats stop and no job runs there
+    wait_for(lambda: _node_ready(api, "mortal") == "Unknown", what="node unknown")
+    wait_for(lambda: pods_ready() == ["False"], what="pods unready")
+    beats = _device(sim, site_code, "G6DEATH00001")["heartbeats"]
+    batch.create_namespaced_job("default", _job("restore-on-dead", "mortal", env={"BACKUP_LOCATION": "s3://b/1"}))
+    time.sleep(1.0)
+    assert _device(sim, site_code, "G6DEATH00001")["heartbeats"] == beats
+    assert not batch.read_namespaced_job("restore-on-dead", "default").status.succeeded
+    assert not [j for j in sim.jobs(site_code) if j["name"] == "restore-on-dead"]
+    # When it comes back, the job runs
+    sim.remove_fault(fault)
+    wait_for(lambda: _node_ready(api, "mortal") == "True", what="node back")
+    wait_for(lambda: batch.read_namespaced_job("restore-on-dead", "default").status.succeeded, what="job ran")
+    logged = [j for j in sim.jobs(site_code) if j["name"] == "restore-on-dead"]
+    assert logged[0]["node"] == "mortal" and logged[0]["env"] == {"BACKUP_LOCATION": "s3://b/1"}

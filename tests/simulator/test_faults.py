@@ -1,0 +1,172 @@
+"""Fault injection through the control API: validation of every argument, and the effect of each kind."""
+
+import http.client
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from simulator.testing import Simulator
+from tests.simulator.conftest import FakeControlPlane, Raw, wait_for
+
+NODES = "/api/v1/nodes"
+
+
+def _status(raw: Raw) -> int:
+    """The site API's answer to a GET, or 0 when the connection is dropped."""
+    try:
+        return raw("GET", NODES, timeout=3).status
+    except (http.client.RemoteDisconnected, ConnectionError, TimeoutError):
+        return 0
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"kind": "meteor", "rate": 1}, "unknown fault kind"),
+        ({"kind": "api_error", "rate": 1.5}, "rate must be"),
+        ({"kind": "api_error", "rate": -0.1}, "rate must be"),
+        ({"kind": "api_error", "rate": "often"}, "rate must be"),
+        ({"kind": "api_error", "site": "XX-0000"}, "unknown site"),
+        ({"kind": "node_death"}, "node_death needs"),
+        ({"kind": "node_death", "node": "no-such-host"}, "unknown node"),
+        ({"kind": "slow", "seconds": -1}, "seconds must be"),
+        ({"kind": "slow", "node": "x"}, "only applies to node_death"),
+        ({"kind": "slow", "colour": "red"}, "unknown field"),
+    ],
+)
+def test_fault_validation(sim: Simulator, body: dict[str, Any], message: str) -> None:
+    status, answer = sim.request("POST", "/_sim/faults", body)
+    assert status == 400 and message in answer["detail"]
+    assert sim.faults() == []
+
+
+def test_control_api_needs_the_admin_token(sim: Simulator) -> None:
+    assert sim.request("GET", "/_sim/faults", auth=False)[0] == 401
+    assert sim.request("POST", "/_sim/faults", {"kind": "slow"}, auth=False)[0] == 401
+    assert sim.request("GET", "/_sim/healthz", auth=False)[0] == 200
+
+
+def test_fault_lifecycle(sim: Simulator, site_code: str) -> None:
+    first = sim.add_fault("slow", site=site_code, rate=0.5, seconds=0.1)
+    second = sim.add_fault("sync_delay", rate=1.0, seconds=0.2)
+    listed = {f["id"]: f for f in sim.faults()}
+    assert listed[first]["site"] == site_code and listed[first]["rate"] == 0.5
+    assert listed[second]["site"] is None
+    sim.remove_fault(first)
+    assert [f["id"] for f in sim.faults()] == [second]
+    assert sim.request("DELETE", f"/_sim/faults/{first}")[0] == 404
+    sim.clear_faults()
+    assert sim.faults() == []
+
+
+def test_api_errors_and_rates(sim: Simulator, site_code: str, raw: Raw) -> None:
+    sim.add_fault("api_error", site=site_code, rate=1.0)
+    answer = raw("GET", NODES)
+    assert answer.status in (500, 503) and answer.body["kind"] == "Status"
+    other = sim.codes[0]
+    assert sim.request("GET", f"/_sim/sites/{other}")[0] == 200
+    sim.clear_faults()
+    sim.add_fault("api_error", site=site_code, rate=0.5)
+    codes = [raw("GET", NODES).status for _ in range(40)]
+    assert 200 in codes and ({500, 503} & set(codes))
+
+
+def test_throttle_and_slow(sim: Simulator, site_code: str, raw: Raw) -> None:
+    sim.add_fault("throttle", site=site_code, seconds=3)
+    answer = raw("GET", NODES)
+    assert answer.status == 429 and answer.headers["Retry-After"] == "3" and answer.body["reason"] == "TooManyRequests"
+    sim.clear_faults()
+    sim.add_fault("slow", site=site_code, seconds=0.6)
+    started = time.monotonic()
+    assert raw("GET", NODES).status == 200
+    assert time.monotonic() - started >= 0.6
+
+
+def test_timeout_holds_then_drops(sim: Simulator, site_code: str, raw: Raw) -> None:
+    sim.add_fault("timeout", site=site_code, seconds=1)
+    started = time.monotonic()
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+        raw("GET", NODES)
+    assert time.monotonic() - started >= 0.9
+    with pytest.raises(TimeoutError):  # a client with a shorter timeout gives up first
+        raw("GET", NODES, timeout=0.3)
+
+
+def test_offline_site(
+    sim: Simulator, site_code: str, raw: Raw, api: Any, control_plane: FakeControlPlane, tmp_path: Path
+) -> None:
+    # Given a registered device that heartbeats
+    sim.unbox(site_code, serial="G6OFFLINE001", mac="94:c6:91:20:21:22", bootstrap_token="t")
+    wait_for(
+        lambda: (
+            len(control_plane.of("/api/v1/device/heartbeat/"))
+            and any(d["heartbeats"] for d in sim.summary(site_code)["devices"])
+        ),
+        what="heartbeats",
+    )
+    # When the site goes offline
+    sim.add_fault("offline", site=site_code, seconds=30)
+    # Then connections are dropped without an answer
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+        raw("GET", NODES)
+    # And devices stop heartbeating and the agent stops syncing
+    beats = sum(d["heartbeats"] for d in sim.summary(site_code)["devices"])
+    work = tmp_path / "work"
+    subprocess.run(["git", "clone", "-q", sim.site(site_code)["repo_url"], str(work)], check=True, timeout=30)
+    (work / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: while-offline\n")
+    for command in (
+        ["add", "-A"],
+        ["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "offline"],
+        ["push", "-q", "origin", "HEAD:main"],
+    ):
+        subprocess.run(["git", *command], cwd=work, check=True, timeout=30)
+    time.sleep(1.0)
+    summary = sim.summary(site_code)
+    assert summary["offline"] and summary["sync"]["applied"] is None
+    assert sum(d["heartbeats"] for d in summary["devices"]) == beats
+    # When it comes back, everything resumes
+    sim.clear_faults()
+    wait_for(lambda: _status(raw) == 200, what="API back")
+    wait_for(lambda: sim.summary(site_code)["sync"]["applied"], what="sync resumed")
+    assert client.CoreV1Api(api).read_namespaced_config_map("while-offline", "default")
+    wait_for(lambda: sum(d["heartbeats"] for d in sim.summary(site_code)["devices"]) > beats, what="heartbeats back")
+
+
+def test_offline_for_a_while(sim: Simulator, site_code: str, raw: Raw) -> None:
+    sim.add_fault("offline", site=site_code, seconds=0.5)
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+        raw("GET", NODES)
+    wait_for(lambda: _status(raw) == 200, timeout=5, what="the outage to end by itself")
+    assert sim.faults() == []
+
+
+def test_unavailable_workloads(sim: Simulator, site_code: str, api: Any) -> None:
+    apps = client.AppsV1Api(api)
+    sim.add_fault("unavailable_workloads", site=site_code)
+    apps.create_namespaced_deployment(
+        "default",
+        {
+            "metadata": {"name": "never"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "never"}},
+                "template": {
+                    "metadata": {"labels": {"app": "never"}},
+                    "spec": {"containers": [{"name": "c", "image": "i"}]},
+                },
+            },
+        },
+    )
+    wait_for(lambda: apps.read_namespaced_deployment("never", "default").status.replicas == 1, what="pod created")
+    time.sleep(1.0)  # several pod start times
+    deploy = apps.read_namespaced_deployment("never", "default")
+    assert not deploy.status.available_replicas
+    assert {c.type: c.status for c in deploy.status.conditions}["Available"] == "False"
+    sim.clear_faults()
+    wait_for(
+        lambda: apps.read_namespaced_deployment("never", "default").status.available_replicas == 1,
+        what="available once the fault is gone",
+    )

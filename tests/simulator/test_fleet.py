@@ -1,0 +1,87 @@
+"""The fleet a simulator serves: deterministic generation, the state directory, restarts."""
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import yaml
+from kubernetes import client
+
+from simulator.fleetgen import generate, reconcile
+from simulator.testing import running_simulator
+from tests.simulator.conftest import wait_for
+
+
+def _public(sites: list) -> list:
+    return [
+        (s.code, s.name, s.region, s.timezone, [(n.serial, n.hostname, n.role, n.mac) for n in s.nodes]) for s in sites
+    ]
+
+
+def test_same_seed_same_fleet() -> None:
+    assert _public(generate(50, seed=3)) == _public(generate(50, seed=3))
+    assert _public(generate(50, seed=3)) != _public(generate(50, seed=4))
+    sites = generate(300, seed=11)
+    assert len({s.code for s in sites}) == 300
+    for site in sites:
+        assert re.fullmatch(r"[A-Z]{2}-\d{4}", site.code)
+        assert ZoneInfo(site.timezone) and site.region and site.name
+        roles = [n.role for n in site.nodes]
+        assert roles[0] == "server" and 2 <= len(roles) <= 3 and roles.count("server") == 1
+        assert all(re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", n.mac) for n in site.nodes)
+    assert len({s.token for s in sites}) == 300  # secrets are random, not derived from the seed
+
+
+def test_reconcile_keeps_known_sites_and_tops_up() -> None:
+    first = generate(3, seed=5)
+    grown = reconcile(first, 5, seed=5)
+    assert [s.token for s in grown[:3]] == [s.token for s in first] and len(grown) == 5
+    assert len({s.code for s in grown}) == 5
+    assert reconcile(grown, 2, seed=5) == grown[:2]
+
+
+def test_state_directory_and_restart(tmp_path: Path) -> None:
+    state = tmp_path / "fleet"
+    with running_simulator(sites=2, state_dir=state, seed=21, sync_interval=0.3) as sim:
+        fleet = sim.fleet
+        info = json.loads((state / "simulator.json").read_text())
+        assert info["port"] > 0 and sim.base_url.endswith(f":{info['port']}")
+        assert f"2 sites on {sim.base_url}" in (state / "simulator.log").read_text()
+        assert (state / "admin-token").stat().st_mode & 0o077 == 0
+        for site in fleet["sites"]:
+            assert set(site) >= {"code", "name", "region", "timezone", "api_url", "token", "repo_url", "nodes"}
+            assert site["api_url"] == f"{sim.base_url}/sites/{site['code']}"
+            assert site["repo_url"] == (state / "repos" / f"{site['code']}.git").resolve().as_uri()
+            assert (state / "repos" / f"{site['code']}.git" / "HEAD").exists()
+            kubeconfig = yaml.safe_load(sim.kubeconfig_path(site["code"]).read_text())
+            assert kubeconfig["users"][0]["user"]["token"] == site["token"]
+            assert kubeconfig["clusters"][0]["cluster"]["server"] == site["api_url"]
+        code = fleet["sites"][0]["code"]
+        work = tmp_path / "work"
+        subprocess.run(["git", "clone", "-q", fleet["sites"][0]["repo_url"], str(work)], check=True, timeout=30)
+        (work / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kept\n")
+        for command in (
+            ["add", "-A"],
+            ["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "m"],
+            ["push", "-q", "origin", "HEAD:main"],
+        ):
+            subprocess.run(["git", *command], cwd=work, check=True, timeout=30)
+        wait_for(lambda: sim.summary(code)["sync"]["applied"], what="first sync")
+        assert sim.stop() == 0  # SIGTERM is a clean exit
+
+    with running_simulator(sites=2, state_dir=state, seed=21, sync_interval=0.3) as again:
+        assert [(s["code"], s["token"]) for s in again.fleet["sites"]] == [
+            (s["code"], s["token"]) for s in fleet["sites"]
+        ]
+        assert again.admin_token == sim.admin_token
+        api = again.api_client(code)
+        # The repository survived the restart and the agent applies it again into the fresh cluster.
+        wait_for(
+            lambda: any(
+                c.metadata.name == "kept" for c in client.CoreV1Api(api).list_namespaced_config_map("default").items
+            ),
+            what="re-applied after restart",
+        )
+        api.close()
