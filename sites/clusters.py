@@ -73,7 +73,13 @@ def _status_message(exc: ApiException) -> str:
     except yaml.YAMLError:
         body = None
     if isinstance(body, dict) and body.get("message"):
-        return str(body["message"])
+        causes = [
+            str(cause["message"])
+            for cause in ((body.get("details") or {}).get("causes") or [])
+            if isinstance(cause, dict) and cause.get("message")
+        ]
+        # A refused eviction says which disruption budget refused it only in its causes.
+        return "; ".join([str(body["message"]), *causes])
     return str(exc.reason or "error")
 
 
@@ -160,16 +166,20 @@ class SiteCluster:
     def evict(self, namespace: str, name: str) -> str:
         """Ask the Eviction API to evict a pod: "evicted", "gone", or "blocked" (a disruption budget
         forbids it now, answered 429: wait and ask again)."""
+        return self._evict(namespace, name)[0]
+
+    def _evict(self, namespace: str, name: str) -> tuple[str, str]:
+        """(outcome, why): `why` is the API server's reason for a blocked eviction (the budget named)."""
         body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": namespace}}
         try:
             self._call(self._core.create_namespaced_pod_eviction, name, namespace, body)
         except ClusterNotFound:
-            return "gone"
+            return "gone", ""
         except ClusterUnavailable as exc:
             if exc.status == 429:
-                return "blocked"
+                return "blocked", str(exc)
             raise
-        return "evicted"
+        return "evicted", ""
 
     def drain(self, name: str) -> "DrainProgress":
         """One pass of `kubectl drain`: evict every pod on the node except DaemonSet and mirror pods.
@@ -178,9 +188,10 @@ class SiteCluster:
         for pod in self.pods_on_node(name):
             if pod.daemonset or pod.mirror or pod.finished:
                 continue
-            outcome = self.evict(pod.namespace, pod.name)
+            outcome, why = self._evict(pod.namespace, pod.name)
             if outcome == "blocked":
                 progress.blocked.append(f"{pod.namespace}/{pod.name}")
+                progress.reasons[f"{pod.namespace}/{pod.name}"] = why
             elif outcome == "evicted":
                 progress.evicted.append(f"{pod.namespace}/{pod.name}")
         return progress
@@ -324,6 +335,7 @@ class PodInfo:
 class DrainProgress:
     evicted: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)  # blocked pod -> why (names the disruption budget)
 
     @property
     def done(self) -> bool:

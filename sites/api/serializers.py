@@ -151,3 +151,24 @@ class RevokeCredentialsSerializer(serializers.Serializer):
 
 class RevokedCredentialsSerializer(serializers.Serializer):
     revoked = serializers.IntegerField(help_text="how many active credentials were revoked (0 or 1)")
+
+
+class NodeProvisionSerializer(serializers.Serializer):
+    """`{}`: provisioning needs nothing but the pre-registered node."""
+
+
+class NodeWipeSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500)
+    confirm = serializers.CharField(max_length=63, help_text="the node's hostname, typed to confirm")
+    rejoin = serializers.BooleanField(default=False, help_text="register again with a fresh token and be active")
+    retire = serializers.BooleanField(default=False, help_text="retire the node once wiped (without rejoin)")
+
+
+class NodeReplaceSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500)
+    confirm = serializers.CharField(max_length=63, help_text="the node's hostname, typed to confirm")
+    replacement_serial = serializers.CharField(max_length=64)
+    shipment_ref = serializers.CharField(max_length=200, allow_blank=True, default="")
+    replacement_mac = serializers.CharField(max_length=17, help_text="the replacement machine's MAC")
+    hostname = serializers.CharField(max_length=63, required=False, help_text="default: the old node's hostname")
+    role = serializers.ChoiceField(choices=NodeRole.choices, required=False, help_text="default: the old node's")

@@ -11,13 +11,19 @@ from rest_framework.response import Response
 
 from fleet.api.pagination import FleetCursorPagination
 from fleet.api.permissions import ActionPermission
-from sites import devices, selectors, services
+from fleet.workflows import selectors as run_selectors
+from fleet.workflows.api.serializers import WorkflowRunSerializer
+from fleet.workflows.models import WorkflowRun
+from sites import devices, lifecycle, selectors, services
 from sites.api.device_serializers import BackupSerializer
 from sites.api.filters import NodeFilter, SiteFilter
 from sites.api.serializers import (
     ClusterCredentialsSerializer,
     ClusterSerializer,
+    NodeProvisionSerializer,
+    NodeReplaceSerializer,
     NodeSerializer,
+    NodeWipeSerializer,
     NodeWriteSerializer,
     ProbeAcceptedSerializer,
     RevokeCredentialsSerializer,
@@ -132,7 +138,12 @@ class NodeViewSet(
     queryset = selectors.node_list()
     serializer_class = NodeSerializer
     permission_classes = [ActionPermission]
-    action_permissions = {"revoke_credentials": ["sites.change_node"]}
+    action_permissions = {
+        "revoke_credentials": ["sites.change_node"],
+        "provision": ["sites.view_node", "sites.provision_node"],
+        "wipe": ["sites.view_node", "sites.wipe_node"],
+        "replace": ["sites.view_node", "sites.wipe_node"],
+    }
     filterset_class = NodeFilter
     pagination_class = FleetCursorPagination
     search_fields = ["serial", "hostname", "mac", "site__code"]
@@ -166,9 +177,41 @@ class NodeViewSet(
         )
         return Response({"revoked": count})
 
+    @extend_schema(request=NodeProvisionSerializer, responses={202: WorkflowRunSerializer})
+    @action(detail=True, methods=["post"])
+    def provision(self, request: Request, pk: str | None = None) -> Response:
+        """Start `node.provision`: await the machine's check-in and its Ready node, label it, make it active."""
+        _validated(NodeProvisionSerializer, request.data or {})
+        run = lifecycle.node_provision_request(node=self.get_object(), actor=request.user, source="api")
+        return _accepted(run)
+
+    @extend_schema(request=NodeWipeSerializer, responses={202: WorkflowRunSerializer})
+    @action(detail=True, methods=["post"])
+    def wipe(self, request: Request, pk: str | None = None) -> Response:
+        """Start `node.wipe` (needs `sites.wipe_node`); `confirm` must be the node's hostname."""
+        data = _validated(NodeWipeSerializer, request.data)
+        run = lifecycle.node_wipe_request(node=self.get_object(), actor=request.user, source="api", **data)
+        return _accepted(run)
+
+    @extend_schema(request=NodeReplaceSerializer, responses={202: WorkflowRunSerializer})
+    @action(detail=True, methods=["post"])
+    def replace(self, request: Request, pk: str | None = None) -> Response:
+        """Start `node.replace` (throw-away, needs `sites.wipe_node`): the replacement serial is
+        pre-registered at the same site and re-hydrated from the latest backups once it joins."""
+        data = _validated(NodeReplaceSerializer, request.data)
+        run = lifecycle.node_replace_request(node=self.get_object(), actor=request.user, source="api", **data)
+        return _accepted(run)
+
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         services.node_delete(node=self.get_object(), actor=request.user, source="api")
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _accepted(run: WorkflowRun) -> Response:
+    """202 with the run in the engine's run shape (its steps so far)."""
+    return Response(
+        WorkflowRunSerializer(run_selectors.run_list().get(pk=run.pk)).data, status=status.HTTP_202_ACCEPTED
+    )
 
 
 def _validated(serializer_class: type, data: Any, *, partial: bool = False) -> dict[str, Any]:

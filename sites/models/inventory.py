@@ -101,6 +101,12 @@ class Node(models.Model):
 
     class Meta:
         ordering = ["site__code", "hostname"]
+        # Separate from change_node: starting these workflows changes machines, not records; a wipe or a
+        # replacement destroys what is on a machine, so support staff get them deliberately.
+        permissions = [
+            ("provision_node", "Can provision a node"),
+            ("wipe_node", "Can wipe or replace a node (destructive)"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["site", "hostname"], condition=~Q(state=NodeState.RETIRED), name="node_hostname_unique_per_site"

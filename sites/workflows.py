@@ -1,0 +1,712 @@
+"""The machine lifecycle workflows: `node.provision`, `node.wipe` and `node.replace` (throw-away).
+
+Each is exclusive per node (the run's subject), so "wipe this node" while it is being provisioned is
+refused with a 409 naming the running workflow. Every step checks the world before acting ("already
+cordoned? done"), talks to the site on the `io` queue, and leaves a readable message in the run's
+timeline. Timings (polls, drain and wipe deadlines) travel in the run's context, set by the doors in
+sites.lifecycle from settings, so the worker that runs a step uses what the request asked for.
+
+Failure states follow the node state machine: a node that does not become Ready by its joining deadline
+becomes `broken`; a drain blocked past its deadline sends the node back to `cordoned` for an operator; a
+wipe the machine never acknowledges leaves it `broken`. An unreachable site is never wiped blindly: the
+run waits and fails with "site unreachable" at its deadline, having destroyed nothing.
+"""
+
+import datetime as dt
+import functools
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from fleet.audit.services import audit_record
+from fleet.errors import FleetError
+from fleet.workflows.definitions import Step, Workflow, register
+from fleet.workflows.models import WorkflowRun
+from fleet.workflows.outcomes import Done, Fail, Outcome, Retry, Wait
+from sites import devices, selectors, services
+from sites.choices import NodeState
+from sites.clusters import (
+    ClusterError,
+    ClusterNotConfigured,
+    ClusterRefused,
+    ClusterUnavailable,
+    NodeInfo,
+    SiteCluster,
+)
+from sites.models import BootstrapToken, Node
+
+PROVISION = "node.provision"
+WIPE = "node.wipe"
+REPLACE = "node.replace"
+
+WIPE_IMAGE = "edgefleet/wipe:1"
+JOB_NAMESPACE = "kube-system"
+ACTION_LABEL = "edgefleet.io/action"
+NODE_ID_LABEL = "edgefleet.io/node-id"
+OUT_OF_SERVICE_TAINT = "node.kubernetes.io/out-of-service"
+BOOTSTRAP_TOKEN_ENV = "EDGEFLEET_BOOTSTRAP_TOKEN"  # noqa: S105  # the name of an env var, not a secret
+
+# Defaults for what the doors put in the context (sites.lifecycle.timings reads settings over these).
+DEFAULT_POLL_SECONDS = 10.0
+DEFAULT_CHECKIN_POLL_SECONDS = 60.0
+DEFAULT_DRAIN_SECONDS = 30 * 60.0
+DEFAULT_WIPE_SECONDS = 30 * 60.0
+
+
+def _step_timeout() -> float:
+    # Read here, at registration time in every process. It belongs in fleet/settings.py with the other
+    # FLEET_* settings; the tests' worker sets it short so a killed attempt is taken over in seconds.
+    return float(os.environ.get("FLEET_NODE_STEP_TIMEOUT", "45"))
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+
+
+def actor_of(run: WorkflowRun) -> str:
+    """The audit actor of a step: the run, and who started it."""
+    who = f" for {run.created_by_repr}" if run.created_by_repr else ""
+    return f"workflow:{run.kind}#{run.pk}{who}"[:150]
+
+
+def _now() -> dt.datetime:
+    return timezone.now()
+
+
+def _poll(ctx: dict[str, Any]) -> float:
+    return float(ctx.get("poll", DEFAULT_POLL_SECONDS))
+
+
+def _at(value: Any) -> dt.datetime | None:
+    return parse_datetime(value) if isinstance(value, str) and value else None
+
+
+def _subject(run: WorkflowRun) -> Node:
+    node = run.get_subject()
+    if node is None:
+        raise _Stop(Fail(f"node {run.subject_repr or run.subject_id} no longer exists"))
+    assert isinstance(node, Node)  # noqa: S101  # narrowing for mypy
+    return Node.objects.select_related("site__cluster").get(pk=node.pk)
+
+
+def _replacement(ctx: dict[str, Any]) -> Node:
+    node = Node.objects.select_related("site__cluster").filter(pk=int(ctx.get("replacement_node_id") or 0)).first()
+    if node is None:
+        raise _Stop(Fail("the replacement node record is gone"))
+    return node
+
+
+def _cluster(node: Node) -> SiteCluster:
+    return SiteCluster.for_cluster(node.site.cluster)
+
+
+def _transition(run: WorkflowRun, node: Node, to: str, reason: str, deadline: dt.datetime | None = None) -> Node:
+    if node.state == to:
+        return node
+    return services.node_transition(
+        node=node, to=to, actor=actor_of(run), source="workflow", reason=reason, deadline=deadline
+    )
+
+
+class _Stop(Exception):  # noqa: N818  # control flow: a helper decided the step's outcome
+    def __init__(self, outcome: Outcome):
+        super().__init__(str(outcome))
+        self.outcome = outcome
+
+
+StepBody = Callable[[WorkflowRun, dict[str, Any]], Outcome]
+
+
+def site_step(fn: StepBody) -> StepBody:
+    """Translate the site's answers into outcomes: a site that does not answer is a Wait (it may be offline
+    for hours; the run's deadline bounds it), a refusal or a missing configuration fails the run."""
+
+    @functools.wraps(fn)
+    def wrapper(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+        try:
+            return fn(run, ctx)
+        except _Stop as stop:
+            return stop.outcome
+        except ClusterUnavailable as exc:
+            if exc.status in (409, 429):
+                return Retry(f"site busy: {exc}", after=exc.retry_after)
+            return _unreachable(run, ctx, exc)
+        except (ClusterRefused, ClusterNotConfigured) as exc:
+            return Fail(f"the site refused: {exc}")
+        except ClusterError as exc:
+            return Retry(str(exc))
+        except FleetError as exc:  # a state change the table refused (someone moved the node meanwhile)
+            return Fail(exc.message)
+
+    return wrapper
+
+
+def _unreachable(run: WorkflowRun, ctx: dict[str, Any], exc: Exception) -> Outcome:
+    """Wait for the site; fail with "site unreachable" when the next look would be past the deadline."""
+    wait = _poll(ctx)
+    if run.deadline is not None and _now() + dt.timedelta(seconds=wait) >= run.deadline:
+        return Fail(f"site unreachable until the run's deadline: {exc}; nothing was changed at the site")
+    return Wait(wait, f"site unreachable ({exc}); waiting")
+
+
+def _find_node(cluster: SiteCluster, node: Node) -> NodeInfo | None:
+    """The machine's Node object: by hostname, else by the serial label the agent sets."""
+    found = cluster.node(node.hostname)
+    if found is not None:
+        return found
+    labelled = cluster.nodes(label_selector=f"edgefleet.io/serial={node.serial}")
+    return labelled[0] if labelled else None
+
+
+def node_labels(node: Node) -> dict[str, str]:
+    """The labels edgefleet puts on a machine's Node object (rollouts target them)."""
+    return {
+        "edgefleet.io/role": node.role,
+        "edgefleet.io/serial": node.serial,
+        "edgefleet.io/site": node.site.code,
+        "edgefleet.io/region": node.site.region,
+        NODE_ID_LABEL: str(node.pk),
+    }
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:30] or "app"
+
+
+# --- shared steps: check-in, Ready, labels ---------------------------------------------------------
+
+
+def _await_checkin(run: WorkflowRun, ctx: dict[str, Any], node: Node) -> Outcome:
+    if node.state in (NodeState.JOINING, NodeState.ACTIVE):
+        return Done({"checked_in_at": _now().isoformat()})
+    if node.state in (NodeState.PREREGISTERED, NodeState.WIPED):
+        wait = float(ctx.get("checkin_poll", DEFAULT_CHECKIN_POLL_SECONDS))
+        return Wait(wait, f"waiting for machine {node.serial} to check in at {node.site.code} (node is {node.state})")
+    reason = f" ({node.state_reason})" if node.state_reason else ""
+    return Fail(f"machine {node.serial} is {node.state}{reason}; it will not join as {node.hostname}")
+
+
+def _await_ready(run: WorkflowRun, ctx: dict[str, Any], node: Node) -> Outcome:
+    if node.state == NodeState.ACTIVE:
+        return Done()
+    if node.state != NodeState.JOINING:
+        return Fail(f"node {node.hostname} is {node.state}, not joining")
+    try:
+        found = _find_node(_cluster(node), node)
+    except ClusterUnavailable as exc:
+        found, problem = None, f"site unreachable ({exc})"
+    else:
+        if found is not None and found.ready is True:
+            return Done({"k8s_name": found.name})
+        problem = "no Node object yet" if found is None else f"Node {found.name} is not Ready"
+    if node.state_deadline is not None and _now() >= node.state_deadline:
+        reason = (
+            f"did not become a Ready node by its joining deadline {node.state_deadline:%Y-%m-%d %H:%M} UTC: {problem}"
+        )
+        _transition(run, node, NodeState.BROKEN, reason)
+        return Fail(f"node {node.hostname} {reason}")
+    return Wait(_poll(ctx), f"waiting for {node.hostname} to join the cluster: {problem}")
+
+
+def _label(run: WorkflowRun, ctx: dict[str, Any], node: Node) -> Outcome:
+    cluster = _cluster(node)
+    name = str(ctx.get("k8s_name") or node.hostname)
+    found = cluster.node(name)
+    if found is None:
+        return Retry(f"Node {name} disappeared before it was labelled")
+    wanted = node_labels(node)
+    missing = {k: v for k, v in wanted.items() if found.labels.get(k) != v}
+    if missing:
+        cluster.label_node(name, dict(missing))
+    return Done({"labelled": sorted(wanted)})
+
+
+def _verify(run: WorkflowRun, ctx: dict[str, Any], node: Node) -> Outcome:
+    cluster = _cluster(node)
+    name = str(ctx.get("k8s_name") or node.hostname)
+    found = cluster.node(name)
+    if found is None or found.ready is not True:
+        return Wait(_poll(ctx), f"Node {name} is not Ready yet")
+    if found.unschedulable:
+        cluster.uncordon(name)
+    missing = [k for k, v in node_labels(node).items() if found.labels.get(k) != v]
+    if missing:
+        return Retry(f"labels missing on {name}: {', '.join(missing)}")
+    return Done()
+
+
+# --- node.provision ---------------------------------------------------------------------------------
+
+
+@site_step
+def provision_await_checkin(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    return _await_checkin(run, ctx, _subject(run))
+
+
+@site_step
+def provision_await_ready(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    return _await_ready(run, ctx, _subject(run))
+
+
+@site_step
+def provision_label(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    return _label(run, ctx, _subject(run))
+
+
+@site_step
+def provision_verify(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    return _verify(run, ctx, _subject(run))
+
+
+@site_step
+def provision_activate(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    node = _subject(run)
+    _transition(run, node, NodeState.ACTIVE, "provisioned: Ready and labelled in the cluster")
+    return Done({"activated_at": _now().isoformat()})
+
+
+def provision_failed(run: WorkflowRun) -> None:
+    """A provisioning that ends with the machine still joining leaves it `broken`, with the run's error."""
+    node = run.get_subject()
+    if node is not None and node.state == NodeState.JOINING:
+        _transition(run, node, NodeState.BROKEN, f"provisioning {run.state}: {run.error}"[:500])
+
+
+# --- node.wipe --------------------------------------------------------------------------------------
+
+
+def _past_drain(node: Node, ctx: dict[str, Any]) -> bool:
+    """Whether the wipe already went past draining (a retried step after a crash)."""
+    return node.state in (NodeState.WIPING, NodeState.WIPED) or bool(ctx.get("wipe_job"))
+
+
+@site_step
+def wipe_check_site(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    """Refuse to act unless the site answers: its Node object must be there to run the wipe Job on."""
+    node = _subject(run)
+    if _past_drain(node, ctx):
+        return Done()
+    found = _find_node(_cluster(node), node)  # ClusterUnavailable -> wait, then "site unreachable"
+    if found is None:
+        return Fail(f"node {node.hostname} is not in the cluster of site {node.site.code}: nothing to run a wipe on")
+    return Done({"k8s_name": found.name, "site_checked_at": _now().isoformat()})
+
+
+@site_step
+def wipe_cordon(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    node = _subject(run)
+    if _past_drain(node, ctx):
+        return Done()
+    name = str(ctx.get("k8s_name") or node.hostname)
+    cluster = _cluster(node)
+    found = cluster.node(name)
+    if found is not None and not found.unschedulable:
+        cluster.cordon(name)
+    if node.state in (NodeState.ACTIVE, NodeState.BROKEN):
+        _transition(run, node, NodeState.CORDONED, f"cordoned for a wipe: {ctx.get('reason', '')}")
+    return Done()
+
+
+@site_step
+def wipe_drain(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    node = _subject(run)
+    if _past_drain(node, ctx):
+        return Done()
+    name = str(ctx.get("k8s_name") or node.hostname)
+    drain_until = _at(ctx.get("drain_until"))
+    if drain_until is None:
+        drain_until = _now() + dt.timedelta(seconds=float(ctx.get("drain_seconds", DEFAULT_DRAIN_SECONDS)))
+        ctx["drain_until"] = drain_until.isoformat()
+    if node.state == NodeState.CORDONED:
+        node = _transition(run, node, NodeState.DRAINING, "draining for a wipe", deadline=drain_until)
+    progress = _cluster(node).drain(name)
+    if progress.done:
+        return Done({"drained_at": _now().isoformat()})
+    if progress.blocked:
+        pods = ", ".join(progress.blocked)
+        why = "; ".join(sorted(set(progress.reasons.values())))
+        if _now() >= drain_until:
+            reason = f"drain blocked by {pods} past {drain_until:%H:%M:%S} UTC ({why})"
+            _transition(run, node, NodeState.CORDONED, reason)
+            return Fail(f"{reason}; an operator must free them (or relax the budget) and retry the run")
+        return Wait(
+            min(_poll(ctx), max((drain_until - _now()).total_seconds(), 0.1)),
+            f"{len(progress.blocked)} pod(s) blocked by a PodDisruptionBudget: {pods} ({why}); waiting",
+        )
+    return Wait(min(_poll(ctx), 2.0), f"evicted {len(progress.evicted)} pod(s): {', '.join(progress.evicted)}")
+
+
+def wipe_revoke(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    """Revoke the machine's credential before the wipe: from here on it cannot speak for the node."""
+    node = _subject(run)
+    if node.state in (NodeState.WIPED, NodeState.JOINING, NodeState.ACTIVE):
+        return Done()
+    with transaction.atomic():
+        count = devices.node_credentials_revoke(
+            node=node, actor=actor_of(run), source="workflow", reason=f"wipe: {ctx.get('reason', '')}"
+        )
+        deadline = _now() + dt.timedelta(seconds=float(ctx.get("wipe_seconds", DEFAULT_WIPE_SECONDS)))
+        _transition(run, node, NodeState.WIPING, f"wiping: {ctx.get('reason', '')}", deadline=deadline)
+    return Done({"credentials_revoked": count})
+
+
+def _rejoin_token(run: WorkflowRun, node: Node, ctx: dict[str, Any]) -> str:
+    """A fresh single-use bootstrap token for the machine to register with after the wipe. An earlier
+    attempt's token that never reached a Job (the worker died in between) is revoked first."""
+    note = f"rejoin after wipe run {run.pk}"
+    for stale in BootstrapToken.objects.filter(site=node.site, note=note, used_at__isnull=True, revoked_at=None):
+        devices.bootstrap_token_revoke(token=stale, actor=actor_of(run), source="workflow")
+    _row, plaintext = devices.bootstrap_token_issue(site=node.site, actor=actor_of(run), source="workflow", note=note)
+    return plaintext
+
+
+@site_step
+def wipe_run_job(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    """Run the wipe Job pinned to the node; it exists at most once (its name is the run's)."""
+    node = _subject(run)
+    if node.state != NodeState.WIPING:
+        return (
+            Done()
+            if node.state in (NodeState.WIPED, NodeState.JOINING, NodeState.ACTIVE)
+            else Fail(f"node {node.hostname} is {node.state}, not wiping")
+        )
+    cluster = _cluster(node)
+    name = f"edgefleet-wipe-{run.pk}"
+    if cluster.job(JOB_NAMESPACE, name) is not None:
+        return Done({"wipe_job": name})
+    env = {"EDGEFLEET_NODE_ID": str(node.pk), "EDGEFLEET_SERIAL": node.serial}
+    if ctx.get("rejoin"):
+        env[BOOTSTRAP_TOKEN_ENV] = _rejoin_token(run, node, ctx)
+    created = cluster.create_job(
+        namespace=JOB_NAMESPACE,
+        name=name,
+        node=str(ctx.get("k8s_name") or node.hostname),
+        image=str(ctx.get("wipe_image") or WIPE_IMAGE),
+        command=["/wipe", "--factory-reset"],
+        env=env,
+        labels={ACTION_LABEL: "wipe", NODE_ID_LABEL: str(node.pk)},
+    )
+    return Done({"wipe_job": name, "wipe_job_created": created})
+
+
+@site_step
+def wipe_await_job(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    """The Job completing is the device's acknowledgement that it wipes itself."""
+    node = _subject(run)
+    if node.state != NodeState.WIPING:
+        return Done()
+    name = str(ctx["wipe_job"])
+    status = _cluster(node).job(JOB_NAMESPACE, name)
+    expired = node.state_deadline is not None and _now() >= node.state_deadline
+    if status is not None and status.complete:
+        return Done({"wipe_acknowledged_at": _now().isoformat()})
+    if status is not None and status.failed_for_good:
+        reason = f"wipe job {name} failed: {status.message}"
+        _transition(run, node, NodeState.BROKEN, reason)
+        return Fail(reason)
+    if expired:
+        reason = f"the machine did not acknowledge the wipe (job {name}) by its deadline"
+        _transition(run, node, NodeState.BROKEN, reason)
+        return Fail(reason)
+    if status is None:
+        return Retry(f"wipe job {name} is missing at the site")
+    return Wait(_poll(ctx), f"wipe job {name}: {status.active} active, waiting for the machine to acknowledge")
+
+
+@site_step
+def wipe_delete_node(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    node = _subject(run)
+    if node.state != NodeState.WIPING:
+        return Done()
+    deleted = _cluster(node).delete_node(str(ctx.get("k8s_name") or node.hostname))
+    _transition(run, node, NodeState.WIPED, f"wiped: {ctx.get('reason', '')}")
+    return Done({"node_object_deleted": deleted})
+
+
+def wipe_await_rejoin(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    node = _subject(run)
+    if not ctx.get("rejoin"):
+        if ctx.get("retire") and node.state == NodeState.WIPED:
+            _transition(run, node, NodeState.RETIRED, f"retired after a wipe: {ctx.get('reason', '')}")
+        return Done()
+    return _await_checkin(run, ctx, node)
+
+
+@site_step
+def wipe_await_ready(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    return _await_ready(run, ctx, _subject(run)) if ctx.get("rejoin") else Done()
+
+
+@site_step
+def wipe_label(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    return _label(run, ctx, _subject(run)) if ctx.get("rejoin") else Done()
+
+
+@site_step
+def wipe_activate(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    if not ctx.get("rejoin"):
+        return Done()
+    node = _subject(run)
+    outcome = _verify(run, ctx, node)
+    if not isinstance(outcome, Done):
+        return outcome
+    _transition(run, node, NodeState.ACTIVE, "rejoined after a wipe")
+    return Done()
+
+
+def wipe_failed(run: WorkflowRun) -> None:
+    """A drain that ends unfinished gives the node back to operators cordoned; a wipe that ends unfinished
+    leaves the machine `broken` (its credential is gone; nobody knows what is left on it)."""
+    node = run.get_subject()
+    if node is None:
+        return
+    if node.state == NodeState.DRAINING:
+        _transition(run, node, NodeState.CORDONED, f"wipe {run.state} while draining: {run.error}"[:500])
+    elif node.state == NodeState.WIPING:
+        _transition(run, node, NodeState.BROKEN, f"wipe {run.state}: {run.error}"[:500])
+
+
+# --- node.replace -----------------------------------------------------------------------------------
+
+
+def replace_mark_broken(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    node = _subject(run)
+    if node.state in (NodeState.BROKEN, NodeState.RETIRED):
+        return Done()
+    _transition(run, node, NodeState.BROKEN, f"being replaced: {ctx.get('reason', '')}")
+    return Done()
+
+
+@site_step
+def replace_remove_from_cluster(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    """Cordon the old machine if it answers; a NotReady one is tainted out-of-service (so its pods move)
+    and its Node object deleted. Its name is freed too when the replacement takes it over."""
+    node = _subject(run)
+    cluster = _cluster(node)
+    found = _find_node(cluster, node)
+    if found is None:
+        return Done({"old_node": "not in the cluster"})
+    if not found.unschedulable:
+        cluster.cordon(found.name)
+    if found.ready is True and ctx.get("hostname") != found.name:
+        return Done({"old_node": "cordoned"})
+    if found.ready is not True:
+        cluster.taint(found.name, key=OUT_OF_SERVICE_TAINT, value="nodeshutdown", effect="NoExecute")
+    cluster.delete_node(found.name)
+    return Done({"old_node": "deleted" if found.ready is not True else "deleted (name reused)"})
+
+
+def replace_revoke(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    node = _subject(run)
+    count = devices.node_credentials_revoke(
+        node=node, actor=actor_of(run), source="workflow", reason=f"replaced: {ctx.get('reason', '')}"
+    )
+    return Done({"credentials_revoked": count})
+
+
+def replace_record(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    """Pre-register the replacement's serial at the same site. Reusing the old hostname needs the old
+    record retired first (hostnames are unique among a site's live machines)."""
+    old = _subject(run)
+    serial = str(ctx["replacement_serial"])
+    existing = Node.objects.filter(serial=serial).first()
+    if existing is not None:
+        if existing.pk == ctx.get("replacement_node_id") or (
+            existing.site_id == old.site_id and existing.created_at >= run.created_at
+        ):
+            return Done({"replacement_node_id": existing.pk})  # created by an earlier attempt of this step
+        return Fail(f"serial {serial} is already in use by node {existing.hostname} at {existing.site.code}")
+    hostname = str(ctx.get("hostname") or old.hostname)
+    try:
+        with transaction.atomic():
+            if hostname == old.hostname and old.state != NodeState.RETIRED:
+                _transition(run, old, NodeState.RETIRED, f"replaced by {serial} (shipment {ctx.get('shipment_ref')})")
+            new = services.node_create(
+                actor=actor_of(run),
+                source="workflow",
+                serial=serial,
+                site=old.site,
+                hostname=hostname,
+                mac=str(ctx["replacement_mac"]),
+                role=str(ctx.get("role") or old.role),
+                hardware_model=old.hardware_model,
+            )
+            audit_record(
+                actor=actor_of(run),
+                verb="record_replacement",
+                obj=old,
+                source="workflow",
+                payload={"replacement_serial": serial, "shipment_ref": ctx.get("shipment_ref", ""), "node": new.pk},
+            )
+    except FleetError as exc:
+        return Fail(f"cannot record the replacement: {exc.message}")
+    return Done({"replacement_node_id": new.pk})
+
+
+def replace_await_checkin(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    return _await_checkin(run, ctx, _replacement(ctx))
+
+
+@site_step
+def replace_await_ready(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    return _await_ready(run, ctx, _replacement(ctx))
+
+
+@site_step
+def replace_label(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    return _label(run, ctx, _replacement(ctx))
+
+
+@site_step
+def replace_rehydrate(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    """Restore each application's latest reported backup onto the replacement, with a Job pinned to it.
+
+    Every application with a backup is restored: the edge reports backups only for what it can restore
+    (which applications are stateful is the rollouts app's knowledge, and sites does not depend on it).
+    The plan is fixed at the first pass, so a newer backup arriving meanwhile does not change it.
+    """
+    new = _replacement(ctx)
+    if "restores" not in ctx:
+        ctx["restores"] = {
+            app: {
+                "job": f"edgefleet-restore-{_slug(app)}-{run.pk}",
+                "namespace": backup.namespace,
+                "location": backup.location,
+                "image": backup.restore_image,
+            }
+            for app, backup in selectors.latest_backups(new.site).items()
+            if backup.restore_image
+        }
+    restores: dict[str, dict[str, str]] = ctx["restores"]
+    if not restores:
+        return Done({"restored": []})
+    cluster = _cluster(new)
+    pending, failed = [], []
+    for app, plan in sorted(restores.items()):
+        status = cluster.job(plan["namespace"], plan["job"])
+        if status is None:
+            cluster.ensure_namespace(plan["namespace"])
+            cluster.create_job(
+                namespace=plan["namespace"],
+                name=plan["job"],
+                node=str(ctx.get("k8s_name") or new.hostname),
+                image=plan["image"],
+                env={
+                    "BACKUP_LOCATION": plan["location"],
+                    "BACKUP_APPLICATION": app,
+                    "BACKUP_NAMESPACE": plan["namespace"],
+                },
+                labels={ACTION_LABEL: "restore", NODE_ID_LABEL: str(new.pk), "edgefleet.io/application": _slug(app)},
+            )
+            pending.append(f"{app} (started)")
+        elif status.failed_for_good:
+            failed.append(f"{app}: {status.message}")
+        elif not status.complete:
+            pending.append(f"{app} (running)")
+    if failed:
+        return Fail(f"restore failed: {'; '.join(failed)}")
+    if pending:
+        return Wait(_poll(ctx), f"restoring {len(pending)} of {len(restores)} application(s): {', '.join(pending)}")
+    return Done({"restored": sorted(restores)})
+
+
+@site_step
+def replace_verify_site(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    new, old = _replacement(ctx), _subject(run)
+    nodes = _cluster(new).nodes()
+    old_name = old.hostname if old.hostname != new.hostname else None
+    not_ready = [n.name for n in nodes if n.ready is not True and n.name != old_name]
+    if not any(n.name == str(ctx.get("k8s_name") or new.hostname) for n in nodes):
+        not_ready.append(f"{new.hostname} (missing)")
+    if not_ready:
+        return Wait(_poll(ctx), f"site {new.site.code} not healthy yet: not Ready: {', '.join(not_ready)}")
+    return Done({"site_nodes_ready": len(nodes)})
+
+
+@site_step
+def replace_finish(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    new, old = _replacement(ctx), _subject(run)
+    if old.state != NodeState.RETIRED and old.hostname != new.hostname:
+        _cluster(old).delete_node(old.hostname)  # a cordoned old machine leaves the cluster now
+    _transition(run, new, NodeState.ACTIVE, f"replaced {old.serial}; re-hydrated")
+    _transition(run, old, NodeState.RETIRED, f"replaced by {new.serial} (shipment {ctx.get('shipment_ref', '')})")
+    return Done()
+
+
+# --- registration -----------------------------------------------------------------------------------
+
+
+def _io(name: str, fn: StepBody, **limits: Any) -> Step:
+    limits.setdefault("timeout", _step_timeout())
+    limits.setdefault("max_attempts", 8)
+    return Step(name, fn, queue="io", retry_cap=60.0, **limits)
+
+
+def _db(name: str, fn: StepBody) -> Step:
+    return Step(name, fn, timeout=_step_timeout(), max_attempts=5)
+
+
+PROVISION_WORKFLOW = register(
+    Workflow(
+        kind=PROVISION,
+        steps=[
+            _db("await_checkin", provision_await_checkin),
+            _io("await_ready", provision_await_ready),
+            _io("label", provision_label),
+            _io("verify", provision_verify),
+            _db("activate", provision_activate),
+        ],
+        deadline=dt.timedelta(days=14),
+        exclusive=True,
+        on_fail=provision_failed,
+        description="await a pre-registered machine's check-in, its Node Ready; label; verify; active",
+    )
+)
+
+WIPE_WORKFLOW = register(
+    Workflow(
+        kind=WIPE,
+        steps=[
+            _io("check_site", wipe_check_site),
+            _io("cordon", wipe_cordon),
+            _io("drain", wipe_drain),
+            _db("revoke_credentials", wipe_revoke),
+            _io("run_wipe_job", wipe_run_job),
+            _io("await_wipe", wipe_await_job),
+            _io("delete_node", wipe_delete_node),
+            _db("await_rejoin", wipe_await_rejoin),
+            _io("await_ready", wipe_await_ready),
+            _io("label", wipe_label),
+            _io("activate", wipe_activate),
+        ],
+        deadline=dt.timedelta(hours=4),
+        exclusive=True,
+        on_fail=wipe_failed,
+        description="cordon, drain, revoke, wipe Job, delete the Node: wiped (then optionally rejoin)",
+    )
+)
+
+REPLACE_WORKFLOW = register(
+    Workflow(
+        kind=REPLACE,
+        steps=[
+            _db("mark_broken", replace_mark_broken),
+            _io("remove_from_cluster", replace_remove_from_cluster),
+            _db("revoke_credentials", replace_revoke),
+            _db("record_replacement", replace_record),
+            _db("await_checkin", replace_await_checkin),
+            _io("await_ready", replace_await_ready),
+            _io("label", replace_label),
+            _io("rehydrate", replace_rehydrate),
+            _io("verify_site", replace_verify_site),
+            _io("finish", replace_finish),
+        ],
+        deadline=dt.timedelta(days=30),
+        exclusive=True,
+        description="throw-away: out of the cluster, revoke, ship a replacement, join, re-hydrate, retire",
+    )
+)
