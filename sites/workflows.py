@@ -38,7 +38,7 @@ from sites.clusters import (
     NodeInfo,
     SiteCluster,
 )
-from sites.models import BootstrapToken, Node
+from sites.models import BootstrapToken, Node, NodeCredential
 
 PROVISION = "node.provision"
 WIPE = "node.wipe"
@@ -571,6 +571,16 @@ def replace_rehydrate(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     """
     new = _replacement(ctx)
     if "restores" not in ctx:
+        backups = selectors.latest_backups(new.site)
+        if not backups and not _has_reported(new):
+            # Nothing known yet for this site (e.g. its only other machine died before reporting): the
+            # replacement's first heartbeat carries the site's backup list. Wait for it, briefly.
+            until = _at(ctx.get("report_wait_until")) or _now() + dt.timedelta(seconds=10 * _poll(ctx))
+            ctx["report_wait_until"] = until.isoformat()
+            if _now() < until:
+                return Wait(
+                    _poll(ctx), f"no backups known for {new.site.code} yet; waiting for {new.hostname} to report"
+                )
         ctx["restores"] = {
             app: {
                 "job": f"edgefleet-restore-{_slug(app)}-{run.pk}",
@@ -612,6 +622,11 @@ def replace_rehydrate(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     if pending:
         return Wait(_poll(ctx), f"restoring {len(pending)} of {len(restores)} application(s): {', '.join(pending)}")
     return Done({"restored": sorted(restores)})
+
+
+def _has_reported(node: Node) -> bool:
+    """Whether the machine has heartbeated with its current credential (a heartbeat reports backups)."""
+    return NodeCredential.objects.filter(node=node, revoked_at=None, last_used_at__isnull=False).exists()
 
 
 @site_step

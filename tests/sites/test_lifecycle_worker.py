@@ -1,0 +1,189 @@
+"""The lifecycle workflows end to end: a real Celery worker on a real Redis, the simulator over HTTP, and
+the control plane served by live_server so simulated machines register and heartbeat for real."""
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from fleet.audit.models import AuditEvent
+from fleet.workflows.choices import ACTIVE_STATES, RunState, StepState
+from fleet.workflows.models import StepRun, WorkflowRun
+from fleet.workflows.tasks import workflow_sweep_task
+from simulator.testing import Simulator, running_simulator
+from sites import devices, lifecycle, services
+from sites.choices import NodeState
+from sites.models import Node, NodeCredential, Site
+from tests.fleet.workflows.conftest import wait_until
+from tests.services import Worker
+from tests.sites.test_lifecycle_support import FAST_SIM, FAST_TIMINGS, import_fleet, wipe_jobs
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(scope="module")
+def sim(live_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
+    with running_simulator(
+        sites=3, state_dir=tmp_path_factory.mktemp("sim"), control_plane=live_server.url, extra_args=FAST_SIM
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def fleet(sim: Simulator, settings: Any, celery_worker: Worker) -> Iterator[list[Site]]:
+    for name, value in FAST_TIMINGS.items():
+        setattr(settings, name, value)
+    yield import_fleet(sim)
+    sim.clear_faults()
+
+
+def finished(run: WorkflowRun, seconds: float = 40) -> WorkflowRun:
+    try:
+        wait_until(
+            lambda: WorkflowRun.objects.get(pk=run.pk).state not in ACTIVE_STATES,
+            seconds,
+            f"{run.kind} run {run.pk} ending",
+            every=workflow_sweep_task,
+        )
+    except BaseException:
+        run.refresh_from_db()
+        print(run.state, run.current_step, run.context, timeline(run)[-6:])  # noqa: T201  # for the failure report
+        raise
+    run.refresh_from_db()
+    return run
+
+
+def timeline(run: WorkflowRun) -> list[tuple[str, str, str]]:
+    return list(StepRun.objects.filter(run=run).values_list("step", "state", "message"))
+
+
+def test_an_unboxed_machine_provisions_itself_to_active(sim: Simulator, fleet: list[Site]) -> None:
+    site = fleet[0]
+    node = services.node_create(
+        actor="test", source="test", serial="G6E2E0000001", site=site, hostname="e2e-new-1", mac="94:c6:91:ee:00:01"
+    )
+    run = lifecycle.node_provision_request(node=node, actor="test", source="test")
+    _row, token = devices.bootstrap_token_issue(site=site, actor="test", source="test")
+
+    sim.unbox(site.code, serial=node.serial, mac=node.mac, hostname=node.hostname, bootstrap_token=token)
+    run = finished(run)
+
+    assert run.state == RunState.SUCCEEDED, (run.error, timeline(run))
+    node.refresh_from_db()
+    assert node.state == NodeState.ACTIVE
+    wait_until(lambda: NodeCredential.objects.filter(node=node, last_used_at__isnull=False).exists(), 10, "heartbeat")
+    summary = sim.summary(site.code)
+    nodes = {n["name"] if isinstance(n, dict) else n for n in summary.get("nodes", [])}
+    assert node.hostname in str(nodes)
+
+
+def test_a_wiped_machine_with_rejoin_registers_again_and_is_active(sim: Simulator, fleet: list[Site]) -> None:
+    site = fleet[1]
+    node = Node.objects.filter(site=site, role="agent").order_by("hostname").first()
+    assert node is not None
+
+    run = lifecycle.node_wipe_request(
+        node=node, actor="test", source="test", reason="reimage", confirm=node.hostname, rejoin=True
+    )
+    run = finished(run)
+
+    assert run.state == RunState.SUCCEEDED, (run.error, timeline(run))
+    node.refresh_from_db()
+    assert node.state == NodeState.ACTIVE
+    jobs = wipe_jobs(sim, site.code)
+    assert len(jobs) == 1 and jobs[0]["node"] == node.hostname
+    assert jobs[0]["env"]["EDGEFLEET_BOOTSTRAP_TOKEN"].startswith("efb_")
+    assert AuditEvent.objects.filter(verb="register", object_id=str(node.pk)).count() == 1  # it came back
+    states = [
+        e.payload["to"] for e in AuditEvent.objects.filter(verb="transition", object_id=str(node.pk)).order_by("id")
+    ]
+    assert states == ["cordoned", "draining", "wiping", "wiped", "joining", "active"]
+
+
+def test_a_dead_node_is_replaced_and_the_replacement_restored_from_the_latest_backup(
+    sim: Simulator, fleet: list[Site]
+) -> None:
+    site = fleet[2]
+    old = Node.objects.filter(site=site, role="agent").order_by("hostname").first()
+    assert old is not None
+    sim.record_backup(
+        site.code, application="pos", namespace="pos", location="s3://edge/pos/1", size=10,
+        restore_image="edgefleet/pos-restore:3", taken_at="2026-01-01T00:00:00Z",
+    )  # fmt: skip
+    sim.record_backup(
+        site.code, application="pos", namespace="pos", location="s3://edge/pos/2", size=10,
+        restore_image="edgefleet/pos-restore:3",
+    )  # fmt: skip
+    sim.add_fault("node_death", site=site.code, node=old.hostname)
+
+    run = lifecycle.node_replace_request(
+        node=old, actor="test", source="test", reason="no power", confirm=old.hostname,
+        replacement_serial="G6E2E0000009", shipment_ref="FEDEX-42", replacement_mac="94:c6:91:ee:00:09",
+    )  # fmt: skip
+    wait_until(
+        lambda: Node.objects.filter(serial="G6E2E0000009").exists(), 20, "the replacement being recorded",
+        every=workflow_sweep_task,
+    )  # fmt: skip
+    sim.clear_faults()  # the dead machine is in the bin; the new one arrives with its hostname
+    _row, token = devices.bootstrap_token_issue(site=site, actor="test", source="test")
+    sim.unbox(site.code, serial="G6E2E0000009", mac="94:c6:91:ee:00:09", hostname=old.hostname, bootstrap_token=token)
+    run = finished(run, seconds=45)
+
+    assert run.state == RunState.SUCCEEDED, (run.error, timeline(run))
+    old.refresh_from_db()
+    new = Node.objects.get(serial="G6E2E0000009")
+    assert (old.state, new.state) == (NodeState.RETIRED, NodeState.ACTIVE)
+    restores = [j for j in sim.jobs(site.code) if j["labels"].get("edgefleet.io/action") == "restore"]
+    assert len(restores) == 1
+    assert restores[0]["node"] == new.hostname
+    assert restores[0]["env"]["BACKUP_LOCATION"] == "s3://edge/pos/2"  # the latest, not the older one
+    assert restores[0]["image"] == "edgefleet/pos-restore:3"
+
+
+@pytest.fixture
+def crashable_worker(celery_worker: Worker) -> Iterator[Worker]:
+    """The session's worker with a short lease and short step timeouts, so a killed attempt is taken over
+    in seconds; restored afterwards."""
+    previous = dict(celery_worker.env)
+    celery_worker.env.update({"FLEET_WORKFLOW_LEASE_SECONDS": "3", "FLEET_NODE_STEP_TIMEOUT": "5"})
+    celery_worker.restart()
+    yield celery_worker
+    celery_worker.env.clear()
+    celery_worker.env.update(previous)
+    celery_worker.restart()
+
+
+def test_a_wipe_whose_worker_is_killed_mid_step_completes_with_each_side_effect_once(
+    sim: Simulator, fleet: list[Site], crashable_worker: Worker, settings: Any
+) -> None:
+    # The killed step had been started by a handed-over lease; the engine marks such a run as having a
+    # message in flight (enqueued_at), so the sweeper re-sends only after FLEET_WORKFLOW_REDELIVER_SECONDS
+    # (60 s by default), not when the lease expires. Shorten it for the sweeps this test runs.
+    settings.FLEET_WORKFLOW_REDELIVER_SECONDS = 2
+    site = fleet[0]
+    node = Node.objects.filter(site=site, role="server").first()
+    assert node is not None
+    devices.node_credentials_issue(node=node, actor="test", source="test")
+    sim.add_fault("slow", site=site.code, seconds=0.8)  # every call to the site takes a while
+
+    run = lifecycle.node_wipe_request(node=node, actor="test", source="test", reason="crash", confirm=node.hostname)
+    wait_until(
+        lambda: WorkflowRun.objects.filter(pk=run.pk, current_step="run_wipe_job", state=RunState.RUNNING).exists(),
+        30,
+        "the wipe Job step starting",
+    )
+    time.sleep(1.0)  # inside the step: its first call to the site is answered, the second is in flight
+    crashable_worker.stop(kill=True)
+    crashable_worker.start()
+    sim.clear_faults()
+    run = finished(run, seconds=40)
+
+    assert run.state == RunState.SUCCEEDED, (run.error, timeline(run))
+    node.refresh_from_db()
+    assert node.state == NodeState.WIPED
+    assert len(wipe_jobs(sim, site.code)) == 1
+    assert AuditEvent.objects.filter(verb="revoke_credentials", object_id=str(node.pk)).count() == 1
+    steps = [(step, state) for step, state, _ in timeline(run)]
+    assert ("run_wipe_job", StepState.TIMED_OUT) in steps  # the lost attempt shows in the timeline
+    assert steps.count(("run_wipe_job", StepState.DONE)) == 1
