@@ -8,15 +8,20 @@ import datetime as dt
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from fleet.admin_display import badge
 from fleet.admin_forms import ServiceAdminMixin, ServiceForm
-from sites import devices, services
+from fleet.errors import FleetError
+from fleet.workflows.models import WorkflowRun
+from sites import devices, lifecycle, services
 from sites.admin_devices import NodeCredentialInline, issue_bootstrap_tokens
 from sites.choices import NodeState, SiteState
 from sites.models import Cluster, Node, Site
@@ -320,6 +325,25 @@ class NodeForm(ServiceForm):
         return node
 
 
+MAX_NODES_PER_PROVISION = 100
+
+
+class WipeForm(forms.Form):
+    reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 2}))
+    confirm = forms.CharField(max_length=63, label="Type the node's hostname to confirm")
+    rejoin = forms.BooleanField(required=False, help_text="register again with a fresh token and come back active")
+    retire = forms.BooleanField(required=False, help_text="retire the machine once wiped")
+
+
+class ReplaceForm(forms.Form):
+    reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 2}))
+    confirm = forms.CharField(max_length=63, label="Type the node's hostname to confirm")
+    replacement_serial = forms.CharField(max_length=64)
+    replacement_mac = forms.CharField(max_length=17)
+    shipment_ref = forms.CharField(max_length=200, required=False, label="Shipment reference")
+    hostname = forms.CharField(max_length=63, required=False, help_text="default: the old node's hostname")
+
+
 @admin.register(Node)
 class NodeAdmin(ServiceAdminMixin, admin.ModelAdmin):
     form = NodeForm
@@ -331,7 +355,93 @@ class NodeAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_per_page = 100
     show_full_result_count = False
     inlines = [NodeCredentialInline]
-    actions = ["revoke_credentials"]
+    actions = ["revoke_credentials", "provision_nodes", "wipe_node", "replace_node"]
+
+    # --- lifecycle actions: a confirmation page, then the same services as the API ------------------
+
+    def has_provision_node_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("sites.provision_node"))
+
+    def has_wipe_node_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("sites.wipe_node"))
+
+    @admin.action(description="Provision selected nodes…", permissions=["provision_node"])
+    def provision_nodes(self, request: HttpRequest, queryset: QuerySet[Node]) -> HttpResponse | None:
+        nodes = list(queryset.select_related("site")[:MAX_NODES_PER_PROVISION])
+        if "confirm" not in request.POST:
+            return self._confirmation(request, "provision_nodes", "Provision", nodes, None)
+        started = 0
+        for node in nodes:
+            try:
+                lifecycle.node_provision_request(node=node, actor=request.user, source="admin")
+                started += 1
+            except FleetError as exc:
+                self.message_user(request, f"{node.hostname}: {exc.message}", messages.ERROR)
+        if started:
+            self.message_user(request, f"Started provisioning of {started} node(s); follow them under Workflow runs.")
+        return None
+
+    @admin.action(description="Wipe node…", permissions=["wipe_node"])
+    def wipe_node(self, request: HttpRequest, queryset: QuerySet[Node]) -> HttpResponse | None:
+        return self._destructive(request, queryset, "wipe_node", "Wipe", WipeForm)
+
+    @admin.action(description="Replace node (throw-away)…", permissions=["wipe_node"])
+    def replace_node(self, request: HttpRequest, queryset: QuerySet[Node]) -> HttpResponse | None:
+        return self._destructive(request, queryset, "replace_node", "Replace", ReplaceForm)
+
+    def _destructive(
+        self, request: HttpRequest, queryset: QuerySet[Node], action: str, verb: str, form_class: type[forms.Form]
+    ) -> HttpResponse | None:
+        """One node at a time: a reason and its hostname typed out, then the service decides."""
+        nodes = list(queryset.select_related("site")[:2])
+        if len(nodes) != 1:
+            self.message_user(request, f"{verb} one node at a time: select exactly one.", messages.ERROR)
+            return None
+        node = nodes[0]
+        form = form_class(request.POST if "confirm" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            data = dict(form.cleaned_data)
+            try:
+                if action == "wipe_node":
+                    run = lifecycle.node_wipe_request(node=node, actor=request.user, source="admin", **data)
+                else:
+                    data = {k: v for k, v in data.items() if v not in ("", None)}
+                    run = lifecycle.node_replace_request(node=node, actor=request.user, source="admin", **data)
+            except FleetError as exc:
+                for field, errors in exc.errors.items():
+                    if field in form.fields:
+                        form.add_error(field, errors)
+                if not exc.errors or not any(f in form.fields for f in exc.errors):
+                    self.message_user(request, exc.message, messages.ERROR)
+                    return None
+            else:
+                url = reverse("admin:workflows_workflowrun_change", args=[run.pk])
+                self.message_user(
+                    request, format_html('{} of {} started: <a href="{}">run {}</a>.', verb, node.hostname, url, run.pk)
+                )
+                return None
+        return self._confirmation(request, action, verb, nodes, form)
+
+    def _confirmation(
+        self, request: HttpRequest, action: str, verb: str, nodes: list[Node], form: forms.Form | None
+    ) -> HttpResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{verb} {'node' if len(nodes) == 1 else 'nodes'}",
+            "verb": verb,
+            "action": action,
+            "nodes": nodes,
+            "form": form,
+            "opts": self.model._meta,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/sites/node/lifecycle_confirmation.html", context)
+
+    @admin.display(description="workflow runs")
+    def workflow_runs(self, node: Node) -> str:
+        url = reverse("admin:workflows_workflowrun_changelist")
+        count = WorkflowRun.objects.filter(subject_type="sites.node", subject_id=str(node.pk)).count()
+        return format_html('<a href="{}?subject_type=sites.node&amp;subject_id={}">{} run(s)</a>', url, node.pk, count)
 
     @admin.action(description="Revoke device credentials", permissions=["change"])
     def revoke_credentials(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
@@ -342,7 +452,9 @@ class NodeAdmin(ServiceAdminMixin, admin.ModelAdmin):
         self.message_user(request, f"Revoked {count} credential(s); those machines get 401 until they register again.")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Node | None = None) -> Any:
-        fixed = ["state_changed_at", "state_deadline", "state_reason", "last_seen_at", "facts", "versions"]
+        fixed = [
+            "state_changed_at", "state_deadline", "state_reason", "last_seen_at", "facts", "versions", "workflow_runs"
+        ]  # fmt: skip
         return ["serial", *fixed] if obj else fixed
 
     def get_fields(self, request: HttpRequest, obj: Node | None = None) -> Any:
@@ -356,6 +468,7 @@ class NodeAdmin(ServiceAdminMixin, admin.ModelAdmin):
             "state_changed_at",
             "state_deadline",
             "state_reason",
+            "workflow_runs",
             "last_seen_at",
             "facts",
             "versions",

@@ -362,3 +362,58 @@ def test_change_node_permission_alone_does_not_allow_a_wipe(api: Any, quiet: Non
     assert api.post(f"/api/v1/nodes/{node.pk}/wipe/", wipe_body(node), format="json").status_code == 403
     api.force_authenticate(UserFactory(username="wiper", perms=["sites.view_node", "sites.wipe_node"]))
     assert api.post(f"/api/v1/nodes/{node.pk}/wipe/", wipe_body(node), format="json").status_code == 202
+
+
+# --- admin ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def staff(admin_user: Any) -> Any:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.mark.django_db
+def test_admin_wipe_asks_for_a_reason_and_the_hostname_then_starts_the_run(staff: Any, quiet: None) -> None:
+    node = NodeFactory()
+    selected = {"action": "wipe_node", "_selected_action": [node.pk]}
+
+    page = staff.post("/admin/sites/node/", selected)
+    assert page.status_code == 200
+    assert "Type the node" in page.content.decode() and node.hostname in page.content.decode()
+
+    wrong = staff.post("/admin/sites/node/", {**selected, "reason": "RMA", "confirm": "nope"})
+    assert wrong.status_code == 200 and "to confirm" in wrong.content.decode()
+    assert not WorkflowRun.objects.exists()
+
+    done = staff.post("/admin/sites/node/", {**selected, "reason": "RMA", "confirm": node.hostname, "rejoin": "on"})
+    assert done.status_code == 302
+    run = WorkflowRun.objects.get()
+    assert (run.kind, run.context["rejoin"], run.created_by_repr) == ("node.wipe", True, "root")
+    assert AuditEvent.objects.filter(verb="wipe_request", source="admin").count() == 1
+
+
+@pytest.mark.django_db
+def test_admin_replace_and_provision_go_through_the_services(staff: Any, quiet: None) -> None:
+    old, new = NodeFactory(), NodeFactory(state=NodeState.PREREGISTERED)
+    replace = {"action": "replace_node", "_selected_action": [old.pk], "reason": "dead", "confirm": old.hostname}
+    replace |= {"replacement_serial": "G6ADM0000001", "replacement_mac": "94:c6:91:dd:00:01", "shipment_ref": "UPS"}
+
+    assert staff.post("/admin/sites/node/", replace).status_code == 302
+    assert (
+        staff.post("/admin/sites/node/", {"action": "provision_nodes", "_selected_action": [new.pk]}).status_code == 200
+    )
+    response = staff.post(
+        "/admin/sites/node/", {"action": "provision_nodes", "_selected_action": [new.pk], "confirm": "yes"}
+    )
+
+    assert response.status_code == 302
+    assert sorted(WorkflowRun.objects.values_list("kind", flat=True)) == ["node.provision", "node.replace"]
+    assert WorkflowRun.objects.get(kind="node.replace").context["shipment_ref"] == "UPS"
+    page = staff.get(f"/admin/sites/node/{old.pk}/change/").content.decode()
+    assert f"subject_type=sites.node&amp;subject_id={old.pk}" in page and "1 run(s)" in page
+    runs = staff.get(f"/admin/workflows/workflowrun/?subject_type=sites.node&subject_id={old.pk}")
+    assert runs.status_code == 200 and "node.replace" in runs.content.decode()
