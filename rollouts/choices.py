@@ -84,8 +84,17 @@ SITE_ROLLOUT_TRANSITIONS: dict[str, frozenset[str]] = {
     SiteRolloutState.WAITING_WINDOW: frozenset(
         {SiteRolloutState.PENDING, SiteRolloutState.COMMITTING, SiteRolloutState.SKIPPED}
     ),
+    # committing -> waiting_window: the site's window closed between the decision to start it and its
+    # run's first step. committing -> rolled_back: a run cancelled for a roll back may have pushed.
     SiteRolloutState.COMMITTING: frozenset(
-        {SiteRolloutState.SYNCING, SiteRolloutState.FAILED, SiteRolloutState.SKIPPED, SiteRolloutState.SUCCEEDED}
+        {
+            SiteRolloutState.WAITING_WINDOW,
+            SiteRolloutState.SYNCING,
+            SiteRolloutState.FAILED,
+            SiteRolloutState.SKIPPED,
+            SiteRolloutState.SUCCEEDED,
+            SiteRolloutState.ROLLED_BACK,
+        }
     ),
     SiteRolloutState.SYNCING: frozenset(
         {SiteRolloutState.VERIFYING, SiteRolloutState.FAILED, SiteRolloutState.SKIPPED, SiteRolloutState.ROLLED_BACK}

@@ -231,8 +231,10 @@ class SiteRollout(models.Model):
     error = models.TextField(blank=True, help_text="the edge's message when it failed")
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    # Becomes a ForeignKey to fleet.workflows.WorkflowRun once the workflow engine has its models.
-    workflow_run_id = models.BigIntegerField(null=True, blank=True)
+    # The run driving the site now: the forward `rollout.site` run, then a `rollout.site_rollback` run.
+    workflow_run = models.ForeignKey(
+        "workflows.WorkflowRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["rollout", "position"]

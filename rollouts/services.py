@@ -487,6 +487,7 @@ def rollout_start(*, plan: RolloutPlan, actor: Actor, source: str, at: dt.dateti
                 position += 1
         SiteRollout.objects.bulk_create(site_rows, batch_size=500)
         Release.objects.filter(pk=release.pk, locked_at__isnull=True).update(locked_at=at)
+        _wake(rollout, actor=actor, source=source)
         audit_record(
             actor=actor,
             verb="start",
@@ -532,7 +533,10 @@ def _check_no_overlap(application: Application, site_ids: list[int]) -> None:
 def rollout_pause(*, rollout: Rollout, actor: Actor, source: str, reason: str = "") -> Rollout:
     """Stop starting sites; sites in flight finish their current change."""
     _require_perm(actor, "rollouts.change_rollout")
-    return rollout_transition(rollout=rollout, to=RolloutState.PAUSED, actor=actor, source=source, reason=reason)
+    with transaction.atomic():
+        rollout = rollout_transition(rollout=rollout, to=RolloutState.PAUSED, actor=actor, source=source, reason=reason)
+        _wake(rollout, actor=actor, source=source)
+    return rollout
 
 
 def rollout_resume(*, rollout: Rollout, actor: Actor, source: str, reason: str = "") -> Rollout:
@@ -544,7 +548,9 @@ def rollout_resume(*, rollout: Rollout, actor: Actor, source: str, reason: str =
             raise Conflict(
                 f"rollout {locked.pk} is {locked.state}; only a paused rollout can be resumed", field="state"
             )
-        return rollout_transition(rollout=locked, to=RolloutState.RUNNING, actor=actor, source=source, reason=reason)
+        rollout = rollout_transition(rollout=locked, to=RolloutState.RUNNING, actor=actor, source=source, reason=reason)
+        _wake(rollout, actor=actor, source=source)
+        return rollout
 
 
 def rollout_cancel(*, rollout: Rollout, actor: Actor, source: str, reason: str = "") -> Rollout:
@@ -555,6 +561,7 @@ def rollout_cancel(*, rollout: Rollout, actor: Actor, source: str, reason: str =
             rollout=rollout, to=RolloutState.CANCELLED, actor=actor, source=source, reason=reason
         )
         _bulk_site_transition(rollout, SITE_NOT_STARTED_STATES, SiteRolloutState.SKIPPED)
+        _wake(rollout, actor=actor, source=source)
     rollout.refresh_from_db()
     return rollout
 
@@ -588,7 +595,9 @@ def rollout_approve(*, rollout: Rollout, actor: Actor, source: str, reason: str 
             source=source,
             payload={"wave": following.index, "name": following.name, "reason": reason},
         )
-        return rollout_transition(rollout=locked, to=RolloutState.RUNNING, actor=actor, source=source, reason=reason)
+        rollout = rollout_transition(rollout=locked, to=RolloutState.RUNNING, actor=actor, source=source, reason=reason)
+        _wake(rollout, actor=actor, source=source)
+        return rollout
 
 
 def rollout_rollback(*, rollout: Rollout, actor: Actor, source: str, reason: str = "") -> Rollout:
@@ -612,7 +621,22 @@ def rollout_rollback(*, rollout: Rollout, actor: Actor, source: str, reason: str
         locked.rollback_reason = reason[:500]
         locked.save(update_fields=["rollback_requested_at", "rollback_requested_by", "rollback_reason"])
         audit_record(actor=actor, verb="rollback", obj=locked, source=source, payload={"reason": reason})
+        _wake(locked, actor=actor, source=source)
     return locked
+
+
+def skip_not_started_sites(*, rollout: Rollout) -> int:
+    """Skip every site of the rollout that has not started (a roll back starts no more sites)."""
+    with transaction.atomic():
+        Rollout.objects.select_for_update().filter(pk=rollout.pk).values_list("pk").first()
+        return _bulk_site_transition(rollout, SITE_NOT_STARTED_STATES, SiteRolloutState.SKIPPED)
+
+
+def _wake(rollout: Rollout, *, actor: Actor, source: str) -> None:
+    """Let the rollout's driver run (rollouts.workflows) act on the change now, starting it if needed."""
+    from rollouts.workflows import rollout_wake  # the workflows import this module
+
+    rollout_wake(rollout=rollout, actor=actor, source=source)
 
 
 # --- recording progress (the rollout workflow) ------------------------------------------------------

@@ -1,9 +1,25 @@
 """Fixtures for the rollouts tests: users with exactly the rollout permissions a test is about."""
 
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
+from fleet.celery import app as celery_app
+from fleet.workflows.tasks import workflow_sweep_task
+from simulator.testing import Simulator, running_simulator
+from sites.imports import fleet_import_file
+from sites.models import Site
 from tests.factories import UserFactory
+from tests.services import Worker, free_port, redis_server, tcp_open
 
 VIEW = [
     "rollouts.view_application",
@@ -37,3 +53,123 @@ def planner_api(db: None) -> APIClient:
             "rollouts.change_rollout",
         ],
     )
+
+
+# --- integration: a simulated fleet imported into the database, and the session's worker ----------
+
+POS_BRIDGE_TEMPLATES = {
+    "configmap.yaml": (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: pos-bridge-config\n  namespace: {{ release.namespace }}\n"
+        'data:\n  site: "{{ site.code }}"\n  region: "{{ site.region }}"\n  version: "{{ release.version }}"\n'
+    ),
+    "deployment.yaml": (
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: pos-bridge\n  namespace: {{ release.namespace }}\n"
+        "spec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: pos-bridge\n  template:\n    metadata:\n"
+        "      labels:\n        app: pos-bridge\n    spec:\n      containers:\n        - name: bridge\n"
+        "          image: registry.example.com/pos-bridge:{{ release.version }}\n"
+    ),
+}
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private redis-server for the rollouts tests (overriding the session-wide one): the machine's
+    shared Redis is also the broker of other test sessions' workers, which would take our messages."""
+    binary = shutil.which("redis-server")
+    if binary is None or os.environ.get("FLEET_TEST_REDIS_URL"):
+        with redis_server() as url:
+            yield url
+        return
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path_factory.mktemp("redis"))],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while not tcp_open("127.0.0.1", port):
+            if time.monotonic() > deadline:
+                raise RuntimeError("private redis-server did not start")
+            time.sleep(0.05)
+        url = f"redis://127.0.0.1:{port}/0"
+        previous = celery_app.conf.broker_url
+        celery_app.conf.broker_url = url
+        yield url
+        celery_app.conf.broker_url = previous
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def simulated_fleet(tmp_path: Path, django_db_blocker: Any) -> Iterator[Callable[[int], Simulator]]:
+    """`simulated_fleet(n)`: a simulator with n sites (fast GitOps polling), imported into the database,
+    with no business hours or maintenance windows (tests set the ones they are about)."""
+    with ExitStack() as stack:
+
+        def make(sites: int) -> Simulator:
+            sim = stack.enter_context(running_simulator(sites=sites, state_dir=tmp_path / "sim", sync_interval=0.2))
+            fleet_import_file(path=sim.state_dir / "fleet.json", actor="test")
+            Site.objects.update(business_hours=[], maintenance_windows=[])
+            return sim
+
+        yield make
+
+
+@pytest.fixture
+def short_lease_worker(celery_worker: Worker) -> Iterator[Worker]:
+    """The session's worker restarted with a 3-second lease, so a killed worker's runs resume in seconds."""
+    previous = dict(celery_worker.env)
+    celery_worker.env["FLEET_WORKFLOW_LEASE_SECONDS"] = "3"
+    celery_worker.env["FLEET_ROLLOUT_STEP_TIMEOUT"] = "8"  # a lost step's lease runs out in 13 s
+    celery_worker.env["FLEET_ROLLOUT_DRIVE_TIMEOUT"] = "8"
+    celery_worker.restart()
+    yield celery_worker
+    celery_worker.env.clear()
+    celery_worker.env.update(previous)
+
+
+def commit_count(repo: Path) -> int:
+    """Commits on main, by plain git (0 for an empty repository)."""
+    out = subprocess.run(
+        ["git", "--git-dir", str(repo), "rev-list", "--count", "main"],
+        capture_output=True, text=True, check=False, env={**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null"},
+    )  # fmt: skip
+    return int(out.stdout.strip()) if out.returncode == 0 else 0
+
+
+def git_show(repo: Path, spec: str) -> str | None:
+    out = subprocess.run(["git", "--git-dir", str(repo), "show", spec], capture_output=True, text=True, check=False)
+    return out.stdout if out.returncode == 0 else None
+
+
+def wait_for(check: Callable[[], Any], seconds: float, what: str) -> None:
+    """Poll `check()` until true, sweeping as beat would, or fail the test."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {seconds} s\n{_dump()}")
+        workflow_sweep_task()
+        time.sleep(0.25)
+
+
+def _dump() -> str:
+    """What the rollouts and runs looked like when a wait timed out, for the failure message."""
+    from fleet.workflows.models import WorkflowRun
+    from rollouts.models import Rollout, SiteRollout
+
+    lines = [f"now {timezone.now().isoformat()}"]
+    for rollout in Rollout.objects.all():
+        lines.append(f"rollout {rollout.pk} {rollout.state} wave {rollout.current_wave} {rollout.counts}")
+    for row in SiteRollout.objects.select_related("site"):
+        lines.append(f"  site {row.site.code} w{row.wave_id} {row.state} {row.revision[:8]} {row.error[:100]}")
+    for run in WorkflowRun.objects.order_by("id"):
+        lines.append(
+            f"  run {run.pk} {run.kind} {run.subject_id} {run.state} step={run.current_step} wake={run.wake_at} "
+            f"enq={run.enqueued_at} lease={run.lease_owner}/{run.lease_until} err={run.error[:100]}"
+        )
+        last = run.steps.order_by("-id").first()
+        if last is not None:
+            lines.append(f"      last step {last.step} #{last.attempt} {last.state} {last.message[:120]}")
+    return "\n".join(lines)

@@ -1,0 +1,583 @@
+"""The rollout workflows: one run drives each rollout, one run drives each site of it.
+
+Design (why a driver *workflow* rather than a beat task): the per-rollout driver `rollout.drive` is a
+workflow run whose subject is the Rollout (exclusive: one driver per rollout, by the database). Its
+single step applies `rollouts.progress.decide` until the decision is idle, then returns a short Wait.
+So the driver gets, for free, what a beat task would have to re-invent: a lease (two workers never
+drive the same rollout), a stored wake-up (`wake_at`: bake ends, windows open), crash recovery by the
+sweeper, and a timeline in the admin. A beat task would scan every active rollout every tick; the
+driver costs nothing while it waits, and is woken at once when something happens:
+
+- a site run ending (its `on_finish` hook makes the driver due, in the same transaction),
+- a person pausing, resuming, approving, cancelling or rolling back (rollouts.services call `rollout_wake`).
+
+Site runs (`rollout.site`, subject the SiteRollout, exclusive per site rollout):
+
+    window (control) -> prepare (io) -> commit (io) -> sync (io) -> verify (io)
+
+- window: with `respect_windows`, a site whose window is closed moves to `waiting_window` and waits
+  (stored wake-up) until it opens (rollouts.schedule). The driver normally only starts sites whose
+  window is open; this catches a window closing in between.
+- prepare: records the repository head as the previous revision (a durable Done before any push, so a
+  crash after the push cannot lose what to roll back to).
+- commit: renders the release (ReleaseRenderer) and `SiteRepo.write`s it under `apps/<application>/`.
+  Idempotent: a re-run after a crash writes the same files, which is a no-op returning the same head,
+  and that head is recorded. Never two commits for one site.
+- sync: polls the edge GitOps agent's status until it applied the commit (Wait), fails with the
+  edge's message when it reports the commit failed; an unreachable site is a Wait, not a failure.
+- verify: the release's Deployments are available at their new generation (Wait until they are).
+
+The site's wall-clock deadline (`site_deadline_seconds`) is enforced by the driver: `decide` skips
+sites that are past it, and the driver cancels their run. The run's own deadline is a little later,
+as a backstop.
+
+Roll back (`rollout.site_rollback`, same exclusive key as the site run): when a roll back is requested
+(by a person, or by the plan's `auto_rollback` when a wave halts), the driver skips the sites not
+started, cancels the site runs still going, waits until they have ended, then starts one roll-back run
+per site whose repository may hold the release: `revert_to(previous_revision)` of `apps/<app>/` as a
+new commit (or removing the folder when the repository was empty before), then awaits its sync. When
+every roll-back run has ended the rollout is `rolled_back`.
+
+Pause holds new starts (running site runs finish); cancel skips the sites not started and cancels the
+site runs that are waiting (a run in the middle of a step finishes that step, then stops).
+"""
+
+import datetime as dt
+import logging
+import os
+from typing import Any
+
+import yaml
+from django.conf import settings
+from django.db import transaction
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from fleet.errors import Conflict, FleetError
+from fleet.workflows.choices import ACTIVE_STATES, RunState
+from fleet.workflows.definitions import Step, Workflow, register
+from fleet.workflows.engine import schedule_now
+from fleet.workflows.models import WorkflowRun
+from fleet.workflows.outcomes import Done, Fail, Outcome, Retry, Wait
+from fleet.workflows.selectors import active_run_for_key
+from fleet.workflows.services import subject_key, workflow_cancel, workflow_start
+from rollouts import services
+from rollouts.choices import (
+    ROLLOUT_FINISHED_STATES,
+    SITE_DONE_STATES,
+    SITE_IN_FLIGHT_STATES,
+    SITE_NOT_STARTED_STATES,
+    SITE_ROLLOUT_TRANSITIONS,
+    SITE_TOUCHED_STATES,
+    RolloutState,
+    SiteRolloutState,
+    WaveState,
+)
+from rollouts.models import Rollout, RolloutWave, SiteRollout
+from rollouts.progress import Decision, decide
+from rollouts.rendering import ReleaseRenderer
+from rollouts.schedule import site_next_open, site_window_open
+from rollouts.selectors import rollout_progress_view
+from sites.clusters import ClusterError, ClusterUnavailable, SiteCluster, SyncStatus
+from sites.models import Cluster
+from sites.repos import Author, RepoError, RepoUnavailable, SiteRepo
+
+log = logging.getLogger(__name__)
+
+DRIVE_KIND = "rollout.drive"
+SITE_KIND = "rollout.site"
+ROLLBACK_KIND = "rollout.site_rollback"
+ACTOR = "system:rollout"
+SOURCE = "workflow"
+
+
+def _setting(name: str, default: float) -> float:
+    """A tuning knob: from settings if defined there, else from the environment (FLEET_...), else the default."""
+    return float(getattr(settings, name, os.environ.get(name, default)))
+
+
+# How often the driver looks again while running with nothing to do (site ends wake it sooner), and
+# while paused, halted or awaiting an approval (the services wake it on every change).
+DRIVE_POLL_SECONDS = _setting("FLEET_ROLLOUT_POLL_SECONDS", 2.0)
+DRIVE_IDLE_SECONDS = _setting("FLEET_ROLLOUT_IDLE_POLL_SECONDS", 30.0)
+# How often a site run polls the edge's sync status and workload health.
+SYNC_POLL_SECONDS = _setting("FLEET_ROLLOUT_SYNC_POLL_SECONDS", 1.0)
+# The time limit of one attempt at a step that talks to a site (git or Kubernetes). A worker lost in
+# such a step is noticed after its lease, which is this plus a few seconds: keep it close to what the
+# adapters' own timeouts allow (a write is a fetch, a commit and a push).
+SITE_STEP_TIMEOUT = _setting("FLEET_ROLLOUT_STEP_TIMEOUT", 60.0)
+# The same for the driver's step (database work only; bounded by MAX_DECISIONS_PER_STEP).
+DRIVE_STEP_TIMEOUT = _setting("FLEET_ROLLOUT_DRIVE_TIMEOUT", 30.0)
+# A window wait is re-checked at least this often (a changed window takes effect).
+WINDOW_RECHECK_SECONDS = 300.0
+# Decisions applied in one driver step before it yields (a huge wave still makes progress in steps).
+MAX_DECISIONS_PER_STEP = 20
+# The site run's own deadline, past the driver's skip at site_deadline_seconds.
+SITE_RUN_DEADLINE_MARGIN = dt.timedelta(minutes=5)
+
+
+# --- waking and starting the driver ---------------------------------------------------------------
+
+
+def driver_key(rollout: Rollout) -> str:
+    return subject_key(rollout)
+
+
+def rollout_wake(*, rollout: Rollout, actor: Any = ACTOR, source: str = SOURCE) -> WorkflowRun | None:
+    """Make the rollout's driver run due now, or start one if none is active and the rollout still has
+    something to do. Call inside the transaction that changed the rollout: the wake-up is sent after
+    commit. Returns the driver run (None when there is nothing to drive)."""
+    run = active_run_for_key(driver_key(rollout))
+    if run is not None:
+        if run.state != RunState.RUNNING:
+            WorkflowRun.objects.filter(pk=run.pk, state__in=[RunState.PENDING, RunState.WAITING]).update(
+                wake_at=Now(), enqueued_at=Now(), updated_at=Now()
+            )
+            schedule_now(run)
+        return run
+    rollout.refresh_from_db(fields=["state", "rollback_requested_at"])
+    if rollout.state == RolloutState.ROLLED_BACK:
+        return None
+    if rollout.state in ROLLOUT_FINISHED_STATES and rollout.rollback_requested_at is None:
+        return None
+    try:
+        return workflow_start(kind=DRIVE_KIND, subject=rollout, actor=actor, source=source)
+    except Conflict:  # started concurrently: that one drives it
+        return active_run_for_key(driver_key(rollout))
+
+
+def _wake_driver_on_commit(rollout_id: int) -> None:
+    run = active_run_for_key(f"rollout:{rollout_id}")
+    if run is not None and run.state != RunState.RUNNING:
+        WorkflowRun.objects.filter(pk=run.pk, state__in=[RunState.PENDING, RunState.WAITING]).update(
+            wake_at=Now(), enqueued_at=Now(), updated_at=Now()
+        )
+        schedule_now(run)
+
+
+# --- the driver -----------------------------------------------------------------------------------
+
+
+def drive(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    """Apply decide() until idle; Wait while the rollout has a future, Done once it has none."""
+    rollout = run.get_subject()
+    if rollout is None:
+        return Fail("the rollout no longer exists")
+    for _ in range(MAX_DECISIONS_PER_STEP):
+        rollout.refresh_from_db()
+        if rollout.rollback_requested_at is not None and rollout.state != RolloutState.ROLLED_BACK:
+            return _roll_back(rollout)
+        if rollout.state == RolloutState.CANCELLED:
+            return _wind_down(rollout)
+        if rollout.state in ROLLOUT_FINISHED_STATES:
+            return Done({"final_state": rollout.state})
+        now = timezone.now()
+        decision = decide(rollout_progress_view(rollout, now), now)
+        if decision.idle:
+            poll = DRIVE_POLL_SECONDS if rollout.state == RolloutState.RUNNING else DRIVE_IDLE_SECONDS
+            if decision.wake_at is not None:
+                poll = min(poll, max((decision.wake_at - now).total_seconds(), 0.05))
+            ctx["last_decision"] = decision.reason
+            return Wait(poll, decision.reason)
+        ctx["last_decision"] = decision.reason
+        _apply(rollout, decision, now)
+    return Wait(0.05, "more decisions to apply")
+
+
+def _apply(rollout: Rollout, decision: Decision, now: dt.datetime) -> None:
+    """Carry out one decision through rollouts.services (each service is its own transaction)."""
+    snapshot = rollout.plan_snapshot
+    if decision.halt:
+        with transaction.atomic():
+            services.rollout_transition(
+                rollout=rollout, to=RolloutState.HALTED, actor=ACTOR, source=SOURCE, reason=decision.reason
+            )
+            RolloutWave.objects.filter(rollout=rollout, index=rollout.current_wave).update(state=WaveState.HALTED)
+            if decision.rollback:
+                services.rollout_rollback(
+                    rollout=rollout, actor=ACTOR, source=SOURCE, reason=f"automatic: {decision.reason}"
+                )
+        return
+    if decision.rollback:
+        return  # a requested roll back is handled by drive() before deciding
+    rows = {}
+    codes = {*decision.skip, *decision.wait_window, *decision.start}
+    if codes:
+        rows = {
+            row.site.code: row
+            for row in SiteRollout.objects.filter(rollout=rollout, site__code__in=codes).select_related(
+                "site", "workflow_run"
+            )
+        }
+    for code in decision.skip:
+        _skip_site(rows[code], reason=f"no result within {snapshot.get('site_deadline_seconds')} s: skipped")
+    for code in decision.wait_window:
+        services.site_rollout_transition(
+            site_rollout=rows[code], to=SiteRolloutState.WAITING_WINDOW, actor=ACTOR, source=SOURCE
+        )
+    deadline = now + dt.timedelta(seconds=int(snapshot.get("site_deadline_seconds", 6 * 3600)))
+    for code in decision.start:
+        _start_site(rows[code], deadline=deadline + SITE_RUN_DEADLINE_MARGIN)
+    if decision.close_wave is not None:
+        services.rollout_wave_close(
+            rollout=rollout, index=decision.close_wave, actor=ACTOR, source=SOURCE, bake_until=decision.bake_until
+        )
+    if decision.succeed:
+        services.rollout_transition(
+            rollout=rollout, to=RolloutState.SUCCEEDED, actor=ACTOR, source=SOURCE, reason=decision.reason
+        )
+    if decision.open_wave is not None:
+        services.rollout_wave_open(rollout=rollout, index=decision.open_wave, actor=ACTOR, source=SOURCE)
+    if decision.await_approval:
+        services.rollout_transition(
+            rollout=rollout, to=RolloutState.AWAITING_APPROVAL, actor=ACTOR, source=SOURCE, reason=decision.reason
+        )
+
+
+def _start_site(site_rollout: SiteRollout, *, deadline: dt.datetime) -> None:
+    """Start the site's run (or wake the one waiting for its window) and take a parallel slot."""
+    with transaction.atomic():
+        row = SiteRollout.objects.select_for_update().select_related("workflow_run").get(pk=site_rollout.pk)
+        if row.state not in SITE_NOT_STARTED_STATES:
+            return
+        run = row.workflow_run
+        if run is not None and run.kind == SITE_KIND and run.state in ACTIVE_STATES:
+            WorkflowRun.objects.filter(pk=run.pk, state=RunState.WAITING).update(
+                wake_at=Now(), enqueued_at=Now(), updated_at=Now()
+            )
+            schedule_now(run)
+        else:
+            run = workflow_start(kind=SITE_KIND, subject=row, actor=ACTOR, source=SOURCE, deadline=deadline)
+        services.site_rollout_transition(
+            site_rollout=row, to=SiteRolloutState.COMMITTING, actor=ACTOR, source=SOURCE, workflow_run_id=run.pk
+        )
+
+
+def _skip_site(site_rollout: SiteRollout, *, reason: str) -> None:
+    run = site_rollout.workflow_run
+    if run is not None and run.state in ACTIVE_STATES:
+        try:
+            workflow_cancel(run=run, actor=ACTOR, source=SOURCE, reason=reason)
+        except Conflict:
+            pass  # it ended meanwhile; its hook found the site done or records its end
+    services.site_rollout_transition(
+        site_rollout=site_rollout, to=SiteRolloutState.SKIPPED, actor=ACTOR, source=SOURCE, error=reason
+    )
+
+
+def _cancel_runs(rollout: Rollout, *, kind: str, waiting_only: bool, reason: str) -> int:
+    """Cancel the rollout's active site runs of `kind`; return how many are still active."""
+    runs = WorkflowRun.objects.filter(
+        kind=kind,
+        state__in=ACTIVE_STATES,
+        subject_type="rollouts.siterollout",
+        subject_id__in=[str(pk) for pk in rollout.site_rollouts.values_list("pk", flat=True)],
+    )
+    active = 0
+    for run in runs:
+        active += 1
+        if run.cancel_requested or (waiting_only and run.state == RunState.RUNNING):
+            continue
+        try:
+            workflow_cancel(run=run, actor=ACTOR, source=SOURCE, reason=reason)
+        except Conflict:
+            active -= 1
+    return active
+
+
+def _wind_down(rollout: Rollout) -> Outcome:
+    """A cancelled rollout: the not-started sites were skipped by rollout_cancel; cancel the waiting
+    site runs and finish once none is active (a run in the middle of a step finishes the step)."""
+    active = _cancel_runs(rollout, kind=SITE_KIND, waiting_only=False, reason="the rollout was cancelled")
+    if active:
+        return Wait(DRIVE_POLL_SECONDS, f"{active} site run(s) stopping")
+    return Done({"final_state": rollout.state})
+
+
+def _roll_back(rollout: Rollout) -> Outcome:
+    with transaction.atomic():
+        services.skip_not_started_sites(rollout=rollout)
+    active = _cancel_runs(rollout, kind=SITE_KIND, waiting_only=False, reason="the rollout is being rolled back")
+    if active:
+        return Wait(DRIVE_POLL_SECONDS, f"roll back: {active} site run(s) stopping first")
+    touched = SiteRollout.objects.filter(rollout=rollout, state__in=SITE_TOUCHED_STATES).select_related("workflow_run")
+    running = 0
+    for row in touched:
+        run = row.workflow_run
+        if run is not None and run.kind == ROLLBACK_KIND:
+            running += run.state in ACTIVE_STATES
+            continue
+        with transaction.atomic():
+            try:
+                run = workflow_start(kind=ROLLBACK_KIND, subject=row, actor=ACTOR, source=SOURCE)
+            except Conflict:
+                running += 1
+                continue
+            services.site_rollout_transition(
+                site_rollout=row, to=row.state, actor=ACTOR, source=SOURCE, workflow_run_id=run.pk
+            )
+        running += 1
+    if running:
+        return Wait(DRIVE_POLL_SECONDS, f"roll back: {running} site(s) reverting")
+    failed = SiteRollout.objects.filter(rollout=rollout, state__in=SITE_TOUCHED_STATES).count()
+    reason = rollout.rollback_reason or "rolled back"
+    if failed:
+        reason = f"{reason}; {failed} site(s) could not be reverted (see their errors)"
+    services.rollout_transition(rollout=rollout, to=RolloutState.ROLLED_BACK, actor=ACTOR, source=SOURCE, reason=reason)
+    return Done({"final_state": RolloutState.ROLLED_BACK, "not_reverted": failed})
+
+
+DRIVE = register(
+    Workflow(
+        kind=DRIVE_KIND,
+        steps=[Step("drive", drive, timeout=DRIVE_STEP_TIMEOUT, max_attempts=20, retry_cap=30)],
+        deadline=dt.timedelta(days=60),
+        exclusive=True,
+        description="drives one rollout: starts sites, closes waves, gates, halts and rolls back",
+    )
+)
+
+
+# --- one site -------------------------------------------------------------------------------------
+
+
+def _site_rollout(run: WorkflowRun) -> SiteRollout:
+    row = (
+        SiteRollout.objects.select_related("site__cluster", "rollout__release__application", "rollout__started_by")
+        .filter(pk=run.subject_id)
+        .first()
+    )
+    if row is None:
+        raise LookupError(f"site rollout {run.subject_id} no longer exists")
+    return row
+
+
+def _author(rollout: Rollout) -> Author:
+    return Author.of(rollout.started_by or rollout.started_by_name or "edgefleet")
+
+
+def _owned_prefix(row: SiteRollout) -> str:
+    return f"apps/{row.rollout.release.application.name}"
+
+
+def _move(row: SiteRollout, to: str, **fields: Any) -> None:
+    services.site_rollout_transition(site_rollout=row, to=to, actor=ACTOR, source=SOURCE, **fields)
+
+
+def site_window(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    row = _site_rollout(run)
+    if row.state in SITE_DONE_STATES:
+        return Fail(f"the site is already {row.state}")
+    if row.rollout.plan_snapshot.get("respect_windows"):
+        now = timezone.now()
+        if not site_window_open(row.site, now):
+            next_open = site_next_open(row.site, now)
+            if next_open is None:
+                return Fail(f"{row.site.code} has no maintenance window left to change it in")
+            _move(row, SiteRolloutState.WAITING_WINDOW)
+            seconds = min(max((next_open - now).total_seconds(), 0.05), WINDOW_RECHECK_SECONDS)
+            return Wait(seconds, f"outside the maintenance window; it opens at {next_open.isoformat()}")
+    if row.state != SiteRolloutState.COMMITTING:
+        _move(row, SiteRolloutState.COMMITTING)
+    return Done()
+
+
+def site_prepare(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    row = _site_rollout(run)
+    try:
+        head = SiteRepo.for_site(row.site).head()
+    except RepoUnavailable as exc:
+        return Retry(str(exc))
+    except RepoError as exc:
+        return Fail(str(exc))
+    _move(row, SiteRolloutState.COMMITTING, previous_revision=head or "")
+    return Done({"previous": head or ""})
+
+
+def site_commit(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    row = _site_rollout(run)
+    release = row.rollout.release
+    try:
+        files = ReleaseRenderer.for_release(release).render(row.site)
+    except FleetError as exc:
+        return Fail(f"rendering failed: {exc}")
+    files = {f"{_owned_prefix(row)}/{path}": text for path, text in files.items()}
+    try:
+        result = SiteRepo.for_site(row.site).write(
+            files,
+            owned_prefix=_owned_prefix(row),
+            message=f"Roll out {release.application.name} {release.version} (rollout {row.rollout_id})",
+            author=_author(row.rollout),
+        )
+    except RepoUnavailable as exc:
+        return Retry(str(exc))
+    except RepoError as exc:
+        return Fail(str(exc))
+    if result.revision is None:
+        return Fail("the repository is still empty after the write")
+    # A re-run after a crash finds its own commit already there (changed=False): the previous revision
+    # is then the one recorded before the push, never our own commit.
+    previous = (result.previous or "") if result.changed else ctx.get("previous", "")
+    _move(row, SiteRolloutState.SYNCING, revision=result.revision, previous_revision=previous)
+    return Done({"revision": result.revision, "changed": result.changed, "deployments": _deployments(files, row)})
+
+
+def _deployments(files: dict[str, str], row: SiteRollout) -> list[list[str]]:
+    namespace = row.rollout.release.application.namespace
+    found = []
+    for text in files.values():
+        for doc in yaml.safe_load_all(text):
+            if isinstance(doc, dict) and doc.get("kind") == "Deployment":
+                meta = doc.get("metadata") or {}
+                found.append([meta.get("namespace") or namespace, str(meta.get("name"))])
+    return found
+
+
+def _sync_status(row: SiteRollout) -> SyncStatus | None | Outcome:
+    try:
+        cluster = SiteCluster.for_cluster(row.site.cluster)
+        return cluster.sync_status()
+    except ClusterUnavailable as exc:
+        return Wait(SYNC_POLL_SECONDS * 5, f"site unreachable: {exc}")
+    except (ClusterError, Cluster.DoesNotExist) as exc:
+        return Fail(f"cannot read the site's sync status: {exc}")
+
+
+def site_sync(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    row = _site_rollout(run)
+    sha = ctx["revision"]
+    status = _sync_status(row)
+    if isinstance(status, Done | Wait | Retry | Fail):
+        return status
+    if status is None:
+        return Wait(SYNC_POLL_SECONDS, "the site has no GitOps status yet")
+    if status.applied(sha):
+        _move(row, SiteRolloutState.VERIFYING)
+        return Done()
+    if status.failed_at(sha):
+        return Fail(status.message or f"the edge reports {status.reason or 'a failure'} applying {sha[:12]}")
+    return Wait(SYNC_POLL_SECONDS, f"waiting for the edge to apply {sha[:12]} (at {status.last_applied_revision})")
+
+
+def site_verify(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    row = _site_rollout(run)
+    wanted = ctx.get("deployments") or []
+    if not wanted:
+        return Done()
+    try:
+        cluster = SiteCluster.for_cluster(row.site.cluster)
+        by_ns: dict[str, dict[str, Any]] = {}
+        for namespace in sorted({ns for ns, _ in wanted}):
+            by_ns[namespace] = {d.name: d for d in cluster.deployments(namespace)}
+    except ClusterUnavailable as exc:
+        return Wait(SYNC_POLL_SECONDS * 5, f"site unreachable: {exc}")
+    except (ClusterError, Cluster.DoesNotExist) as exc:
+        return Fail(f"cannot read the site's deployments: {exc}")
+    waiting = [f"{ns}/{name}" for ns, name in wanted if name not in by_ns[ns] or not by_ns[ns][name].healthy]
+    if waiting:
+        return Wait(SYNC_POLL_SECONDS, f"not available yet: {', '.join(waiting[:5])}")
+    return Done()
+
+
+def site_finished(run: WorkflowRun) -> None:
+    """on_finish of a site run: record its end on the SiteRollout and wake the driver."""
+    row = SiteRollout.objects.filter(pk=run.subject_id).select_related("rollout").first()
+    if row is None:
+        return
+    if row.state not in SITE_DONE_STATES:
+        if run.state == RunState.SUCCEEDED:
+            _move(row, SiteRolloutState.SUCCEEDED, error="")
+        elif run.state == RunState.FAILED:
+            to = SiteRolloutState.FAILED if row.state in SITE_IN_FLIGHT_STATES else SiteRolloutState.SKIPPED
+            _move(row, to, error=run.error)
+        elif row.rollout.rollback_requested_at is None:
+            # Cancelled (rollout cancelled, or the site skipped by the driver). During a roll back the
+            # state is kept, so the roll back knows the site may hold the release.
+            to = SiteRolloutState.SKIPPED
+            if to in SITE_ROLLOUT_TRANSITIONS[row.state]:
+                _move(row, to, error=run.error)
+    transaction.on_commit(lambda: _wake_driver_on_commit(row.rollout_id), robust=True)
+
+
+SITE = register(
+    Workflow(
+        kind=SITE_KIND,
+        steps=[
+            Step("window", site_window, timeout=10),
+            Step("prepare", site_prepare, timeout=SITE_STEP_TIMEOUT, queue="io", max_attempts=8, retry_cap=60),
+            Step("commit", site_commit, timeout=SITE_STEP_TIMEOUT, queue="io", max_attempts=8, retry_cap=60),
+            Step("sync", site_sync, timeout=SITE_STEP_TIMEOUT, queue="io", max_attempts=10, retry_cap=60),
+            Step("verify", site_verify, timeout=SITE_STEP_TIMEOUT, queue="io", max_attempts=10, retry_cap=60),
+        ],
+        deadline=dt.timedelta(hours=7),
+        exclusive=True,
+        on_finish=site_finished,
+        description="rolls a release out to one site: window, commit, sync, verify",
+    )
+)
+
+
+# --- rolling one site back ------------------------------------------------------------------------
+
+
+def rollback_revert(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    row = _site_rollout(run)
+    repo = SiteRepo.for_site(row.site)
+    release = row.rollout.release
+    message = f"Roll back {release.application.name} {release.version} (rollout {row.rollout_id})"
+    try:
+        if row.previous_revision:
+            result = repo.revert_to(
+                row.previous_revision, owned_prefix=_owned_prefix(row), message=message, author=_author(row.rollout)
+            )
+        else:  # the repository was empty before: the application's folder goes away
+            result = repo.write({}, owned_prefix=_owned_prefix(row), message=message, author=_author(row.rollout))
+    except RepoUnavailable as exc:
+        return Retry(str(exc))
+    except RepoError as exc:
+        return Fail(str(exc))
+    if result.revision is None:
+        return Done({"revert_revision": None})
+    return Done({"revert_revision": result.revision, "revert_changed": result.changed})
+
+
+def rollback_sync(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    sha = ctx.get("revert_revision")
+    if not sha:
+        return Done()
+    row = _site_rollout(run)
+    status = _sync_status(row)
+    if isinstance(status, Done | Wait | Retry | Fail):
+        return status
+    if status is not None and status.applied(sha):
+        return Done()
+    # A failing edge keeps retrying the revert: wait for it (until the run's deadline) rather than give up.
+    detail = status.message if status is not None and status.failed_at(sha) else "not applied yet"
+    return Wait(SYNC_POLL_SECONDS, f"waiting for the edge to apply the revert {sha[:12]}: {detail}")
+
+
+def rollback_finished(run: WorkflowRun) -> None:
+    row = SiteRollout.objects.filter(pk=run.subject_id).first()
+    if row is None:
+        return
+    if run.state == RunState.SUCCEEDED:
+        if SiteRolloutState.ROLLED_BACK in SITE_ROLLOUT_TRANSITIONS[row.state]:
+            _move(row, SiteRolloutState.ROLLED_BACK)
+    else:
+        _move(row, row.state, error=f"roll back {run.state}: {run.error}"[:2000])
+    transaction.on_commit(lambda: _wake_driver_on_commit(row.rollout_id), robust=True)
+
+
+ROLLBACK = register(
+    Workflow(
+        kind=ROLLBACK_KIND,
+        steps=[
+            Step("revert", rollback_revert, timeout=SITE_STEP_TIMEOUT, queue="io", max_attempts=8, retry_cap=60),
+            Step("sync", rollback_sync, timeout=SITE_STEP_TIMEOUT, queue="io", max_attempts=10, retry_cap=60),
+        ],
+        deadline=dt.timedelta(hours=1),
+        exclusive=True,
+        on_finish=rollback_finished,
+        description="puts one site's application folder back at the revision before the rollout",
+    )
+)
