@@ -235,6 +235,8 @@ CELERY_TASK_ROUTES = {
     # workflows.advance is sent to the queue its next step declares (Step.queue); this is the default.
     "workflows.advance": {"queue": "control"},
     "workflows.sweep": {"queue": "control"},
+    "rollouts.drift_check": {"queue": "control"},
+    "rollouts.drift_site": {"queue": "io"},
 }
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_SEND_TASK_EVENTS = True
@@ -258,6 +260,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": FLEET_WORKFLOW_SWEEP_SECONDS,
         # A sweep that has waited longer than the interval is superseded by the next one.
         "options": {"expires": FLEET_WORKFLOW_SWEEP_SECONDS},
+    },
+    # rollouts.drift: compare each site's applied revision with its repository head, a batch per run.
+    "rollout-drift-check": {
+        "task": "rollouts.drift_check",
+        "schedule": env.float("FLEET_DRIFT_INTERVAL", default=60.0),
+        "options": {"expires": env.float("FLEET_DRIFT_INTERVAL", default=60.0)},
     },
 }
 

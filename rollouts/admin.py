@@ -24,7 +24,16 @@ from fleet.admin_forms import ServiceAdminMixin, ServiceForm
 from fleet.errors import FleetError
 from rollouts import services
 from rollouts.choices import ROLLOUT_ROLLBACK_STATES, ROLLOUT_TRANSITIONS, RolloutState, SiteRolloutState
-from rollouts.models import SITE_STATES, Application, Release, Rollout, RolloutPlan, RolloutWave, SiteRollout
+from rollouts.models import (
+    SITE_STATES,
+    Application,
+    Release,
+    Rollout,
+    RolloutPlan,
+    RolloutWave,
+    SiteRollout,
+    SiteSyncState,
+)
 
 # --- display helpers --------------------------------------------------------------------------------
 
@@ -473,7 +482,7 @@ class SiteRolloutAdmin(admin.ModelAdmin):
         "error",
         "started_at",
         "finished_at",
-        "workflow_run_id",
+        "workflow_run",
     ]
     list_per_page = 100
     show_full_result_count = False
@@ -498,3 +507,37 @@ class SiteRolloutAdmin(admin.ModelAdmin):
     @admin.display(description="error")
     def short_error(self, row: SiteRollout) -> str:
         return row.error[:120]
+
+
+@admin.register(SiteSyncState)
+class SiteSyncStateAdmin(admin.ModelAdmin):
+    """The drift check's answer per site: filter on drifted to find sites not running their repository."""
+
+    list_display = [
+        "site",
+        "state_badge",
+        "head_revision",
+        "applied_revision",
+        "checked_at",
+        "drifted_since",
+        "message",
+    ]
+    list_filter = ["state", "site__region", "checked_at"]
+    search_fields = ["site__code", "head_revision", "applied_revision"]
+    list_select_related = ["site"]
+    readonly_fields = ["site", "state", "head_revision", "applied_revision", "message", "checked_at", "drifted_since"]
+    list_per_page = 100
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, row: SiteSyncState) -> str:
+        return badge(row.state)

@@ -117,3 +117,12 @@ SITE_DONE_STATES = frozenset(
 )
 # Sites whose repository may hold the release (what an automatic roll back has to revert).
 SITE_TOUCHED_STATES = frozenset({*SITE_IN_FLIGHT_STATES, SiteRolloutState.SUCCEEDED, SiteRolloutState.FAILED})
+
+
+class DriftState(models.TextChoices):
+    """How a site's applied revision compares with its repository head (the periodic drift check)."""
+
+    IN_SYNC = "in_sync", "In sync"
+    DRIFTED = "drifted", "Drifted"
+    UNREACHABLE = "unreachable", "Unreachable"
+    UNKNOWN = "unknown", "Unknown"

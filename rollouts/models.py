@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models
 from django_celery_beat.models import PeriodicTask
 
-from rollouts.choices import RolloutState, SiteRolloutState, WaveState
+from rollouts.choices import DriftState, RolloutState, SiteRolloutState, WaveState
 from rollouts.validators import validate_dns_label, validate_json_object, validate_kind_list, validate_namespace_list
 from sites.models import Site
 from sites.validators import validate_timezone
@@ -247,3 +247,24 @@ class SiteRollout(models.Model):
 
     def __str__(self) -> str:
         return f"{self.site_id and self.site.code} in rollout {self.rollout_id}"
+
+
+class SiteSyncState(models.Model):
+    """The last drift check of one site: its repository head, what its GitOps agent applied, and whether
+    they agree. Kept here (not on Site) so the check owns its rows; one row per site, upserted."""
+
+    site = models.OneToOneField(Site, on_delete=models.CASCADE, related_name="sync_state")
+    state = models.CharField(max_length=12, choices=DriftState.choices, default=DriftState.UNKNOWN, db_index=True)
+    head_revision = models.CharField(max_length=64, blank=True, help_text="main of the site's repository")
+    applied_revision = models.CharField(max_length=64, blank=True, help_text="lastAppliedRevision at the edge")
+    message = models.CharField(max_length=500, blank=True, help_text="the edge's status, or why it could not be read")
+    checked_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    drifted_since = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["site__code"]
+        verbose_name = "site drift"
+        verbose_name_plural = "site drift"
+
+    def __str__(self) -> str:
+        return f"{self.site_id and self.site.code}: {self.state}"

@@ -2,8 +2,8 @@
 
 import django_filters
 
-from rollouts.choices import RolloutState, SiteRolloutState
-from rollouts.models import Application, Release, Rollout, RolloutPlan, SiteRollout
+from rollouts.choices import DriftState, RolloutState, SiteRolloutState
+from rollouts.models import Application, Release, Rollout, RolloutPlan, SiteRollout, SiteSyncState
 
 
 class ApplicationFilter(django_filters.FilterSet):
@@ -48,3 +48,14 @@ class SiteRolloutFilter(django_filters.FilterSet):
     class Meta:
         model = SiteRollout
         fields = ["state", "wave", "site", "region"]
+
+
+class DriftFilter(django_filters.FilterSet):
+    state = django_filters.MultipleChoiceFilter(choices=DriftState.choices)
+    site = django_filters.CharFilter(field_name="site__code")
+    region = django_filters.CharFilter(field_name="site__region")
+    checked_before = django_filters.IsoDateTimeFilter(field_name="checked_at", lookup_expr="lt")
+
+    class Meta:
+        model = SiteSyncState
+        fields = ["state", "site", "region", "checked_before"]

@@ -5,7 +5,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from rollouts.models import Application, Release, Rollout, RolloutPlan, RolloutWave, SiteRollout
+from rollouts.models import Application, Release, Rollout, RolloutPlan, RolloutWave, SiteRollout, SiteSyncState
 
 
 class ApplicationSerializer(serializers.ModelSerializer):
@@ -213,3 +213,24 @@ def validated(serializer_class: type, data: Any, *, partial: bool = False) -> di
     serializer = serializer_class(data=data, partial=partial)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
+
+
+class DriftSerializer(serializers.ModelSerializer):
+    """One site's last drift check: repository head against the revision its agent applied."""
+
+    site = serializers.CharField(source="site.code", read_only=True)
+    region = serializers.CharField(source="site.region", read_only=True)
+
+    class Meta:
+        model = SiteSyncState
+        fields = [
+            "site",
+            "region",
+            "state",
+            "head_revision",
+            "applied_revision",
+            "message",
+            "checked_at",
+            "drifted_since",
+        ]
+        read_only_fields = fields

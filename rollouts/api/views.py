@@ -16,6 +16,7 @@ from fleet.api.permissions import ActionPermission
 from rollouts import selectors, services
 from rollouts.api.filters import (
     ApplicationFilter,
+    DriftFilter,
     ReleaseFilter,
     RolloutFilter,
     RolloutPlanFilter,
@@ -24,6 +25,7 @@ from rollouts.api.filters import (
 from rollouts.api.serializers import (
     ApplicationSerializer,
     ApplicationWriteSerializer,
+    DriftSerializer,
     DryRunSerializer,
     ReleaseSerializer,
     ReleaseWriteSerializer,
@@ -34,7 +36,7 @@ from rollouts.api.serializers import (
     SiteRolloutSerializer,
     validated,
 )
-from rollouts.models import Application, Release, Rollout
+from rollouts.models import Application, Release, Rollout, SiteSyncState
 
 
 class ApplicationViewSet(viewsets.ModelViewSet):
@@ -224,3 +226,15 @@ class RolloutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
 def _present(rollout: Rollout) -> dict[str, Any]:
     return dict(RolloutSerializer(selectors.rollout_list().get(pk=rollout.pk)).data)
+
+
+class DriftViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The drift check's answer per site (`?state=drifted`, `?region=`, `?site=`): whether the revision
+    the site's GitOps agent applied is its repository head."""
+
+    queryset = SiteSyncState.objects.select_related("site")
+    serializer_class = DriftSerializer
+    filterset_class = DriftFilter
+    pagination_class = FleetCursorPagination
+    ordering_fields: list[str] = []
+    permission_classes = [ActionPermission]
