@@ -141,10 +141,10 @@ def test_a_dead_node_is_replaced_and_the_replacement_restored_from_the_latest_ba
     assert restores[0]["image"] == "edgefleet/pos-restore:3"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def crashable_worker(celery_worker: Worker) -> Iterator[Worker]:
     """The session's worker with a short lease and short step timeouts, so a killed attempt is taken over
-    in seconds; restored afterwards."""
+    in seconds; restored after the module (the crash tests come last in it)."""
     previous = dict(celery_worker.env)
     celery_worker.env.update({"FLEET_WORKFLOW_LEASE_SECONDS": "3", "FLEET_NODE_STEP_TIMEOUT": "5"})
     celery_worker.restart()
@@ -187,3 +187,38 @@ def test_a_wipe_whose_worker_is_killed_mid_step_completes_with_each_side_effect_
     steps = [(step, state) for step, state, _ in timeline(run)]
     assert ("run_wipe_job", StepState.TIMED_OUT) in steps  # the lost attempt shows in the timeline
     assert steps.count(("run_wipe_job", StepState.DONE)) == 1
+
+
+def test_a_provisioning_whose_worker_is_killed_mid_step_completes_once(
+    sim: Simulator, fleet: list[Site], crashable_worker: Worker, settings: Any
+) -> None:
+    settings.FLEET_WORKFLOW_REDELIVER_SECONDS = 2  # see the wipe crash test
+    site = fleet[1]
+    node = services.node_create(
+        actor="test", source="test", serial="G6E2E0000077", site=site, hostname="e2e-crash-1", mac="94:c6:91:ee:00:77"
+    )
+    run = lifecycle.node_provision_request(node=node, actor="test", source="test")
+    _row, token = devices.bootstrap_token_issue(site=site, actor="test", source="test")
+    sim.add_fault("slow", site=site.code, seconds=0.8)
+    sim.unbox(site.code, serial=node.serial, mac=node.mac, hostname=node.hostname, bootstrap_token=token)
+
+    wait_until(
+        lambda: WorkflowRun.objects.filter(pk=run.pk, current_step="label", state=RunState.RUNNING).exists(),
+        30,
+        "the label step starting",
+    )
+    time.sleep(1.0)  # the Node was read; the label patch is in flight
+    crashable_worker.stop(kill=True)
+    crashable_worker.start()
+    sim.clear_faults()
+    run = finished(run, seconds=40)
+
+    assert run.state == RunState.SUCCEEDED, (run.error, timeline(run))
+    node.refresh_from_db()
+    assert node.state == NodeState.ACTIVE
+    steps = [(step, state) for step, state, _ in timeline(run)]
+    assert ("label", StepState.TIMED_OUT) in steps
+    assert steps.count(("label", StepState.DONE)) == 1
+    activations = AuditEvent.objects.filter(verb="transition", object_id=str(node.pk), payload__to="active")
+    assert activations.count() == 1
+    assert AuditEvent.objects.filter(verb="register", object_id=str(node.pk)).count() == 1
