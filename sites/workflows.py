@@ -123,7 +123,8 @@ StepBody = Callable[[WorkflowRun, dict[str, Any]], Outcome]
 
 def site_step(fn: StepBody) -> StepBody:
     """Translate the site's answers into outcomes: a site that does not answer is a Wait (it may be offline
-    for hours; the run's deadline bounds it), a refusal or a missing configuration fails the run."""
+    for hours; the run's deadline bounds it), a refusal or a missing configuration fails the run, and so
+    does a node state change the transition table refuses (someone moved the node meanwhile)."""
 
     @functools.wraps(fn)
     def wrapper(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
@@ -340,6 +341,7 @@ def wipe_drain(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     return Wait(min(_poll(ctx), 2.0), f"evicted {len(progress.evicted)} pod(s): {', '.join(progress.evicted)}")
 
 
+@site_step
 def wipe_revoke(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     """Revoke the machine's credential before the wipe: from here on it cannot speak for the node."""
     node = _subject(run)
@@ -427,6 +429,7 @@ def wipe_delete_node(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     return Done({"node_object_deleted": deleted})
 
 
+@site_step
 def wipe_await_rejoin(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     node = _subject(run)
     if not ctx.get("rejoin"):
@@ -473,6 +476,7 @@ def wipe_failed(run: WorkflowRun) -> None:
 # --- node.replace -----------------------------------------------------------------------------------
 
 
+@site_step
 def replace_mark_broken(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     node = _subject(run)
     if node.state in (NodeState.BROKEN, NodeState.RETIRED):
@@ -500,6 +504,7 @@ def replace_remove_from_cluster(run: WorkflowRun, ctx: dict[str, Any]) -> Outcom
     return Done({"old_node": "deleted" if found.ready is not True else "deleted (name reused)"})
 
 
+@site_step
 def replace_revoke(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     node = _subject(run)
     count = devices.node_credentials_revoke(
@@ -508,6 +513,7 @@ def replace_revoke(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     return Done({"credentials_revoked": count})
 
 
+@site_step
 def replace_record(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     """Pre-register the replacement's serial at the same site. Reusing the old hostname needs the old
     record retired first (hostnames are unique among a site's live machines)."""
@@ -547,6 +553,7 @@ def replace_record(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     return Done({"replacement_node_id": new.pk})
 
 
+@site_step
 def replace_await_checkin(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     return _await_checkin(run, ctx, _replacement(ctx))
 
