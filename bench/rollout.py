@@ -1,0 +1,304 @@
+"""Benchmark: a rollout driven by the workflow engine against a plain script doing the same I/O.
+
+    .venv/bin/python bench/rollout.py [--sites 300] [--concurrency 2] [--max-parallel 50] [--timeout 1800]
+
+One simulator serves `--sites` virtual sites (GitOps agents polling every --sync-interval s: "instant"
+sync). Both sides roll a release of the demo application (rollouts.demo: a Deployment and a ConfigMap)
+to every site in three waves, 1%, 10% and 100%, with zero bake:
+
+- orchestrated: `rollout_start` of a plan, driven by `rollout.drive` / `rollout.site` runs on one
+  Celery worker with `--concurrency` prefork processes (and a sweeper loop standing in for beat);
+- plain: `--concurrency` processes, each with `--max-parallel / --concurrency` threads, doing for each
+  site what the site run does (render, SiteRepo.write, poll the Flux status until applied, check the
+  Deployments) with no database, no broker and no workflow rows; waves are joined one after the other.
+
+Printed: wall time of each, their ratio, the orchestration's overhead per site, the worker's memory
+(RSS of the main process and its children) before and after, and the git processes left behind.
+Uses a throwaway SQLite database (or FLEET_DATABASE_URL) and a private redis-server.
+"""
+
+import argparse
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+WAVES = [{"name": "1%", "percent": 1}, {"name": "10%", "percent": 10}, {"name": "100%", "percent": 100}]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tcp_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for(check: Callable[[], bool], seconds: float, what: str, every: float = 0.2) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: {what} did not happen within {seconds:.0f} s")
+        time.sleep(every)
+
+
+def descendants(pid: int) -> list[tuple[int, str, int]]:
+    """(pid, command name, RSS kB) of `pid` and everything below it."""
+    out = subprocess.run(["ps", "-eo", "pid=,ppid=,rss=,comm="], capture_output=True, text=True, check=True).stdout
+    rows = [line.split(None, 3) for line in out.splitlines() if line.strip()]
+    children: dict[int, list[int]] = {}
+    info: dict[int, tuple[str, int]] = {}
+    for p, pp, rss, comm in rows:
+        children.setdefault(int(pp), []).append(int(p))
+        info[int(p)] = (comm, int(rss))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        if current in info:
+            found.append((current, *info[current]))
+        todo.extend(children.get(current, []))
+    return found
+
+
+def rss_mb(pid: int) -> float:
+    return sum(rss for _, comm, rss in descendants(pid) if comm != "git") / 1024
+
+
+def git_processes(pid: int) -> int:
+    return sum(1 for p, comm, _ in descendants(pid) if comm.startswith("git") and p != pid)
+
+
+# --- the plain script: the same I/O, no orchestration ------------------------------------------------
+
+
+def plain_site(job: dict[str, Any]) -> float:
+    """Render, write and push, poll the edge until applied, check the Deployments; seconds taken."""
+    from kubernetes import config
+
+    from sites.clusters import SiteCluster
+    from sites.repos import Author, SiteRepo
+
+    started = time.perf_counter()
+    # Its own clone cache, so it pays for its first clones as the orchestrated run did.
+    repo = SiteRepo(job["code"], job["repo_url"], cache_dir=job["cache_dir"], timeout=30, lock_timeout=30)
+    result = repo.write(job["files"], owned_prefix="apps/pos-bridge", message="plain", author=Author.of("bench"))
+    sha = result.revision
+    cluster = SiteCluster(
+        config.new_client_from_config(config_file=job["kubeconfig"]), site_code=job["code"], timeout=10
+    )
+    try:
+        while True:
+            status = cluster.sync_status()
+            if status is not None and sha and status.applied(sha):
+                break
+            time.sleep(job["poll"])
+        while not all(d.healthy for d in cluster.deployments("pos")):
+            time.sleep(job["poll"])
+    finally:
+        cluster.api_client.close()
+    return time.perf_counter() - started
+
+
+def plain_chunk(jobs: list[dict[str, Any]], threads: int) -> list[float]:
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(plain_site, jobs))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sites", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=2, help="worker processes, and plain processes")
+    parser.add_argument("--max-parallel", type=int, default=50, help="sites in flight, both sides")
+    parser.add_argument("--sync-interval", type=float, default=0.2, help="the simulated agents' poll interval")
+    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="edgefleet-bench-rollout-"))
+    binary = shutil.which("redis-server") or sys.exit("bench: needs redis-server on PATH")
+    port = free_port()
+    redis_proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp)],
+        stdout=subprocess.DEVNULL,
+    )
+    wait_for(lambda: tcp_open(port), 10, "redis-server", every=0.05)
+    redis_url = f"redis://127.0.0.1:{port}/0"
+    database_url = os.environ.get("FLEET_DATABASE_URL") or f"sqlite:///{tmp / 'bench.sqlite3'}"
+    os.environ.update(
+        {
+            "FLEET_ENV": "development",
+            "FLEET_DEBUG": "false",
+            "FLEET_DATA_DIR": str(tmp),
+            "FLEET_DATABASE_URL": database_url,
+            "FLEET_REDIS_URL": redis_url,
+            "FLEET_BROKER_URL": redis_url,
+            "FLEET_WORKFLOW_SWEEP_SECONDS": "1",
+            "FLEET_ROLLOUT_SYNC_POLL_SECONDS": str(args.sync_interval),
+            "DJANGO_SETTINGS_MODULE": "fleet.settings",
+        }
+    )
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from fleet.workflows.engine import sweep
+    from fleet.workflows.models import StepRun, WorkflowRun
+    from rollouts import demo, services
+    from rollouts.choices import RolloutState
+    from rollouts.models import Application, Rollout
+    from rollouts.rendering import render_site_files
+    from simulator.testing import running_simulator
+    from sites.imports import fleet_import_file
+    from sites.models import Site
+
+    call_command("migrate", verbosity=0)
+    logging.getLogger("sites.repos").setLevel(logging.WARNING)  # one line per push, thousands of them
+    worker = sweeper = None
+    stop = threading.Event()
+    try:
+        with running_simulator(
+            sites=args.sites, state_dir=tmp / "sim", sync_interval=args.sync_interval, startup_timeout=600
+        ) as sim:
+            t0 = time.perf_counter()
+            fleet_import_file(path=sim.state_dir / "fleet.json", actor="bench")
+            Site.objects.update(business_hours=[], maintenance_windows=[])
+            print(f"{args.sites} simulated sites imported in {time.perf_counter() - t0:.1f} s")
+
+            log_path = tmp / "worker.log"
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "fleet", "worker", "-Q", "control,io",
+                 "-c", str(args.concurrency), "-P", "prefork", "--without-gossip", "--without-mingle",
+                 "-l", "WARNING", "-n", f"bench-{os.getpid()}@%h"],
+                cwd=ROOT, env=os.environ.copy(), stdout=log_path.open("ab"), stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+            def sweeping() -> None:  # what beat does
+                while not stop.wait(1.0):
+                    try:
+                        sweep()
+                    except Exception as exc:  # noqa: BLE001  # a hiccup: the next tick tries again
+                        print(f"bench: sweep failed: {exc}")
+
+            sweeper = threading.Thread(target=sweeping, daemon=True)
+            sweeper.start()
+            time.sleep(5)  # the worker's start-up and its children forking
+            rss_before = rss_mb(worker.pid)
+
+            # --- orchestrated ---
+            application = Application.objects.filter(name=demo.APPLICATION).first() or (
+                services.application_create(
+                    actor="bench", source="command", name=demo.APPLICATION, team="bench", namespace="pos"
+                )
+            )
+            release = services.release_create(
+                actor="bench", source="command", application=application, version="1.0.0",
+                templates=demo.TEMPLATES, values=demo.VALUES,
+            )  # fmt: skip
+            plan = services.rollout_plan_create(
+                actor="bench", source="command", name="bench", release=release, target={"all": True}, waves=WAVES,
+                max_parallel=args.max_parallel, failure_threshold={"percent": 100}, bake_seconds=0,
+                respect_windows=False,
+            )  # fmt: skip
+            started = time.perf_counter()
+            rollout = services.rollout_start(plan=plan, actor="bench", source="command")
+            start_seconds = time.perf_counter() - started
+
+            def finished() -> bool:
+                rollout.refresh_from_db()
+                return rollout.state in (RolloutState.SUCCEEDED, RolloutState.HALTED)
+
+            wait_for(finished, args.timeout, "the orchestrated rollout", every=0.2)
+            orchestrated = time.perf_counter() - started
+            time.sleep(2)
+            rss_after = rss_mb(worker.pid)
+            leaked = git_processes(worker.pid)
+            counts = rollout.counts
+            steps = StepRun.objects.filter(run__kind__startswith="rollout.").count()
+            runs = WorkflowRun.objects.filter(kind__startswith="rollout.").count()
+
+            # --- plain: the same I/O (a new version, so every site gets a commit) ---
+            v2 = services.release_create(
+                actor="bench", source="command", application=application, version="1.0.1",
+                templates=demo.TEMPLATES, values=demo.VALUES,
+            )  # fmt: skip
+            by_code = {site.code: site for site in Site.objects.all()}
+            order = [row[0] for row in Rollout.objects.get(pk=rollout.pk).site_rollouts.values_list("site__code")]
+            waves: list[list[str]] = []
+            sizes = [w.size for w in rollout.waves.order_by("index")]
+            position = 0
+            for size in sizes:
+                waves.append(order[position : position + size])
+                position += size
+            jobs_by_wave = [
+                [
+                    {
+                        "code": code,
+                        "repo_url": by_code[code].repo_url,
+                        "files": render_site_files(v2, by_code[code]),
+                        "kubeconfig": str(sim.kubeconfig_path(code)),
+                        "poll": args.sync_interval,
+                        "cache_dir": str(tmp / "plain-cache"),
+                    }
+                    for code in wave
+                ]
+                for wave in waves
+            ]
+            threads = max(1, args.max_parallel // args.concurrency)
+            plain_started = time.perf_counter()
+            with get_context("fork").Pool(args.concurrency) as pool:
+                for jobs in jobs_by_wave:
+                    chunks = [jobs[i :: args.concurrency] for i in range(args.concurrency)]
+                    pool.starmap(plain_chunk, [(chunk, threads) for chunk in chunks if chunk])
+            plain = time.perf_counter() - plain_started
+            plain_leaked = git_processes(os.getpid())
+    finally:
+        stop.set()
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=60)
+        redis_proc.terminate()
+        redis_proc.wait(timeout=10)
+        if args.keep:
+            print(f"bench: logs and state in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    database = "PostgreSQL" if database_url.startswith("postgres") else "SQLite (WAL)"
+    print(
+        f"\nrollout of {args.sites} sites in 3 waves ({', '.join(str(s) for s in sizes)}), zero bake, "
+        f"max_parallel {args.max_parallel}, agents polling every {args.sync_interval:g} s, "
+        f"{args.concurrency} processes each side, {database}, {os.cpu_count()} CPUs"
+    )
+    print(f"orchestrated final state: {rollout.state}, sites {dict((k, v) for k, v in counts.items() if v)}")
+    print(f"  rollout_start (plan + render every site + rows): {start_seconds:.2f} s; {runs} runs, {steps} steps")
+    print(f"{'':34}{'wall s':>9}{'ms/site':>10}")
+    print(f"{'orchestrated (workflow engine)':34}{orchestrated:9.2f}{orchestrated / args.sites * 1000:10.1f}")
+    print(f"{'plain script (same I/O)':34}{plain:9.2f}{plain / args.sites * 1000:10.1f}")
+    print(f"ratio orchestrated / plain: {orchestrated / plain:.2f}x; "
+          f"overhead per site: {(orchestrated - plain) / args.sites * 1000:.1f} ms")  # fmt: skip
+    print(f"worker RSS (main + {args.concurrency} children): {rss_before:.0f} MB before, {rss_after:.0f} MB after "
+          f"(+{rss_after - rss_before:.0f} MB)")  # fmt: skip
+    print(f"git processes left: {leaked} under the worker, {plain_leaked} under the plain script")
+
+
+if __name__ == "__main__":
+    main()
