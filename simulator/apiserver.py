@@ -20,7 +20,7 @@ from simulator.errors import ApiError
 from simulator.patching import PatchError, json_patch, merge_patch, strategic_merge
 from simulator.resources import BY_PLURAL, ResourceType
 from simulator.selectors import fields_match, labels_match
-from simulator.store import Store, Stored, now_iso
+from simulator.store import Store, Stored, dumps, now_iso
 from simulator.validation import validate
 from simulator.workloads import pdb_matches, pdb_status, pod_finished, pod_ready
 
@@ -52,6 +52,11 @@ def parse_body(data: bytes, *, yaml_allowed: bool) -> Any:
         return yaml.safe_load(data)
     except yaml.YAMLError as exc:
         raise errors.bad_request(f"error converting YAML to JSON: {exc}") from exc
+
+
+def _clone(obj: Any) -> Any:
+    """A deep copy of JSON data; a JSON round trip is several times faster than copy.deepcopy."""
+    return json.loads(json.dumps(obj))
 
 
 def _spec_part(obj: dict[str, Any]) -> dict[str, Any]:
@@ -131,7 +136,7 @@ class ApiServer:
     def _check_body(self, rt: ResourceType, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise errors.bad_request("the request body must be a Kubernetes object (a JSON/YAML mapping)")
-        obj = copy.deepcopy(body)
+        obj = _clone(body)
         kind, api_version = obj.get("kind"), obj.get("apiVersion")
         if kind is not None and kind != rt.kind:
             raise errors.bad_request(f"the kind {kind!r} does not match the resource {rt.plural} (kind {rt.kind})")
@@ -355,18 +360,20 @@ class ApiServer:
         return self.store.put(rt.plural, result).load()
 
     def write(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any] | None:
-        """An internal (controller) write of a whole object, status included; skipped when unchanged."""
-        current = self.store.get(
-            rt.plural, obj["metadata"].get("namespace", "") if rt.namespaced else "", obj["metadata"]["name"]
-        )
+        """An internal (controller) write of a whole object, status included; skipped when unchanged.
+
+        Unchanged is judged on the serialised form: controllers edit the dicts they loaded in place,
+        so an object they left alone serialises to exactly the stored bytes, and no parse is needed."""
+        meta = obj["metadata"]
+        current = self.store.get(rt.plural, meta.get("namespace", "") if rt.namespaced else "", meta["name"])
         if current is None:
             return None
-        old = current.load()
         merged = dict(obj)
-        merged["metadata"] = {**obj["metadata"], "resourceVersion": old["metadata"]["resourceVersion"]}
-        if merged == old:
-            return old
-        return self.store.put(rt.plural, merged).load()
+        merged["metadata"] = {**meta, "resourceVersion": str(current.rv)}
+        if dumps(merged) == current.raw:
+            return merged
+        self.store.put(rt.plural, merged)
+        return merged
 
     # --- delete -------------------------------------------------------------------------------------
 

@@ -71,7 +71,6 @@ def _set_condition(
     conditions: list[dict[str, Any]], kind: str, status: str, reason: str, message: str, *, update_time: bool = False
 ) -> list[dict[str, Any]]:
     """Replace one condition, keeping its transition time when its status did not change."""
-    now = now_iso()
     previous = next((c for c in conditions if c.get("type") == kind), None)
     if previous and (previous.get("status"), previous.get("reason"), previous.get("message")) == (
         status,
@@ -79,6 +78,7 @@ def _set_condition(
         message,
     ):
         return conditions
+    now = now_iso()
     new = {"type": kind, "status": status, "reason": reason, "message": message}
     new["lastTransitionTime"] = (
         previous["lastTransitionTime"]
@@ -123,13 +123,23 @@ class Controllers:
         self.running_at: dict[str, float] = {}
         self.job_started: dict[str, float] = {}
         self._next_wake: float | None = None
+        # Parsed objects of the current pass, by stored version: a pass reads pods in several steps, and
+        # parsing JSON is most of its cost. A write makes a new stored version, so edits are never stale.
+        self._parsed: dict[int, tuple[Any, dict[str, Any]]] = {}
 
     # --- entry point --------------------------------------------------------------------------------
 
     def reconcile(self) -> None:
         self._next_wake = None
+        self._parsed = {}
+        try:
+            self._reconcile()
+        finally:
+            self._parsed = {}  # 3000 sites keeping their last pass parsed would triple the memory
+
+    def _reconcile(self) -> None:
         now = time.monotonic()
-        nodes = {n["metadata"]["name"]: n for n in self.store.load_all("nodes")}
+        nodes = {n["metadata"]["name"]: n for n in self._load_all("nodes")}
         self._collect_orphans(nodes)
         self._deployments()
         self._replicasets()
@@ -140,6 +150,16 @@ class Controllers:
         self._statuses()
         if self._next_wake is not None:
             self.wake_at(self._next_wake)
+
+    def _load_all(self, plural: str) -> list[dict[str, Any]]:
+        found = []
+        for stored in self.store.scan(plural):
+            cached = self._parsed.get(id(stored))
+            if cached is None or cached[0] is not stored:
+                cached = (stored, stored.load())
+                self._parsed[id(stored)] = cached
+            found.append(cached[1])
+        return found
 
     def _wake(self, at: float) -> None:
         if self._next_wake is None or at < self._next_wake:
@@ -163,11 +183,11 @@ class Controllers:
     def _collect_orphans(self, nodes: dict[str, Any]) -> None:
         """Pod GC: pods bound to a node that no longer exists, and pods whose controller is gone."""
         owners = {
-            s.load()["metadata"]["uid"]
+            obj["metadata"]["uid"]
             for plural in ("replicasets", "daemonsets", "jobs", "statefulsets")
-            for s in self.store.scan(plural)
+            for obj in self._load_all(plural)
         }
-        for pod in self.store.load_all("pods"):
+        for pod in self._load_all("pods"):
             node = (pod.get("spec") or {}).get("nodeName")
             ref = controller_of(pod)
             if (node and node not in nodes) or (ref and ref.get("uid") not in owners):
@@ -179,8 +199,8 @@ class Controllers:
     # --- Deployment -> ReplicaSet -------------------------------------------------------------------
 
     def _deployments(self) -> None:
-        replicasets = self.store.load_all("replicasets")
-        for deploy in self.store.load_all("deployments"):
+        replicasets = self._load_all("replicasets")
+        for deploy in self._load_all("deployments"):
             meta, spec = deploy["metadata"], deploy.get("spec") or {}
             template = spec.get("template") or {}
             digest = template_hash(template)
@@ -226,8 +246,8 @@ class Controllers:
                     self.api.write(REPLICASETS, old)
 
     def _replicasets(self) -> None:
-        pods = self.store.load_all("pods")
-        for rs in self.store.load_all("replicasets"):
+        pods = self._load_all("pods")
+        for rs in self._load_all("replicasets"):
             meta, spec = rs["metadata"], rs.get("spec") or {}
             mine = [p for p in pods if owned_by(p, meta["uid"]) and not pod_finished(p)]
             wanted = int(spec.get("replicas", 1))
@@ -265,8 +285,8 @@ class Controllers:
     # --- DaemonSets ---------------------------------------------------------------------------------
 
     def _daemonsets(self, nodes: dict[str, Any]) -> None:
-        pods = self.store.load_all("pods")
-        for ds in self.store.load_all("daemonsets"):
+        pods = self._load_all("pods")
+        for ds in self._load_all("daemonsets"):
             meta, spec = ds["metadata"], ds.get("spec") or {}
             template = spec.get("template") or {}
             digest = template_hash(template)
@@ -300,8 +320,8 @@ class Controllers:
     # --- Jobs ---------------------------------------------------------------------------------------
 
     def _jobs(self, now: float) -> None:
-        pods = self.store.load_all("pods")
-        for job in self.store.load_all("jobs"):
+        pods = self._load_all("pods")
+        for job in self._load_all("jobs"):
             meta, spec = job["metadata"], job.get("spec") or {}
             status = job.setdefault("status", {})
             if any(
@@ -374,7 +394,7 @@ class Controllers:
     # --- scheduler ----------------------------------------------------------------------------------
 
     def _schedule(self, nodes: dict[str, Any]) -> None:
-        pods = self.store.load_all("pods")
+        pods = self._load_all("pods")
         load: dict[str, int] = {name: 0 for name in nodes}
         for pod in pods:
             node = (pod.get("spec") or {}).get("nodeName")
@@ -419,7 +439,7 @@ class Controllers:
     # --- kubelet ------------------------------------------------------------------------------------
 
     def _kubelet(self, nodes: dict[str, Any], now: float) -> None:
-        for pod in self.store.load_all("pods"):
+        for pod in self._load_all("pods"):
             spec, status = pod.get("spec") or {}, pod.setdefault("status", {})
             node_name = spec.get("nodeName")
             if not node_name or pod_finished(pod):
@@ -449,8 +469,10 @@ class Controllers:
                         self.job_finished(job, pod)
                     continue
                 self._wake(started + self.job_seconds)
-            self._set_ready(pod, alive and not self.pod_unavailable(pod))
-            self.api.write(PODS, pod)
+            ready = alive and not self.pod_unavailable(pod)
+            if ready != pod_ready(pod) or phase == "Pending":
+                self._set_ready(pod, ready)
+                self.api.write(PODS, pod)
 
     def _start(self, pod: dict[str, Any], node: dict[str, Any] | None) -> None:
         spec, status = pod["spec"], pod["status"]
@@ -524,8 +546,8 @@ class Controllers:
     # --- statuses -----------------------------------------------------------------------------------
 
     def _statuses(self) -> None:
-        pods = [p for p in self.store.load_all("pods") if not p["metadata"].get("deletionTimestamp")]
-        replicasets = self.store.load_all("replicasets")
+        pods = [p for p in self._load_all("pods") if not p["metadata"].get("deletionTimestamp")]
+        replicasets = self._load_all("replicasets")
         rs_pods: dict[str, list[dict[str, Any]]] = {}
         for pod in pods:
             ref = controller_of(pod)
@@ -541,14 +563,17 @@ class Controllers:
                 "availableReplicas": ready,
                 "observedGeneration": rs["metadata"].get("generation", 1),
             }
-            rs["status"] = {k: v for k, v in status.items() if v or k in ("replicas", "observedGeneration")}
-            self.api.write(REPLICASETS, rs)
-        for deploy in self.store.load_all("deployments"):
+            status = {k: v for k, v in status.items() if v or k in ("replicas", "observedGeneration")}
+            if rs.get("status") != status:
+                rs["status"] = status
+                self.api.write(REPLICASETS, rs)
+        for deploy in self._load_all("deployments"):
             self._deployment_status(deploy, replicasets, rs_pods)
-        for ds in self.store.load_all("daemonsets"):
+        for ds in self._load_all("daemonsets"):
             mine = [p for p in pods if owned_by(p, ds["metadata"]["uid"])]
             ready = sum(1 for p in mine if pod_ready(p))
             digest = template_hash((ds.get("spec") or {}).get("template") or {})
+            before = ds.get("status")
             ds["status"] = {
                 "currentNumberScheduled": len(mine),
                 "desiredNumberScheduled": len(mine),
@@ -563,8 +588,9 @@ class Controllers:
             }
             if not ds["status"]["numberUnavailable"]:
                 del ds["status"]["numberUnavailable"]
-            self.api.write(DAEMONSETS, ds)
-        for pdb in self.store.load_all("poddisruptionbudgets"):
+            if ds["status"] != before:
+                self.api.write(DAEMONSETS, ds)
+        for pdb in self._load_all("poddisruptionbudgets"):
             status = pdb_status(pdb, [p for p in pods if p["metadata"]["namespace"] == pdb["metadata"]["namespace"]])
             allowed = status["disruptionsAllowed"] > 0
             status["conditions"] = _set_condition(
@@ -576,8 +602,9 @@ class Controllers:
             )
             for cond in status["conditions"]:
                 cond["observedGeneration"] = status["observedGeneration"]
-            pdb["status"] = status
-            self.api.write(PDBS, pdb)
+            if pdb.get("status") != status:
+                pdb["status"] = status
+                self.api.write(PDBS, pdb)
 
     def _deployment_status(
         self, deploy: dict[str, Any], replicasets: list[dict[str, Any]], rs_pods: dict[str, list[dict[str, Any]]]
@@ -629,5 +656,7 @@ class Controllers:
             "unavailableReplicas": max(0, replicas - ready),
             "conditions": conditions,
         }
-        deploy["status"] = {k: v for k, v in new_status.items() if v or k in ("observedGeneration", "conditions")}
-        self.api.write(DEPLOYMENTS, deploy)
+        new_status = {k: v for k, v in new_status.items() if v or k in ("observedGeneration", "conditions")}
+        if deploy.get("status") != new_status:
+            deploy["status"] = new_status
+            self.api.write(DEPLOYMENTS, deploy)

@@ -157,19 +157,29 @@ class GitOpsAgent:
         self.busy = False
         self.reported_missing = False
         self.syncs = 0
+        self._ks_rv = -1
+        self._ks_generation = 0
+        self._ks_suspended = False
 
     def poll(self) -> None:
         if self.busy or self.site.offline():
             return
-        ks = self.site.store.load("kustomizations", *KUSTOMIZATION)
-        if ks is None or (ks.get("spec") or {}).get("suspend"):
+        stored = self.site.store.get("kustomizations", *KUSTOMIZATION)
+        if stored is None:
             return
-        generation = int(ks["metadata"].get("generation", 1))
+        if stored.rv != self._ks_rv:  # parse the Kustomization only when it changed
+            ks = stored.load()
+            self._ks_rv = stored.rv
+            self._ks_generation = int(ks["metadata"].get("generation", 1))
+            self._ks_suspended = bool((ks.get("spec") or {}).get("suspend"))
+        if self._ks_suspended:
+            return
+        generation = self._ks_generation
         sha = read_ref(self.repo)
         if sha is None:
             if not self.reported_missing:
                 self.reported_missing = True
-                self._report(ks, None, False, "ArtifactFailed", "Source artifact not found, retrying in 30s")
+                self._report(stored.load(), None, False, "ArtifactFailed", "Source artifact not found, retrying in 30s")
             return
         unchanged = generation == self.observed_generation
         if unchanged and sha == self.applied_sha and not self.failed:

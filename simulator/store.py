@@ -135,7 +135,8 @@ class Store:
         meta = obj.setdefault("metadata", {})
         if not meta.get("uid"):
             meta["uid"] = str(uuid.uuid4())
-        meta.setdefault("creationTimestamp", now_iso())
+        if "creationTimestamp" not in meta:
+            meta["creationTimestamp"] = now_iso()
         meta["resourceVersion"] = str(self.next_rv())
         stored = encode(obj)
         bucket = self.objects.setdefault(resource, {})
