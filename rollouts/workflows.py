@@ -13,13 +13,13 @@ driver costs nothing while it waits, and is woken at once when something happens
 
 Site runs (`rollout.site`, subject the SiteRollout, exclusive per site rollout):
 
-    window (control) -> prepare (io) -> commit (io) -> sync (io) -> verify (io)
+    prepare -> commit -> sync -> verify (all on the io queue)
 
-- window: with `respect_windows`, a site whose window is closed moves to `waiting_window` and waits
-  (stored wake-up) until it opens (rollouts.schedule). The driver normally only starts sites whose
-  window is open; this catches a window closing in between.
-- prepare: records the repository head as the previous revision (a durable Done before any push, so a
-  crash after the push cannot lose what to roll back to).
+- prepare: with `respect_windows`, a site whose window is closed moves to `waiting_window` and waits
+  (a stored wake-up) until it opens (rollouts.schedule); the driver normally starts only sites whose
+  window is open, this catches a window closing in between. Then it records the repository head as
+  the previous revision (a durable Done before any push, so a crash after the push cannot lose what
+  to roll back to).
 - commit: renders the release (ReleaseRenderer) and `SiteRepo.write`s it under `apps/<application>/`.
   Idempotent: a re-run after a crash writes the same files, which is a no-op returning the same head,
   and that head is recorded. Never two commits for one site.
@@ -364,7 +364,9 @@ def _move(row: SiteRollout, to: str, **fields: Any) -> None:
     services.site_rollout_transition(site_rollout=row, to=to, actor=ACTOR, source=SOURCE, **fields)
 
 
-def site_window(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+def site_prepare(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    """Wait for the site's window (when the plan respects windows), then record the repository head as
+    the previous revision: a durable Done before any push, so a crash after the push cannot lose it."""
     row = _site_rollout(run)
     if row.state in SITE_DONE_STATES:
         return Fail(f"the site is already {row.state}")
@@ -377,13 +379,6 @@ def site_window(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
             _move(row, SiteRolloutState.WAITING_WINDOW)
             seconds = min(max((next_open - now).total_seconds(), 0.05), WINDOW_RECHECK_SECONDS)
             return Wait(seconds, f"outside the maintenance window; it opens at {next_open.isoformat()}")
-    if row.state != SiteRolloutState.COMMITTING:
-        _move(row, SiteRolloutState.COMMITTING)
-    return Done()
-
-
-def site_prepare(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
-    row = _site_rollout(run)
     try:
         head = SiteRepo.for_site(row.site).head()
     except RepoUnavailable as exc:
@@ -503,7 +498,6 @@ SITE = register(
     Workflow(
         kind=SITE_KIND,
         steps=[
-            Step("window", site_window, timeout=10),
             Step("prepare", site_prepare, timeout=SITE_STEP_TIMEOUT, queue="io", max_attempts=8, retry_cap=60),
             Step("commit", site_commit, timeout=SITE_STEP_TIMEOUT, queue="io", max_attempts=8, retry_cap=60),
             Step("sync", site_sync, timeout=SITE_STEP_TIMEOUT, queue="io", max_attempts=10, retry_cap=60),
@@ -525,6 +519,15 @@ def rollback_revert(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     repo = SiteRepo.for_site(row.site)
     release = row.rollout.release
     message = f"Roll back {release.application.name} {release.version} (rollout {row.rollout_id})"
+    forward = (
+        WorkflowRun.objects.filter(kind=SITE_KIND, subject_type=run.subject_type, subject_id=run.subject_id)
+        .order_by("-id")
+        .values_list("context", flat=True)
+        .first()
+    )
+    if not isinstance(forward, dict) or "previous" not in forward:
+        # Its run never got past `prepare`, which comes before any push: nothing to revert.
+        return Done({"revert_revision": None})
     try:
         if row.previous_revision:
             result = repo.revert_to(

@@ -99,6 +99,14 @@ def test_a_three_wave_rollout_converges_with_one_commit_per_site(
     assert driver.state == RunState.SUCCEEDED
     assert Site.objects.get(code=sim.codes[0]).rollouts.get().workflow_run.kind == SITE_KIND  # type: ignore[union-attr]
 
+    # A roll back asked for afterwards reverts every site; their repositories were empty before, so the
+    # application's folder goes away, in one more commit per site.
+    services.rollout_rollback(rollout=rollout, actor="test", source="test", reason="changed our minds")
+    wait_for(lambda: state(rollout) == RolloutState.ROLLED_BACK, 40, "the roll back finishing")
+    assert new_commits(sim, before, sim.codes) == dict.fromkeys(sim.codes, 2)
+    assert {code: git_show(sim.repo_path(code), f"main:{CONFIGMAP}") for code in sim.codes} == dict.fromkeys(sim.codes)
+    assert set(SiteRollout.objects.filter(rollout=rollout).values_list("state", flat=True)) == {"rolled_back"}
+
 
 def test_a_failing_canary_wave_halts_and_rolls_back_and_later_waves_get_nothing(
     celery_worker: Worker, simulated_fleet: Callable[[int], Simulator]
@@ -242,3 +250,46 @@ def test_killing_the_worker_mid_wave_loses_no_site_and_commits_none_twice(
     assert time.monotonic() - killed < 40  # leases of 13 s, then a sweep
 
     assert_converged(sim, rollout, before)
+
+
+def test_a_site_past_its_deadline_is_skipped_and_the_rollout_goes_on(
+    celery_worker: Worker, simulated_fleet: Callable[[int], Simulator]
+) -> None:
+    sim = simulated_fleet(3)
+    stuck = sim.codes[0]
+    sim.add_fault("unavailable_workloads", site=stuck)  # its Deployment never becomes available
+
+    rollout = start(release("1.0.0"), waves=[{"percent": 100}], site_deadline_seconds=4)
+    wait_for(lambda: state(rollout) == RolloutState.SUCCEEDED, 40, "the rollout finishing without the stuck site")
+
+    rows = {row.site.code: row for row in SiteRollout.objects.filter(rollout=rollout).select_related("site")}
+    assert rows[stuck].state == SiteRolloutState.SKIPPED
+    assert "skipped" in rows[stuck].error
+    assert {rows[code].state for code in sim.codes[1:]} == {SiteRolloutState.SUCCEEDED}
+    assert rows[stuck].workflow_run is not None and rows[stuck].workflow_run.state == RunState.CANCELLED
+    steps = rows[stuck].workflow_run.steps.filter(step="verify").values_list("message", flat=True)
+    assert any("not available yet" in message for message in steps)
+
+
+def test_cancel_skips_the_sites_not_started_and_stops_the_waiting_ones(
+    celery_worker: Worker, simulated_fleet: Callable[[int], Simulator]
+) -> None:
+    sim = simulated_fleet(4)
+    before = counts(sim)
+    for code in sim.codes:
+        sim.add_fault("unavailable_workloads", site=code)
+
+    rollout = start(release("1.0.0"), waves=[{"percent": 100}], max_parallel=1)
+    wait_for(
+        lambda: SiteRollout.objects.filter(rollout=rollout, state=SiteRolloutState.VERIFYING).exists(),
+        20,
+        "the first site waiting in verify",
+    )
+    services.rollout_cancel(rollout=rollout, actor="test", source="test", reason="wrong release")
+    driver = WorkflowRun.objects.get(kind=DRIVE_KIND, subject_id=str(rollout.pk))
+    wait_for(lambda: WorkflowRun.objects.get(pk=driver.pk).state == RunState.SUCCEEDED, 20, "the driver finishing")
+
+    assert state(rollout) == RolloutState.CANCELLED
+    assert set(SiteRollout.objects.filter(rollout=rollout).values_list("state", flat=True)) == {"skipped"}
+    assert not WorkflowRun.objects.filter(kind=SITE_KIND, state__in=["pending", "running", "waiting"]).exists()
+    assert sum(new_commits(sim, before, sim.codes).values()) == 1  # only the site that had started
