@@ -31,7 +31,9 @@ def _positive(text: str) -> float:
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
-    parser = argparse.ArgumentParser(prog="python -m simulator", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m simulator", description="Serve many virtual K3s locations (see docs/SIMULATOR.md)."
+    )
     parser.add_argument("--sites", type=int, default=3, help="number of virtual sites (default 3)")
     parser.add_argument("--port", type=int, default=8700, help="TCP port; 0 picks a free one (default 8700)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

@@ -117,6 +117,10 @@ class Devices:
             "node.kubernetes.io/instance-type": "k3s",
             "edgefleet.io/serial": device.serial,
         }
+        for item in device.k3s.get("node_labels") or []:  # K3s's --node-label k=v
+            if isinstance(item, str) and "=" in item:
+                key, value = item.split("=", 1)
+                labels[key] = value
         if device.role == "server":
             labels.update({"node-role.kubernetes.io/control-plane": "true", "node-role.kubernetes.io/master": "true"})
         digest = hashlib.sha256(device.serial.encode()).hexdigest()
@@ -334,6 +338,8 @@ class Devices:
                 "cpu": "Intel Core i5-1135G7",
                 "cpu_count": 4,
                 "memory_mb": 16384,
+                "model": "NUC11TNHi5",
+                "cpus": 4,
                 "disk_gb": 512,
                 "os": OS_IMAGE,
                 "k3s_version": K3S_VERSION,
@@ -364,6 +370,13 @@ class Devices:
         device.node_token = str(data["node_token"])
         k3s = data.get("k3s")
         device.k3s = k3s if isinstance(k3s, dict) else {}
+        # K3s joins under the node name the control plane hands out (k3s.node_name, else hostname).
+        name = device.k3s.get("node_name") or data.get("hostname")
+        if isinstance(name, str) and name and name != device.hostname:
+            self.by_hostname.pop(device.hostname, None)
+            device.record("renamed", old=device.hostname, new=name)
+            device.hostname = name
+            self.by_hostname[name] = device
         device.credential_revoked = False
         device.record("registered", node_id=device.node_id)
         return "ok"

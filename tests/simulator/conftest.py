@@ -66,6 +66,7 @@ class FakeControlPlane:
     refuse_serials: set[str] = field(default_factory=set)
     revoked_tokens: set[str] = field(default_factory=set)
     issued: dict[str, str] = field(default_factory=dict)  # serial -> the last node token handed out
+    names: dict[str, str] = field(default_factory=dict)  # serial -> the node name to hand out
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def of(self, path: str, **match: Any) -> list[dict[str, Any]]:
@@ -96,14 +97,16 @@ def _handler(cp: FakeControlPlane) -> type[BaseHTTPRequestHandler]:
                 token = f"node-{body.get('serial')}-{count}"
                 with cp.lock:
                     cp.issued[str(body.get("serial"))] = token
-                return self._answer(
-                    200,
-                    {
-                        "node_id": count,
-                        "node_token": token,
-                        "k3s": {"server_url": "https://k3s.invalid:6443", "token": "join-me"},
-                    },
-                )
+                answer: dict[str, Any] = {
+                    "node_id": count,
+                    "node_token": token,
+                    "k3s": {"server_url": "https://k3s.invalid:6443", "token": "join-me"},
+                }
+                name = cp.names.get(str(body.get("serial")))
+                if name:
+                    answer["hostname"] = name
+                    answer["k3s"].update(node_name=name, node_labels=[f"edgefleet.io/node-id={count}"])
+                return self._answer(200, answer)
             if self.path == "/api/v1/device/heartbeat/":
                 if auth.removeprefix("Node ") in cp.revoked_tokens:
                     return self._answer(401, {"detail": "credential revoked"})

@@ -399,3 +399,17 @@ def test_kustomization_custom_resource(api: Any) -> None:
     listed = custom.list_namespaced_custom_object("kustomize.toolkit.fluxcd.io", "v1", "flux-system", "kustomizations")
     assert [item["metadata"]["name"] for item in listed["items"]] == ["site"]
     assert listed["kind"] == "KustomizationList"
+
+
+def test_openapi_documents_declare_server_side_field_validation(raw: Any, site_code: str) -> None:
+    # kubectl apply reads these to decide that the server validates fields itself (fieldValidation=Strict).
+    root = raw("GET", "/openapi/v3").body
+    url = root["paths"]["apis/apps/v1"]["serverRelativeURL"]
+    assert url.startswith(f"/sites/{site_code}/openapi/v3/apis/apps/v1?hash=")
+    doc = raw("GET", url.split(f"/sites/{site_code}", 1)[1]).body
+    assert doc["openapi"].startswith("3.")
+    patch = doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"]
+    assert patch["x-kubernetes-group-version-kind"] == {"group": "apps", "version": "v1", "kind": "Deployment"}
+    assert "fieldValidation" in {p["name"] for p in patch["parameters"]}
+    v2 = raw("GET", "/openapi/v2", headers={"Accept": "application/json"}).body
+    assert v2["swagger"] == "2.0" and "/api/v1/nodes/{name}" in v2["paths"]

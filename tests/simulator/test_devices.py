@@ -216,3 +216,14 @@ def test_node_death(sim: Simulator, site_code: str, api: Any, control_plane: Fak
     wait_for(lambda: batch.read_namespaced_job("restore-on-dead", "default").status.succeeded, what="job ran")
     logged = [j for j in sim.jobs(site_code) if j["name"] == "restore-on-dead"]
     assert logged[0]["node"] == "mortal" and logged[0]["env"] == {"BACKUP_LOCATION": "s3://b/1"}
+
+
+def test_device_joins_under_the_name_the_control_plane_gives(
+    sim: Simulator, site_code: str, api: Any, control_plane: FakeControlPlane
+) -> None:
+    control_plane.names["G6NAMED00001"] = "assigned-name"
+    sim.unbox(site_code, serial="G6NAMED00001", mac="94:c6:91:30:31:32", bootstrap_token="t", hostname="box-label")
+    wait_for(lambda: _node_ready(api, "assigned-name") == "True", what="joined under the assigned name")
+    labels = client.CoreV1Api(api).read_node("assigned-name").metadata.labels
+    assert labels["edgefleet.io/node-id"].isdigit() and labels["kubernetes.io/hostname"] == "assigned-name"
+    assert _node_ready(api, "box-label") is None
