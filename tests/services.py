@@ -37,19 +37,20 @@ def free_port() -> int:
 
 @contextmanager
 def redis_server() -> Iterator[str]:
-    """Yield the URL of a Redis for tests: FLEET_TEST_REDIS_URL, the local 6379, or a private server."""
+    """Yield the URL of a Redis for tests: FLEET_TEST_REDIS_URL, else a private redis-server for this test
+    session (two test runs on one machine then never take each other's messages), else the local 6379."""
     url = os.environ.get("FLEET_TEST_REDIS_URL")
     if url:
         yield url
         return
-    if tcp_open("127.0.0.1", 6379):
-        yield "redis://127.0.0.1:6379/13"
-        return
     binary = shutil.which("redis-server")
     if binary is None:
-        raise RuntimeError(
-            "the integration tests need Redis: install redis-server (Debian: apt-get install redis-server)"
-        )
+        if not tcp_open("127.0.0.1", 6379):
+            raise RuntimeError(
+                "the integration tests need Redis: install redis-server (Debian: apt-get install redis-server)"
+            )
+        yield "redis://127.0.0.1:6379/13"
+        return
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.Popen(

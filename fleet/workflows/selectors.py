@@ -26,14 +26,18 @@ def active_run_for_key(key: str) -> WorkflowRun | None:
 
 
 def due_runs(*, limit: int) -> list[tuple[int, str, int]]:
-    """(id, kind, step_index) of active runs that need a wake-up message: due, not leased, and with no
-    message in flight (or one sent so long ago that it must be lost). Oldest wake-up first; the
-    (state, wake_at) index serves it."""
+    """(id, kind, step_index) of active runs that need a wake-up message: due, and either holding a lease
+    that expired (its worker died, or the message carrying the lease was lost: recover within the lease)
+    or not leased with no message in flight (or one sent so long ago that it must be lost). Oldest
+    wake-up first; the (state, wake_at) index serves it."""
     redeliver = dt.timedelta(seconds=settings.FLEET_WORKFLOW_REDELIVER_SECONDS)
     rows = (
         WorkflowRun.objects.filter(state__in=ACTIVE_STATES, wake_at__lte=Now())
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=Now()))
-        .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=Now() - redeliver))
+        .filter(
+            Q(lease_until__lt=Now())
+            | Q(lease_until__isnull=True, enqueued_at__isnull=True)
+            | Q(lease_until__isnull=True, enqueued_at__lt=Now() - redeliver)
+        )
         .order_by("wake_at")
         .values_list("id", "kind", "step_index")[:limit]
     )

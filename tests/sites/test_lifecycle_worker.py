@@ -157,10 +157,6 @@ def crashable_worker(celery_worker: Worker) -> Iterator[Worker]:
 def test_a_wipe_whose_worker_is_killed_mid_step_completes_with_each_side_effect_once(
     sim: Simulator, fleet: list[Site], crashable_worker: Worker, settings: Any
 ) -> None:
-    # The killed step had been started by a handed-over lease; the engine marks such a run as having a
-    # message in flight (enqueued_at), so the sweeper re-sends only after FLEET_WORKFLOW_REDELIVER_SECONDS
-    # (60 s by default), not when the lease expires. Shorten it for the sweeps this test runs.
-    settings.FLEET_WORKFLOW_REDELIVER_SECONDS = 2
     site = fleet[0]
     node = Node.objects.filter(site=site, role="server").first()
     assert node is not None
@@ -192,7 +188,6 @@ def test_a_wipe_whose_worker_is_killed_mid_step_completes_with_each_side_effect_
 def test_a_provisioning_whose_worker_is_killed_mid_step_completes_once(
     sim: Simulator, fleet: list[Site], crashable_worker: Worker, settings: Any
 ) -> None:
-    settings.FLEET_WORKFLOW_REDELIVER_SECONDS = 2  # see the wipe crash test
     site = fleet[1]
     node = services.node_create(
         actor="test", source="test", serial="G6E2E0000077", site=site, hostname="e2e-crash-1", mac="94:c6:91:ee:00:77"
