@@ -215,7 +215,7 @@ def _register(
             actor=actor,
             reason=f"checked in with a bootstrap token of site {site.code}, but it belongs to site {node.site.code}",
         )
-    if node.mac != mac:
+    if node.mac and node.mac != mac:
         return _quarantine(
             node, actor=actor, reason=f"checked in with MAC {mac}, but MAC {node.mac} is registered for {serial}"
         )
@@ -228,7 +228,9 @@ def _register(
         )
     if not site.cluster.has_join_config:
         return Conflict(f"site {site.code} has no K3s join configuration yet; try again later")
-    return _admit(node=node, token=token, facts=facts, actor=actor, now=now)
+    if not node.mac and Node.objects.exclude(pk=node.pk).exclude(state=NodeState.RETIRED).filter(mac=mac).exists():
+        return _quarantine(node, actor=actor, reason=f"checked in with MAC {mac}, which another machine in service has")
+    return _admit(node=node, mac=mac, token=token, facts=facts, actor=actor, now=now)
 
 
 def _token_refusal(token: BootstrapToken, now: dt.datetime) -> FleetError | None:
@@ -251,7 +253,9 @@ def _token_refusal(token: BootstrapToken, now: dt.datetime) -> FleetError | None
     return None
 
 
-def _admit(*, node: Node, token: BootstrapToken, facts: dict[str, Any], actor: str, now: dt.datetime) -> Registration:
+def _admit(
+    *, node: Node, mac: str, token: BootstrapToken, facts: dict[str, Any], actor: str, now: dt.datetime
+) -> Registration:
     retry = node.state == NodeState.JOINING  # its first answer was lost: same outcome, new credential
     if not retry:
         node = node_transition(
@@ -264,7 +268,11 @@ def _admit(*, node: Node, token: BootstrapToken, facts: dict[str, Any], actor: s
         )
     model = str(facts.get("model") or "")[:100]
     Node.objects.filter(pk=node.pk).update(
-        facts=facts, last_seen_at=now, hardware_model=node.hardware_model or model, updated_at=now
+        facts=facts,
+        last_seen_at=now,
+        hardware_model=node.hardware_model or model,
+        mac=node.mac or mac,  # a replacement pre-registered without its MAC learns it now
+        updated_at=now,
     )
     node.refresh_from_db()
     token.used_at, token.used_by = now, node

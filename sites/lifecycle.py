@@ -167,7 +167,7 @@ def node_replace_request(
     if not serial:
         raise Invalid("the replacement's serial is required", field="replacement_serial")
     try:
-        mac = normalize_mac(replacement_mac or "")
+        mac = normalize_mac(replacement_mac) if replacement_mac else ""  # else learnt at check-in
     except ValidationError as exc:
         raise Invalid(f"the replacement's MAC: {exc.messages[0]}", field="replacement_mac") from exc
     if role is not None and role not in NodeRole.values:
@@ -182,7 +182,7 @@ def node_replace_request(
                 f"serial {serial} is already in use by node {taken.hostname} at {taken.site.code}",
                 field="replacement_serial",
             )
-        if Node.objects.exclude(state=NodeState.RETIRED).exclude(pk=node.pk).filter(mac=mac).exists():
+        if mac and Node.objects.exclude(state=NodeState.RETIRED).exclude(pk=node.pk).filter(mac=mac).exists():
             raise Invalid(f"another machine in service has MAC {mac}", field="replacement_mac")
         name = (hostname or "").strip() or node.hostname
         try:

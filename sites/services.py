@@ -241,7 +241,9 @@ def node_create(
     if not serial:
         raise Invalid("serial is required", field="serial")
     try:
-        mac = normalize_mac(mac)
+        # A replacement shipped by the vendor may be pre-registered before anyone knows its MAC: it is
+        # recorded when the machine checks in (sites.devices).
+        mac = normalize_mac(mac) if mac else ""
     except ValidationError as exc:
         raise Invalid(exc.messages[0], field="mac") from exc
     if site.state == SiteState.DECOMMISSIONED:
@@ -271,7 +273,7 @@ def _check_node_unique(node: Node) -> None:
     live = others.exclude(state=NodeState.RETIRED)
     if live.filter(site=node.site, hostname=node.hostname).exists():
         raise Invalid(f"site {node.site.code} already has a node named {node.hostname}", field="hostname")
-    if live.filter(mac=node.mac).exists():
+    if node.mac and live.filter(mac=node.mac).exists():
         raise Invalid(f"another machine in service has MAC {node.mac}", field="mac")
 
 

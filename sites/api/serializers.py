@@ -169,6 +169,12 @@ class NodeReplaceSerializer(serializers.Serializer):
     confirm = serializers.CharField(max_length=63, help_text="the node's hostname, typed to confirm")
     replacement_serial = serializers.CharField(max_length=64)
     shipment_ref = serializers.CharField(max_length=200, allow_blank=True, default="")
-    replacement_mac = serializers.CharField(max_length=17, help_text="the replacement machine's MAC")
+    replacement_mac = serializers.CharField(
+        max_length=17,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="the replacement machine's MAC, if known; otherwise recorded when it checks in",
+    )
     hostname = serializers.CharField(max_length=63, required=False, help_text="default: the old node's hostname")
     role = serializers.ChoiceField(choices=NodeRole.choices, required=False, help_text="default: the old node's")

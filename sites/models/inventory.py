@@ -85,7 +85,12 @@ class Node(models.Model):
 
     serial = models.CharField(max_length=64, unique=True)
     hostname = models.CharField(max_length=63, validators=[validate_hostname])
-    mac = models.CharField(max_length=17, db_index=True, help_text="lower-case, colon separated")
+    mac = models.CharField(
+        max_length=17,
+        db_index=True,
+        blank=True,
+        help_text="lower-case, colon separated; empty until a replacement checks in",
+    )
     role = models.CharField(max_length=8, choices=NodeRole.choices, default=NodeRole.AGENT)
     hardware_model = models.CharField(max_length=100, blank=True)
     site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="nodes")

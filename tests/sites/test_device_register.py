@@ -70,6 +70,31 @@ def test_preregistered_machine_registers_and_becomes_joining(api: APIClient, rea
     assert AuditEvent.objects.filter(verb="transition", actor_repr="device:SN-1").exists()
 
 
+def test_a_replacement_preregistered_without_its_mac_learns_it_at_check_in(
+    api: APIClient, ready_site: Any, bootstrap_token: str
+) -> None:
+    node = NodeFactory(serial="SN-1", mac="", site=ready_site, state=NodeState.PREREGISTERED)
+
+    response = _register(api, bootstrap_token)
+
+    assert response.status_code == 200, response.content
+    node.refresh_from_db()
+    assert (node.state, node.mac) == (NodeState.JOINING, MAC)
+
+
+def test_a_mac_less_replacement_claiming_a_mac_in_service_is_quarantined(
+    api: APIClient, ready_site: Any, bootstrap_token: str
+) -> None:
+    NodeFactory(mac=MAC, site=ready_site, state=NodeState.ACTIVE)
+    node = NodeFactory(serial="SN-1", mac="", site=ready_site, state=NodeState.PREREGISTERED)
+
+    response = _register(api, bootstrap_token)
+
+    assert response.status_code == 403
+    node.refresh_from_db()
+    assert (node.state, node.mac) == (NodeState.QUARANTINED, "")
+
+
 def test_wiped_machine_registers_again(api: APIClient, ready_site: Any, bootstrap_token: str) -> None:
     node = NodeFactory(serial="SN-1", mac=MAC, site=ready_site, state=NodeState.WIPED)
 

@@ -417,3 +417,17 @@ def test_admin_replace_and_provision_go_through_the_services(staff: Any, quiet: 
     assert f"subject_type=sites.node&amp;subject_id={old.pk}" in page and "1 run(s)" in page
     runs = staff.get(f"/admin/workflows/workflowrun/?subject_type=sites.node&subject_id={old.pk}")
     assert runs.status_code == 200 and "node.replace" in runs.content.decode()
+
+
+@pytest.mark.django_db
+def test_replace_follows_the_contract_without_a_mac(admin_api: Any, quiet: None) -> None:
+    node = NodeFactory()
+
+    response = admin_api.post(
+        f"/api/v1/nodes/{node.pk}/replace/",
+        wipe_body(node, replacement_serial="NEW-NOMAC", shipment_ref="UPS-1"),
+        format="json",
+    )
+
+    assert response.status_code == 202, response.content
+    assert response.json()["kind"] == "node.replace"

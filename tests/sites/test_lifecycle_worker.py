@@ -119,7 +119,7 @@ def test_a_dead_node_is_replaced_and_the_replacement_restored_from_the_latest_ba
 
     run = lifecycle.node_replace_request(
         node=old, actor="test", source="test", reason="no power", confirm=old.hostname,
-        replacement_serial="G6E2E0000009", shipment_ref="FEDEX-42", replacement_mac="94:c6:91:ee:00:09",
+        replacement_serial="G6E2E0000009", shipment_ref="FEDEX-42",  # its MAC is learnt at check-in
     )  # fmt: skip
     wait_until(
         lambda: Node.objects.filter(serial="G6E2E0000009").exists(), 20, "the replacement being recorded",
@@ -134,6 +134,7 @@ def test_a_dead_node_is_replaced_and_the_replacement_restored_from_the_latest_ba
     old.refresh_from_db()
     new = Node.objects.get(serial="G6E2E0000009")
     assert (old.state, new.state) == (NodeState.RETIRED, NodeState.ACTIVE)
+    assert new.mac == "94:c6:91:ee:00:09"
     restores = [j for j in sim.jobs(site.code) if j["labels"].get("edgefleet.io/action") == "restore"]
     assert len(restores) == 1
     assert restores[0]["node"] == new.hostname
