@@ -13,6 +13,7 @@ from fleet.audit.models import AuditEvent
 from fleet.workflows import engine
 from fleet.workflows.choices import RunState
 from fleet.workflows.models import WorkflowRun
+from fleet.workflows.outcomes import Done
 from simulator.testing import Simulator, running_simulator
 from sites import devices, lifecycle, services, workflows
 from sites.choices import NodeState
@@ -196,7 +197,8 @@ def test_wipe_steps_are_idempotent(sim: Simulator, fleet: list[Site]) -> None:
     run.refresh_from_db()
 
     checked = workflows.wipe_check_site(run, ctx)
-    assert type(checked).__name__ == "Done" and checked.data["k8s_name"] == node.hostname  # type: ignore[union-attr]
+    assert isinstance(checked, Done)
+    assert checked.data is not None and checked.data["k8s_name"] == node.hostname
     ctx["k8s_name"] = node.hostname
     first = workflows.wipe_cordon(run, ctx)
     second = workflows.wipe_cordon(run, ctx)
