@@ -290,6 +290,13 @@ FLEET_GIT_LOCK_TIMEOUT = env.float("FLEET_GIT_LOCK_TIMEOUT", default=30.0)
 KUBE_TIMEOUT_SECONDS = env.float("FLEET_KUBE_TIMEOUT", default=10.0)
 # How long a registered machine has to become a Ready node before the provisioning gives up on it.
 FLEET_JOIN_DEADLINE_SECONDS = env.int("FLEET_JOIN_DEADLINE_SECONDS", default=30 * 60)
+# Node lifecycle workflows (sites.workflows): wall-clock limit of one step against a site, how often a
+# waiting step polls the site and a machine's check-in, and how long a drain or a wipe Job may take.
+FLEET_NODE_STEP_TIMEOUT = env.float("FLEET_NODE_STEP_TIMEOUT", default=45.0)
+FLEET_NODE_POLL_SECONDS = env.float("FLEET_NODE_POLL_SECONDS", default=10.0)
+FLEET_NODE_CHECKIN_POLL_SECONDS = env.float("FLEET_NODE_CHECKIN_POLL_SECONDS", default=60.0)
+FLEET_NODE_DRAIN_SECONDS = env.float("FLEET_NODE_DRAIN_SECONDS", default=30 * 60.0)
+FLEET_NODE_WIPE_SECONDS = env.float("FLEET_NODE_WIPE_SECONDS", default=30 * 60.0)
 # When set, /metrics answers only `Authorization: Bearer <token>`.
 METRICS_TOKEN = env.str("FLEET_METRICS_TOKEN", default="")
 

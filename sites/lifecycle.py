@@ -36,14 +36,12 @@ AUDITED_KEYS = ("reason", "rejoin", "retire", "replacement_serial", "shipment_re
 
 
 def timings() -> dict[str, float]:
-    """What the steps poll and wait with (FLEET_NODE_* settings over the workflows' defaults)."""
+    """What the steps poll and wait with (the FLEET_NODE_* settings), fixed in the run's context at start."""
     return {
-        "poll": float(getattr(settings, "FLEET_NODE_POLL_SECONDS", workflows.DEFAULT_POLL_SECONDS)),
-        "checkin_poll": float(
-            getattr(settings, "FLEET_NODE_CHECKIN_POLL_SECONDS", workflows.DEFAULT_CHECKIN_POLL_SECONDS)
-        ),
-        "drain_seconds": float(getattr(settings, "FLEET_NODE_DRAIN_SECONDS", workflows.DEFAULT_DRAIN_SECONDS)),
-        "wipe_seconds": float(getattr(settings, "FLEET_NODE_WIPE_SECONDS", workflows.DEFAULT_WIPE_SECONDS)),
+        "poll": settings.FLEET_NODE_POLL_SECONDS,
+        "checkin_poll": settings.FLEET_NODE_CHECKIN_POLL_SECONDS,
+        "drain_seconds": settings.FLEET_NODE_DRAIN_SECONDS,
+        "wipe_seconds": settings.FLEET_NODE_WIPE_SECONDS,
     }
 
 

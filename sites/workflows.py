@@ -14,11 +14,11 @@ run waits and fails with "site unreachable" at its deadline, having destroyed no
 
 import datetime as dt
 import functools
-import os
 import re
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -51,17 +51,10 @@ NODE_ID_LABEL = "edgefleet.io/node-id"
 OUT_OF_SERVICE_TAINT = "node.kubernetes.io/out-of-service"
 BOOTSTRAP_TOKEN_ENV = "EDGEFLEET_BOOTSTRAP_TOKEN"  # noqa: S105  # the name of an env var, not a secret
 
-# Defaults for what the doors put in the context (sites.lifecycle.timings reads settings over these).
-DEFAULT_POLL_SECONDS = 10.0
-DEFAULT_CHECKIN_POLL_SECONDS = 60.0
-DEFAULT_DRAIN_SECONDS = 30 * 60.0
-DEFAULT_WIPE_SECONDS = 30 * 60.0
-
 
 def _step_timeout() -> float:
-    # Read here, at registration time in every process. It belongs in fleet/settings.py with the other
-    # FLEET_* settings; the tests' worker sets it short so a killed attempt is taken over in seconds.
-    return float(os.environ.get("FLEET_NODE_STEP_TIMEOUT", "45"))
+    # Read at registration time, in every process (the tests' worker sets it short).
+    return float(settings.FLEET_NODE_STEP_TIMEOUT)
 
 
 # --- helpers ----------------------------------------------------------------------------------------
@@ -78,7 +71,7 @@ def _now() -> dt.datetime:
 
 
 def _poll(ctx: dict[str, Any]) -> float:
-    return float(ctx.get("poll", DEFAULT_POLL_SECONDS))
+    return float(ctx.get("poll", settings.FLEET_NODE_POLL_SECONDS))
 
 
 def _at(value: Any) -> dt.datetime | None:
@@ -185,7 +178,7 @@ def _await_checkin(run: WorkflowRun, ctx: dict[str, Any], node: Node) -> Outcome
     if node.state in (NodeState.JOINING, NodeState.ACTIVE):
         return Done({"checked_in_at": _now().isoformat()})
     if node.state in (NodeState.PREREGISTERED, NodeState.WIPED):
-        wait = float(ctx.get("checkin_poll", DEFAULT_CHECKIN_POLL_SECONDS))
+        wait = float(ctx.get("checkin_poll", settings.FLEET_NODE_CHECKIN_POLL_SECONDS))
         return Wait(wait, f"waiting for machine {node.serial} to check in at {node.site.code} (node is {node.state})")
     reason = f" ({node.state_reason})" if node.state_reason else ""
     return Fail(f"machine {node.serial} is {node.state}{reason}; it will not join as {node.hostname}")
@@ -320,7 +313,7 @@ def wipe_drain(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     name = str(ctx.get("k8s_name") or node.hostname)
     drain_until = _at(ctx.get("drain_until"))
     if drain_until is None:
-        drain_until = _now() + dt.timedelta(seconds=float(ctx.get("drain_seconds", DEFAULT_DRAIN_SECONDS)))
+        drain_until = _now() + dt.timedelta(seconds=float(ctx.get("drain_seconds", settings.FLEET_NODE_DRAIN_SECONDS)))
         ctx["drain_until"] = drain_until.isoformat()
     if node.state == NodeState.CORDONED:
         node = _transition(run, node, NodeState.DRAINING, "draining for a wipe", deadline=drain_until)
@@ -351,7 +344,7 @@ def wipe_revoke(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
         count = devices.node_credentials_revoke(
             node=node, actor=actor_of(run), source="workflow", reason=f"wipe: {ctx.get('reason', '')}"
         )
-        deadline = _now() + dt.timedelta(seconds=float(ctx.get("wipe_seconds", DEFAULT_WIPE_SECONDS)))
+        deadline = _now() + dt.timedelta(seconds=float(ctx.get("wipe_seconds", settings.FLEET_NODE_WIPE_SECONDS)))
         _transition(run, node, NodeState.WIPING, f"wiping: {ctx.get('reason', '')}", deadline=deadline)
     return Done({"credentials_revoked": count})
 
