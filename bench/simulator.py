@@ -46,6 +46,11 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def _raw(response: Any) -> bytes:
+    """The body of a `_preload_content=False` call (typed as the model, it is the urllib3 response)."""
+    return bytes(response.data)
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -106,8 +111,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             node_body = Path(tmp) / "node.json"
             pods_body = Path(tmp) / "pods.json"
             core0 = client.CoreV1Api(targets[0][0])
-            node_body.write_bytes(core0.read_node(targets[0][1], _preload_content=False).data)
-            pods_body.write_bytes(core0.list_namespaced_pod("kube-system", _preload_content=False).data)
+            node_body.write_bytes(_raw(core0.read_node(targets[0][1], _preload_content=False)))
+            pods_body.write_bytes(_raw(core0.list_namespaced_pod("kube-system", _preload_content=False)))
             port_file = Path(tmp) / "floor.port"
             floor = subprocess.Popen(  # noqa: S603
                 [

@@ -69,6 +69,14 @@ def _split_top_level(text: str) -> list[str]:
     return parts
 
 
+def label_key_valid(key: str) -> bool:
+    return bool(_KEY.match(key))
+
+
+def label_value_valid(value: str) -> bool:
+    return bool(_VALUE.match(value))
+
+
 def _check_key(key: str, text: str) -> str:
     if not _KEY.match(key):
         raise SelectorError(f"invalid label key {key!r} in selector {text!r}")

@@ -7,6 +7,7 @@ with them as they are. Writers hand in dicts; readers who need a dict call `Stor
 
 import asyncio
 import json
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -17,9 +18,17 @@ from typing import Any
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 
 
+_stamp: tuple[int, str] = (0, "")
+
+
 def now_iso() -> str:
-    """RFC 3339 with second precision and a Z, as Kubernetes writes timestamps."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 with second precision and a Z, as Kubernetes writes timestamps (formatted once a second:
+    start-up writes tens of thousands of them)."""
+    global _stamp
+    second = int(time.time())
+    if _stamp[0] != second:
+        _stamp = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return _stamp[1]
 
 
 def dumps(obj: Any) -> bytes:

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from simulator.resources import ResourceType
-from simulator.selectors import SelectorError, parse_label_selector, selector_from_label_selector
+from simulator.selectors import label_key_valid, label_value_valid, selector_from_label_selector
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -41,11 +41,10 @@ def validate(rt: ResourceType, obj: dict[str, Any]) -> Causes:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             causes.append((f"metadata.{key}", "Invalid value: must be a map of strings"))
     labels = meta.get("labels")
-    if isinstance(labels, dict) and labels:
-        try:
-            parse_label_selector(",".join(f"{k}={v}" for k, v in labels.items()))
-        except SelectorError as exc:
-            causes.append(("metadata.labels", f"Invalid value: {exc}"))
+    if isinstance(labels, dict):
+        for key, value in labels.items():
+            if not label_key_valid(str(key)) or not label_value_valid(str(value)):
+                causes.append(("metadata.labels", f'Invalid value: "{key}={value}": not a valid label'))
     spec = obj.get("spec")
     if rt.kind in _WORKLOADS or rt.kind in ("Job", "Pod"):
         if not isinstance(spec, dict):

@@ -55,6 +55,7 @@ SITE_OF_MODULE = {
     "test_errors": 5,
     "test_watch": 6,
 }
+SPARE_SITE = 7  # for a test that needs a site no other module touches
 
 
 @dataclass

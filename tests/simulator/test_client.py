@@ -8,7 +8,7 @@ from kubernetes import client, dynamic
 from kubernetes.client.exceptions import ApiException
 
 from simulator.testing import Simulator
-from tests.simulator.conftest import wait_for
+from tests.simulator.conftest import SPARE_SITE, wait_for
 
 
 def deployment(name: str, *, replicas: int = 1, labels: dict[str, str] | None = None) -> dict[str, Any]:
@@ -46,7 +46,7 @@ def test_discovery_looks_like_k3s(api: Any) -> None:
     core = client.CoreV1Api(api).get_api_resources()
     names = {r.name: r for r in core.resources}
     assert names["pods/eviction"].group == "policy" and names["pods/eviction"].kind == "Eviction"
-    assert names["pods"].namespaced and "po" in names["pods"].short_names
+    assert names["pods"].namespaced and "po" in (names["pods"].short_names or [])
     assert not names["nodes"].namespaced
     apps = client.AppsV1Api(api).get_api_resources()
     assert apps.group_version == "apps/v1"
@@ -277,10 +277,12 @@ def test_jobs_run_and_complete(api: Any, namespace: str, sim: Simulator, site_co
     assert exc.value.status == 422
 
 
-def test_cordoned_and_deleted_nodes(api: Any, namespace: str, sim: Simulator, site_code: str) -> None:
+def test_cordoned_nodes_get_no_new_pods_but_keep_daemonset_pods(
+    api: Any, namespace: str, sim: Simulator, site_code: str
+) -> None:
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     hosts = sorted(n["hostname"] for n in sim.site(site_code)["nodes"])
-    cordoned, others = hosts[0], hosts[1:]
+    cordoned = hosts[0]
     core.patch_node(cordoned, {"spec": {"unschedulable": True}})
     try:
         apps.create_namespaced_deployment(namespace, deployment("spread", replicas=4))
@@ -296,13 +298,12 @@ def test_cordoned_and_deleted_nodes(api: Any, namespace: str, sim: Simulator, si
         core.patch_node(cordoned, {"spec": {"unschedulable": None}})
     # DaemonSets put one pod on every node, cordoned or not.
     ds = [p for p in core.list_namespaced_pod("kube-system", label_selector="app=svclb-traefik").items]
-    assert sorted(p.spec.node_name for p in ds) == hosts
-    assert others
+    assert sorted(str(p.spec.node_name) for p in ds) == hosts
 
 
-def test_deleting_a_node_removes_its_pods(api: Any, sim: Simulator, control_plane: Any) -> None:
-    # Given a device of its own (so other tests keep their nodes) with pods on it
-    code = sim.codes[7]
+def test_deleting_a_node_removes_its_pods(sim: Simulator) -> None:
+    # Given a device of its own, at a site of its own (so other tests keep their nodes), with pods on it
+    code = sim.codes[SPARE_SITE]
     site_api = sim.api_client(code)
     core = client.CoreV1Api(site_api)
     sim.unbox(code, serial="G6DELNODE001", mac="94:c6:91:aa:00:01", hostname="doomed-node", bootstrap_token="t")
@@ -367,7 +368,7 @@ def test_eviction_respects_disruption_budgets(api: Any, namespace: str) -> None:
     eviction = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod, "namespace": namespace}}
     with pytest.raises(ApiException) as exc:
         core.create_namespaced_pod_eviction(pod, namespace, eviction)
-    assert exc.value.status == 429 and "disruption budget" in exc.value.body
+    assert exc.value.status == 429 and "disruption budget" in str(exc.value.body)
     policy.patch_namespaced_pod_disruption_budget("guard", namespace, {"spec": {"minAvailable": 0}})
     core.create_namespaced_pod_eviction(pod, namespace, eviction)
     with pytest.raises(ApiException) as exc:
@@ -392,11 +393,13 @@ def test_namespace_delete_cascades(api: Any) -> None:
 
 def test_kustomization_custom_resource(api: Any) -> None:
     custom = client.CustomObjectsApi(api)
-    ks = custom.get_namespaced_custom_object(
+    ks: Any = custom.get_namespaced_custom_object(
         "kustomize.toolkit.fluxcd.io", "v1", "flux-system", "kustomizations", "site"
     )
     assert ks["kind"] == "Kustomization" and ks["spec"]["sourceRef"]["kind"] == "GitRepository"
-    listed = custom.list_namespaced_custom_object("kustomize.toolkit.fluxcd.io", "v1", "flux-system", "kustomizations")
+    listed: Any = custom.list_namespaced_custom_object(
+        "kustomize.toolkit.fluxcd.io", "v1", "flux-system", "kustomizations"
+    )
     assert [item["metadata"]["name"] for item in listed["items"]] == ["site"]
     assert listed["kind"] == "KustomizationList"
 

@@ -87,7 +87,7 @@ def test_unboxed_device_registers_joins_and_heartbeats(
     # And joins the cluster under its hostname, Ready
     wait_for(lambda: _node_ready(api, "new-agent") == "True", what="node joined")
     node = client.CoreV1Api(api).read_node("new-agent")
-    assert node.metadata.labels["edgefleet.io/serial"] == "G6UNBOX00001"
+    assert (node.metadata.labels or {})["edgefleet.io/serial"] == "G6UNBOX00001"
     # And heartbeats with its node credential, versions and the latest backup per application
     device = _device(sim, site_code, "G6UNBOX00001")
     assert device["registered"] and device["state"] == "joined"
@@ -224,6 +224,6 @@ def test_device_joins_under_the_name_the_control_plane_gives(
     control_plane.names["G6NAMED00001"] = "assigned-name"
     sim.unbox(site_code, serial="G6NAMED00001", mac="94:c6:91:30:31:32", bootstrap_token="t", hostname="box-label")
     wait_for(lambda: _node_ready(api, "assigned-name") == "True", what="joined under the assigned name")
-    labels = client.CoreV1Api(api).read_node("assigned-name").metadata.labels
+    labels = client.CoreV1Api(api).read_node("assigned-name").metadata.labels or {}
     assert labels["edgefleet.io/node-id"].isdigit() and labels["kubernetes.io/hostname"] == "assigned-name"
     assert _node_ready(api, "box-label") is None

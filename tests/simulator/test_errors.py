@@ -1,6 +1,7 @@
 """Bad input gets the matching Kubernetes Status error, quickly, and never breaks the server."""
 
 import json
+from typing import Any
 
 import pytest
 
@@ -10,7 +11,7 @@ from tests.simulator.conftest import Raw
 CM = "/api/v1/namespaces/default/configmaps"
 
 
-def _status(response: object, code: int) -> dict[str, object]:
+def _status(response: object, code: int) -> dict[str, Any]:
     body = response.body  # type: ignore[attr-defined]
     assert response.status == code, body  # type: ignore[attr-defined]
     assert isinstance(body, dict) and body["kind"] == "Status" and body["code"] == code, body

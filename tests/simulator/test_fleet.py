@@ -6,11 +6,14 @@ import subprocess
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 import yaml
 from kubernetes import client
 
+from simulator.cli import parse_args
+from simulator.faults import FaultError, parse_cli_fault
 from simulator.fleetgen import generate, reconcile
-from simulator.testing import running_simulator
+from simulator.testing import SimulatorError, running_simulator
 from tests.simulator.conftest import wait_for
 
 
@@ -85,3 +88,21 @@ def test_state_directory_and_restart(tmp_path: Path) -> None:
             what="re-applied after restart",
         )
         api.close()
+
+
+def test_command_line_faults() -> None:
+    assert parse_cli_fault("api_error:0.05") == {"kind": "api_error", "site": None, "rate": 0.05}
+    assert parse_cli_fault("slow:1:0.3@TX-0412") == {"kind": "slow", "site": "TX-0412", "rate": 1.0, "seconds": 0.3}
+    config = parse_args(["--state-dir", "/tmp/x", "--fault", "node_death@tx-0412-agt-1", "--sync-latency", "2"])
+    assert config.faults == [
+        {"kind": "node_death", "site": None, "node": "tx-0412-agt-1"},
+        {"kind": "sync_delay", "site": None, "rate": 1.0, "seconds": 2.0},
+    ]
+    with pytest.raises(FaultError):
+        parse_cli_fault("slow:often")
+
+
+def test_unknown_cli_fault_kind_stops_the_simulator(tmp_path: Path) -> None:
+    with pytest.raises(SimulatorError, match="unknown fault kind"):
+        with running_simulator(sites=1, state_dir=tmp_path / "bad", extra_args=["--fault", "meteor:1"]):
+            pass

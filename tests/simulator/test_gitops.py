@@ -118,7 +118,7 @@ def test_commits_are_applied_reported_and_pruned(api: Any, checkout: Checkout, s
         what="deployment available",
     )
     deploy = apps.read_namespaced_deployment("kds", "kitchen")
-    assert deploy.metadata.labels["kustomize.toolkit.fluxcd.io/name"] == "site"
+    assert (deploy.metadata.labels or {})["kustomize.toolkit.fluxcd.io/name"] == "site"
     core = client.CoreV1Api(api)
     assert {c.metadata.name for c in core.list_namespaced_config_map("kitchen").items} >= {"a", "b"}
 

@@ -1,10 +1,12 @@
 """The PATCH flavours on plain dicts: JSON merge patch, strategic merge, JSON patch."""
 
+from typing import Any
+
 import pytest
 
 from simulator.patching import PatchError, json_patch, merge_patch, strategic_merge
 
-DEPLOY = {
+DEPLOY: dict[str, Any] = {
     "metadata": {"name": "pos", "labels": {"app": "pos", "tier": "front"}},
     "spec": {
         "template": {
