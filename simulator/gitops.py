@@ -199,6 +199,7 @@ class GitOpsAgent:
                 return
             self.observed_generation = generation
             self.attempted_sha = sha
+            self._report_source(sha)
             ks = self.site.store.load("kustomizations", *KUSTOMIZATION)
             if ks is None:
                 return
@@ -299,6 +300,34 @@ class GitOpsAgent:
         ]
         status["lastHandledReconcileAt"] = now_iso()
         self.site.api.write(BY_PLURAL["kustomizations"], ks)
+
+    def _report_source(self, sha: str) -> None:
+        """The source-controller's half: the GitRepository `site` has an artifact for the new revision."""
+        repo = self.site.store.load("gitrepositories", *KUSTOMIZATION)
+        if repo is None or (repo.get("status") or {}).get("artifact", {}).get("revision") == revision(sha):
+            return
+        now = now_iso()
+        message = f"stored artifact for revision '{revision(sha)}'"
+        repo["status"] = {
+            "observedGeneration": repo["metadata"].get("generation", 1),
+            "artifact": {
+                "revision": revision(sha),
+                "path": f"gitrepository/flux-system/site/{sha}.tar.gz",
+                "url": f"http://source-controller.flux-system.svc.cluster.local./gitrepository/flux-system/site/{sha}.tar.gz",
+                "lastUpdateTime": now,
+            },
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "Succeeded",
+                    "message": message,
+                    "observedGeneration": repo["metadata"].get("generation", 1),
+                    "lastTransitionTime": now,
+                },
+            ],
+        }
+        self.site.api.write(BY_PLURAL["gitrepositories"], repo)
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -112,6 +112,10 @@ def test_commits_are_applied_reported_and_pruned(api: Any, checkout: Checkout, s
     status = wait_for(lambda: _applied(api, sha), timeout=15, what="revision applied")
     assert status["lastAttemptedRevision"] == f"main@sha1:{sha}"
     assert status["observedGeneration"] == 1 and _ready(status)["reason"] == "ReconciliationSucceeded"
+    source: Any = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "source.toolkit.fluxcd.io", "v1", "flux-system", "gitrepositories", "site"
+    )
+    assert source["status"]["artifact"]["revision"] == f"main@sha1:{sha}"
     apps = client.AppsV1Api(api)
     wait_for(
         lambda: (apps.read_namespaced_deployment("kds", "kitchen").status.available_replicas or 0) == 2,
