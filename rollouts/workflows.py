@@ -237,7 +237,7 @@ def _apply(rollout: Rollout, decision: Decision, now: dt.datetime) -> None:
 def _start_site(site_rollout: SiteRollout, *, deadline: dt.datetime) -> None:
     """Start the site's run (or wake the one waiting for its window) and take a parallel slot."""
     with transaction.atomic():
-        row = SiteRollout.objects.select_for_update().select_related("workflow_run").get(pk=site_rollout.pk)
+        row = SiteRollout.objects.select_for_update(of=("self",)).select_related("workflow_run").get(pk=site_rollout.pk)
         if row.state not in SITE_NOT_STARTED_STATES:
             return
         run = row.workflow_run
