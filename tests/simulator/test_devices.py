@@ -227,3 +227,26 @@ def test_device_joins_under_the_name_the_control_plane_gives(
     labels = client.CoreV1Api(api).read_node("assigned-name").metadata.labels or {}
     assert labels["edgefleet.io/node-id"].isdigit() and labels["kubernetes.io/hostname"] == "assigned-name"
     assert _node_ready(api, "box-label") is None
+
+
+def test_a_preinstalled_machine_obeys_a_wipe_and_calls_home(
+    sim: Simulator, site_code: str, api: Any, control_plane: FakeControlPlane
+) -> None:
+    # Given a machine listed in fleet.json (installed before edgefleet knew it: no node credential)
+    machine = sim.site(site_code)["nodes"][-1]
+    assert machine["role"] == "agent" and not _device(sim, site_code, machine["serial"])["registered"]
+    # When a wipe Job with a bootstrap token runs on it
+    client.BatchV1Api(api).create_namespaced_job(
+        "kube-system",
+        _job(
+            "wipe-preinstalled",
+            machine["hostname"],
+            labels={"edgefleet.io/action": "wipe"},
+            env={"EDGEFLEET_BOOTSTRAP_TOKEN": "fresh"},
+        ),
+    )
+    # Then it registers with the control plane as a fresh machine and rejoins
+    register = wait_for(lambda: control_plane.of(REGISTER, serial=machine["serial"]), timeout=15, what="register")
+    assert register[0]["body"]["bootstrap_token"] == "fresh" and register[0]["body"]["mac"] == machine["mac"]
+    wait_for(lambda: _node_ready(api, machine["hostname"]) == "True", timeout=15, what="rejoined")
+    wait_for(lambda: _device(sim, site_code, machine["serial"])["heartbeats"] >= 1, what="heartbeats")
