@@ -17,7 +17,7 @@ import yaml
 
 from simulator import errors
 from simulator.errors import ApiError
-from simulator.patching import PatchError, json_patch, merge_patch, strategic_merge
+from simulator.patching import MERGE_KEYS, PatchError, json_patch, merge_patch, strategic_merge
 from simulator.resources import BY_PLURAL, ResourceType
 from simulator.selectors import fields_match, labels_match
 from simulator.store import Store, Stored, dumps, now_iso
@@ -54,6 +54,31 @@ def parse_body(data: bytes, *, yaml_allowed: bool) -> Any:
         raise errors.bad_request(f"error converting YAML to JSON: {exc}") from exc
 
 
+def drop_unapplied(target: dict[str, Any], previous: dict[str, Any], current: dict[str, Any], field: str = "") -> None:
+    """Remove from `target` what `previous` (a manager's last apply) set and `current` (its new apply)
+    no longer sets: map keys, and items of lists merged by key (containers, env, ...)."""
+    for key, before in previous.items():
+        if key in ("apiVersion", "kind") or key not in target:
+            continue
+        if key not in current:
+            del target[key]
+        elif isinstance(before, dict) and isinstance(current[key], dict) and isinstance(target[key], dict):
+            drop_unapplied(target[key], before, current[key], key)
+        elif isinstance(before, list) and isinstance(current[key], list) and isinstance(target[key], list):
+            merge_key = MERGE_KEYS.get(key)
+            if merge_key is None:
+                continue
+            now = {i.get(merge_key): i for i in current[key] if isinstance(i, dict)}
+            gone = {i.get(merge_key) for i in before if isinstance(i, dict)} - set(now)
+            target[key] = [i for i in target[key] if not (isinstance(i, dict) and i.get(merge_key) in gone)]
+            for item in target[key]:
+                if not isinstance(item, dict):
+                    continue
+                was = next((i for i in before if isinstance(i, dict) and i.get(merge_key) == item.get(merge_key)), None)
+                if was is not None and item.get(merge_key) in now:
+                    drop_unapplied(item, was, now[item.get(merge_key)], key)
+
+
 def _clone(obj: Any) -> Any:
     """A deep copy of JSON data; a JSON round trip is several times faster than copy.deepcopy."""
     return json.loads(json.dumps(obj))
@@ -71,6 +96,8 @@ class ApiServer:
         self.store = store
         self.defer = defer
         self._next_ip = 10
+        # The last configuration each field manager applied to each object, for server-side apply.
+        self.applied: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
 
     # --- reads --------------------------------------------------------------------------------------
 
@@ -268,7 +295,9 @@ class ApiServer:
         if kind == "apply":
             if not field_manager:
                 raise errors.bad_request("PATCH with apply-patch+yaml requires a fieldManager query parameter")
-            return self._apply(rt, namespace, name, body, subresource=subresource, dry_run=dry_run)
+            return self._apply(
+                rt, namespace, name, body, subresource=subresource, dry_run=dry_run, manager=field_manager
+            )
         current = self.get(rt, namespace, name)
         old = current.load()
         try:
@@ -293,31 +322,49 @@ class ApiServer:
         return 200, self._write(rt, old, self._check_body(rt, patched), subresource=subresource, dry_run=dry_run)
 
     def _apply(
-        self, rt: ResourceType, namespace: str, name: str, body: Any, *, subresource: str | None, dry_run: bool
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        body: Any,
+        *,
+        subresource: str | None,
+        dry_run: bool,
+        manager: str,
     ) -> tuple[int, dict[str, Any]]:
-        """Server-side apply, approximated as a strategic merge of the applied configuration.
-
-        Real apply also removes fields this field manager set before and no longer sets; the
-        simulator keeps them (documented in docs/SIMULATOR.md)."""
+        """Server-side apply, approximated: the applied configuration is strategically merged in, and
+        fields this manager applied last time and no longer applies are removed (tracked per object and
+        manager from its previous apply, as a three-way merge). There are no conflicts between managers
+        and no `managedFields` (documented in docs/SIMULATOR.md)."""
         if not isinstance(body, dict) or not body.get("apiVersion") or not body.get("kind"):
             raise errors.bad_request("an apply configuration needs apiVersion and kind")
         obj = self._check_body(rt, body)
         meta = obj.setdefault("metadata", {})
         if meta.get("name") != name:
             raise errors.bad_request(f"the name of the object ({meta.get('name')}) does not match the name on the URL")
+        key = (rt.plural, namespace if rt.namespaced else "", name, manager, subresource or "")
         current = self.store.get(rt.plural, namespace if rt.namespaced else "", name)
         if current is None:
             if subresource:
                 raise errors.not_found(rt.plural, name, rt.group)
             if rt.namespaced:
                 meta["namespace"] = namespace
-            return 201, self.create(rt, namespace if rt.namespaced else None, obj, dry_run=dry_run)
+            created = self.create(rt, namespace if rt.namespaced else None, obj, dry_run=dry_run)
+            if not dry_run:
+                self.applied[key] = _clone(body)
+            return 201, created
         wanted_rv = meta.get("resourceVersion")
         if wanted_rv and str(wanted_rv) != str(current.rv):
             raise errors.conflict(rt.plural, name, rt.group)
         old = current.load()
         merged = strategic_merge(old, obj)
-        return 200, self._write(rt, old, merged, subresource=subresource, dry_run=dry_run)
+        previous = self.applied.get(key)
+        if previous is not None:
+            drop_unapplied(merged, previous, obj)
+        result = self._write(rt, old, merged, subresource=subresource, dry_run=dry_run)
+        if not dry_run:
+            self.applied[key] = _clone(body)
+        return 200, result
 
     def _write(
         self,
@@ -399,6 +446,8 @@ class ApiServer:
         if rt.kind == "Namespace":
             return self._terminate_namespace(obj)
         removed = self.store.remove(rt.plural, namespace if rt.namespaced else "", name)
+        for key in [k for k in self.applied if k[:3] == (rt.plural, namespace if rt.namespaced else "", name)]:
+            del self.applied[key]
         if propagation != "Orphan":
             self._collect_dependents(obj)
         return removed or obj

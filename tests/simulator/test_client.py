@@ -164,6 +164,23 @@ def test_server_side_apply_with_dynamic_client(api: Any, namespace: str) -> None
     assert dict(second.data) == {"a": "2", "b": "3"}
     assert second.metadata.uid == first.metadata.uid
     assert cms.get(name="applied", namespace=namespace).data.b == "3"
+    # Another writer's field stays; a field this manager stops applying goes.
+    client.CoreV1Api(api).patch_namespaced_config_map("applied", namespace, {"data": {"c": "other"}})
+    manifest["data"] = {"a": "2"}
+    third = cms.server_side_apply(body=manifest, namespace=namespace, field_manager="tests")
+    assert dict(third.data) == {"a": "2", "c": "other"}
+
+    deploys = dyn.resources.get(api_version="apps/v1", kind="Deployment")
+    body = deployment("ssa")
+    body["metadata"]["namespace"] = namespace
+    body["spec"]["template"]["spec"]["containers"][0]["env"] = [
+        {"name": "A", "value": "1"},
+        {"name": "B", "value": "2"},
+    ]
+    deploys.server_side_apply(body=body, namespace=namespace, field_manager="tests")
+    body["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "A", "value": "1"}]
+    applied = deploys.server_side_apply(body=body, namespace=namespace, field_manager="tests")
+    assert [e.name for e in applied.spec.template.spec.containers[0].env] == ["A"]
 
 
 def test_status_subresource_is_isolated(api: Any, namespace: str) -> None:
