@@ -40,6 +40,13 @@ every roll-back run has ended the rollout is `rolled_back`.
 
 Pause holds new starts (running site runs finish); cancel skips the sites not started and cancels the
 site runs that are waiting (a run in the middle of a step finishes that step, then stops).
+
+Knobs (settings, or the environment): FLEET_ROLLOUT_POLL_SECONDS (2: the driver's look-again while
+running), FLEET_ROLLOUT_IDLE_POLL_SECONDS (30: while paused, halted or awaiting approval),
+FLEET_ROLLOUT_SYNC_POLL_SECONDS (1: sync and health polls), FLEET_ROLLOUT_STEP_TIMEOUT (60: a site
+step's time limit; a worker lost in a step is noticed after this plus ~5 s of lease),
+FLEET_ROLLOUT_DRIVE_TIMEOUT (30). Known limit: a wake-up that arrives while the driver's step is
+running is not queued; the driver sees the change at its next poll (FLEET_ROLLOUT_POLL_SECONDS).
 """
 
 import datetime as dt
