@@ -94,7 +94,7 @@ def main() -> int:
     print(
         f"\nedgefleet: admin http://127.0.0.1:{WEB_PORT}/admin/  API http://127.0.0.1:{WEB_PORT}/api/v1/  "
         f"docs http://127.0.0.1:{WEB_PORT}/api/docs/  Flower http://127.0.0.1:5555/ "
-        f"(user {env.get('FLEET_FLOWER_USER', 'admin')})  simulator http://127.0.0.1:{SIM_PORT}/\n"
+        f"(user {env.get('FLEET_FLOWER_USER', 'admin')})  simulator https://127.0.0.1:{SIM_PORT}/\n"
     )
     manager.loop()
     return manager.returncode or 0
