@@ -5,6 +5,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from rollouts.choices import DriftState
@@ -65,3 +66,22 @@ def test_drift_check_records_in_sync_drifted_and_unreachable_sites(
     assert answer.status_code == 200, answer.content
     assert [row["site"] for row in answer.json()["results"]] == [drifting.code]
     assert SiteSyncState.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_the_beat_task_fans_out_a_bounded_batch_never_checked_sites_first(
+    monkeypatch: pytest.MonkeyPatch, settings: object
+) -> None:
+    from rollouts import tasks
+    from tests.factories import SiteFactory
+
+    sites = SiteFactory.create_batch(5)
+    SiteSyncState.objects.create(site=sites[0], state=DriftState.IN_SYNC, checked_at=timezone.now())
+    sent: list[tuple[int, ...]] = []
+    monkeypatch.setattr(tasks.drift_site_task, "apply_async", lambda args, **kw: sent.append(args))
+    settings.FLEET_DRIFT_BATCH = 4  # type: ignore[attr-defined]
+
+    assert tasks.drift_check_task() == 4
+
+    assert len(sent) == 4
+    assert (sites[0].pk,) not in sent  # checked recently: it waits for the next round
