@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "fleet",
     "fleet.api",
     "fleet.audit",
     "fleet.workflows",
