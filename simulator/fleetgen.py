@@ -7,6 +7,7 @@ state directory's fleet.json, so restarting with the same state directory keeps 
 
 import random
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -96,6 +97,17 @@ def serial_number(rng: random.Random) -> str:
     return "G6" + "".join(rng.choice(alphabet) for _ in range(10))
 
 
+def unique(draw: Callable[[random.Random], str], rng: random.Random, used: set[str]) -> str:
+    """Draw until the value is new: 3000 sites draw ~7500 MACs from 2**24, so a repeat is likely
+    (birthday bound), and two machines must never share a MAC or a serial. Only a repeat draws again,
+    so a seed's fleet stays the same up to the first collision."""
+    while True:
+        value = draw(rng)
+        if value not in used:
+            used.add(value)
+            return value
+
+
 def generate(count: int, seed: int) -> list[SiteSpec]:
     """`count` sites, the same for the same seed; codes are unique."""
     rng = random.Random(seed)  # noqa: S311 - deterministic fixtures, not secrets
@@ -111,9 +123,21 @@ def generate(count: int, seed: int) -> list[SiteSpec]:
         market = rng.choice(markets)
         name = f"{rng.choice(BRANDS)} {market} {rng.choice(PLACES)} #{int(code[3:])}"
         agents = rng.choice((1, 2, 2))
-        nodes = [NodeSpec(serial_number(rng), node_hostname(code, "server", 1), "server", mac_address(rng))]
+        nodes = [
+            NodeSpec(
+                unique(serial_number, rng, used),
+                node_hostname(code, "server", 1),
+                "server",
+                unique(mac_address, rng, used),
+            )
+        ]
         nodes += [
-            NodeSpec(serial_number(rng), node_hostname(code, "agent", i + 1), "agent", mac_address(rng))
+            NodeSpec(
+                unique(serial_number, rng, used),
+                node_hostname(code, "agent", i + 1),
+                "agent",
+                unique(mac_address, rng, used),
+            )
             for i in range(agents)
         ]
         labels = {"region": region, "market": market.lower().replace(" ", "-"), "state": state}

@@ -106,3 +106,14 @@ def test_unknown_cli_fault_kind_stops_the_simulator(tmp_path: Path) -> None:
     with pytest.raises(SimulatorError, match="unknown fault kind"):
         with running_simulator(sites=1, state_dir=tmp_path / "bad", extra_args=["--fault", "meteor:1"]):
             pass
+
+
+def test_a_large_generated_fleet_has_no_repeated_mac_or_serial() -> None:
+    from simulator.fleetgen import generate
+
+    sites = generate(3000, seed=0)
+
+    macs = [node.mac for site in sites for node in site.nodes]
+    serials = [node.serial for site in sites for node in site.nodes]
+    assert len(set(macs)) == len(macs)
+    assert len(set(serials)) == len(serials)
