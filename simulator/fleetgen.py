@@ -112,7 +112,7 @@ def generate(count: int, seed: int) -> list[SiteSpec]:
     """`count` sites, the same for the same seed; codes are unique."""
     rng = random.Random(seed)  # noqa: S311 - deterministic fixtures, not secrets
     sites: list[SiteSpec] = []
-    used: set[str] = set()
+    used: set[str] = set()  # site codes, serials and MACs handed out so far: each must be unique
     for _ in range(count):
         state, region, tz, markets = rng.choices(STATES, weights=WEIGHTS)[0]
         while True:
