@@ -289,6 +289,9 @@ FLEET_GIT_USERNAME = env.str("FLEET_GIT_USERNAME", default="x-access-token")
 FLEET_GIT_TIMEOUT = env.float("FLEET_GIT_TIMEOUT", default=30.0)
 FLEET_GIT_LOCK_TIMEOUT = env.float("FLEET_GIT_LOCK_TIMEOUT", default=30.0)
 KUBE_TIMEOUT_SECONDS = env.float("FLEET_KUBE_TIMEOUT", default=10.0)
+# Kubernetes API clients kept per worker process (least recently used dropped): each holds a TLS context
+# and a connection pool, so a bound keeps a worker that touched 3000 sites from holding 3000 of them.
+KUBE_CLIENT_CACHE_SIZE = env.int("FLEET_KUBE_CLIENT_CACHE_SIZE", default=256)
 # How long a registered machine has to become a Ready node before the provisioning gives up on it.
 FLEET_JOIN_DEADLINE_SECONDS = env.int("FLEET_JOIN_DEADLINE_SECONDS", default=30 * 60)
 # Node lifecycle workflows (sites.workflows): wall-clock limit of one step against a site, how often a
@@ -298,6 +301,16 @@ FLEET_NODE_POLL_SECONDS = env.float("FLEET_NODE_POLL_SECONDS", default=10.0)
 FLEET_NODE_CHECKIN_POLL_SECONDS = env.float("FLEET_NODE_CHECKIN_POLL_SECONDS", default=60.0)
 FLEET_NODE_DRAIN_SECONDS = env.float("FLEET_NODE_DRAIN_SECONDS", default=30 * 60.0)
 FLEET_NODE_WIPE_SECONDS = env.float("FLEET_NODE_WIPE_SECONDS", default=30 * 60.0)
+# Rollouts (rollouts.workflows): the driver's look-again while running and while paused/halted/awaiting
+# approval, a site's sync and health polling, and the time limits of a site step and a driver step.
+FLEET_ROLLOUT_POLL_SECONDS = env.float("FLEET_ROLLOUT_POLL_SECONDS", default=2.0)
+FLEET_ROLLOUT_IDLE_POLL_SECONDS = env.float("FLEET_ROLLOUT_IDLE_POLL_SECONDS", default=30.0)
+FLEET_ROLLOUT_SYNC_POLL_SECONDS = env.float("FLEET_ROLLOUT_SYNC_POLL_SECONDS", default=1.0)
+FLEET_ROLLOUT_STEP_TIMEOUT = env.float("FLEET_ROLLOUT_STEP_TIMEOUT", default=60.0)
+FLEET_ROLLOUT_DRIVE_TIMEOUT = env.float("FLEET_ROLLOUT_DRIVE_TIMEOUT", default=30.0)
+# Drift check: every FLEET_DRIFT_INTERVAL seconds, the FLEET_DRIFT_BATCH sites checked longest ago.
+FLEET_DRIFT_INTERVAL = env.float("FLEET_DRIFT_INTERVAL", default=60.0)
+FLEET_DRIFT_BATCH = env.int("FLEET_DRIFT_BATCH", default=500)
 # When set, /metrics answers only `Authorization: Bearer <token>`.
 METRICS_TOKEN = env.str("FLEET_METRICS_TOKEN", default="")
 

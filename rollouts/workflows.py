@@ -51,7 +51,6 @@ running is not queued; the driver sees the change at its next poll (FLEET_ROLLOU
 
 import datetime as dt
 import logging
-import os
 from typing import Any
 
 import yaml
@@ -99,8 +98,8 @@ SOURCE = "workflow"
 
 
 def _setting(name: str, default: float) -> float:
-    """A tuning knob: from settings if defined there, else from the environment (FLEET_...), else the default."""
-    return float(getattr(settings, name, os.environ.get(name, default)))
+    """A tuning knob from fleet/settings.py (FLEET_ROLLOUT_*), read when the workflows are registered."""
+    return float(getattr(settings, name, default))
 
 
 # How often the driver looks again while running with nothing to do (site ends wake it sooner), and

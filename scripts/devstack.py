@@ -74,10 +74,13 @@ def main() -> int:
     control_plane = f"http://127.0.0.1:{WEB_PORT}"
     simulator = f"{PY} -m simulator --sites {SIM_SITES} --port {SIM_PORT} --state-dir {sim_dir}"
     manager.add_process("simulator", f"{simulator} --control-plane {control_plane}", cwd=str(ROOT), env=env)
-    # The web process imports the simulated fleet once the simulator has written it, then serves.
+    # The web process imports the simulated fleet once the simulator has written it, starts the demo
+    # rollout of a sample release across it (FLEET_DEV_DEMO=0 to skip; a rerun reports the one going),
+    # then serves.
+    demo = f"{PY} manage.py demo_rollout --bake 15 && " if env.get("FLEET_DEV_DEMO", "1") != "0" else ""
     manager.add_process(
         "web",
-        f"{PY} manage.py fleet_import --wait 60 {sim_dir / 'fleet.json'} && "
+        f"{PY} manage.py fleet_import --wait 60 {sim_dir / 'fleet.json'} && {demo}"
         f"exec {PY} manage.py runserver 0.0.0.0:{WEB_PORT} --noreload",
         cwd=str(ROOT),
         env=env,

@@ -481,7 +481,7 @@ class _ClientCache:
             self._clients.clear()
 
 
-_client_cache = _ClientCache()
+_client_cache = _ClientCache(capacity=settings.KUBE_CLIENT_CACHE_SIZE)
 
 
 def _configuration(cluster: Cluster) -> k8s.Configuration:
