@@ -145,8 +145,10 @@ def test_a_failing_canary_wave_halts_and_rolls_back_and_later_waves_get_nothing(
         canaries, SiteRolloutState.ROLLED_BACK
     )
     assert {r.state for r in rows if r.site.code in later} == {SiteRolloutState.SKIPPED}
-    failed_error = SiteRollout.objects.filter(rollout=rollout, site__code=canaries[0]).get().error
-    assert "simulated sync failure" in failed_error
+    # The first canary to fail halts the wave; the other may still have been syncing then, so only the
+    # failed one(s) carry the edge's message.
+    errors = [r.error for r in rows if r.site.code in canaries]
+    assert any("simulated sync failure" in error for error in errors), errors
     assert WorkflowRun.objects.filter(kind=ROLLBACK_KIND, state=RunState.SUCCEEDED).count() == 2
 
 
