@@ -21,6 +21,7 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, Periodic
 
 from fleet.audit.services import Actor, actor_name, audit_record, changes_between
 from fleet.errors import Conflict, Forbidden, Invalid
+from fleet.transitions import require_move, require_state
 from fleet.validation import full_clean_or_invalid
 from rollouts import planning, selectors
 from rollouts.choices import (
@@ -644,14 +645,12 @@ def _wake(rollout: Rollout, *, actor: Actor, source: str) -> None:
 
 def rollout_transition(*, rollout: Rollout, to: str, actor: Actor, source: str, reason: str = "") -> Rollout:
     """Move a rollout to `to` if ROLLOUT_TRANSITIONS allows it (Conflict naming the state otherwise)."""
-    if to not in RolloutState.values:
-        raise Invalid(f"{to!r} is not a rollout state", field="state")
+    require_state(to, states=RolloutState.values, kind="rollout")
     with transaction.atomic():
         locked = Rollout.objects.select_for_update().get(pk=rollout.pk)
         if locked.state == to:
             return locked
-        if to not in ROLLOUT_TRANSITIONS[locked.state]:
-            raise Conflict(f"rollout {locked.pk} is {locked.state}; it cannot become {to}", field="state")
+        require_move(ROLLOUT_TRANSITIONS, current=locked.state, to=to, subject=f"rollout {locked.pk}")
         before = locked.state
         now = timezone.now()
         locked.state = to
@@ -732,13 +731,11 @@ def site_rollout_transition(
     """Move one site of a rollout to `to` (SITE_ROLLOUT_TRANSITIONS), keeping the wave's and the rollout's
     counters exact with F()-expressions in the same transaction. Moving to the current state only
     updates the other fields, so a workflow step may call it twice."""
-    if to not in SiteRolloutState.values:
-        raise Invalid(f"{to!r} is not a site rollout state", field="state")
+    require_state(to, states=SiteRolloutState.values, kind="site rollout")
     with transaction.atomic():
         row = SiteRollout.objects.select_for_update().get(pk=site_rollout.pk)
         before = row.state
-        if before != to and to not in SITE_ROLLOUT_TRANSITIONS[before]:
-            raise Conflict(f"site rollout {row.pk} is {before}; it cannot become {to}", field="state")
+        require_move(SITE_ROLLOUT_TRANSITIONS, current=before, to=to, subject=f"site rollout {row.pk}")
         now = timezone.now()
         fields = []
         for name, value in (

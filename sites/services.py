@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from fleet.audit.services import Actor, audit_record, changes_between
 from fleet.errors import Conflict, Invalid
+from fleet.transitions import require_move, require_state
 from fleet.validation import full_clean_or_invalid
 from sites import crypto
 from sites.choices import NODE_TRANSITIONS, SITE_TRANSITIONS, ClusterReachability, NodeState, SiteState
@@ -68,14 +69,12 @@ def site_update(*, site: Site, actor: Actor, source: str, **changes: Any) -> Sit
 
 def site_transition(*, site: Site, to: str, actor: Actor, source: str, reason: str = "") -> Site:
     """Move a site to another state if SITE_TRANSITIONS allows it; raise Conflict naming the current state."""
-    if to not in SiteState.values:
-        raise Invalid(f"{to!r} is not a site state", field="state")
+    require_state(to, states=SiteState.values, kind="site")
     with transaction.atomic():
         site = Site.objects.select_for_update().get(pk=site.pk)
         if site.state == to:
             return site
-        if to not in SITE_TRANSITIONS[site.state]:
-            raise Conflict(f"site {site.code} is {site.state}; it cannot become {to}", field="state")
+        require_move(SITE_TRANSITIONS, current=site.state, to=to, subject=f"site {site.code}")
         before = site.state
         site.state = to
         site.save(update_fields=["state", "updated_at"])
@@ -321,14 +320,12 @@ def node_transition(
 
     Moving to the state it is already in is a no-op, so a workflow step can call this twice.
     """
-    if to not in NodeState.values:
-        raise Invalid(f"{to!r} is not a node state", field="state")
+    require_state(to, states=NodeState.values, kind="node")
     with transaction.atomic():
         locked = Node.objects.select_for_update().get(pk=node.pk)
         if locked.state == to:
             return locked
-        if to not in NODE_TRANSITIONS[locked.state]:
-            raise Conflict(f"node {locked.hostname} is {locked.state}; it cannot become {to}", field="state")
+        require_move(NODE_TRANSITIONS, current=locked.state, to=to, subject=f"node {locked.hostname}")
         before = locked.state
         locked.state = to
         locked.state_changed_at = timezone.now()
