@@ -19,7 +19,7 @@ from django.db.models import Count, F
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, PeriodicTask
 
-from fleet.audit.services import Actor, actor_name, audit_record, changes_between
+from fleet.audit.services import Actor, actor_name, audit_record, changes_between, field_values
 from fleet.errors import Conflict, Forbidden, Invalid
 from fleet.transitions import require_move, require_state
 from fleet.validation import full_clean_or_invalid
@@ -88,14 +88,6 @@ def _require_perm(actor: Actor, perm: str) -> None:
         raise Forbidden(f"you need the {perm} permission")
 
 
-def _snapshot(obj: Any, fields: tuple[str, ...]) -> dict[str, Any]:
-    out = {}
-    for f in fields:
-        value = getattr(obj, f)
-        out[f] = value.pk if hasattr(value, "pk") else value.isoformat() if isinstance(value, dt.datetime) else value
-    return out
-
-
 # --- applications -----------------------------------------------------------------------------------
 
 
@@ -116,7 +108,7 @@ def application_create(*, actor: Actor, source: str, **fields: Any) -> Applicati
             verb="create",
             obj=application,
             source=source,
-            payload=_snapshot(application, APPLICATION_FIELDS),
+            payload=field_values(application, APPLICATION_FIELDS),
         )
     return application
 
@@ -134,12 +126,12 @@ def application_update(*, application: Application, actor: Actor, source: str, *
         raise Invalid(f"these application fields cannot be changed here: {', '.join(sorted(unknown))}")
     with transaction.atomic():
         application = Application.objects.select_for_update().get(pk=application.pk)
-        before = _snapshot(application, APPLICATION_FIELDS)
+        before = field_values(application, APPLICATION_FIELDS)
         for key, value in changes.items():
             setattr(application, key, value)
         full_clean_or_invalid(application)
         _check_namespaces(application)
-        diff = changes_between(before, _snapshot(application, APPLICATION_FIELDS))
+        diff = changes_between(before, field_values(application, APPLICATION_FIELDS))
         fixed = {"name", "namespace", "extra_namespaces", "allowed_cluster_kinds"} & set(diff)
         if fixed and application.releases.filter(locked_at__isnull=False).exists():
             raise Conflict(
@@ -208,14 +200,14 @@ def release_update(*, release: Release, actor: Actor, source: str, **changes: An
     with transaction.atomic():
         release = Release.objects.select_for_update().select_related("application").get(pk=release.pk)
         _check_unlocked(release)
-        before = _snapshot(release, RELEASE_FIELDS)
+        before = field_values(release, RELEASE_FIELDS)
         for key, value in changes.items():
             setattr(release, key, value)
         full_clean_or_invalid(release, exclude=["created_by"])
         validate_release(
             application=release.application, version=release.version, templates=release.templates, values=release.values
         )
-        diff = changes_between(before, _snapshot(release, RELEASE_FIELDS))
+        diff = changes_between(before, field_values(release, RELEASE_FIELDS))
         if not diff:
             return release
         clash = Release.objects.exclude(pk=release.pk).filter(application=release.application, version=release.version)
@@ -262,7 +254,7 @@ def rollout_plan_create(*, actor: Actor, source: str, **fields: Any) -> RolloutP
         plan.created_by = _user(actor)  # type: ignore[assignment]
         plan.save()
         _sync_periodic_task(plan)
-        audit_record(actor=actor, verb="create", obj=plan, source=source, payload=_snapshot(plan, PLAN_FIELDS))
+        audit_record(actor=actor, verb="create", obj=plan, source=source, payload=field_values(plan, PLAN_FIELDS))
     return plan
 
 
@@ -273,10 +265,10 @@ def rollout_plan_update(*, plan: RolloutPlan, actor: Actor, source: str, **chang
         raise Invalid(f"these rollout plan fields cannot be changed: {', '.join(sorted(unknown))}")
     with transaction.atomic():
         plan = RolloutPlan.objects.select_for_update().get(pk=plan.pk)
-        before = _snapshot(plan, PLAN_FIELDS)
+        before = field_values(plan, PLAN_FIELDS)
         for key, value in changes.items():
             setattr(plan, key, value)
-        diff = changes_between(before, _snapshot(plan, PLAN_FIELDS))
+        diff = changes_between(before, field_values(plan, PLAN_FIELDS))
         _validate_plan(plan, changed=set(diff))
         if diff:
             if RolloutPlan.objects.exclude(pk=plan.pk).filter(name=plan.name).exists():
@@ -465,7 +457,7 @@ def rollout_start(*, plan: RolloutPlan, actor: Actor, source: str, at: dt.dateti
             release=release,
             state=RolloutState.RUNNING,
             current_wave=0,
-            plan_snapshot=_snapshot(plan, PLAN_SNAPSHOT_FIELDS),
+            plan_snapshot=field_values(plan, PLAN_SNAPSHOT_FIELDS),
             started_by=_user(actor),  # type: ignore[misc]  # any AUTH_USER_MODEL
             started_by_name=actor_name(actor)[:150],
             started_at=at,

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from fleet.audit.services import Actor, audit_record, changes_between
+from fleet.audit.services import Actor, audit_record, changes_between, field_values
 from fleet.errors import Conflict, Invalid
 from fleet.transitions import require_move, require_state
 from fleet.validation import full_clean_or_invalid
@@ -20,10 +20,6 @@ from sites.validators import normalize_mac, validate_kubeconfig
 
 SITE_FIELDS = ("name", "region", "timezone", "labels", "business_hours", "maintenance_windows", "repo_url")
 NODE_FIELDS = ("hostname", "mac", "role", "hardware_model")
-
-
-def _snapshot(obj: Any, fields: tuple[str, ...]) -> dict[str, Any]:
-    return {f: getattr(obj, f) for f in fields}
 
 
 # --- sites ------------------------------------------------------------------------------------------
@@ -41,7 +37,7 @@ def site_create(*, actor: Actor, source: str, code: str, **fields: Any) -> Site:
             raise Invalid(f"a site with code {code} already exists", field="code")
         site.save()
         cluster = Cluster.objects.create(site=site)
-        audit_record(actor=actor, verb="create", obj=site, source=source, payload=_snapshot(site, SITE_FIELDS))
+        audit_record(actor=actor, verb="create", obj=site, source=source, payload=field_values(site, SITE_FIELDS))
     site.cluster = cluster
     return site
 
@@ -56,11 +52,11 @@ def site_update(*, site: Site, actor: Actor, source: str, **changes: Any) -> Sit
         raise Invalid(f"these site fields cannot be changed here: {', '.join(sorted(unknown))}")
     with transaction.atomic():
         site = Site.objects.select_for_update().get(pk=site.pk)
-        before = _snapshot(site, SITE_FIELDS)
+        before = field_values(site, SITE_FIELDS)
         for key, value in changes.items():
             setattr(site, key, value)
         full_clean_or_invalid(site)
-        diff = changes_between(before, _snapshot(site, SITE_FIELDS))
+        diff = changes_between(before, field_values(site, SITE_FIELDS))
         if diff:
             site.save()
             audit_record(actor=actor, verb="update", obj=site, source=source, payload={"changes": diff})
@@ -93,7 +89,7 @@ def site_delete(*, site: Site, actor: Actor, source: str) -> None:
     with transaction.atomic():
         if site.nodes.exists():
             raise Conflict(f"site {site.code} has nodes; decommission it instead of deleting it")
-        audit_record(actor=actor, verb="delete", obj=site, source=source, payload=_snapshot(site, SITE_FIELDS))
+        audit_record(actor=actor, verb="delete", obj=site, source=source, payload=field_values(site, SITE_FIELDS))
         site.delete()
 
 
@@ -260,7 +256,7 @@ def node_create(
             verb="create",
             obj=node,
             source=source,
-            payload={"serial": serial, "site": site.code, **_snapshot(node, NODE_FIELDS), "state": state},
+            payload={"serial": serial, "site": site.code, **field_values(node, NODE_FIELDS), "state": state},
         )
     return node
 
@@ -291,7 +287,7 @@ def node_update(*, node: Node, actor: Actor, source: str, **changes: Any) -> Nod
             raise Invalid(exc.messages[0], field="mac") from exc
     with transaction.atomic():
         node = Node.objects.select_for_update().select_related("site").get(pk=node.pk)
-        before = {**_snapshot(node, NODE_FIELDS), "site": node.site.code}
+        before = {**field_values(node, NODE_FIELDS), "site": node.site.code}
         if new_site is not None and new_site.pk != node.site_id:
             if node.state != NodeState.PREREGISTERED:
                 raise Conflict(f"node {node.hostname} is {node.state}; only a pre-registered node can move site")
@@ -300,7 +296,7 @@ def node_update(*, node: Node, actor: Actor, source: str, **changes: Any) -> Nod
             setattr(node, key, value)
         full_clean_or_invalid(node)
         _check_node_unique(node)
-        diff = changes_between(before, {**_snapshot(node, NODE_FIELDS), "site": node.site.code})
+        diff = changes_between(before, {**field_values(node, NODE_FIELDS), "site": node.site.code})
         if diff:
             node.save()
             audit_record(actor=actor, verb="update", obj=node, source=source, payload={"changes": diff})

@@ -1,5 +1,6 @@
 """Writing audit events. Every service that changes state calls `audit_record` in its transaction."""
 
+import datetime as dt
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -41,6 +42,20 @@ def audit_record(
         source=source,
         payload=payload or {},
     )
+
+
+def field_values(obj: models.Model, fields: tuple[str, ...]) -> dict[str, Any]:
+    """The named fields of `obj` as an audit payload can hold them: related objects by primary key,
+    datetimes as ISO 8601. Take one before and one after a change, and give both to changes_between."""
+    values: dict[str, Any] = {}
+    for name in fields:
+        value = getattr(obj, name)
+        if isinstance(value, models.Model):
+            value = value.pk
+        elif isinstance(value, dt.datetime):
+            value = value.isoformat()
+        values[name] = value
+    return values
 
 
 def changes_between(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
