@@ -82,6 +82,37 @@ def rss_mb(pid: int) -> float:
     return sum(rss for _, comm, rss in descendants(pid) if comm != "git") / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by `pid`, its live descendants and every child they reaped."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p, _, _ in descendants(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it ended meanwhile: its time is in its parent's reaped-children figure
+        total += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    return total / tick
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    tick = os.sysconf("SC_CLK_TCK")
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values) - idle) / tick, sum(values) / tick
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {key: after[key] - before[key] for key in before}
+
+
+def cpu_line(cpu: dict[str, float]) -> str:
+    utilisation = cpu["machine busy"] / cpu["machine total"] * 100 if cpu["machine total"] else 0.0
+    parts = ", ".join(f"{key} {cpu[key]:.1f}" for key in ("worker", "simulator", "redis", "this process"))
+    return f"CPU s: {parts}; machine {cpu['machine busy']:.1f} busy ({utilisation:.0f}% of all cores)"
+
+
 def git_processes(pid: int) -> int:
     return sum(1 for p, comm, _ in descendants(pid) if comm.startswith("git") and p != pid)
 
@@ -204,6 +235,17 @@ def main() -> None:
                     except Exception as exc:  # noqa: BLE001  # a hiccup: the next tick tries again
                         print(f"bench: sweep failed: {exc}")
 
+            def cpu_snapshot() -> dict[str, float]:
+                busy, total = machine_busy()
+                return {
+                    "worker": cpu_seconds(worker.pid),
+                    "simulator": cpu_seconds(sim.process.pid),
+                    "redis": cpu_seconds(redis_proc.pid),
+                    "this process": sum(os.times()[:4]),
+                    "machine busy": busy,
+                    "machine total": total,
+                }
+
             sweeper = threading.Thread(target=sweeping, daemon=True)
             sweeper.start()
             time.sleep(5)  # the worker's start-up and its children forking
@@ -224,6 +266,7 @@ def main() -> None:
                 max_parallel=args.max_parallel, failure_threshold={"percent": 100}, bake_seconds=0,
                 respect_windows=False,
             )  # fmt: skip
+            cpu_before = cpu_snapshot()
             started = time.perf_counter()
             rollout = services.rollout_start(plan=plan, actor="bench", source="command")
             start_seconds = time.perf_counter() - started
@@ -234,6 +277,7 @@ def main() -> None:
 
             wait_for(finished, args.timeout, "the orchestrated rollout", every=0.2)
             orchestrated = time.perf_counter() - started
+            cpu_orchestrated = cpu_delta(cpu_before, cpu_snapshot())
             time.sleep(2)
             rss_after = rss_mb(worker.pid)
             leaked = git_processes(worker.pid)
@@ -269,12 +313,14 @@ def main() -> None:
                 for wave in waves
             ]
             threads = max(1, args.max_parallel // args.concurrency)
+            cpu_before = cpu_snapshot()
             plain_started = time.perf_counter()
             with get_context("fork").Pool(args.concurrency) as pool:
                 for jobs in jobs_by_wave:
                     chunks = [jobs[i :: args.concurrency] for i in range(args.concurrency)]
                     pool.starmap(plain_chunk, [(chunk, threads) for chunk in chunks if chunk])
             plain = time.perf_counter() - plain_started
+            cpu_plain = cpu_delta(cpu_before, cpu_snapshot())
             plain_leaked = git_processes(os.getpid())
     finally:
         stop.set()
@@ -301,6 +347,8 @@ def main() -> None:
     print(f"{'plain script (same I/O)':34}{plain:9.2f}{plain / args.sites * 1000:10.1f}")
     print(f"ratio orchestrated / plain: {orchestrated / plain:.2f}x; "
           f"overhead per site: {(orchestrated - plain) / args.sites * 1000:.1f} ms")  # fmt: skip
+    print(f"orchestrated {cpu_line(cpu_orchestrated)}")
+    print(f"plain        {cpu_line(cpu_plain)}")
     print(f"worker RSS (main + {args.concurrency} children): {rss_before:.0f} MB before, {rss_after:.0f} MB after "
           f"(+{rss_after - rss_before:.0f} MB)")  # fmt: skip
     print(f"git processes left: {leaked} under the worker, {plain_leaked} under the plain script")

@@ -96,8 +96,15 @@ SITE_ROLLOUT_TRANSITIONS: dict[str, frozenset[str]] = {
             SiteRolloutState.ROLLED_BACK,
         }
     ),
+    # syncing -> succeeded: the edge applied the commit and the Deployments were available at once.
     SiteRolloutState.SYNCING: frozenset(
-        {SiteRolloutState.VERIFYING, SiteRolloutState.FAILED, SiteRolloutState.SKIPPED, SiteRolloutState.ROLLED_BACK}
+        {
+            SiteRolloutState.VERIFYING,
+            SiteRolloutState.SUCCEEDED,
+            SiteRolloutState.FAILED,
+            SiteRolloutState.SKIPPED,
+            SiteRolloutState.ROLLED_BACK,
+        }
     ),
     SiteRolloutState.VERIFYING: frozenset(
         {SiteRolloutState.SUCCEEDED, SiteRolloutState.FAILED, SiteRolloutState.SKIPPED, SiteRolloutState.ROLLED_BACK}

@@ -242,6 +242,8 @@ class SiteRollout(models.Model):
         indexes = [
             models.Index(fields=["rollout", "state", "position"], name="site_rollout_state_idx"),
             models.Index(fields=["rollout", "wave", "position"], name="site_rollout_wave_idx"),
+            # The driver's reads: a wave's sites in one state, in planned order (rollouts.selectors).
+            models.Index(fields=["wave", "state", "position"], name="site_rollout_wave_state_idx"),
             models.Index(fields=["site", "state"], name="site_rollout_site_idx"),
         ]
 

@@ -26,6 +26,8 @@ One decision does one step of the rollout's life:
 """
 
 import datetime as dt
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +52,12 @@ class SiteView:
 
 @dataclass(frozen=True)
 class WaveView:
+    """One wave. `state_counts` counts the whole wave's sites per state; `sites` are the ones `decide`
+    looks at one by one. With `state_counts` None, `sites` is the whole wave (and is counted). Otherwise
+    `sites` must hold at least every in-flight site and the not-started ones in planned order, as many
+    as there are free slots (all the selector could check, with windows): the driver then reads a
+    handful of rows per decision, not the whole wave."""
+
     index: int
     name: str
     sites: tuple[SiteView, ...]
@@ -57,10 +65,15 @@ class WaveView:
     closed_at: dt.datetime | None = None
     bake_until: dt.datetime | None = None
     approved_at: dt.datetime | None = None
+    state_counts: Mapping[str, int] | None = None
+
+    def count(self, states: Iterable[str]) -> int:
+        counts = self.state_counts if self.state_counts is not None else Counter(s.state for s in self.sites)
+        return sum(counts.get(state, 0) for state in states)
 
     @property
     def size(self) -> int:
-        return len(self.sites)
+        return len(self.sites) if self.state_counts is None else sum(self.state_counts.values())
 
 
 @dataclass(frozen=True)
@@ -155,7 +168,7 @@ def _next_wave(view: RolloutView, wave: WaveView, now: dt.datetime) -> Decision:
 
 
 def _in_wave(view: RolloutView, wave: WaveView, now: dt.datetime) -> Decision:
-    failed = sum(1 for s in wave.sites if s.state == SiteRolloutState.FAILED)
+    failed = wave.count([SiteRolloutState.FAILED])
     if threshold_exceeded(view.failure_threshold, failed=failed, size=wave.size):
         return Decision(
             reason=(
@@ -171,9 +184,8 @@ def _in_wave(view: RolloutView, wave: WaveView, now: dt.datetime) -> Decision:
         for s in wave.sites
         if s.state in SITE_IN_FLIGHT_STATES and s.started_at is not None and now - s.started_at > deadline
     )
-    skipped = set(skip)
-    unfinished = [s for s in wave.sites if s.state not in SITE_DONE_STATES and s.code not in skipped]
-    if not unfinished:
+    unfinished = wave.size - wave.count(SITE_DONE_STATES) - len(skip)
+    if unfinished <= 0:
         last = wave.index + 1 >= len(view.waves)
         bake_until = now + dt.timedelta(seconds=view.bake_seconds) if view.bake_seconds and not last else None
         return Decision(
@@ -183,12 +195,15 @@ def _in_wave(view: RolloutView, wave: WaveView, now: dt.datetime) -> Decision:
             bake_until=bake_until,
             succeed=last,
         )
-    in_flight = sum(1 for s in unfinished if s.state in SITE_IN_FLIGHT_STATES)
+    in_flight = wave.count(SITE_IN_FLIGHT_STATES) - len(skip)
     slots = max(view.max_parallel - in_flight, 0)
     start: list[str] = []
     wait: list[str] = []
     wake: list[dt.datetime] = []
-    for site in unfinished:
+    skipped = set(skip)
+    for site in wave.sites:
+        if site.state in SITE_DONE_STATES or site.code in skipped:
+            continue
         if site.state not in SITE_NOT_STARTED_STATES:
             if site.started_at is not None:
                 wake.append(site.started_at + deadline)

@@ -25,7 +25,11 @@ repository; that folder belongs to the application and nothing else writes there
 """
 
 import copy
+import hashlib
+import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -164,8 +168,29 @@ def check_template_shapes(templates: Any) -> dict[str, str]:
     return templates
 
 
+# (group, kind, namespace, name) of one rendered object; namespace "" for cluster-scoped kinds.
+ObjectKey = tuple[str, str, str, str]
+
+
+@dataclass(frozen=True)
+class RenderedSite:
+    """A release rendered for one site: `{template path: text}` and the objects the files define."""
+
+    files: dict[str, str]
+    objects: tuple[ObjectKey, ...]
+
+    def deployments(self) -> list[tuple[str, str]]:
+        """(namespace, name) of every Deployment: what the rollout waits for to be available."""
+        return [(ns, name) for group, kind, ns, name in self.objects if (group, kind) == ("apps", "Deployment")]
+
+
 class ReleaseRenderer:
     """A release's templates compiled once, rendered and checked for any number of sites."""
+
+    # Compiled renderers kept per process for `cached` (a rollout renders one release at every site).
+    _cache: "OrderedDict[tuple[int, str], ReleaseRenderer]" = OrderedDict()
+    _cache_lock = threading.Lock()
+    CACHE_SIZE = 16
 
     def __init__(self, *, application: Application, version: str, templates: dict[str, str], values: dict[str, Any]):
         if not isinstance(values, dict):
@@ -192,6 +217,35 @@ class ReleaseRenderer:
             values=release.values,
         )
 
+    @classmethod
+    def cached(cls, release: Release) -> "ReleaseRenderer":
+        """`for_release`, compiled once per process. The key is the release and a digest of everything
+        rendering reads, so an edited release (or application) is never rendered from a stale copy."""
+        application = release.application
+        material = [
+            release.version,
+            release.templates,
+            release.values,
+            application.name,
+            application.namespace,
+            application.namespaces,
+            sorted(application.allowed_cluster_kinds),
+            application.stateful,
+        ]
+        digest = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+        key = (release.pk, digest)
+        with cls._cache_lock:
+            renderer = cls._cache.get(key)
+            if renderer is not None:
+                cls._cache.move_to_end(key)
+                return renderer
+        renderer = cls.for_release(release)
+        with cls._cache_lock:
+            cls._cache[key] = renderer
+            while len(cls._cache) > cls.CACHE_SIZE:
+                cls._cache.popitem(last=False)
+        return renderer
+
     def context(self, site: SiteLike) -> dict[str, Any]:
         labels = site.labels if isinstance(site.labels, _AnyLabels) else dict(site.labels or {})
         return {
@@ -214,11 +268,15 @@ class ReleaseRenderer:
 
     def render(self, site: SiteLike) -> dict[str, str]:
         """`{path: text}` for one site, every document checked. Raises Invalid naming path and document."""
+        return self.render_checked(site).files
+
+    def render_checked(self, site: SiteLike) -> RenderedSite:
+        """The files for one site and the objects they define, every document checked (see `render`)."""
         where = "" if isinstance(site, SampleSite) else f" (site {site.code})"
         context = self.context(site)
         budget = MAX_RENDERED_CHARS
         rendered: dict[str, str] = {}
-        objects: dict[tuple[str, str, str, str], str] = {}
+        objects: dict[ObjectKey, str] = {}
         for path, template in self._templates.items():
             chunks: list[str] = []
             try:
@@ -238,9 +296,9 @@ class ReleaseRenderer:
             text = "".join(chunks)
             self._check_manifests(path, where, text, objects)
             rendered[path] = text
-        return rendered
+        return RenderedSite(files=rendered, objects=tuple(objects))
 
-    def _check_manifests(self, path: str, where: str, text: str, objects: dict[tuple[str, str, str, str], str]) -> None:
+    def _check_manifests(self, path: str, where: str, text: str, objects: dict[ObjectKey, str]) -> None:
         try:
             documents = list(_load_all(text))
         except yaml.YAMLError as exc:
@@ -256,7 +314,7 @@ class ReleaseRenderer:
                 raise _invalid(f"{prefix}: {key[1]} {key[2]}/{key[3]} is also defined in {objects[key]}")
             objects[key] = f"{path} document {index}"
 
-    def _check_object(self, prefix: str, doc: Any) -> tuple[str, str, str, str]:
+    def _check_object(self, prefix: str, doc: Any) -> ObjectKey:
         if not isinstance(doc, dict):
             raise _invalid(f"{prefix}: is a {type(doc).__name__}, not a Kubernetes object (a mapping)")
         api_version, kind, metadata = doc.get("apiVersion"), doc.get("kind"), doc.get("metadata")

@@ -5,6 +5,7 @@ import datetime as dt
 from django.db.models import Prefetch, QuerySet
 
 from fleet.errors import Invalid
+from rollouts.choices import SITE_IN_FLIGHT_STATES, SITE_NOT_STARTED_STATES
 from rollouts.models import Rollout, RolloutPlan, RolloutWave, SiteRollout
 from rollouts.progress import RolloutView, SiteView, WaveView
 from rollouts.schedule import site_next_open, site_window_open
@@ -63,29 +64,22 @@ def plan_list() -> QuerySet[RolloutPlan]:
     return RolloutPlan.objects.select_related("release__application", "created_by")
 
 
+# With windows, how many not-started sites past the free slots one decision checks (each check computes
+# the site's local time): the rest are looked at as the wave moves on.
+WINDOW_SCAN_EXTRA = 200
+
+
 def rollout_progress_view(rollout: Rollout, at: dt.datetime) -> RolloutView:
-    """The rollout as rollouts.progress.decide sees it, read in three queries."""
+    """The rollout as rollouts.progress.decide sees it: every wave's counters, and for the open wave only
+    the sites a decision can act on (see WaveView): a few queries whatever the size of the wave."""
     snapshot = rollout.plan_snapshot
-    waves = list(rollout.waves.order_by("index"))
-    rows = (
-        SiteRollout.objects.filter(rollout=rollout)
-        .select_related("site")
-        .only("state", "started_at", "wave_id", "position", *(f"site__{f}" for f in SITE_FIELDS_FOR_PLANNING))
-        .order_by("position")
-    )
-    by_wave: dict[int, list[SiteView]] = {wave.pk: [] for wave in waves}
     respect = bool(snapshot.get("respect_windows"))
-    for row in rows:
-        open_now = site_window_open(row.site, at) if respect else True
-        by_wave[row.wave_id].append(
-            SiteView(
-                code=row.site.code,
-                state=row.state,
-                window_open=open_now,
-                next_window_at=None if open_now else site_next_open(row.site, at),
-                started_at=row.started_at,
-            )
-        )
+    max_parallel = int(snapshot.get("max_parallel", 1))
+    waves = list(rollout.waves.order_by("index"))
+    sites: dict[int, tuple[SiteView, ...]] = {}
+    current = next((w for w in waves if w.index == rollout.current_wave), None)
+    if current is not None and current.opened_at is not None and current.closed_at is None:
+        sites[current.pk] = _decidable_sites(current, max_parallel=max_parallel, respect_windows=respect, at=at)
     return RolloutView(
         state=rollout.state,
         current_wave=rollout.current_wave,
@@ -93,15 +87,16 @@ def rollout_progress_view(rollout: Rollout, at: dt.datetime) -> RolloutView:
             WaveView(
                 index=w.index,
                 name=w.name,
-                sites=tuple(by_wave[w.pk]),
+                sites=sites.get(w.pk, ()),
                 opened_at=w.opened_at,
                 closed_at=w.closed_at,
                 bake_until=w.bake_until,
                 approved_at=w.approved_at,
+                state_counts=w.counts,
             )
             for w in waves
         ),
-        max_parallel=int(snapshot.get("max_parallel", 1)),
+        max_parallel=max_parallel,
         failure_threshold=dict(snapshot.get("failure_threshold") or {"count": 0}),
         bake_seconds=int(snapshot.get("bake_seconds", 0)),
         require_approval=bool(snapshot.get("require_approval")),
@@ -110,3 +105,33 @@ def rollout_progress_view(rollout: Rollout, at: dt.datetime) -> RolloutView:
         site_deadline_seconds=int(snapshot.get("site_deadline_seconds", 6 * 3600)),
         rollback_requested=rollout.rollback_requested_at is not None,
     )
+
+
+def _decidable_sites(
+    wave: RolloutWave, *, max_parallel: int, respect_windows: bool, at: dt.datetime
+) -> tuple[SiteView, ...]:
+    """Every in-flight site of the wave, then its not-started sites in planned order: as many as there are
+    free slots, or with windows that many plus WINDOW_SCAN_EXTRA (closed windows take no slot)."""
+    in_flight = wave.n_committing + wave.n_syncing + wave.n_verifying
+    wanted = max(max_parallel - in_flight, 0) + (WINDOW_SCAN_EXTRA if respect_windows else 0)
+    fields = ("state", "started_at", "position", *(f"site__{f}" for f in SITE_FIELDS_FOR_PLANNING))
+    rows = SiteRollout.objects.filter(wave=wave).select_related("site").only(*fields).order_by("position")
+    chosen = list(rows.filter(state__in=SITE_IN_FLIGHT_STATES))
+    if wanted:
+        # One query per state, each a range of the (wave, state, position) index read only as far as
+        # needed, then merged in planned order.
+        waiting = [row for state in SITE_NOT_STARTED_STATES for row in rows.filter(state=state)[:wanted]]
+        chosen += sorted(waiting, key=lambda row: row.position)[:wanted]
+    views = []
+    for row in chosen:
+        open_now = site_window_open(row.site, at) if respect_windows and row.state in SITE_NOT_STARTED_STATES else True
+        views.append(
+            SiteView(
+                code=row.site.code,
+                state=row.state,
+                window_open=open_now,
+                next_window_at=None if open_now else site_next_open(row.site, at),
+                started_at=row.started_at,
+            )
+        )
+    return tuple(views)

@@ -53,9 +53,9 @@ import datetime as dt
 import logging
 from typing import Any
 
-import yaml
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -94,6 +94,8 @@ DRIVE_KIND = "rollout.drive"
 SITE_KIND = "rollout.site"
 ROLLBACK_KIND = "rollout.site_rollback"
 ACTOR = "system:rollout"
+# The trailer of every commit a rollout makes: `Edgefleet-Rollout: <rollout id>`.
+TRAILER_KEY = "Edgefleet-Rollout"
 SOURCE = "workflow"
 
 
@@ -135,11 +137,7 @@ def rollout_wake(*, rollout: Rollout, actor: Any = ACTOR, source: str = SOURCE) 
     commit. Returns the driver run (None when there is nothing to drive)."""
     run = active_run_for_key(driver_key(rollout))
     if run is not None:
-        if run.state != RunState.RUNNING:
-            WorkflowRun.objects.filter(pk=run.pk, state__in=[RunState.PENDING, RunState.WAITING]).update(
-                wake_at=Now(), enqueued_at=Now(), updated_at=Now()
-            )
-            schedule_now(run)
+        _make_due(run)
         return run
     rollout.refresh_from_db(fields=["state", "rollback_requested_at"])
     if rollout.state == RolloutState.ROLLED_BACK:
@@ -154,10 +152,20 @@ def rollout_wake(*, rollout: Rollout, actor: Any = ACTOR, source: str = SOURCE) 
 
 def _wake_driver_on_commit(rollout_id: int) -> None:
     run = active_run_for_key(f"rollout:{rollout_id}")
-    if run is not None and run.state != RunState.RUNNING:
-        WorkflowRun.objects.filter(pk=run.pk, state__in=[RunState.PENDING, RunState.WAITING]).update(
-            wake_at=Now(), enqueued_at=Now(), updated_at=Now()
-        )
+    if run is not None:
+        _make_due(run)
+
+
+def _make_due(run: WorkflowRun) -> None:
+    """Make a waiting driver due now and send it a message, unless it is already due with a message on
+    its way: a hundred sites ending together wake the driver once, and one decision serves them all."""
+    already_due = Q(enqueued_at__isnull=False, wake_at__lte=Now())
+    made_due = (
+        WorkflowRun.objects.filter(pk=run.pk, state__in=[RunState.PENDING, RunState.WAITING])
+        .exclude(already_due)
+        .update(wake_at=Now(), enqueued_at=Now(), updated_at=Now())
+    )
+    if made_due:
         schedule_now(run)
 
 
@@ -370,9 +378,14 @@ def _move(row: SiteRollout, to: str, **fields: Any) -> None:
     services.site_rollout_transition(site_rollout=row, to=to, actor=ACTOR, source=SOURCE, **fields)
 
 
-def site_prepare(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
-    """Wait for the site's window (when the plan respects windows), then record the repository head as
-    the previous revision: a durable Done before any push, so a crash after the push cannot lose it."""
+def rollout_trailer(row: SiteRollout) -> str:
+    """The line every commit of this rollout carries, so git itself can say what the rollout did."""
+    return f"{TRAILER_KEY}: {row.rollout_id}"
+
+
+def site_commit(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    """Wait for the site's window (when the plan respects windows), render the release and write it
+    under `apps/<application>/`: one commit, marked with the rollout's trailer, pushed."""
     row = _site_rollout(run)
     if row.state in SITE_DONE_STATES:
         return Fail(f"the site is already {row.state}")
@@ -385,53 +398,45 @@ def site_prepare(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
             _move(row, SiteRolloutState.WAITING_WINDOW)
             seconds = min(max((next_open - now).total_seconds(), 0.05), WINDOW_RECHECK_SECONDS)
             return Wait(seconds, f"outside the maintenance window; it opens at {next_open.isoformat()}")
-    try:
-        head = SiteRepo.for_site(row.site).head()
-    except RepoUnavailable as exc:
-        return Retry(str(exc))
-    except RepoError as exc:
-        return Fail(str(exc))
-    _move(row, SiteRolloutState.COMMITTING, previous_revision=head or "")
-    return Done({"previous": head or ""})
-
-
-def site_commit(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
-    row = _site_rollout(run)
+        if row.state == SiteRolloutState.WAITING_WINDOW:
+            _move(row, SiteRolloutState.COMMITTING)
     release = row.rollout.release
     try:
-        files = ReleaseRenderer.for_release(release).render(row.site)
+        rendered = ReleaseRenderer.cached(release).render_checked(row.site)
     except FleetError as exc:
         return Fail(f"rendering failed: {exc}")
-    files = {f"{_owned_prefix(row)}/{path}": text for path, text in files.items()}
+    prefix = _owned_prefix(row)
+    repo = SiteRepo.for_site(row.site)
     try:
-        result = SiteRepo.for_site(row.site).write(
-            files,
-            owned_prefix=_owned_prefix(row),
-            message=f"Roll out {release.application.name} {release.version} (rollout {row.rollout_id})",
+        result = repo.write(
+            {f"{prefix}/{path}": text for path, text in rendered.files.items()},
+            owned_prefix=prefix,
+            message=(
+                f"Roll out {release.application.name} {release.version} (rollout {row.rollout_id})\n\n"
+                f"{rollout_trailer(row)}"
+            ),
             author=_author(row.rollout),
         )
+        previous = result.previous if result.changed else _previous_of_unchanged(repo, row, result.revision)
     except RepoUnavailable as exc:
         return Retry(str(exc))
     except RepoError as exc:
         return Fail(str(exc))
     if result.revision is None:
         return Fail("the repository is still empty after the write")
-    # A re-run after a crash finds its own commit already there (changed=False): the previous revision
-    # is then the one recorded before the push, never our own commit.
-    previous = (result.previous or "") if result.changed else ctx.get("previous", "")
-    _move(row, SiteRolloutState.SYNCING, revision=result.revision, previous_revision=previous)
-    return Done({"revision": result.revision, "changed": result.changed, "deployments": _deployments(files, row)})
+    _move(row, SiteRolloutState.SYNCING, revision=result.revision, previous_revision=previous or "")
+    deployments = [list(key) for key in rendered.deployments()]
+    data = {"revision": result.revision, "changed": result.changed, "previous": previous, "deployments": deployments}
+    # The edge cannot have applied a commit it has not fetched yet: the first look is one poll later.
+    return Done(data, after=SYNC_POLL_SECONDS)
 
 
-def _deployments(files: dict[str, str], row: SiteRollout) -> list[list[str]]:
-    namespace = row.rollout.release.application.namespace
-    found = []
-    for text in files.values():
-        for doc in yaml.safe_load_all(text):
-            if isinstance(doc, dict) and doc.get("kind") == "Deployment":
-                meta = doc.get("metadata") or {}
-                found.append([meta.get("namespace") or namespace, str(meta.get("name"))])
-    return found
+def _previous_of_unchanged(repo: SiteRepo, row: SiteRollout, head: str | None) -> str | None:
+    """The write changed nothing. Either this is a re-run after a crash that came between our push and
+    recording it, and the commit carrying our trailer is there (its parent is what came before), or the
+    site already had exactly these files (then the head is what to go back to: nothing)."""
+    marked = repo.find_trailer(rollout_trailer(row))
+    return marked.parent if marked is not None else head
 
 
 def _sync_status(row: SiteRollout) -> SyncStatus | None | Outcome:
@@ -444,27 +449,37 @@ def _sync_status(row: SiteRollout) -> SyncStatus | None | Outcome:
         return Fail(f"cannot read the site's sync status: {exc}")
 
 
-def site_sync(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+def site_converge(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    """Poll the edge until it applied the commit (Ready True naming our SHA; Fail with the edge's message
+    when it reports the commit failed), then until the release's Deployments are available at their new
+    generation. An unreachable site is a Wait, not a failure."""
     row = _site_rollout(run)
     sha = ctx["revision"]
-    status = _sync_status(row)
-    if isinstance(status, Done | Wait | Retry | Fail):
-        return status
-    if status is None:
-        return Wait(SYNC_POLL_SECONDS, "the site has no GitOps status yet")
-    if status.applied(sha):
-        _move(row, SiteRolloutState.VERIFYING)
-        return Done()
-    if status.failed_at(sha):
-        return Fail(status.message or f"the edge reports {status.reason or 'a failure'} applying {sha[:12]}")
-    return Wait(SYNC_POLL_SECONDS, f"waiting for the edge to apply {sha[:12]} (at {status.last_applied_revision})")
+    if row.state == SiteRolloutState.SYNCING:
+        status = _sync_status(row)
+        if isinstance(status, Done | Wait | Retry | Fail):
+            return status
+        if status is None:
+            return Wait(SYNC_POLL_SECONDS, "the site has no GitOps status yet")
+        if status.failed_at(sha):
+            return Fail(status.message or f"the edge reports {status.reason or 'a failure'} applying {sha[:12]}")
+        if not status.applied(sha):
+            at = status.last_applied_revision
+            return Wait(SYNC_POLL_SECONDS, f"waiting for the edge to apply {sha[:12]} (at {at})")
+    waiting = _unavailable_deployments(row, ctx.get("deployments") or [])
+    if isinstance(waiting, Wait | Fail):
+        return waiting
+    if waiting:
+        if row.state == SiteRolloutState.SYNCING:
+            _move(row, SiteRolloutState.VERIFYING)
+        return Wait(SYNC_POLL_SECONDS, f"not available yet: {', '.join(waiting[:5])}")
+    return Done()  # on_finish records the success
 
 
-def site_verify(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
-    row = _site_rollout(run)
-    wanted = ctx.get("deployments") or []
+def _unavailable_deployments(row: SiteRollout, wanted: list[list[str]]) -> list[str] | Wait | Fail:
+    """`namespace/name` of the wanted Deployments that are not available at their new generation yet."""
     if not wanted:
-        return Done()
+        return []
     try:
         cluster = SiteCluster.for_cluster(row.site.cluster)
         by_ns: dict[str, dict[str, Any]] = {}
@@ -474,10 +489,7 @@ def site_verify(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
         return Wait(SYNC_POLL_SECONDS * 5, f"site unreachable: {exc}")
     except (ClusterError, Cluster.DoesNotExist) as exc:
         return Fail(f"cannot read the site's deployments: {exc}")
-    waiting = [f"{ns}/{name}" for ns, name in wanted if name not in by_ns[ns] or not by_ns[ns][name].healthy]
-    if waiting:
-        return Wait(SYNC_POLL_SECONDS, f"not available yet: {', '.join(waiting[:5])}")
-    return Done()
+    return [f"{ns}/{name}" for ns, name in wanted if name not in by_ns[ns] or not by_ns[ns][name].healthy]
 
 
 def site_finished(run: WorkflowRun) -> None:
@@ -504,15 +516,13 @@ SITE = register(
     Workflow(
         kind=SITE_KIND,
         steps=[
-            Step("prepare", site_prepare, timeout=SITE_STEP_TIMEOUT, queue="io", max_attempts=8, retry_cap=60),
             Step("commit", site_commit, timeout=SITE_STEP_TIMEOUT, queue="io", max_attempts=8, retry_cap=60),
-            Step("sync", site_sync, timeout=SITE_STEP_TIMEOUT, queue="io", max_attempts=10, retry_cap=60),
-            Step("verify", site_verify, timeout=SITE_STEP_TIMEOUT, queue="io", max_attempts=10, retry_cap=60),
+            Step("converge", site_converge, timeout=SITE_STEP_TIMEOUT, queue="io", max_attempts=10, retry_cap=60),
         ],
         deadline=dt.timedelta(hours=7),
         exclusive=True,
         on_finish=site_finished,
-        description="rolls a release out to one site: window, commit, sync, verify",
+        description="rolls a release out to one site: window and commit, then sync and health",
     )
 )
 
@@ -521,26 +531,26 @@ SITE = register(
 
 
 def rollback_revert(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+    """Put `apps/<application>/` back as it was before the rollout, as a new commit. What came before is
+    the revision the forward run recorded; when it recorded none (cancelled or crashed around its push),
+    the commit carrying the rollout's trailer tells whether anything was pushed, and on top of what."""
     row = _site_rollout(run)
     repo = SiteRepo.for_site(row.site)
     release = row.rollout.release
     message = f"Roll back {release.application.name} {release.version} (rollout {row.rollout_id})"
-    forward = (
-        WorkflowRun.objects.filter(kind=SITE_KIND, subject_type=run.subject_type, subject_id=run.subject_id)
-        .order_by("-id")
-        .values_list("context", flat=True)
-        .first()
-    )
-    if not isinstance(forward, dict) or "previous" not in forward:
-        # Its run never got past `prepare`, which comes before any push: nothing to revert.
-        return Done({"revert_revision": None})
+    author = _author(row.rollout)
     try:
-        if row.previous_revision:
-            result = repo.revert_to(
-                row.previous_revision, owned_prefix=_owned_prefix(row), message=message, author=_author(row.rollout)
-            )
+        if row.revision:
+            previous = row.previous_revision or None
+        else:
+            marked = repo.find_trailer(rollout_trailer(row))
+            if marked is None:
+                return Done({"revert_revision": None})  # nothing of this rollout reached the repository
+            previous = marked.parent
+        if previous:
+            result = repo.revert_to(previous, owned_prefix=_owned_prefix(row), message=message, author=author)
         else:  # the repository was empty before: the application's folder goes away
-            result = repo.write({}, owned_prefix=_owned_prefix(row), message=message, author=_author(row.rollout))
+            result = repo.write({}, owned_prefix=_owned_prefix(row), message=message, author=author)
     except RepoUnavailable as exc:
         return Retry(str(exc))
     except RepoError as exc:

@@ -143,6 +143,14 @@ class CommitResult:
 
 
 @dataclass(frozen=True)
+class MarkedCommit:
+    """A commit found by its trailer, and its first parent (None for a repository's first commit)."""
+
+    revision: str
+    parent: str | None
+
+
+@dataclass(frozen=True)
 class GitCredentials:
     """How to authenticate to git servers. Local bare repositories need none of it.
 
@@ -174,6 +182,9 @@ class _Output:
 # --- paths ----------------------------------------------------------------------------------------
 
 _CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# A commit message trailer we look up: `Token: value`, nothing a regular expression would read as syntax
+# beyond the dots, and no newline.
+_TRAILER_RE = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,60}: [A-Za-z0-9._:/-]{1,120}")
 
 
 def clean_path(path: str) -> str:
@@ -426,6 +437,30 @@ class SiteRepo:
             clone.restore(target, scope)
 
         return self._commit(apply, message=message, author=author)
+
+    def find_trailer(self, trailer: str) -> MarkedCommit | None:
+        """The newest commit on the remote's `main` whose message has the line `trailer` (e.g.
+        `Edgefleet-Rollout: 42`), with its first parent; None when there is none.
+
+        This is how a caller that marks its commits finds, after a crash between its push and recording
+        the push, what it did and what came before, without having recorded anything first.
+        """
+        if not _TRAILER_RE.fullmatch(trailer):
+            raise RepoError(f"{self.code}: invalid trailer {trailer!r}")
+
+        def find(clone: "_Clone") -> MarkedCommit | None:
+            if clone.fetch() is None:
+                return None
+            # A whole line of the message; `.` is the only character _TRAILER_RE lets through that a
+            # basic regular expression would read as syntax.
+            pattern = "^" + trailer.replace(".", "\\.") + "$"
+            out = clone.run("log", "-1", "--format=%H %P", "--basic-regexp", f"--grep={pattern}", REMOTE_MAIN)
+            line = out.stdout.decode().split()
+            if not line:
+                return None
+            return MarkedCommit(revision=line[0], parent=line[1] if len(line) > 1 else None)
+
+        return self._session(find)
 
     def read(self, path: str, revision: str | None = None) -> bytes | None:
         """The content of `path` at `revision` (default: the remote's current head), or None if there is no

@@ -230,8 +230,12 @@ def _move_on(
 
     The same UPDATE leases the run for the next step to a fresh token that travels in the message, so the
     worker that receives it starts the step without writing first. A lost message costs the lease's
-    length: then the sweeper finds the lease expired.
+    length: then the sweeper finds the lease expired. With `Done(after=...)` the next step is due later
+    instead, like a Wait: no lease, and a (delayed) message only when it is due before the next sweep.
     """
+    after = max(getattr(attempt.outcome, "after", 0.0), 0.0)
+    if after:
+        return _move_on_later(run, token, step, following, attempt, result, after)
     handoff = f"handoff/{secrets.token_hex(6)}"
     lease = max(settings.FLEET_WORKFLOW_LEASE_SECONDS, lease_needed(following.timeout) + 1.0)
     with transaction.atomic():
@@ -245,6 +249,25 @@ def _move_on(
             lambda: enqueue_advance(run.pk, queue=following.queue, step_timeout=following.timeout, lease_token=handoff),
             robust=True,
         )
+    return StepState.DONE
+
+
+def _move_on_later(
+    run: WorkflowRun, token: str, step: Step, following: Step, attempt: Attempt, result: dict[str, Any], after: float
+) -> str:
+    short = after < settings.FLEET_WORKFLOW_SWEEP_SECONDS
+    with transaction.atomic():
+        moved = sql.move_on_later(
+            run, token, step_index=run.step_index + 1, step_name=following.name, delay=after, message_sent=short
+        )
+        if not moved:
+            return _lost(run, step)
+        _add_step_run(run, step, attempt, result=result)
+        if short:
+            transaction.on_commit(
+                lambda: enqueue_advance(run.pk, queue=following.queue, step_timeout=following.timeout, countdown=after),
+                robust=True,
+            )
     return StepState.DONE
 
 

@@ -10,9 +10,12 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Done:
-    """The step is finished; `data` is merged into the context and the next step runs at once."""
+    """The step is finished; `data` is merged into the context and the next step runs at once, or
+    `after` seconds from now (a step that just asked for something the next one polls for: a push the
+    edge has not had time to apply cannot be applied yet, so looking at once would be a wasted step)."""
 
     data: dict[str, Any] | None = None
+    after: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,31 @@ def move_on(
         return bool(cursor.rowcount == 1)
 
 
+@functools.cache
+def _move_on_later_sql(vendor: str, message_sent: bool) -> str:
+    # Constants and placeholders only: nothing from outside is formatted into the statement.
+    enqueued = _now_plus() if message_sent else "NULL"
+    return (
+        f"UPDATE {RUN_TABLE} SET state = %s, step_index = %s, current_step = %s, attempt = 0, context = %s,"  # noqa: S608
+        f" wake_at = {_now_plus()}, enqueued_at = {enqueued}, lease_owner = '', lease_until = NULL,"
+        f" updated_at = {_now()}"
+        " WHERE id = %s AND lease_owner = %s"
+    )
+
+
+def move_on_later(
+    run: WorkflowRun, token: str, *, step_index: int, step_name: str, delay: float, message_sent: bool
+) -> bool:
+    """Point the run at its next step, due in `delay` seconds, if `token` still holds its lease. The run
+    waits unleased, like after a Wait; `message_sent` marks a delayed wake-up message as in flight."""
+    context = _prep(WorkflowRun, "context", run.context)
+    wake = _seconds(delay)
+    params = [RunState.WAITING, step_index, step_name, context, wake, *([wake] if message_sent else []), run.pk, token]
+    with connection.cursor() as cursor:
+        cursor.execute(_move_on_later_sql(connection.vendor, message_sent), params)
+        return bool(cursor.rowcount == 1)
+
+
 _STEP_COLUMNS = ("run_id", "step", "attempt", "state", "started_at", "finished_at", "message", "error", "result")
 
 

@@ -269,7 +269,7 @@ def test_a_site_past_its_deadline_is_skipped_and_the_rollout_goes_on(
     assert "skipped" in rows[stuck].error
     assert {rows[code].state for code in sim.codes[1:]} == {SiteRolloutState.SUCCEEDED}
     assert rows[stuck].workflow_run is not None and rows[stuck].workflow_run.state == RunState.CANCELLED
-    steps = rows[stuck].workflow_run.steps.filter(step="verify").values_list("message", flat=True)
+    steps = rows[stuck].workflow_run.steps.filter(step="converge").values_list("message", flat=True)
     assert any("not available yet" in message for message in steps)
 
 

@@ -159,6 +159,35 @@ def test_writing_the_same_files_again_creates_no_commit(repo: SiteRepo, bare: Pa
     assert log(bare) == [seeded.revision]
 
 
+def test_a_commit_is_found_again_by_its_trailer_with_its_parent(
+    repo: SiteRepo, bare: Path, seeded: CommitResult, tmp_path: Path
+) -> None:
+    # Given a marked commit, then somebody else's commit on top of it
+    marked = repo.write(
+        {"apps/pos/deploy.yaml": "image: pos:2\n"},
+        owned_prefix="apps/pos",
+        message="Roll out pos 2\n\nEdgefleet-Rollout: 4.2",
+        author=ANN,
+    )
+    push_as_someone_else(bare, tmp_path / "human", {"README.md": "hello\n"})
+    # When it is looked up by its trailer (as a step that crashed after its push does)
+    found = repo.find_trailer("Edgefleet-Rollout: 4.2")
+    # Then it is that commit with the head before it as parent; a trailer that only starts the same, or
+    # whose dot would match any character, is not confused with it
+    assert found is not None and (found.revision, found.parent) == (marked.revision, seeded.revision)
+    assert repo.find_trailer("Edgefleet-Rollout: 4") is None
+    assert repo.find_trailer("Edgefleet-Rollout: 4x2") is None
+    with pytest.raises(RepoError, match="invalid trailer"):
+        repo.find_trailer("Edgefleet-Rollout: $(reboot)")
+
+
+def test_the_first_commit_found_by_its_trailer_has_no_parent(repo: SiteRepo) -> None:
+    assert repo.find_trailer("Edgefleet-Rollout: 1") is None  # an empty repository
+    first = repo.write({"a.yaml": "a: 1\n"}, owned_prefix=None, message="first\n\nEdgefleet-Rollout: 1", author=ANN)
+    found = repo.find_trailer("Edgefleet-Rollout: 1")
+    assert found is not None and (found.revision, found.parent) == (first.revision, None)
+
+
 def test_owned_prefix_removes_only_files_the_write_owns(
     repo: SiteRepo, bare: Path, seeded: CommitResult, tmp_path: Path
 ) -> None:

@@ -41,6 +41,10 @@ def scripted(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     if action == "unstorable":
         ctx["handle"] = object()
         return Done()
+    if action == "done_soon":
+        return Done({"soon": True}, after=0.5)
+    if action == "done_later":
+        return Done({"later": True}, after=600)
     if action == "soft_limit":
         raise SoftTimeLimitExceeded()
     return Done({f"done_{calls}": True})

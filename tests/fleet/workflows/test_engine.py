@@ -59,6 +59,40 @@ def test_done_wakes_the_next_step_on_its_own_queue_after_commit(
     assert sent == [{"run": run.pk, "queue": "io", "countdown": None, "lease_token": sent[0]["lease_token"]}]
 
 
+def test_done_after_makes_the_next_step_due_later_without_a_lease(
+    start: Any, sent: list[dict[str, Any]], django_capture_on_commit_callbacks: Any
+) -> None:
+    run = start(["done_later"])
+    sent.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert deliver(run) == StepState.DONE
+
+    run = reload(run)
+    assert (run.state, run.current_step, run.step_index, run.attempt) == (RunState.WAITING, "second", 1, 0)
+    assert run.wake_at is not None and run.wake_at > timezone.now() + dt.timedelta(seconds=590)
+    assert run.lease_owner == "" and run.lease_until is None and run.enqueued_at is None
+    assert run.context["later"] is True
+    assert sent == []  # as long as a Wait that long: the sweeper's business
+    assert advance(run.pk, worker_id="w") == NOT_DUE
+    make_due(run)
+    assert deliver(run) == RunState.SUCCEEDED
+    assert steps_of(run) == [("first", 1, StepState.DONE), ("second", 1, StepState.DONE)]
+
+
+def test_done_after_a_moment_sends_the_next_steps_message_with_a_countdown(
+    start: Any, sent: list[dict[str, Any]], django_capture_on_commit_callbacks: Any
+) -> None:
+    run = start(["done_soon"])
+    sent.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert deliver(run) == StepState.DONE
+
+    assert sent == [{"run": run.pk, "queue": "io", "countdown": 0.5}]
+    assert reload(run).enqueued_at is not None  # the sweeper leaves it to that message
+
+
 def test_wait_stores_a_wake_up_and_sends_no_message(
     start: Any, sent: list[dict[str, Any]], django_capture_on_commit_callbacks: Any
 ) -> None:

@@ -1,0 +1,117 @@
+"""The site run's steps called directly, against a simulated site's real bare repository: what a crash
+between a push and its recording leaves behind, and how the steps find their way from git alone."""
+
+from collections.abc import Callable
+
+import pytest
+from django.db import transaction
+
+from fleet.workflows.models import WorkflowRun
+from fleet.workflows.outcomes import Done
+from fleet.workflows.services import workflow_start
+from rollouts import services
+from rollouts.choices import SiteRolloutState
+from rollouts.models import Application, SiteRollout
+from rollouts.workflows import ROLLBACK_KIND, SITE_KIND, rollback_revert, site_commit
+from simulator.testing import Simulator
+from sites.models import Site
+from sites.repos import Author, SiteRepo
+from tests.rollouts.conftest import POS_BRIDGE_TEMPLATES, commit_count, git_show
+
+pytestmark = pytest.mark.django_db
+
+CONFIGMAP = "apps/pos-bridge/configmap.yaml"
+
+
+class WorkerDied(Exception):
+    """The worker's process ending between the step's push and the engine's recording transaction."""
+
+
+@pytest.fixture
+def site_run(simulated_fleet: Callable[[int], Simulator]) -> tuple[Simulator, SiteRollout, WorkflowRun, str]:
+    """A one-site rollout of pos-bridge 2.0 whose site run is about to commit, on top of a repository
+    that already holds 1.0 (the head before is returned)."""
+    sim = simulated_fleet(1)
+    site = Site.objects.get()
+    application = services.application_create(
+        actor="t", source="test", name="pos-bridge", team="payments", namespace="pos"
+    )
+    v1 = SiteRepo.for_site(site).write(
+        {CONFIGMAP: "v1\n"}, owned_prefix="apps/pos-bridge", message="v1", author=Author.of("t")
+    )
+    release = services.release_create(
+        actor="t", source="test", application=application, version="2.0.0", templates=POS_BRIDGE_TEMPLATES
+    )
+    plan = services.rollout_plan_create(
+        actor="t", source="test", name="p", release=release, target={"all": True}, waves=[{"percent": 100}],
+        max_parallel=1, failure_threshold={"count": 0}, respect_windows=False,
+    )  # fmt: skip
+    rollout = services.rollout_start(plan=plan, actor="t", source="test")
+    row = SiteRollout.objects.get(rollout=rollout)
+    services.site_rollout_transition(site_rollout=row, to=SiteRolloutState.COMMITTING, actor="t", source="test")
+    run = workflow_start(kind=SITE_KIND, subject=row, actor="t", source="test")
+    assert v1.revision is not None
+    return sim, row, run, v1.revision
+
+
+def test_a_commit_step_re_run_after_a_crash_finds_its_push_and_what_came_before(
+    site_run: tuple[Simulator, SiteRollout, WorkflowRun, str],
+) -> None:
+    sim, row, run, v1 = site_run
+    bare = sim.repo_path(row.site.code)
+    before = commit_count(bare)
+    # Given a commit step whose push landed but whose recording was lost with its worker
+    with pytest.raises(WorkerDied), transaction.atomic():
+        assert isinstance(site_commit(run, {}), Done)
+        raise WorkerDied
+    row.refresh_from_db()
+    assert (row.state, row.revision, row.previous_revision) == (SiteRolloutState.COMMITTING, "", "")
+    assert commit_count(bare) == before + 1
+
+    # When the step runs again
+    outcome = site_commit(run, {})
+
+    # Then it commits nothing more and still knows the revision it replaced, from the commit's trailer
+    assert isinstance(outcome, Done) and outcome.data is not None
+    row.refresh_from_db()
+    head = (git_show(bare, "main") or "").split()[1]
+    assert commit_count(bare) == before + 1
+    assert (row.state, row.revision, row.previous_revision) == (SiteRolloutState.SYNCING, head, v1)
+    assert (outcome.data["changed"], outcome.data["previous"]) == (False, v1)
+    assert outcome.data["deployments"] == [["pos", "pos-bridge"]]
+    assert outcome.after > 0  # the edge needs a moment to see the push
+    assert f"Edgefleet-Rollout: {row.rollout_id}" in (git_show(bare, "main") or "")
+
+
+def test_a_roll_back_reverts_a_push_that_was_never_recorded(
+    site_run: tuple[Simulator, SiteRollout, WorkflowRun, str],
+) -> None:
+    sim, row, run, v1 = site_run
+    bare = sim.repo_path(row.site.code)
+    with pytest.raises(WorkerDied), transaction.atomic():
+        site_commit(run, {})
+        raise WorkerDied
+    assert 'version: "2.0.0"' in (git_show(bare, f"main:{CONFIGMAP}") or "")
+    WorkflowRun.objects.filter(pk=run.pk).update(state="cancelled")  # the rollout was rolled back meanwhile
+    row.refresh_from_db()
+
+    revert = workflow_start(kind=ROLLBACK_KIND, subject=row, actor="t", source="test")
+    outcome = rollback_revert(revert, {})
+
+    assert isinstance(outcome, Done) and outcome.data and outcome.data["revert_changed"] is True
+    assert git_show(bare, f"main:{CONFIGMAP}") == "v1\n"
+
+
+def test_a_roll_back_of_a_site_that_never_pushed_commits_nothing(
+    site_run: tuple[Simulator, SiteRollout, WorkflowRun, str],
+) -> None:
+    sim, row, run, _ = site_run
+    bare = sim.repo_path(row.site.code)
+    before = commit_count(bare)
+    WorkflowRun.objects.filter(pk=run.pk).update(state="cancelled")
+
+    outcome = rollback_revert(workflow_start(kind=ROLLBACK_KIND, subject=row, actor="t", source="test"), {})
+
+    assert outcome == Done({"revert_revision": None})
+    assert commit_count(bare) == before
+    assert Application.objects.count() == 1
