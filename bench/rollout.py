@@ -157,9 +157,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sites", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes, and plain processes")
+    parser.add_argument(
+        "--pool",
+        choices=["prefork", "threads"],
+        default="prefork",
+        help="prefork: one worker with --concurrency children; threads: --concurrency workers of --threads each",
+    )
+    parser.add_argument("--threads", type=int, default=8, help="threads per worker process with --pool threads")
     parser.add_argument("--max-parallel", type=int, default=50, help="sites in flight, both sides")
     parser.add_argument("--sync-interval", type=float, default=0.2, help="the simulated agents' poll interval")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument(
+        "--timeline", action="store_true", help="print CPU use, sites in flight and queues twice a second"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     args = parser.parse_args()
 
@@ -188,6 +198,7 @@ def main() -> None:
     )
     sys.path.insert(0, str(ROOT))
     import django
+    import redis
 
     django.setup()
     from django.core.management import call_command
@@ -204,7 +215,8 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     logging.getLogger("sites.repos").setLevel(logging.WARNING)  # one line per push, thousands of them
-    worker = sweeper = None
+    workers: list[subprocess.Popen[bytes]] = []
+    sweeper = None
     stop = threading.Event()
     try:
         with running_simulator(
@@ -221,12 +233,36 @@ def main() -> None:
             print(f"{args.sites} simulated sites imported in {time.perf_counter() - t0:.1f} s")
 
             log_path = tmp / "worker.log"
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "fleet", "worker", "-Q", "control,io",
-                 "-c", str(args.concurrency), "-P", "prefork", "--without-gossip", "--without-mingle",
-                 "-l", "WARNING", "-n", f"bench-{os.getpid()}@%h"],
-                cwd=ROOT, env=os.environ.copy(), stdout=log_path.open("ab"), stderr=subprocess.STDOUT,
-            )  # fmt: skip
+            if args.pool == "prefork":
+                pools = [["-P", "prefork", "-c", str(args.concurrency)]]
+            else:
+                pools = [["-P", "threads", "-c", str(args.threads)]] * args.concurrency
+            for number, pool in enumerate(pools):
+                workers.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "celery",
+                            "-A",
+                            "fleet",
+                            "worker",
+                            "-Q",
+                            "control,io",
+                            *pool,
+                            "--without-gossip",
+                            "--without-mingle",
+                            "-l",
+                            "WARNING",
+                            "-n",
+                            f"bench-{number}-{os.getpid()}@%h",
+                        ],
+                        cwd=ROOT,
+                        env=os.environ.copy(),
+                        stdout=log_path.open("ab"),
+                        stderr=subprocess.STDOUT,
+                    )  # fmt: skip
+                )
 
             def sweeping() -> None:  # what beat does
                 while not stop.wait(1.0):
@@ -238,7 +274,7 @@ def main() -> None:
             def cpu_snapshot() -> dict[str, float]:
                 busy, total = machine_busy()
                 return {
-                    "worker": cpu_seconds(worker.pid),
+                    "worker": sum(cpu_seconds(worker.pid) for worker in workers),
                     "simulator": cpu_seconds(sim.process.pid),
                     "redis": cpu_seconds(redis_proc.pid),
                     "this process": sum(os.times()[:4]),
@@ -249,7 +285,7 @@ def main() -> None:
             sweeper = threading.Thread(target=sweeping, daemon=True)
             sweeper.start()
             time.sleep(5)  # the worker's start-up and its children forking
-            rss_before = rss_mb(worker.pid)
+            rss_before = sum(rss_mb(worker.pid) for worker in workers)
 
             # --- orchestrated ---
             application = Application.objects.filter(name=demo.APPLICATION).first() or (
@@ -271,16 +307,32 @@ def main() -> None:
             rollout = services.rollout_start(plan=plan, actor="bench", source="command")
             start_seconds = time.perf_counter() - started
 
+            timeline: list[str] = []
+            last_busy = machine_busy()
+
             def finished() -> bool:
+                nonlocal last_busy
                 rollout.refresh_from_db()
+                if args.timeline:
+                    busy = machine_busy()
+                    share = (busy[0] - last_busy[0]) / max(busy[1] - last_busy[1], 1e-9) * 100
+                    last_busy = busy
+                    queued = {q: queue_client.llen(q) for q in ("io", "control")}
+                    timeline.append(
+                        f"{time.perf_counter() - started:7.2f} s  cpu {share:3.0f}%  wave {rollout.current_wave}  "
+                        f"in flight {rollout.n_committing + rollout.n_syncing + rollout.n_verifying:4d}  "
+                        f"done {rollout.n_succeeded + rollout.n_failed + rollout.n_skipped:5d}  "
+                        f"queued io {queued['io']:3d} control {queued['control']:3d}"
+                    )
                 return rollout.state in (RolloutState.SUCCEEDED, RolloutState.HALTED)
 
-            wait_for(finished, args.timeout, "the orchestrated rollout", every=0.2)
+            queue_client = redis.Redis.from_url(redis_url)
+            wait_for(finished, args.timeout, "the orchestrated rollout", every=0.5 if args.timeline else 0.2)
             orchestrated = time.perf_counter() - started
             cpu_orchestrated = cpu_delta(cpu_before, cpu_snapshot())
             time.sleep(2)
-            rss_after = rss_mb(worker.pid)
-            leaked = git_processes(worker.pid)
+            rss_after = sum(rss_mb(worker.pid) for worker in workers)
+            leaked = sum(git_processes(worker.pid) for worker in workers)
             counts = rollout.counts
             steps = StepRun.objects.filter(run__kind__startswith="rollout.").count()
             runs = WorkflowRun.objects.filter(kind__startswith="rollout.").count()
@@ -324,8 +376,9 @@ def main() -> None:
             plain_leaked = git_processes(os.getpid())
     finally:
         stop.set()
-        if worker is not None:
+        for worker in workers:
             worker.terminate()
+        for worker in workers:
             worker.wait(timeout=60)
         redis_proc.terminate()
         redis_proc.wait(timeout=10)
@@ -334,11 +387,15 @@ def main() -> None:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    if args.timeline:
+        print("\n".join(["", "orchestrated timeline:", *timeline]))
     database = "PostgreSQL" if database_url.startswith("postgres") else "SQLite (WAL)"
+    pool_shape = "prefork" if args.pool == "prefork" else f"worker threads pool of {args.threads} each"
     print(
         f"\nrollout of {args.sites} sites in 3 waves ({', '.join(str(s) for s in sizes)}), zero bake, "
         f"max_parallel {args.max_parallel}, agents polling every {args.sync_interval:g} s, "
-        f"{args.concurrency} processes each side, {database}, {os.cpu_count()} CPUs"
+        f"{args.concurrency} processes each side ({pool_shape}), {database}, "
+        f"{os.cpu_count()} CPUs"
     )
     print(f"orchestrated final state: {rollout.state}, sites {dict((k, v) for k, v in counts.items() if v)}")
     print(f"  rollout_start (plan + render every site + rows): {start_seconds:.2f} s; {runs} runs, {steps} steps")
@@ -349,7 +406,8 @@ def main() -> None:
           f"overhead per site: {(orchestrated - plain) / args.sites * 1000:.1f} ms")  # fmt: skip
     print(f"orchestrated {cpu_line(cpu_orchestrated)}")
     print(f"plain        {cpu_line(cpu_plain)}")
-    print(f"worker RSS (main + {args.concurrency} children): {rss_before:.0f} MB before, {rss_after:.0f} MB after "
+    shape = f"main + {args.concurrency} children" if args.pool == "prefork" else f"{args.concurrency} processes"
+    print(f"worker RSS ({shape}): {rss_before:.0f} MB before, {rss_after:.0f} MB after "
           f"(+{rss_after - rss_before:.0f} MB)")  # fmt: skip
     print(f"git processes left: {leaked} under the worker, {plain_leaked} under the plain script")
 

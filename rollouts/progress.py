@@ -54,9 +54,10 @@ class SiteView:
 class WaveView:
     """One wave. `state_counts` counts the whole wave's sites per state; `sites` are the ones `decide`
     looks at one by one. With `state_counts` None, `sites` is the whole wave (and is counted). Otherwise
-    `sites` must hold at least every in-flight site and the not-started ones in planned order, as many
-    as there are free slots (all the selector could check, with windows): the driver then reads a
-    handful of rows per decision, not the whole wave."""
+    `sites` must hold at least every in-flight site past its deadline, the other in-flight site that
+    started first, and the not-started sites in planned order, as many as there are free slots (all the
+    selector could check, with windows): the driver then reads a handful of rows per decision, not the
+    whole wave."""
 
     index: int
     name: str
@@ -116,6 +117,18 @@ class Decision:
             or self.wait_window
             or self.skip
             or self.open_wave is not None
+            or self.close_wave is not None
+            or self.await_approval
+            or self.halt
+            or self.rollback
+            or self.succeed
+        )
+
+    @property
+    def changes_rollout(self) -> bool:
+        """It changes the rollout or a wave, not only sites: another decision may follow at once."""
+        return (
+            self.open_wave is not None
             or self.close_wave is not None
             or self.await_approval
             or self.halt

@@ -5,7 +5,7 @@ import datetime as dt
 from django.db.models import Prefetch, QuerySet
 
 from fleet.errors import Invalid
-from rollouts.choices import SITE_IN_FLIGHT_STATES, SITE_NOT_STARTED_STATES
+from rollouts.choices import SITE_IN_FLIGHT_STATES, SITE_NOT_STARTED_STATES, SiteRolloutState
 from rollouts.models import Rollout, RolloutPlan, RolloutWave, SiteRollout
 from rollouts.progress import RolloutView, SiteView, WaveView
 from rollouts.schedule import site_next_open, site_window_open
@@ -75,11 +75,14 @@ def rollout_progress_view(rollout: Rollout, at: dt.datetime) -> RolloutView:
     snapshot = rollout.plan_snapshot
     respect = bool(snapshot.get("respect_windows"))
     max_parallel = int(snapshot.get("max_parallel", 1))
+    deadline = int(snapshot.get("site_deadline_seconds", 6 * 3600))
     waves = list(rollout.waves.order_by("index"))
     sites: dict[int, tuple[SiteView, ...]] = {}
     current = next((w for w in waves if w.index == rollout.current_wave), None)
     if current is not None and current.opened_at is not None and current.closed_at is None:
-        sites[current.pk] = _decidable_sites(current, max_parallel=max_parallel, respect_windows=respect, at=at)
+        sites[current.pk] = _decidable_sites(
+            current, max_parallel=max_parallel, respect_windows=respect, deadline_seconds=deadline, at=at
+        )
     return RolloutView(
         state=rollout.state,
         current_wave=rollout.current_wave,
@@ -102,25 +105,36 @@ def rollout_progress_view(rollout: Rollout, at: dt.datetime) -> RolloutView:
         require_approval=bool(snapshot.get("require_approval")),
         respect_windows=respect,
         auto_rollback=bool(snapshot.get("auto_rollback")),
-        site_deadline_seconds=int(snapshot.get("site_deadline_seconds", 6 * 3600)),
+        site_deadline_seconds=deadline,
         rollback_requested=rollout.rollback_requested_at is not None,
     )
 
 
 def _decidable_sites(
-    wave: RolloutWave, *, max_parallel: int, respect_windows: bool, at: dt.datetime
+    wave: RolloutWave, *, max_parallel: int, respect_windows: bool, deadline_seconds: int, at: dt.datetime
 ) -> tuple[SiteView, ...]:
-    """Every in-flight site of the wave, then its not-started sites in planned order: as many as there are
-    free slots, or with windows that many plus WINDOW_SCAN_EXTRA (closed windows take no slot)."""
+    """The sites of the open wave a decision can act on, in two or three short reads:
+
+    - the in-flight site that started first (when the next deadline falls), and when that one is past
+      its deadline, every in-flight site past it (to skip) and the oldest of the others;
+    - the not-started sites in planned order, as many as there are free slots, or with windows that many
+      plus WINDOW_SCAN_EXTRA (a closed window takes no slot), one (wave, state, position) index range
+      per state, merged.
+    """
+    fields = ("state", "started_at", "position", *(f"site__{f}" for f in SITE_FIELDS_FOR_PLANNING))
+    rows = SiteRollout.objects.filter(wave=wave).select_related("site").only(*fields)
+    flying = rows.filter(state__in=SITE_IN_FLIGHT_STATES)
+    overdue_before = at - dt.timedelta(seconds=deadline_seconds)
+    chosen = list(flying.order_by("started_at")[:1])
+    if chosen and chosen[0].started_at is not None and chosen[0].started_at < overdue_before:
+        chosen = list(flying.filter(started_at__lt=overdue_before).order_by("position"))
+        chosen += list(flying.filter(started_at__gte=overdue_before).order_by("started_at")[:1])
     in_flight = wave.n_committing + wave.n_syncing + wave.n_verifying
     wanted = max(max_parallel - in_flight, 0) + (WINDOW_SCAN_EXTRA if respect_windows else 0)
-    fields = ("state", "started_at", "position", *(f"site__{f}" for f in SITE_FIELDS_FOR_PLANNING))
-    rows = SiteRollout.objects.filter(wave=wave).select_related("site").only(*fields).order_by("position")
-    chosen = list(rows.filter(state__in=SITE_IN_FLIGHT_STATES))
+    # Without windows no site ever waits for one: only `pending` needs reading.
+    states = SITE_NOT_STARTED_STATES if respect_windows else {SiteRolloutState.PENDING}
     if wanted:
-        # One query per state, each a range of the (wave, state, position) index read only as far as
-        # needed, then merged in planned order.
-        waiting = [row for state in SITE_NOT_STARTED_STATES for row in rows.filter(state=state)[:wanted]]
+        waiting = [row for state in sorted(states) for row in rows.filter(state=state).order_by("position")[:wanted]]
         chosen += sorted(waiting, key=lambda row: row.position)[:wanted]
     views = []
     for row in chosen:

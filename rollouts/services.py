@@ -763,6 +763,30 @@ def site_rollout_transition(
     return row
 
 
+def site_rollouts_start(*, run_ids: dict[int, int], actor: Actor, source: str) -> list[SiteRollout]:
+    """Move the not-started sites `run_ids` names ({site rollout id: workflow run id}) to `committing`,
+    each with the run that drives it: one locking read, one UPDATE per counter row and one for the
+    sites, however many start together (the driver opening a wave starts `max_parallel` at once).
+    Rows that are no longer waiting to start are left alone; returns the ones moved."""
+    with transaction.atomic():
+        rows = list(
+            SiteRollout.objects.select_for_update()
+            .filter(pk__in=run_ids, state__in=SITE_NOT_STARTED_STATES)
+            .order_by("position")
+        )
+        if not rows:
+            return []
+        now = timezone.now()
+        moved: dict[int, Counter[str]] = {}
+        for row in rows:
+            moved.setdefault(row.wave_id, Counter())[row.state] += 1
+            row.state, row.workflow_run_id = SiteRolloutState.COMMITTING, run_ids[row.pk]
+            row.started_at = row.started_at or now
+        SiteRollout.objects.bulk_update(rows, ["state", "workflow_run_id", "started_at"])
+        _move_counters(rows[0].rollout_id, moved, SiteRolloutState.COMMITTING)
+    return rows
+
+
 def _move_counters(rollout_id: int, moved: dict[int, Counter[str]], to: str) -> None:
     """Shift counters from the states in `moved` (per wave id) to `to`, on the waves and on the rollout."""
     total: Counter[str] = Counter()

@@ -54,7 +54,7 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -80,6 +80,7 @@ from rollouts.choices import (
     WaveState,
 )
 from rollouts.models import Rollout, RolloutWave, SiteRollout
+from rollouts.planning import threshold_exceeded
 from rollouts.progress import Decision, decide
 from rollouts.rendering import ReleaseRenderer
 from rollouts.schedule import site_next_open, site_window_open
@@ -177,8 +178,9 @@ def drive(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     rollout = run.get_subject()
     if rollout is None:
         return Fail("the rollout no longer exists")
-    for _ in range(MAX_DECISIONS_PER_STEP):
-        rollout.refresh_from_db()
+    for decisions in range(MAX_DECISIONS_PER_STEP):
+        if decisions:
+            rollout.refresh_from_db()
         if rollout.rollback_requested_at is not None and rollout.state != RolloutState.ROLLED_BACK:
             return _roll_back(rollout)
         if rollout.state == RolloutState.CANCELLED:
@@ -195,6 +197,10 @@ def drive(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
             return Wait(poll, decision.reason)
         ctx["last_decision"] = decision.reason
         _apply(rollout, decision, now)
+        if not decision.changes_rollout:
+            # Sites started, skipped or set waiting: nothing else can be decided until one of them
+            # ends (which wakes the driver) or the poll comes round.
+            return Wait(DRIVE_POLL_SECONDS, decision.reason)
     return Wait(0.05, "more decisions to apply")
 
 
@@ -230,8 +236,8 @@ def _apply(rollout: Rollout, decision: Decision, now: dt.datetime) -> None:
             site_rollout=rows[code], to=SiteRolloutState.WAITING_WINDOW, actor=ACTOR, source=SOURCE
         )
     deadline = now + dt.timedelta(seconds=int(snapshot.get("site_deadline_seconds", 6 * 3600)))
-    for code in decision.start:
-        _start_site(rows[code], deadline=deadline + SITE_RUN_DEADLINE_MARGIN)
+    if decision.start:
+        _start_sites([rows[code] for code in decision.start], deadline=deadline + SITE_RUN_DEADLINE_MARGIN)
     if decision.close_wave is not None:
         services.rollout_wave_close(
             rollout=rollout, index=decision.close_wave, actor=ACTOR, source=SOURCE, bake_until=decision.bake_until
@@ -248,23 +254,28 @@ def _apply(rollout: Rollout, decision: Decision, now: dt.datetime) -> None:
         )
 
 
-def _start_site(site_rollout: SiteRollout, *, deadline: dt.datetime) -> None:
-    """Start the site's run (or wake the one waiting for its window) and take a parallel slot."""
+def _start_sites(site_rollouts: list[SiteRollout], *, deadline: dt.datetime) -> int:
+    """Start each site's run (or wake the one waiting for its window) and take their parallel slots, in
+    one transaction: a run and its site's move to `committing` commit together or not at all. Returns
+    how many started (a site that is no longer waiting to start is left alone)."""
     with transaction.atomic():
-        row = SiteRollout.objects.select_for_update(of=("self",)).select_related("workflow_run").get(pk=site_rollout.pk)
-        if row.state not in SITE_NOT_STARTED_STATES:
-            return
-        run = row.workflow_run
-        if run is not None and run.kind == SITE_KIND and run.state in ACTIVE_STATES:
-            WorkflowRun.objects.filter(pk=run.pk, state=RunState.WAITING).update(
-                wake_at=Now(), enqueued_at=Now(), updated_at=Now()
-            )
-            schedule_now(run)
-        else:
-            run = workflow_start(kind=SITE_KIND, subject=row, actor=ACTOR, source=SOURCE, deadline=deadline)
-        services.site_rollout_transition(
-            site_rollout=row, to=SiteRolloutState.COMMITTING, actor=ACTOR, source=SOURCE, workflow_run_id=run.pk
+        rows = (
+            SiteRollout.objects.select_for_update(of=("self",))
+            .select_related("workflow_run")
+            .filter(pk__in=[row.pk for row in site_rollouts], state__in=SITE_NOT_STARTED_STATES)
         )
+        run_ids = {}
+        for row in rows:
+            run = row.workflow_run
+            if run is not None and run.kind == SITE_KIND and run.state in ACTIVE_STATES:
+                WorkflowRun.objects.filter(pk=run.pk, state=RunState.WAITING).update(
+                    wake_at=Now(), enqueued_at=Now(), updated_at=Now()
+                )
+                schedule_now(run)
+            else:
+                run = workflow_start(kind=SITE_KIND, subject=row, actor=ACTOR, source=SOURCE, deadline=deadline)
+            run_ids[row.pk] = run.pk
+        return len(services.site_rollouts_start(run_ids=run_ids, actor=ACTOR, source=SOURCE))
 
 
 def _skip_site(site_rollout: SiteRollout, *, reason: str) -> None:
@@ -493,13 +504,20 @@ def _unavailable_deployments(row: SiteRollout, wanted: list[list[str]]) -> list[
 
 
 def site_finished(run: WorkflowRun) -> None:
-    """on_finish of a site run: record its end on the SiteRollout and wake the driver."""
-    row = SiteRollout.objects.filter(pk=run.subject_id).select_related("rollout").first()
+    """on_finish of a site run: record its end on the SiteRollout, then hand its slot to the next site
+    of the wave or, when that is not simply the thing to do, wake the driver."""
+    row = SiteRollout.objects.filter(pk=run.subject_id).first()
     if row is None:
         return
     if row.state not in SITE_DONE_STATES:
         if run.state == RunState.SUCCEEDED:
             _move(row, SiteRolloutState.SUCCEEDED, error="")
+            try:
+                with transaction.atomic():  # a failed hand-over must not undo the success above
+                    if _hand_over_slot(row):
+                        return
+            except (FleetError, DatabaseError):
+                log.warning("rollout %s: handing %s's slot over failed", row.rollout_id, row.pk, exc_info=True)
         elif run.state == RunState.FAILED:
             to = SiteRolloutState.FAILED if row.state in SITE_IN_FLIGHT_STATES else SiteRolloutState.SKIPPED
             _move(row, to, error=run.error)
@@ -512,6 +530,32 @@ def site_finished(run: WorkflowRun) -> None:
     transaction.on_commit(lambda: _wake_driver_on_commit(row.rollout_id), robust=True)
 
 
+def _hand_over_slot(row: SiteRollout) -> bool:
+    """A site of the open wave succeeded: start the wave's next pending site in its place, in the same
+    transaction, and tell whether it did. This is the driver's most common decision taken without
+    waking it (a rollout of thousands of sites would otherwise cost a driver step per site). Anything
+    less plain is left to the driver: a rollout not running, a roll back, windows to respect, failures
+    past the threshold, a wave not open, no pending site left (the wave may be complete). One site ends
+    and one starts, so the sites in flight never exceed the plan's max_parallel."""
+    rollout = Rollout.objects.only("state", "current_wave", "rollback_requested_at", "plan_snapshot").get(
+        pk=row.rollout_id
+    )
+    snapshot = rollout.plan_snapshot
+    if rollout.state != RolloutState.RUNNING or rollout.rollback_requested_at or snapshot.get("respect_windows"):
+        return False
+    wave = RolloutWave.objects.get(pk=row.wave_id)
+    if wave.index != rollout.current_wave or wave.opened_at is None or wave.closed_at is not None:
+        return False
+    threshold = dict(snapshot.get("failure_threshold") or {"count": 0})
+    if threshold_exceeded(threshold, failed=wave.n_failed, size=wave.size):
+        return False
+    successor = SiteRollout.objects.filter(wave=wave, state=SiteRolloutState.PENDING).order_by("position").first()
+    if successor is None:
+        return False
+    deadline = timezone.now() + dt.timedelta(seconds=int(snapshot.get("site_deadline_seconds", 6 * 3600)))
+    return bool(_start_sites([successor], deadline=deadline + SITE_RUN_DEADLINE_MARGIN))
+
+
 SITE = register(
     Workflow(
         kind=SITE_KIND,
@@ -522,6 +566,9 @@ SITE = register(
         deadline=dt.timedelta(hours=7),
         exclusive=True,
         on_finish=site_finished,
+        # Thousands per rollout: the rollout's own audit entries (start, waves, and every site that
+        # failed, was skipped or rolled back) tell the story; each run keeps its timeline.
+        audited=False,
         description="rolls a release out to one site: window and commit, then sync and health",
     )
 )

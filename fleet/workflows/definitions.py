@@ -60,7 +60,9 @@ class Workflow:
     `workflow_start` give the run the key `<model>:<pk>` of its subject unless one is given, so a second
     exclusive run on the same subject is refused (409). `on_fail(run)` runs when the run ends failed or
     cancelled, `on_finish(run)` at every end; both run inside the transaction that records the end (keep
-    them to database writes: for I/O, start a workflow from them).
+    them to database writes: for I/O, start a workflow from them). `audited` puts the run's start and
+    end in the audit log; a kind started by thousands from another audited action (a rollout's site runs)
+    turns it off and keeps its story on the run and on its subject.
     """
 
     kind: str
@@ -69,6 +71,7 @@ class Workflow:
     exclusive: bool = False
     on_fail: Hook | None = None
     on_finish: Hook | None = None
+    audited: bool = True
     description: str = ""
     _index: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 

@@ -37,7 +37,10 @@ def enqueue_advance(
     if countdown:
         options["countdown"] = countdown
     try:
-        kwargs = {"lease_token": lease_token} if lease_token else {}
+        # Without a handed-over lease the worker takes one, long enough for this step (no second write).
+        kwargs: dict[str, object] = (
+            {"lease_token": lease_token} if lease_token else {"lease": lease_needed(step_timeout) + 2.0}
+        )
         app.send_task(ADVANCE_TASK, args=[run_id], kwargs=kwargs, **options)  # type: ignore[arg-type]
     except Exception:  # the broker being down is the expected case; the sweeper recovers
         log.warning("could not send the wake-up message for workflow run %s; the sweeper will", run_id, exc_info=True)

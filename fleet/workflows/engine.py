@@ -56,19 +56,20 @@ def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
     return random.uniform(0, ceiling)  # noqa: S311  # jitter, not cryptography
 
 
-def advance(run_id: int, *, worker_id: str, lease_token: str | None = None) -> str:
+def advance(run_id: int, *, worker_id: str, lease_token: str | None = None, lease_seconds: float | None = None) -> str:
     """Advance run `run_id` by one step if it is due and nobody else holds it; return what happened
     (a StepState value, a terminal RunState value, NOT_DUE or LEASE_LOST). Safe to call any number of
     times: a call for a run that is not due changes nothing.
 
     `lease_token` is the lease the previous step handed over with the message (see _move_on); without
-    it, or when it is no longer valid, the lease is taken as usual.
+    it, or when it is no longer valid, the lease is taken as usual, for `lease_seconds` when the
+    message says how long the step needs (at least FLEET_WORKFLOW_LEASE_SECONDS).
     """
     run = sql.claim_handoff(run_id, lease_token) if lease_token else None
     token = lease_token or ""
     if run is None:
         token = f"{worker_id}/{secrets.token_hex(4)}"
-        run = _take_lease(run_id, token)
+        run = _take_lease(run_id, token, lease_seconds)
         if run is None:
             return NOT_DUE
     definition = get_workflow(run.kind)
@@ -96,11 +97,11 @@ def advance(run_id: int, *, worker_id: str, lease_token: str | None = None) -> s
 # --- taking and keeping the lease -------------------------------------------------------------------
 
 
-def _take_lease(run_id: int, token: str) -> WorkflowRun | None:
+def _take_lease(run_id: int, token: str, seconds: float | None = None) -> WorkflowRun | None:
     """The one conditional UPDATE that decides who advances the run (the database clock decides "due"),
     returning the run as updated. It also counts the attempt, so a step that kills its worker every
     time still runs out of attempts."""
-    return sql.take_lease(run_id, token, settings.FLEET_WORKFLOW_LEASE_SECONDS)
+    return sql.take_lease(run_id, token, max(settings.FLEET_WORKFLOW_LEASE_SECONDS, seconds or 0.0))
 
 
 def _lease_covers(run: WorkflowRun, step: Step) -> bool:
@@ -344,13 +345,14 @@ def _finish(
                 message=error if not succeeded else "",
                 result=(attempt.outcome.data or {}) if attempt and isinstance(attempt.outcome, Done) else {},
             )
-        audit_record(
-            actor=ENGINE_ACTOR,
-            verb=f"workflow_{state}",
-            obj=run,
-            source="workflow",
-            payload={"kind": run.kind, "step": step.name if step else "", "error": error},
-        )
+        if definition is None or definition.audited:
+            audit_record(
+                actor=ENGINE_ACTOR,
+                verb=f"workflow_{state}",
+                obj=run,
+                source="workflow",
+                payload={"kind": run.kind, "step": step.name if step else "", "error": error},
+            )
         if definition is not None:
             _run_hooks(run, definition)
     return str(state)

@@ -68,13 +68,14 @@ def workflow_start(
                 run.save()
         except IntegrityError:
             raise _exclusive_conflict(exclusive_key) from None
-        audit_record(
-            actor=actor,
-            verb="workflow_start",
-            obj=run,
-            source=source,
-            payload={"kind": kind, "exclusive_key": exclusive_key, "deadline": deadline.isoformat()},
-        )
+        if definition.audited:
+            audit_record(
+                actor=actor,
+                verb="workflow_start",
+                obj=run,
+                source=source,
+                payload={"kind": kind, "exclusive_key": exclusive_key, "deadline": deadline.isoformat()},
+            )
         schedule_now(run)
     return run
 

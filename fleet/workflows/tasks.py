@@ -8,13 +8,15 @@ from fleet.workflows import engine
 
 
 @shared_task(bind=True, name="workflows.advance", ignore_result=True)
-def workflow_advance_task(self: Task, run_id: int, lease_token: str | None = None) -> str:
+def workflow_advance_task(self: Task, run_id: int, lease_token: str | None = None, lease: float | None = None) -> str:
     """Advance one run by one step if it is due. A duplicate or stale message finds nothing to do.
 
-    The sender sets the soft/hard time limits from the step's timeout (fleet.workflows.dispatch) and may
-    hand over the lease it took for this message (`lease_token`).
+    The sender sets the soft/hard time limits from the step's timeout (fleet.workflows.dispatch) and
+    either hands over the lease it took for this message (`lease_token`) or says how long a lease the
+    step needs (`lease`, seconds).
     """
-    return engine.advance(run_id, worker_id=f"{self.request.hostname}:{os.getpid()}", lease_token=lease_token)
+    worker_id = f"{self.request.hostname}:{os.getpid()}"
+    return engine.advance(run_id, worker_id=worker_id, lease_token=lease_token, lease_seconds=lease)
 
 
 @shared_task(name="workflows.sweep", ignore_result=True)

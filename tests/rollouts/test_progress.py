@@ -140,6 +140,25 @@ def test_sites_past_their_deadline_are_skipped_and_can_complete_the_wave() -> No
     assert only_stuck.skip == ("A",) and only_stuck.close_wave == 0 and only_stuck.succeed
 
 
+def test_a_wave_known_by_its_counters_decides_as_the_whole_wave_would() -> None:
+    # Given a wave of 1000 sites: 900 done, 2 failed, 60 in flight, 38 not started, with max_parallel 64
+    done = sites(*["succeeded"] * 898, *["failed"] * 2)
+    flying = tuple(SiteView(f"F{i}", "syncing", started_at=EARLIER + dt.timedelta(seconds=i)) for i in range(60))
+    waiting = sites(*["pending"] * 38, prefix="P")
+    whole = wave(0, (*done, *flying, *waiting))
+    options = {"max_parallel": 64, "failure_threshold": {"count": 2}}
+    # When the selector hands over only the counters, the oldest in-flight site and a free slot's worth
+    counts = {"succeeded": 898, "failed": 2, "syncing": 60, "pending": 38}
+    partial = wave(0, (flying[0], *waiting[:4]), state_counts=counts)
+    # Then the decision is the same as over the whole wave
+    assert decide(view(partial, **options), NOW) == decide(view(whole, **options), NOW)
+    assert decide(view(partial, **options), NOW).start == ("P0", "P1", "P2", "P3")
+    # and the counters alone close a wave, halt on failures and report its size
+    assert decide(view(wave(0, (), state_counts={"succeeded": 5, "skipped": 1})), NOW).close_wave == 0
+    halted = decide(view(wave(0, (), state_counts={"failed": 3, "pending": 97})), NOW)
+    assert halted.halt and "3 of 100 sites failed" in halted.reason
+
+
 def test_a_rollout_without_waves_succeeds() -> None:
     assert decide(view(), NOW).succeed
 

@@ -387,6 +387,30 @@ def test_progress_view_from_the_database_drives_decide(rollout: Rollout) -> None
     assert SiteRolloutState.PENDING in rollout.counts
 
 
+def test_the_progress_view_reads_the_open_waves_in_flight_sites_and_as_many_more_as_slots_allow() -> None:
+    make_sites(12)
+    plan = RolloutPlanFactory(waves=[{"percent": 100}], max_parallel=3)
+    rollout = services.rollout_start(plan=plan, actor="t", source="test")
+    services.rollout_wave_open(rollout=rollout, index=0, actor="workflow", source="workflow")
+    rows = list(SiteRollout.objects.filter(rollout=rollout).select_related("site").order_by("position"))
+    for row, to in ((rows[0], "committing"), (rows[3], "committing")):
+        services.site_rollout_transition(site_rollout=row, to=to, actor="workflow", source="workflow")
+    services.site_rollout_transition(site_rollout=rows[1], to="skipped", actor="workflow", source="workflow")
+    rollout.refresh_from_db()
+
+    view = selectors.rollout_progress_view(rollout, timezone.now())
+
+    (wave,) = view.waves
+    # The in-flight site that started first (none is past its deadline), then one not-started site (the
+    # one free slot): the first in planned order.
+    assert [(s.code, s.state) for s in wave.sites] == [
+        (rows[0].site.code, "committing"),
+        (rows[2].site.code, "pending"),
+    ]
+    assert wave.size == 12 and wave.count(["pending"]) == 9 and wave.count(["skipped"]) == 1
+    assert decide(view, timezone.now()).start == (rows[2].site.code,)
+
+
 def test_editing_a_plan_does_not_re_enable_a_one_off_start_that_already_ran() -> None:
     plan = services.rollout_plan_create(
         actor="t", source="test", **plan_fields(ReleaseFactory(), start_at=timezone.now() + dt.timedelta(hours=1))

@@ -69,6 +69,16 @@ SCRIPTED = register(
 )
 
 
+UNAUDITED = register(
+    Workflow(kind="unit.unaudited", steps=[Step("first", scripted, timeout=5)], audited=False),
+    replace=True,
+)
+LONG_STEP = register(
+    Workflow(kind="unit.long_step", steps=[Step("first", scripted, timeout=30)], exclusive=False),
+    replace=True,
+)
+
+
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """Wake-up messages the engine and services asked for, instead of publishing them."""
@@ -93,7 +103,8 @@ def start(sent: list[dict[str, Any]]) -> Any:
     def _start(plan: list[str] | None = None, *, kind: str = "unit.scripted", **kwargs: Any) -> WorkflowRun:
         kwargs.setdefault("subject", None)
         kwargs.setdefault("exclusive_key", None if kind != "unit.scripted" else f"test:{time.monotonic_ns()}")
-        context = {"plan": plan or []} if kind == "unit.scripted" else kwargs.pop("context", {})
+        scripted_kind = kind in ("unit.scripted", "unit.long_step", "unit.unaudited")
+        context = {"plan": plan or []} if scripted_kind else kwargs.pop("context", {})
         return workflow_start(kind=kind, actor="test", source="test", context=context, **kwargs)
 
     return _start

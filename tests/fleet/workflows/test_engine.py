@@ -4,7 +4,9 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.db.models.functions import Now
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from fleet.audit.models import AuditEvent
@@ -45,6 +47,20 @@ def test_done_runs_every_step_and_merges_data_into_the_context(start: Any, sent:
     assert steps_of(run) == [("first", 1, StepState.DONE), ("second", 1, StepState.DONE)]
     assert StepRun.objects.get(run=run, step="first").result == {"done_0": True}
     assert AuditEvent.objects.filter(object_id=str(run.pk), verb="workflow_succeeded").exists()
+
+
+def test_a_kind_that_is_not_audited_leaves_its_story_on_the_run_only(start: Any) -> None:
+    audited, quiet = start(["done", "done"]), start(["done"], kind="unit.unaudited")
+    while deliver(audited) not in RunState.values:
+        pass
+    assert deliver(quiet) == RunState.SUCCEEDED
+
+    def verbs(run: WorkflowRun) -> set[str]:
+        events = AuditEvent.objects.filter(object_type="workflows.workflowrun", object_id=str(run.pk))
+        return set(events.values_list("verb", flat=True))
+
+    assert (verbs(audited), verbs(quiet)) == ({"workflow_start", "workflow_succeeded"}, set())
+    assert steps_of(quiet) == [("first", 1, StepState.DONE)]
 
 
 def test_done_wakes_the_next_step_on_its_own_queue_after_commit(
@@ -379,6 +395,21 @@ def test_a_step_costs_one_transaction_after_a_handoff(
     with django_assert_num_queries(5), django_capture_on_commit_callbacks(execute=True):
         assert advance(run.pk, worker_id="w", lease_token=token) == StepState.DONE
     assert sent[-1]["lease_token"] != token
+
+
+def test_a_lease_as_long_as_the_message_asks_needs_no_extension(start: Any, settings: Any) -> None:
+    settings.FLEET_WORKFLOW_LEASE_SECONDS = 10
+    told, untold = start(["wait"], kind="unit.long_step"), start(["wait"], kind="unit.long_step")
+
+    with CaptureQueriesContext(connection) as without_hint:
+        advance(untold.pk, worker_id="w")
+    with CaptureQueriesContext(connection) as with_hint:
+        advance(told.pk, worker_id="w", lease_seconds=40)
+
+    # A 30 s step needs a lease past its hard limit: taken long enough at once, or extended after.
+    assert len(without_hint) == len(with_hint) + 1
+    assert "lease_until" in without_hint.captured_queries[1]["sql"]
+    assert steps_of(told) == steps_of(untold) == [("first", 1, StepState.WAITING)]
 
 
 # --- backoff and the sweeper ------------------------------------------------------------------------
