@@ -82,6 +82,11 @@ def rss_mb(pid: int) -> float:
     return sum(rss for _, comm, rss in descendants(pid) if comm != "git") / 1024
 
 
+def rss_each(pid: int) -> list[float]:
+    """RSS in MB of `pid` and each of its (non-git) descendants, the process itself first."""
+    return [rss / 1024 for p, comm, rss in sorted(descendants(pid), key=lambda row: row[0] != pid) if comm != "git"]
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) used so far by `pid`, its live descendants and every child they reaped."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -93,6 +98,12 @@ def cpu_seconds(pid: int) -> float:
             continue  # it ended meanwhile: its time is in its parent's reaped-children figure
         total += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
     return total / tick
+
+
+def own_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of `pid` itself, without its children."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[11:13]) / os.sysconf("SC_CLK_TCK")
 
 
 def machine_busy() -> tuple[float, float]:
@@ -109,7 +120,9 @@ def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, fl
 
 def cpu_line(cpu: dict[str, float]) -> str:
     utilisation = cpu["machine busy"] / cpu["machine total"] * 100 if cpu["machine total"] else 0.0
-    parts = ", ".join(f"{key} {cpu[key]:.1f}" for key in ("worker", "simulator", "redis", "this process"))
+    parts = ", ".join(
+        f"{key} {cpu[key]:.1f}" for key in ("worker", "worker main", "simulator", "redis", "this process") if key in cpu
+    )
     return f"CPU s: {parts}; machine {cpu['machine busy']:.1f} busy ({utilisation:.0f}% of all cores)"
 
 
@@ -237,7 +250,7 @@ def main() -> None:
                 pools = [["-P", "prefork", "-c", str(args.concurrency)]]
             else:
                 pools = [["-P", "threads", "-c", str(args.threads)]] * args.concurrency
-            for number, pool in enumerate(pools):
+            for number, pool_args in enumerate(pools):
                 workers.append(
                     subprocess.Popen(
                         [
@@ -249,7 +262,7 @@ def main() -> None:
                             "worker",
                             "-Q",
                             "control,io",
-                            *pool,
+                            *pool_args,
                             "--without-gossip",
                             "--without-mingle",
                             "-l",
@@ -275,6 +288,7 @@ def main() -> None:
                 busy, total = machine_busy()
                 return {
                     "worker": sum(cpu_seconds(worker.pid) for worker in workers),
+                    "worker main": sum(own_cpu_seconds(worker.pid) for worker in workers),
                     "simulator": cpu_seconds(sim.process.pid),
                     "redis": cpu_seconds(redis_proc.pid),
                     "this process": sum(os.times()[:4]),
@@ -286,6 +300,7 @@ def main() -> None:
             sweeper.start()
             time.sleep(5)  # the worker's start-up and its children forking
             rss_before = sum(rss_mb(worker.pid) for worker in workers)
+            each_before = [mb for worker in workers for mb in rss_each(worker.pid)]
 
             # --- orchestrated ---
             application = Application.objects.filter(name=demo.APPLICATION).first() or (
@@ -309,6 +324,7 @@ def main() -> None:
 
             timeline: list[str] = []
             last_busy = machine_busy()
+            queue_client = redis.Redis.from_url(redis_url)
 
             def finished() -> bool:
                 nonlocal last_busy
@@ -326,12 +342,12 @@ def main() -> None:
                     )
                 return rollout.state in (RolloutState.SUCCEEDED, RolloutState.HALTED)
 
-            queue_client = redis.Redis.from_url(redis_url)
             wait_for(finished, args.timeout, "the orchestrated rollout", every=0.5 if args.timeline else 0.2)
             orchestrated = time.perf_counter() - started
             cpu_orchestrated = cpu_delta(cpu_before, cpu_snapshot())
             time.sleep(2)
             rss_after = sum(rss_mb(worker.pid) for worker in workers)
+            each_after = [mb for worker in workers for mb in rss_each(worker.pid)]
             leaked = sum(git_processes(worker.pid) for worker in workers)
             counts = rollout.counts
             steps = StepRun.objects.filter(run__kind__startswith="rollout.").count()
@@ -408,7 +424,8 @@ def main() -> None:
     print(f"plain        {cpu_line(cpu_plain)}")
     shape = f"main + {args.concurrency} children" if args.pool == "prefork" else f"{args.concurrency} processes"
     print(f"worker RSS ({shape}): {rss_before:.0f} MB before, {rss_after:.0f} MB after "
-          f"(+{rss_after - rss_before:.0f} MB)")  # fmt: skip
+          f"(+{rss_after - rss_before:.0f} MB; per process "
+          f"{', '.join(f'{a:.0f} -> {b:.0f}' for a, b in zip(each_before, each_after, strict=False))})")  # fmt: skip
     print(f"git processes left: {leaked} under the worker, {plain_leaked} under the plain script")
 
 

@@ -2,30 +2,42 @@
 
 Design (why a driver *workflow* rather than a beat task): the per-rollout driver `rollout.drive` is a
 workflow run whose subject is the Rollout (exclusive: one driver per rollout, by the database). Its
-single step applies `rollouts.progress.decide` until the decision is idle, then returns a short Wait.
-So the driver gets, for free, what a beat task would have to re-invent: a lease (two workers never
-drive the same rollout), a stored wake-up (`wake_at`: bake ends, windows open), crash recovery by the
-sweeper, and a timeline in the admin. A beat task would scan every active rollout every tick; the
-driver costs nothing while it waits, and is woken at once when something happens:
+single step applies `rollouts.progress.decide` until the decision is idle (or only touched sites),
+then returns a short Wait. So the driver gets, for free, what a beat task would have to re-invent: a
+lease (two workers never drive the same rollout), a stored wake-up (`wake_at`: bake ends, windows
+open), crash recovery by the sweeper, and a timeline in the admin. A beat task would scan every active
+rollout every tick; the driver costs nothing while it waits, and is woken at once when something
+happens:
 
-- a site run ending (its `on_finish` hook makes the driver due, in the same transaction),
+- a site run ending when its slot could not simply be handed over (below): its `on_finish` hook makes
+  the driver due, unless it is already due with a message on its way (endings coalesce);
 - a person pausing, resuming, approving, cancelling or rolling back (rollouts.services call `rollout_wake`).
 
-Site runs (`rollout.site`, subject the SiteRollout, exclusive per site rollout):
+Each decision reads the waves' counters and, for the open wave only, the handful of sites it can act
+on (rollouts.selectors.rollout_progress_view), so a decision costs the same at 30 sites or 3000.
 
-    prepare -> commit -> sync -> verify (all on the io queue)
+Site runs (`rollout.site`, subject the SiteRollout, exclusive per site rollout, not audited: the
+rollout and every failed, skipped or rolled back site are):
 
-- prepare: with `respect_windows`, a site whose window is closed moves to `waiting_window` and waits
+    commit -> converge (both on the io queue)
+
+- commit: with `respect_windows`, a site whose window is closed moves to `waiting_window` and waits
   (a stored wake-up) until it opens (rollouts.schedule); the driver normally starts only sites whose
-  window is open, this catches a window closing in between. Then it records the repository head as
-  the previous revision (a durable Done before any push, so a crash after the push cannot lose what
-  to roll back to).
-- commit: renders the release (ReleaseRenderer) and `SiteRepo.write`s it under `apps/<application>/`.
-  Idempotent: a re-run after a crash writes the same files, which is a no-op returning the same head,
-  and that head is recorded. Never two commits for one site.
-- sync: polls the edge GitOps agent's status until it applied the commit (Wait), fails with the
-  edge's message when it reports the commit failed; an unreachable site is a Wait, not a failure.
-- verify: the release's Deployments are available at their new generation (Wait until they are).
+  window is open, this catches a window closing in between. Then it renders the release
+  (ReleaseRenderer, compiled once per process) and `SiteRepo.write`s it under `apps/<application>/`,
+  one commit whose message ends with the trailer `Edgefleet-Rollout: <rollout id>`, and records the
+  commit and the revision it replaced. Idempotent: a re-run after a crash between the push and the
+  recording writes the same files (no new commit) and finds what came before as the parent of the
+  commit carrying the trailer. Never two commits for one site. The next step is due one poll later
+  (`Done(after=...)`): the edge cannot have applied a push it has not fetched.
+- converge: polls the edge GitOps agent's status until it applied the commit (Wait), fails with the
+  edge's message when it reports the commit failed (an unreachable site is a Wait, not a failure),
+  then until the release's Deployments are available at their new generation (`verifying`).
+
+When a site run succeeds, its hook hands the slot to the wave's next pending site in the same
+transaction, unless something needs deciding (rollout not running, roll back, windows, failures past
+the threshold, wave not open, nothing pending): then it wakes the driver. One site ends and one
+starts, so max_parallel holds; it spares the driver a step per site.
 
 The site's wall-clock deadline (`site_deadline_seconds`) is enforced by the driver: `decide` skips
 sites that are past it, and the driver cancels their run. The run's own deadline is a little later,
@@ -34,9 +46,11 @@ as a backstop.
 Roll back (`rollout.site_rollback`, same exclusive key as the site run): when a roll back is requested
 (by a person, or by the plan's `auto_rollback` when a wave halts), the driver skips the sites not
 started, cancels the site runs still going, waits until they have ended, then starts one roll-back run
-per site whose repository may hold the release: `revert_to(previous_revision)` of `apps/<app>/` as a
-new commit (or removing the folder when the repository was empty before), then awaits its sync. When
-every roll-back run has ended the rollout is `rolled_back`.
+per site whose repository may hold the release: the revision before the rollout is the one recorded,
+or, for a run that never recorded its push, the parent of the commit carrying the rollout's trailer
+(none: nothing to revert). `revert_to` it for `apps/<app>/` as a new commit (or remove the folder when
+the repository was empty before), then await its sync. When every roll-back run has ended the
+rollout is `rolled_back`.
 
 Pause holds new starts (running site runs finish); cancel skips the sites not started and cancels the
 site runs that are waiting (a run in the middle of a step finishes that step, then stops).
