@@ -183,6 +183,9 @@ def main() -> None:
     parser.add_argument(
         "--timeline", action="store_true", help="print CPU use, sites in flight and queues twice a second"
     )
+    parser.add_argument(
+        "--warmup", type=int, default=20, help="sites of a first, small rollout before memory is measured (0: none)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     args = parser.parse_args()
 
@@ -299,15 +302,41 @@ def main() -> None:
             sweeper = threading.Thread(target=sweeping, daemon=True)
             sweeper.start()
             time.sleep(5)  # the worker's start-up and its children forking
-            rss_before = sum(rss_mb(worker.pid) for worker in workers)
-            each_before = [mb for worker in workers for mb in rss_each(worker.pid)]
-
-            # --- orchestrated ---
+            rss_cold = sum(rss_mb(worker.pid) for worker in workers)
             application = Application.objects.filter(name=demo.APPLICATION).first() or (
                 services.application_create(
                     actor="bench", source="command", name=demo.APPLICATION, team="bench", namespace="pos"
                 )
             )
+
+            # --- warm-up: a small rollout, so that the memory figure is growth, not the cold start ---
+            if args.warmup:
+                warm_release = services.release_create(
+                    actor="bench", source="command", application=application, version="0.9.0",
+                    templates=demo.TEMPLATES, values=demo.VALUES,
+                )  # fmt: skip
+                codes = sorted(Site.objects.values_list("code", flat=True))[: args.warmup]
+                warm = services.rollout_start(
+                    plan=services.rollout_plan_create(
+                        actor="bench", source="command", name="warm-up", release=warm_release,
+                        target={"sites": codes}, waves=[{"percent": 100}], max_parallel=args.max_parallel,
+                        failure_threshold={"percent": 100}, respect_windows=False,
+                    ),
+                    actor="bench", source="command",
+                )  # fmt: skip
+
+                def warmed() -> bool:
+                    warm.refresh_from_db()
+                    return warm.state in (RolloutState.SUCCEEDED, RolloutState.HALTED)
+
+                wait_for(warmed, args.timeout, "the warm-up rollout", every=0.2)
+                time.sleep(1)
+            steps_before = StepRun.objects.filter(run__kind__startswith="rollout.").count()
+            runs_before = WorkflowRun.objects.filter(kind__startswith="rollout.").count()
+            rss_before = sum(rss_mb(worker.pid) for worker in workers)
+            each_before = [mb for worker in workers for mb in rss_each(worker.pid)]
+
+            # --- orchestrated ---
             release = services.release_create(
                 actor="bench", source="command", application=application, version="1.0.0",
                 templates=demo.TEMPLATES, values=demo.VALUES,
@@ -350,8 +379,8 @@ def main() -> None:
             each_after = [mb for worker in workers for mb in rss_each(worker.pid)]
             leaked = sum(git_processes(worker.pid) for worker in workers)
             counts = rollout.counts
-            steps = StepRun.objects.filter(run__kind__startswith="rollout.").count()
-            runs = WorkflowRun.objects.filter(kind__startswith="rollout.").count()
+            steps = StepRun.objects.filter(run__kind__startswith="rollout.").count() - steps_before
+            runs = WorkflowRun.objects.filter(kind__startswith="rollout.").count() - runs_before
 
             # --- plain: the same I/O (a new version, so every site gets a commit) ---
             v2 = services.release_create(
@@ -423,6 +452,8 @@ def main() -> None:
     print(f"orchestrated {cpu_line(cpu_orchestrated)}")
     print(f"plain        {cpu_line(cpu_plain)}")
     shape = f"main + {args.concurrency} children" if args.pool == "prefork" else f"{args.concurrency} processes"
+    print(f"worker RSS ({shape}): {rss_cold:.0f} MB started, {rss_before:.0f} MB after the warm-up rollout of "
+          f"{args.warmup} sites, {rss_after:.0f} MB after the measured rollout")  # fmt: skip
     print(f"worker RSS ({shape}): {rss_before:.0f} MB before, {rss_after:.0f} MB after "
           f"(+{rss_after - rss_before:.0f} MB; per process "
           f"{', '.join(f'{a:.0f} -> {b:.0f}' for a, b in zip(each_before, each_after, strict=False))})")  # fmt: skip

@@ -380,12 +380,12 @@ DRIVE = register(
 # --- one site -------------------------------------------------------------------------------------
 
 
-def _site_rollout(run: WorkflowRun) -> SiteRollout:
-    row = (
-        SiteRollout.objects.select_related("site__cluster", "rollout__release__application", "rollout__started_by")
-        .filter(pk=run.subject_id)
-        .first()
-    )
+def _site_rollout(run: WorkflowRun, *, release: bool = False) -> SiteRollout:
+    """The run's SiteRollout with its site and cluster; with `release`, its rollout, release and
+    application too (the steps that write; polling needs none of them, and reading the release's
+    templates on every poll would cost more than the poll)."""
+    related = ["site__cluster", "rollout__release__application"] if release else ["site__cluster"]
+    row = SiteRollout.objects.select_related(*related).filter(pk=run.subject_id).first()
     if row is None:
         raise LookupError(f"site rollout {run.subject_id} no longer exists")
     return row
@@ -411,7 +411,7 @@ def rollout_trailer(row: SiteRollout) -> str:
 def site_commit(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     """Wait for the site's window (when the plan respects windows), render the release and write it
     under `apps/<application>/`: one commit, marked with the rollout's trailer, pushed."""
-    row = _site_rollout(run)
+    row = _site_rollout(run, release=True)
     if row.state in SITE_DONE_STATES:
         return Fail(f"the site is already {row.state}")
     if row.rollout.plan_snapshot.get("respect_windows"):
@@ -595,7 +595,7 @@ def rollback_revert(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     """Put `apps/<application>/` back as it was before the rollout, as a new commit. What came before is
     the revision the forward run recorded; when it recorded none (cancelled or crashed around its push),
     the commit carrying the rollout's trailer tells whether anything was pushed, and on top of what."""
-    row = _site_rollout(run)
+    row = _site_rollout(run, release=True)
     repo = SiteRepo.for_site(row.site)
     release = row.rollout.release
     message = f"Roll back {release.application.name} {release.version} (rollout {row.rollout_id})"
