@@ -6,7 +6,6 @@ import pytest
 from fleet.workflows.choices import RunState
 from fleet.workflows.models import WorkflowRun
 from rollouts import services
-from rollouts.choices import SiteRolloutState
 from rollouts.models import Rollout, SiteRollout
 from rollouts.workflows import SITE_KIND, site_finished
 from tests.factories import SiteFactory
