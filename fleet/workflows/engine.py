@@ -265,10 +265,7 @@ def _move_on_later(
             return _lost(run, step)
         _add_step_run(run, step, attempt, result=result)
         if short:
-            transaction.on_commit(
-                lambda: enqueue_advance(run.pk, queue=following.queue, step_timeout=following.timeout, countdown=after),
-                robust=True,
-            )
+            _wake_after_commit(run, following, after)
     return StepState.DONE
 
 
@@ -296,11 +293,15 @@ def _sleep(run: WorkflowRun, token: str, step: Step, attempt: Attempt, delay: fl
             return _lost(run, step)
         _add_step_run(run, step, attempt, message=message)
         if short:
-            transaction.on_commit(
-                lambda: enqueue_advance(run.pk, queue=step.queue, step_timeout=step.timeout, countdown=delay),
-                robust=True,
-            )
+            _wake_after_commit(run, step, delay)
     return attempt.step_state
+
+
+def _wake_after_commit(run: WorkflowRun, step: Step, delay: float) -> None:
+    """A delayed wake-up message for `step` of `run`, sent once the recording transaction commits."""
+    transaction.on_commit(
+        lambda: enqueue_advance(run.pk, queue=step.queue, step_timeout=step.timeout, countdown=delay), robust=True
+    )
 
 
 def _finish(
