@@ -112,17 +112,7 @@ class Decision:
     @property
     def idle(self) -> bool:
         """Nothing to apply now: wait for a site event or `wake_at`."""
-        return not (
-            self.start
-            or self.wait_window
-            or self.skip
-            or self.open_wave is not None
-            or self.close_wave is not None
-            or self.await_approval
-            or self.halt
-            or self.rollback
-            or self.succeed
-        )
+        return not (self.start or self.wait_window or self.skip or self.changes_rollout)
 
     @property
     def changes_rollout(self) -> bool:

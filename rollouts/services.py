@@ -763,7 +763,7 @@ def site_rollout_transition(
     return row
 
 
-def site_rollouts_start(*, run_ids: dict[int, int], actor: Actor, source: str) -> list[SiteRollout]:
+def site_rollouts_start(*, run_ids: dict[int, int]) -> list[SiteRollout]:
     """Move the not-started sites `run_ids` names ({site rollout id: workflow run id}) to `committing`,
     each with the run that drives it: one locking read, one UPDATE per counter row and one for the
     sites, however many start together (the driver opening a wave starts `max_parallel` at once).

@@ -172,8 +172,8 @@ def _wake_driver_on_commit(rollout_id: int) -> None:
 
 
 def _make_due(run: WorkflowRun) -> None:
-    """Make a waiting driver due now and send it a message, unless it is already due with a message on
-    its way: a hundred sites ending together wake the driver once, and one decision serves them all."""
+    """Make a waiting run due now and send it a message, unless it is already due with a message on its
+    way: a hundred sites ending together wake the driver once, and one decision serves them all."""
     already_due = Q(enqueued_at__isnull=False, wake_at__lte=Now())
     made_due = (
         WorkflowRun.objects.filter(pk=run.pk, state__in=[RunState.PENDING, RunState.WAITING])
@@ -282,14 +282,11 @@ def _start_sites(site_rollouts: list[SiteRollout], *, deadline: dt.datetime) -> 
         for row in rows:
             run = row.workflow_run
             if run is not None and run.kind == SITE_KIND and run.state in ACTIVE_STATES:
-                WorkflowRun.objects.filter(pk=run.pk, state=RunState.WAITING).update(
-                    wake_at=Now(), enqueued_at=Now(), updated_at=Now()
-                )
-                schedule_now(run)
+                _make_due(run)  # it waits for the window the driver now found open
             else:
                 run = workflow_start(kind=SITE_KIND, subject=row, actor=ACTOR, source=SOURCE, deadline=deadline)
             run_ids[row.pk] = run.pk
-        return len(services.site_rollouts_start(run_ids=run_ids, actor=ACTOR, source=SOURCE))
+        return len(services.site_rollouts_start(run_ids=run_ids))
 
 
 def _skip_site(site_rollout: SiteRollout, *, reason: str) -> None:

@@ -37,7 +37,9 @@ def enqueue_advance(
     if countdown:
         options["countdown"] = countdown
     try:
-        # Without a handed-over lease the worker takes one, long enough for this step (no second write).
+        # Without a handed-over lease the worker takes one, long enough for this step (no second write):
+        # a second past what engine._lease_covers asks for, so the time the message spent queued
+        # does not make the worker extend it at once.
         kwargs: dict[str, object] = (
             {"lease_token": lease_token} if lease_token else {"lease": lease_needed(step_timeout) + 2.0}
         )

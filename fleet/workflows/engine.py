@@ -204,7 +204,7 @@ def _record(run: WorkflowRun, token: str, definition: Workflow, step: Step, atte
         following = definition.step_at(run.step_index + 1)
         if following is None:
             return _finish(run, token, definition, step, RunState.SUCCEEDED, attempt=attempt)
-        return _move_on(run, token, step, following, attempt, result)
+        return _move_on(run, token, step, following, attempt, result, after=max(outcome.after, 0.0))
     if isinstance(outcome, Fail):
         return _finish(run, token, definition, step, RunState.FAILED, error=outcome.reason, attempt=attempt)
     if isinstance(outcome, Wait):
@@ -225,7 +225,7 @@ def _record(run: WorkflowRun, token: str, definition: Workflow, step: Step, atte
 
 
 def _move_on(
-    run: WorkflowRun, token: str, step: Step, following: Step, attempt: Attempt, result: dict[str, Any]
+    run: WorkflowRun, token: str, step: Step, following: Step, attempt: Attempt, result: dict[str, Any], *, after: float
 ) -> str:
     """Done, and there is a next step: point the run at it and wake a worker at once.
 
@@ -234,7 +234,6 @@ def _move_on(
     length: then the sweeper finds the lease expired. With `Done(after=...)` the next step is due later
     instead, like a Wait: no lease, and a (delayed) message only when it is due before the next sweep.
     """
-    after = max(getattr(attempt.outcome, "after", 0.0), 0.0)
     if after:
         return _move_on_later(run, token, step, following, attempt, result, after)
     handoff = f"handoff/{secrets.token_hex(6)}"

@@ -24,7 +24,7 @@ def running_wave(**plan: object) -> tuple[Rollout, list[SiteRollout]]:
     services.rollout_wave_open(rollout=rollout, index=0, actor="workflow", source="workflow")
     rows = list(SiteRollout.objects.filter(rollout=rollout).order_by("position"))
     run = WorkflowRun.objects.create(kind=SITE_KIND, subject_type="rollouts.siterollout", subject_id=str(rows[0].pk))
-    services.site_rollouts_start(run_ids={rows[0].pk: run.pk}, actor="t", source="test")
+    services.site_rollouts_start(run_ids={rows[0].pk: run.pk})
     return rollout, rows
 
 
@@ -64,7 +64,7 @@ def test_anything_to_decide_is_left_to_the_driver(situation: str) -> None:
         run = WorkflowRun.objects.create(
             kind=SITE_KIND, subject_type="rollouts.siterollout", subject_id=str(rows[3].pk)
         )
-        services.site_rollouts_start(run_ids={rows[3].pk: run.pk}, actor="t", source="test")
+        services.site_rollouts_start(run_ids={rows[3].pk: run.pk})
         end_run(rows[3], RunState.FAILED, "ImagePullBackOff")
 
     end_run(rows[0], RunState.SUCCEEDED)

@@ -11,7 +11,7 @@ from fleet.workflows.outcomes import Done
 from fleet.workflows.services import workflow_start
 from rollouts import services
 from rollouts.choices import SiteRolloutState
-from rollouts.models import Application, SiteRollout
+from rollouts.models import SiteRollout
 from rollouts.workflows import ROLLBACK_KIND, SITE_KIND, rollback_revert, site_commit
 from simulator.testing import Simulator
 from sites.models import Site
@@ -114,4 +114,3 @@ def test_a_roll_back_of_a_site_that_never_pushed_commits_nothing(
 
     assert outcome == Done({"revert_revision": None})
     assert commit_count(bare) == before
-    assert Application.objects.count() == 1
