@@ -122,9 +122,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
     # A file, not memory, so a Celery worker started by the tests sees the same test database.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
-else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("FLEET_DB_CONN_MAX_AGE", default=60))
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Keep connections (SQLite too: opening one registers Django's functions and runs the PRAGMAs, ~1 ms
+# per Celery task, since fleet/celery.py closes expired ones before each task); checked before reuse.
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("FLEET_DB_CONN_MAX_AGE", default=60))
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
