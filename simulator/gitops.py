@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from simulator.errors import ApiError
-from simulator.gitrepo import RepoError, read_ref, read_tree
+from simulator.gitrepo import RefWatch, RepoError, read_ref, read_tree
 from simulator.resources import BY_PLURAL, ResourceType, lookup
 from simulator.store import now_iso
 from simulator.validation import validate
@@ -148,6 +148,7 @@ class GitOpsAgent:
     def __init__(self, site: "Site", repo: Path):
         self.site = site
         self.repo = repo
+        self.ref = RefWatch(repo)
         self.applied_sha: str | None = None
         self.attempted_sha: str | None = None
         self.failed = False
@@ -175,7 +176,7 @@ class GitOpsAgent:
         if self._ks_suspended:
             return
         generation = self._ks_generation
-        sha = read_ref(self.repo)
+        sha = self.ref.head()
         if sha is None:
             if not self.reported_missing:
                 self.reported_missing = True

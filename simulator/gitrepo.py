@@ -1,10 +1,12 @@
 """Reading a site's bare git repository without spawning git: the branch ref from files, the tree of a
 commit through gitdb (pure Python, reads loose objects and packs). Also creating a bare repository.
 
-Polling 3000 repositories every few seconds must cost little, so a poll is one small file read; trees
-are only read when the ref moved.
+Polling 3000 repositories five times a second must cost little: a poll (RefWatch) is one stat() of the
+file that holds the ref, which is only read when it changed; trees are only read when the ref moved.
 """
 
+import os
+import time
 import zlib
 from pathlib import Path
 
@@ -51,6 +53,49 @@ def read_ref(repo: Path, ref: str = BRANCH_REF) -> str | None:
         if line.endswith(" " + ref) and not line.startswith(("#", "^")):
             return line.split(" ", 1)[0]
     return None
+
+
+class RefWatch:
+    """The commit a repository's branch points at, re-read only when the files holding it changed.
+
+    git never rewrites a ref file in place: it writes a lock file and renames it over the ref (or over
+    `packed-refs`), so every update gives the file a new inode and modification time. A poll is then
+    one stat() (~2 us) instead of opening and reading the file (~13 us); at 3000 sites polled every
+    0.2 s that is the difference between a tenth of a core and a third of one. In case an update ever
+    kept both (an inode number reused within the file system's timestamp granularity), the ref is
+    also re-read every `max_age` seconds.
+    """
+
+    def __init__(self, repo: Path, ref: str = BRANCH_REF, *, max_age: float = 5.0):
+        self.repo, self.ref, self.max_age = repo, ref, max_age
+        self._loose = str(repo / ref)
+        self._packed = str(repo / "packed-refs")
+        self._seen: tuple[int, int, int] | None = None
+        self._read_at = 0.0
+        self._sha: str | None = None
+
+    def head(self) -> str | None:
+        """Like read_ref(repo, ref), cheaply when nothing changed since the last call."""
+        try:
+            stat = os.stat(self._loose)
+        except FileNotFoundError:
+            # Empty until the first push, unless the refs were packed; os.access answers without raising.
+            if not os.access(self._packed, os.F_OK):
+                self._seen, self._sha = None, None
+                return None
+            try:
+                stat = os.stat(self._packed)
+            except OSError:
+                return None
+        except OSError:
+            return None
+        seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        now = time.monotonic()
+        if seen != self._seen or now - self._read_at > self.max_age:
+            # stat() before reading: if the file changes in between, the next stat() differs and reads again.
+            self._sha = read_ref(self.repo, self.ref)
+            self._seen, self._read_at = seen, now
+        return self._sha
 
 
 def read_tree(repo: Path, commit_sha: str) -> dict[str, bytes]:
