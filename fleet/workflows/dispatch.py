@@ -22,6 +22,13 @@ def lease_needed(step_timeout: float) -> float:
     return step_timeout + HARD_LIMIT_GRACE + LEASE_GRACE
 
 
+def lease_to_send(step_timeout: float) -> float:
+    """Seconds of lease to take for a step before its message travels: two seconds past what it needs,
+    one more than engine._lease_covers asks for, so the time the message spends queued does not make
+    the worker extend the lease at once (a second write)."""
+    return lease_needed(step_timeout) + 2.0
+
+
 def enqueue_advance(
     run_id: int, *, queue: str, step_timeout: float, countdown: float | None = None, lease_token: str | None = None
 ) -> bool:
@@ -37,11 +44,9 @@ def enqueue_advance(
     if countdown:
         options["countdown"] = countdown
     try:
-        # Without a handed-over lease the worker takes one, long enough for this step (no second write):
-        # a second past what engine._lease_covers asks for, so the time the message spent queued
-        # does not make the worker extend it at once.
+        # Without a handed-over lease the worker takes one, long enough for this step (no second write).
         kwargs: dict[str, object] = (
-            {"lease_token": lease_token} if lease_token else {"lease": lease_needed(step_timeout) + 2.0}
+            {"lease_token": lease_token} if lease_token else {"lease": lease_to_send(step_timeout)}
         )
         app.send_task(ADVANCE_TASK, args=[run_id], kwargs=kwargs, **options)  # type: ignore[arg-type]
     except Exception:  # the broker being down is the expected case; the sweeper recovers

@@ -9,8 +9,9 @@ The protocol, in database terms:
    that overran is discarded as timed out).
 3. One transaction records the outcome: an UPDATE of the run *conditional on still holding the lease*
    (a worker that lost it records nothing) and the StepRun row; terminal states run the definition's
-   hooks in the same transaction. The next wake-up is a stored `wake_at`; only "run the next step now"
-   (and waits shorter than a sweep) send a message, after commit.
+   hooks in the same transaction. The next wake-up is a stored `wake_at`; only "run the next step now
+   (or in a moment)" and waits shorter than a sweep send a message, after commit. A next step's message
+   carries the lease for it, taken in that transaction (step 1 is then a read).
 4. `sweep` (beat, every few seconds) re-sends wake-ups for runs whose `wake_at` passed with no message in
    flight: waits that ended, leases of dead workers, messages a broker lost.
 """
@@ -36,7 +37,7 @@ from fleet.audit.services import audit_record
 from fleet.workflows import selectors, sql
 from fleet.workflows.choices import RunState, StepState
 from fleet.workflows.definitions import Step, Workflow, get_workflow
-from fleet.workflows.dispatch import enqueue_advance, lease_needed
+from fleet.workflows.dispatch import enqueue_advance, lease_needed, lease_to_send
 from fleet.workflows.models import StepRun, WorkflowRun
 from fleet.workflows.outcomes import Done, Fail, Outcome, Retry, Wait
 
@@ -227,26 +228,38 @@ def _record(run: WorkflowRun, token: str, definition: Workflow, step: Step, atte
 def _move_on(
     run: WorkflowRun, token: str, step: Step, following: Step, attempt: Attempt, result: dict[str, Any], *, after: float
 ) -> str:
-    """Done, and there is a next step: point the run at it and wake a worker at once.
+    """Done, and there is a next step: point the run at it and wake a worker, at once or `after` seconds.
 
     The same UPDATE leases the run for the next step to a fresh token that travels in the message, so the
     worker that receives it starts the step without writing first. A lost message costs the lease's
-    length: then the sweeper finds the lease expired. With `Done(after=...)` the next step is due later
-    instead, like a Wait: no lease, and a (delayed) message only when it is due before the next sweep.
+    length: then the sweeper finds the lease expired. A `Done(after=...)` longer than a sweep sends no
+    message: the run waits unleased, like after a long Wait, and the sweeper wakes it.
     """
-    if after:
+    if after >= settings.FLEET_WORKFLOW_SWEEP_SECONDS:
         return _move_on_later(run, token, step, following, attempt, result, after)
     handoff = f"handoff/{secrets.token_hex(6)}"
-    lease = max(settings.FLEET_WORKFLOW_LEASE_SECONDS, lease_needed(following.timeout) + 1.0)
+    lease = max(settings.FLEET_WORKFLOW_LEASE_SECONDS, lease_to_send(following.timeout))
     with transaction.atomic():
         moved = sql.move_on(
-            run, token, step_index=run.step_index + 1, step_name=following.name, handoff=handoff, lease_seconds=lease
+            run,
+            token,
+            step_index=run.step_index + 1,
+            step_name=following.name,
+            handoff=handoff,
+            lease_seconds=lease,
+            delay=after,
         )
         if not moved:
             return _lost(run, step)
         _add_step_run(run, step, attempt, result=result)
         transaction.on_commit(
-            lambda: enqueue_advance(run.pk, queue=following.queue, step_timeout=following.timeout, lease_token=handoff),
+            lambda: enqueue_advance(
+                run.pk,
+                queue=following.queue,
+                step_timeout=following.timeout,
+                countdown=after or None,
+                lease_token=handoff,
+            ),
             robust=True,
         )
     return StepState.DONE
@@ -255,16 +268,11 @@ def _move_on(
 def _move_on_later(
     run: WorkflowRun, token: str, step: Step, following: Step, attempt: Attempt, result: dict[str, Any], after: float
 ) -> str:
-    short = after < settings.FLEET_WORKFLOW_SWEEP_SECONDS
     with transaction.atomic():
-        moved = sql.move_on_later(
-            run, token, step_index=run.step_index + 1, step_name=following.name, delay=after, message_sent=short
-        )
+        moved = sql.move_on_later(run, token, step_index=run.step_index + 1, step_name=following.name, delay=after)
         if not moved:
             return _lost(run, step)
         _add_step_run(run, step, attempt, result=result)
-        if short:
-            _wake_after_commit(run, following, after)
     return StepState.DONE
 
 
@@ -292,15 +300,11 @@ def _sleep(run: WorkflowRun, token: str, step: Step, attempt: Attempt, delay: fl
             return _lost(run, step)
         _add_step_run(run, step, attempt, message=message)
         if short:
-            _wake_after_commit(run, step, delay)
+            transaction.on_commit(
+                lambda: enqueue_advance(run.pk, queue=step.queue, step_timeout=step.timeout, countdown=delay),
+                robust=True,
+            )
     return attempt.step_state
-
-
-def _wake_after_commit(run: WorkflowRun, step: Step, delay: float) -> None:
-    """A delayed wake-up message for `step` of `run`, sent once the recording transaction commits."""
-    transaction.on_commit(
-        lambda: enqueue_advance(run.pk, queue=step.queue, step_timeout=step.timeout, countdown=delay), robust=True
-    )
 
 
 def _finish(

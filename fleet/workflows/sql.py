@@ -73,17 +73,19 @@ def _claim_sql(vendor: str) -> str:
     # Constants and placeholders only: nothing from outside is formatted into the statement.
     return (
         f"SELECT * FROM {RUN_TABLE} WHERE id = %s AND lease_owner = %s AND state IN ({states})"  # noqa: S608
-        f" AND lease_until > {_now()}"
+        f" AND lease_until > {_now()} AND (wake_at IS NULL OR wake_at <= {_now_plus()})"
     )
 
 
 def claim_handoff(run_id: int, token: str) -> WorkflowRun | None:
-    """The run, if the lease the previous step handed over with the message (`token`) is still valid.
+    """The run, if the lease the previous step handed over with the message (`token`) is still valid
+    and the run is due (a delayed message delivered early finds it not yet due).
 
     A read, not a write: the lease was taken for this message in the transaction that recorded the
     previous step, so the step costs one committed transaction instead of two.
     """
-    rows = list(WorkflowRun.objects.raw(_claim_sql(connection.vendor), [run_id, token, *_ACTIVE]))
+    params = [run_id, token, *_ACTIVE, _seconds(EARLY_WAKE_SECONDS)]
+    rows = list(WorkflowRun.objects.raw(_claim_sql(connection.vendor), params))
     return rows[0] if rows else None
 
 
@@ -92,46 +94,51 @@ def _move_on_sql(vendor: str) -> str:
     # Constants and placeholders only: nothing from outside is formatted into the statement.
     return (
         f"UPDATE {RUN_TABLE} SET state = %s, step_index = %s, current_step = %s, attempt = 1, context = %s,"  # noqa: S608
-        f" wake_at = {_now()}, enqueued_at = {_now()}, lease_owner = %s, lease_until = {_now_plus()},"
+        f" wake_at = {_now_plus()}, enqueued_at = {_now_plus()}, lease_owner = %s, lease_until = {_now_plus()},"
         f" updated_at = {_now()}"
         " WHERE id = %s AND lease_owner = %s"
     )
 
 
 def move_on(
-    run: WorkflowRun, token: str, *, step_index: int, step_name: str, handoff: str, lease_seconds: float
+    run: WorkflowRun,
+    token: str,
+    *,
+    step_index: int,
+    step_name: str,
+    handoff: str,
+    lease_seconds: float,
+    delay: float = 0.0,
 ) -> bool:
-    """Point the run at its next step if `token` still holds its lease, and lease it to `handoff` (the
-    wake-up message carries that token; attempt 1 of the next step is counted here)."""
+    """Point the run at its next step, due in `delay` seconds, if `token` still holds its lease, and
+    lease it to `handoff` from now until `lease_seconds` after it is due (the wake-up message carries
+    that token; attempt 1 of the next step is counted here)."""
     context = _prep(WorkflowRun, "context", run.context)
-    params = [RunState.RUNNING, step_index, step_name, context, handoff, _seconds(lease_seconds), run.pk, token]
+    due, until = _seconds(delay), _seconds(delay + lease_seconds)
+    params = [RunState.RUNNING, step_index, step_name, context, due, due, handoff, until, run.pk, token]
     with connection.cursor() as cursor:
         cursor.execute(_move_on_sql(connection.vendor), params)
         return bool(cursor.rowcount == 1)
 
 
 @functools.cache
-def _move_on_later_sql(vendor: str, message_sent: bool) -> str:
+def _move_on_later_sql(vendor: str) -> str:
     # Constants and placeholders only: nothing from outside is formatted into the statement.
-    enqueued = _now_plus() if message_sent else "NULL"
     return (
         f"UPDATE {RUN_TABLE} SET state = %s, step_index = %s, current_step = %s, attempt = 0, context = %s,"  # noqa: S608
-        f" wake_at = {_now_plus()}, enqueued_at = {enqueued}, lease_owner = '', lease_until = NULL,"
+        f" wake_at = {_now_plus()}, enqueued_at = NULL, lease_owner = '', lease_until = NULL,"
         f" updated_at = {_now()}"
         " WHERE id = %s AND lease_owner = %s"
     )
 
 
-def move_on_later(
-    run: WorkflowRun, token: str, *, step_index: int, step_name: str, delay: float, message_sent: bool
-) -> bool:
+def move_on_later(run: WorkflowRun, token: str, *, step_index: int, step_name: str, delay: float) -> bool:
     """Point the run at its next step, due in `delay` seconds, if `token` still holds its lease. The run
-    waits unleased, like after a Wait; `message_sent` marks a delayed wake-up message as in flight."""
+    waits unleased with no message in flight, like after a long Wait: the sweeper wakes it."""
     context = _prep(WorkflowRun, "context", run.context)
-    wake = _seconds(delay)
-    params = [RunState.WAITING, step_index, step_name, context, wake, *([wake] if message_sent else []), run.pk, token]
+    params = [RunState.WAITING, step_index, step_name, context, _seconds(delay), run.pk, token]
     with connection.cursor() as cursor:
-        cursor.execute(_move_on_later_sql(connection.vendor, message_sent), params)
+        cursor.execute(_move_on_later_sql(connection.vendor), params)
         return bool(cursor.rowcount == 1)
 
 

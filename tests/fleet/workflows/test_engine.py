@@ -96,8 +96,8 @@ def test_done_after_makes_the_next_step_due_later_without_a_lease(
     assert steps_of(run) == [("first", 1, StepState.DONE), ("second", 1, StepState.DONE)]
 
 
-def test_done_after_a_moment_sends_the_next_steps_message_with_a_countdown(
-    start: Any, sent: list[dict[str, Any]], django_capture_on_commit_callbacks: Any
+def test_done_after_a_moment_hands_the_lease_over_in_a_delayed_message(
+    start: Any, sent: list[dict[str, Any]], django_capture_on_commit_callbacks: Any, settings: Any
 ) -> None:
     run = start(["done_soon"])
     sent.clear()
@@ -105,8 +105,22 @@ def test_done_after_a_moment_sends_the_next_steps_message_with_a_countdown(
     with django_capture_on_commit_callbacks(execute=True):
         assert deliver(run) == StepState.DONE
 
-    assert sent == [{"run": run.pk, "queue": "io", "countdown": 0.5}]
-    assert reload(run).enqueued_at is not None  # the sweeper leaves it to that message
+    token = sent[0]["lease_token"]
+    assert sent == [{"run": run.pk, "queue": "io", "countdown": 0.5, "lease_token": token}]
+    run = reload(run)
+    assert (run.state, run.current_step, run.attempt, run.lease_owner) == (RunState.RUNNING, "second", 1, token)
+    assert run.wake_at is not None and run.lease_until is not None
+    # Leased from now until a full lease after it is due: the sweeper leaves it to that message.
+    assert run.lease_until - run.wake_at >= dt.timedelta(seconds=settings.FLEET_WORKFLOW_LEASE_SECONDS)
+    assert advance(run.pk, worker_id="other") == NOT_DUE  # no one else can take it meanwhile
+
+    # Delivered early (a clock a second and more behind), the message finds it not due yet.
+    WorkflowRun.objects.filter(pk=run.pk).update(wake_at=Now() + dt.timedelta(seconds=30))
+    assert advance(run.pk, worker_id="early", lease_token=token) == NOT_DUE
+    WorkflowRun.objects.filter(pk=run.pk).update(wake_at=Now())
+    with django_capture_on_commit_callbacks(execute=True):
+        assert advance(run.pk, worker_id="receiver", lease_token=token) == RunState.SUCCEEDED
+    assert steps_of(run) == [("first", 1, StepState.DONE), ("second", 1, StepState.DONE)]
 
 
 def test_wait_stores_a_wake_up_and_sends_no_message(
