@@ -240,7 +240,9 @@ CELERY_TASK_ROUTES = {
     "rollouts.drift_check": {"queue": "control"},
     "rollouts.drift_site": {"queue": "io"},
 }
-CELERY_TASK_SEND_SENT_EVENT = True
+# Workers report received/started/succeeded/failed to Flower. A "sent" event too would be a second
+# publish for every message (a few per rollout site); Flower shows queue lengths from the broker.
+CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
