@@ -85,10 +85,6 @@ def descendants(pid: int) -> list[tuple[int, str, int]]:
     return found
 
 
-def rss_mb(pid: int) -> float:
-    return sum(rss for _, comm, rss in descendants(pid) if comm != "git") / 1024
-
-
 def rss_each(pid: int) -> list[float]:
     """RSS in MB of `pid` and each of its (non-git) descendants, the process itself first."""
     return [rss / 1024 for p, comm, rss in sorted(descendants(pid), key=lambda row: row[0] != pid) if comm != "git"]
@@ -268,31 +264,13 @@ def main() -> None:
             else:
                 pools = [["-P", "threads", "-c", str(args.threads)]] * args.concurrency
             for number, pool_args in enumerate(pools):
+                command = [*nice, sys.executable, "-m", "celery", "-A", "fleet", "worker", "-Q", "control,io",
+                           *pool_args, "--without-gossip", "--without-mingle", "-l", "WARNING",
+                           "-n", f"bench-{number}-{os.getpid()}@%h"]  # fmt: skip
                 workers.append(
                     subprocess.Popen(
-                        [
-                            *nice,
-                            sys.executable,
-                            "-m",
-                            "celery",
-                            "-A",
-                            "fleet",
-                            "worker",
-                            "-Q",
-                            "control,io",
-                            *pool_args,
-                            "--without-gossip",
-                            "--without-mingle",
-                            "-l",
-                            "WARNING",
-                            "-n",
-                            f"bench-{number}-{os.getpid()}@%h",
-                        ],
-                        cwd=ROOT,
-                        env=os.environ.copy(),
-                        stdout=log_path.open("ab"),
-                        stderr=subprocess.STDOUT,
-                    )  # fmt: skip
+                        command, cwd=ROOT, env=os.environ.copy(), stdout=log_path.open("ab"), stderr=subprocess.STDOUT
+                    )
                 )
 
             def sweeping() -> None:  # what beat does
@@ -317,7 +295,7 @@ def main() -> None:
             sweeper = threading.Thread(target=sweeping, daemon=True)
             sweeper.start()
             time.sleep(5)  # the worker's start-up and its children forking
-            rss_cold = sum(rss_mb(worker.pid) for worker in workers)
+            rss_cold = sum(sum(rss_each(worker.pid)) for worker in workers)
             application = Application.objects.filter(name=demo.APPLICATION).first() or (
                 services.application_create(
                     actor="bench", source="command", name=demo.APPLICATION, team="bench", namespace="pos"
@@ -348,7 +326,7 @@ def main() -> None:
                 time.sleep(1)
             steps_before = StepRun.objects.filter(run__kind__startswith="rollout.").count()
             runs_before = WorkflowRun.objects.filter(kind__startswith="rollout.").count()
-            rss_before = sum(rss_mb(worker.pid) for worker in workers)
+            rss_before = sum(sum(rss_each(worker.pid)) for worker in workers)
             each_before = [mb for worker in workers for mb in rss_each(worker.pid)]
 
             # --- orchestrated ---
@@ -395,7 +373,7 @@ def main() -> None:
             orchestrated = time.perf_counter() - started
             cpu_orchestrated = cpu_delta(cpu_before, cpu_snapshot())
             time.sleep(2)
-            rss_after = sum(rss_mb(worker.pid) for worker in workers)
+            rss_after = sum(sum(rss_each(worker.pid)) for worker in workers)
             each_after = [mb for worker in workers for mb in rss_each(worker.pid)]
             leaked = sum(git_processes(worker.pid) for worker in workers)
             counts = rollout.counts

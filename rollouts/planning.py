@@ -210,6 +210,16 @@ def check_threshold(threshold: Any) -> dict[str, int]:
     return threshold
 
 
+def snapshot_threshold(snapshot: dict[str, Any]) -> dict[str, int]:
+    """The failure threshold a rollout's plan snapshot holds (none given: no failure tolerated)."""
+    return dict(snapshot.get("failure_threshold") or {"count": 0})
+
+
+def snapshot_site_deadline(snapshot: dict[str, Any]) -> int:
+    """Seconds a started site may take, from a rollout's plan snapshot (RolloutPlan's default if absent)."""
+    return int(snapshot.get("site_deadline_seconds", 6 * 3600))
+
+
 def threshold_exceeded(threshold: dict[str, int], *, failed: int, size: int) -> bool:
     """Whether `failed` sites of a wave of `size` are more than the threshold tolerates."""
     if "count" in threshold:

@@ -94,7 +94,7 @@ from rollouts.choices import (
     WaveState,
 )
 from rollouts.models import Rollout, RolloutWave, SiteRollout
-from rollouts.planning import threshold_exceeded
+from rollouts.planning import snapshot_site_deadline, snapshot_threshold, threshold_exceeded
 from rollouts.progress import Decision, decide
 from rollouts.rendering import ReleaseRenderer
 from rollouts.schedule import site_next_open, site_window_open
@@ -244,14 +244,13 @@ def _apply(rollout: Rollout, decision: Decision, now: dt.datetime) -> None:
             )
         }
     for code in decision.skip:
-        _skip_site(rows[code], reason=f"no result within {snapshot.get('site_deadline_seconds')} s: skipped")
+        _skip_site(rows[code], reason=f"no result within {snapshot_site_deadline(snapshot)} s: skipped")
     for code in decision.wait_window:
         services.site_rollout_transition(
             site_rollout=rows[code], to=SiteRolloutState.WAITING_WINDOW, actor=ACTOR, source=SOURCE
         )
-    deadline = now + dt.timedelta(seconds=int(snapshot.get("site_deadline_seconds", 6 * 3600)))
     if decision.start:
-        _start_sites([rows[code] for code in decision.start], deadline=deadline + SITE_RUN_DEADLINE_MARGIN)
+        _start_sites([rows[code] for code in decision.start], deadline=_site_run_deadline(snapshot, now))
     if decision.close_wave is not None:
         services.rollout_wave_close(
             rollout=rollout, index=decision.close_wave, actor=ACTOR, source=SOURCE, bake_until=decision.bake_until
@@ -266,6 +265,11 @@ def _apply(rollout: Rollout, decision: Decision, now: dt.datetime) -> None:
         services.rollout_transition(
             rollout=rollout, to=RolloutState.AWAITING_APPROVAL, actor=ACTOR, source=SOURCE, reason=decision.reason
         )
+
+
+def _site_run_deadline(snapshot: dict[str, Any], now: dt.datetime) -> dt.datetime:
+    """The deadline of a site run started now: a little past the driver's skip at the plan's deadline."""
+    return now + dt.timedelta(seconds=snapshot_site_deadline(snapshot)) + SITE_RUN_DEADLINE_MARGIN
 
 
 def _start_sites(site_rollouts: list[SiteRollout], *, deadline: dt.datetime) -> int:
@@ -557,14 +561,12 @@ def _hand_over_slot(row: SiteRollout) -> bool:
     wave = RolloutWave.objects.get(pk=row.wave_id)
     if wave.index != rollout.current_wave or wave.opened_at is None or wave.closed_at is not None:
         return False
-    threshold = dict(snapshot.get("failure_threshold") or {"count": 0})
-    if threshold_exceeded(threshold, failed=wave.n_failed, size=wave.size):
+    if threshold_exceeded(snapshot_threshold(snapshot), failed=wave.n_failed, size=wave.size):
         return False
     successor = SiteRollout.objects.filter(wave=wave, state=SiteRolloutState.PENDING).order_by("position").first()
     if successor is None:
         return False
-    deadline = timezone.now() + dt.timedelta(seconds=int(snapshot.get("site_deadline_seconds", 6 * 3600)))
-    return bool(_start_sites([successor], deadline=deadline + SITE_RUN_DEADLINE_MARGIN))
+    return bool(_start_sites([successor], deadline=_site_run_deadline(snapshot, timezone.now())))
 
 
 SITE = register(

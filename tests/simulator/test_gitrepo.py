@@ -1,5 +1,6 @@
 """RefWatch: the simulated agents' cheap poll of a bare repository's branch, against real git."""
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def test_follows_pushes_from_empty_to_packed(tmp_path: Path) -> None:
 
 def test_every_update_is_seen_even_within_one_clock_tick(tmp_path: Path) -> None:
     """git replaces the ref file by renaming a new one over it, so back-to-back updates (faster than
-    the file system's timestamp granularity) still change what stat() says."""
+    the file system's timestamp granularity) still change what stat() says: its inode."""
     bare = tmp_path / "site.git"
     init_bare(bare)
     work = tmp_path / "work"
@@ -52,6 +53,9 @@ def test_every_update_is_seen_even_within_one_clock_tick(tmp_path: Path) -> None
     git("remote", "add", "origin", str(bare), cwd=work)
     shas = [commit(work, f"c{i}") for i in range(3)]
     watch = RefWatch(bare)
+    ref = bare / "refs/heads/main"
+    tick = ref.stat().st_mtime_ns
     for sha in [*shas, shas[0], shas[2], shas[1]]:
         git("update-ref", "refs/heads/main", sha, cwd=bare)
+        os.utime(ref, ns=(tick, tick))  # as if in the same tick: same mtime, same size
         assert watch.head() == sha
