@@ -11,6 +11,9 @@ from typing import Any
 from celery import Celery
 from celery.signals import task_prerun
 
+from fleet import kombu_fixes
+
+kombu_fixes.apply()  # a worker survives losing Redis (see the module)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fleet.settings")
 
 app = Celery("fleet")

@@ -79,8 +79,19 @@ def database_url() -> str:
 class Worker:
     """A real Celery worker subprocess, with helpers to kill and restart it."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, queues: str = "control,io", concurrency: int = 2):
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        queues: str = "control,io",
+        concurrency: int = 2,
+        *,
+        as_deployed: bool = False,
+    ):
+        """`as_deployed`: run the worker with the options of the Procfile (gossip, mingle and heartbeats
+        on), not the quieter ones the other tests use."""
         self.env = env
+        self.as_deployed = as_deployed
         self.log_path = log_path
         self.queues = queues
         self.concurrency = concurrency
@@ -94,7 +105,8 @@ class Worker:
             [
                 sys.executable, "-m", "celery", "-A", "fleet", "worker",
                 "-Q", self.queues, "-c", str(self.concurrency), "-P", "prefork",
-                "--without-gossip", "--without-mingle", "-l", "INFO", "-n", f"test-{os.getpid()}@%h",
+                *([] if self.as_deployed else ["--without-gossip", "--without-mingle"]),
+                "-l", "INFO", "-n", f"test-{os.getpid()}@%h",
             ],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
