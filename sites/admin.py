@@ -218,12 +218,19 @@ class SiteAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
 
 class ClusterForm(ServiceForm):
-    """Credentials are write-only: the fields start empty and leaving them empty keeps what is stored."""
+    """Credentials are write-only: the fields start empty and leaving them empty keeps what is stored.
+    The service checks them (sites.kubeconfig): inline data only, refusals shown against the field."""
 
-    kubeconfig = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 6}), strip=False)
+    kubeconfig = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6}),
+        strip=False,
+        help_text="one cluster (server, certificate-authority-data), one user (token, or client-certificate-data "
+        "and client-key-data), one context; exec, auth-provider and file paths are refused",
+    )
     token = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False))
     ca_data = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), label="CA (PEM or base64)")
-    insecure_skip_tls_verify = forms.BooleanField(required=False)
+    insecure_skip_tls_verify = forms.BooleanField(required=False, help_text="refused in production")
     join_token = forms.CharField(
         required=False, widget=forms.PasswordInput(render_value=False), help_text="K3s token machines join with"
     )
@@ -247,11 +254,14 @@ class ClusterForm(ServiceForm):
             if data.get("api_url") != self.initial.get("api_url"):
                 raise forms.ValidationError("changing the API URL needs the credentials to go with it")
             return self.instance
+        api_url = data.get("api_url") or None
+        if data.get("kubeconfig") and api_url == (self.initial.get("api_url") or None):
+            api_url = None  # the field still shows the old URL; a new kubeconfig names its own server
         return services.cluster_set_credentials(
             cluster=self.instance,
             actor=actor,
             source="admin",
-            api_url=data.get("api_url") or None,
+            api_url=api_url,
             kubeconfig=data.get("kubeconfig") or None,
             token=data.get("token") or None,
             ca_data=data.get("ca_data") or None,

@@ -1,14 +1,17 @@
 """The Kubernetes adapter for one site: `SiteCluster`, over the official `kubernetes` client.
 
 Nothing else in edgefleet imports `kubernetes`. One ApiClient per site per worker process, built from
-the site's decrypted credentials (never the global default configuration), and a timeout on every
-call. Client errors are mapped to three exception types that workflow steps translate into outcomes:
-`ClusterUnavailable` (transient: connection refused, timeout, 5xx, 429 — retry later),
-`ClusterRefused` (permanent: credentials refused, forbidden) and `ClusterNotFound` (404).
+the site's decrypted credentials (never the global default configuration, never the kubeconfig loader:
+see `_configuration`), and a timeout on every call. Client errors are mapped to three exception types
+that workflow steps translate into outcomes: `ClusterUnavailable` (transient: connection refused,
+timeout, 5xx, 429 — retry later), `ClusterRefused` (permanent: credentials refused, forbidden) and
+`ClusterNotFound` (404).
 """
 
-import base64
+import contextlib
 import hashlib
+import os
+import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -18,10 +21,11 @@ import pydantic
 import urllib3
 import yaml
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
-from kubernetes.config.kube_config import KubeConfigLoader
 
+from sites.kubeconfig import ClusterCredentials, CredentialsInvalid, parse_stored
 from sites.models import Cluster
 
 
@@ -485,31 +489,67 @@ _client_cache = _ClientCache(capacity=settings.KUBE_CLIENT_CACHE_SIZE)
 
 
 def _configuration(cluster: Cluster) -> k8s.Configuration:
-    secret = cluster.credentials()
+    """The client's configuration, built field by field from the checked credentials.
+
+    Never the kubeconfig loader: it would run `exec` and `auth-provider` commands, read files and follow
+    proxies that a stored kubeconfig names. The stored value is parsed again here exactly as on write
+    (`sites.kubeconfig`), so a row that got around the services is refused with a sentence, not run.
+    """
+    credentials = _checked_credentials(cluster)
     configuration = k8s.Configuration()
-    if "kubeconfig" in secret:
-        KubeConfigLoader(config_dict=yaml.safe_load(secret["kubeconfig"])).load_and_set(configuration)
-    else:
-        configuration.host = cluster.api_url
-        configuration.api_key = {"authorization": secret["token"]}
+    configuration.host = credentials.server
+    if credentials.token:
+        configuration.api_key = {"authorization": credentials.token}
         configuration.api_key_prefix = {"authorization": "Bearer"}
-        if secret.get("insecure_skip_tls_verify"):
-            configuration.verify_ssl = False
-        if secret.get("ca_data"):
-            configuration.ssl_ca_cert = _ca_file(secret["ca_data"])
+    configuration.verify_ssl = not credentials.insecure_skip_tls_verify
+    try:
+        if credentials.ca_pem:
+            configuration.ssl_ca_cert = _tls_file(credentials.ca_pem, ".crt")
+        if credentials.client_cert_pem and credentials.client_key_pem:
+            # One file holding the certificate and its key: ssl's load_cert_chain reads both from it.
+            configuration.cert_file = _tls_file(credentials.client_cert_pem + credentials.client_key_pem, ".pem")
+    except OSError as exc:
+        raise ClusterUnavailable(
+            f"cannot write the TLS files of site {cluster.site.code} under {settings.DATA_DIR}: {exc.strerror}"
+        ) from exc
     # No silent urllib3 retries: a step decides when to try again, and a timeout must mean the timeout.
     configuration.retries = 0
     configuration.connection_pool_maxsize = 2
     return configuration
 
 
-def _ca_file(ca_data: str) -> str:
-    """The client wants a path; keep one file per distinct CA under the data directory."""
+def _checked_credentials(cluster: Cluster) -> ClusterCredentials:
+    site = cluster.site.code
+    try:
+        secret = cluster.credentials()
+    except (ImproperlyConfigured, ValueError) as exc:  # a key no longer configured, or not JSON
+        raise ClusterRefused(f"the stored credentials of site {site} cannot be read: {exc}") from exc
+    try:
+        return parse_stored(secret, api_url=cluster.api_url, production=settings.PRODUCTION)
+    except CredentialsInvalid as exc:
+        raise ClusterRefused(
+            f"the stored credentials of site {site} are refused and were not used: {exc.message}; "
+            "set them again through the API or the admin"
+        ) from exc
 
-    pem = ca_data if "BEGIN CERTIFICATE" in ca_data else base64.b64decode(ca_data).decode()
-    directory = settings.DATA_DIR / "ca"
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / (hashlib.sha256(pem.encode()).hexdigest()[:16] + ".pem")
-    if not path.exists():
-        path.write_text(pem)
+
+def _tls_file(content: str, suffix: str) -> str:
+    """The client wants paths for the CA and the client certificate: one file per distinct content under
+    DATA_DIR/kube-tls (0700), named by the content's sha256 (no path ever comes from input), written 0600
+    under a temporary name and renamed into place, so another process never reads half a file."""
+    directory = settings.DATA_DIR / "kube-tls"
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    path = directory / (hashlib.sha256(content.encode()).hexdigest()[:32] + suffix)
+    if path.exists():
+        return str(path)
+    fd, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")  # created 0600
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(content)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
     return str(path)

@@ -2,7 +2,8 @@
 
 Format: `{"sites": [{"code", "name", "region", "timezone", "api_url", "token", "repo_url",
 "nodes": [{"serial", "hostname", "role", "mac"}]}]}`. A site may instead carry a `kubeconfig` (the
-text); when a `kubeconfigs/<code>.yaml` file stands beside the fleet file it is used. Machines listed
+text); when a `kubeconfigs/<code>.yaml` file stands beside the fleet file it is used. Credentials are
+checked by `services.cluster_set_credentials` (inline data only, see sites.kubeconfig). Machines listed
 are running already, so new nodes are adopted as `active`; existing nodes keep their state.
 
 A site may also carry `k3s_server_url` and `k3s_token`: what its registering machines are told to join.
@@ -103,19 +104,20 @@ def _import_credentials(
     if kubeconfig is None and kubeconfig_dir is not None and (kubeconfig_dir / f"{site.code}.yaml").is_file():
         kubeconfig = (kubeconfig_dir / f"{site.code}.yaml").read_text()
     if kubeconfig:
+        # The kubeconfig names the server the client talks to; the entry's api_url is not used beside it.
         wanted: dict[str, Any] = {"kubeconfig": kubeconfig}
     elif entry.get("token"):
         wanted = {
+            "api_url": entry.get("api_url"),
             "token": entry["token"],
-            "ca_data": entry.get("ca_data"),
+            # The simulator's fleet.json names the CA certificate_authority_data, after the kubeconfig field.
+            "ca_data": entry.get("ca_data") or entry.get("certificate_authority_data"),
             "insecure_skip_tls_verify": bool(entry.get("insecure_skip_tls_verify", False)),
         }
     else:
         return False
     before = site.cluster.updated_at
-    cluster = services.cluster_set_credentials(
-        cluster=site.cluster, actor=actor, source=source, api_url=entry.get("api_url"), **wanted
-    )
+    cluster = services.cluster_set_credentials(cluster=site.cluster, actor=actor, source=source, **wanted)
     return cluster.updated_at != before
 
 

@@ -5,7 +5,8 @@ import datetime as dt
 import json
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -14,9 +15,10 @@ from fleet.errors import Conflict, Invalid
 from fleet.transitions import require_move, require_state
 from fleet.validation import full_clean_or_invalid
 from sites import crypto
+from sites import kubeconfig as kubeconfig_parser
 from sites.choices import NODE_TRANSITIONS, SITE_TRANSITIONS, ClusterReachability, NodeState, SiteState
 from sites.models import Cluster, Node, Site
-from sites.validators import normalize_mac, validate_kubeconfig
+from sites.validators import normalize_mac
 
 SITE_FIELDS = ("name", "region", "timezone", "labels", "business_hours", "maintenance_windows", "repo_url")
 NODE_FIELDS = ("hostname", "mac", "role", "hardware_model")
@@ -107,27 +109,49 @@ def cluster_set_credentials(
     ca_data: str | None = None,
     insecure_skip_tls_verify: bool = False,
 ) -> Cluster:
-    """Store a cluster's endpoint and credentials, encrypted. Give either a kubeconfig or api_url + token."""
+    """Store a cluster's endpoint and credentials, encrypted: a kubeconfig, or api_url + token (with
+    ca_data and, outside production, insecure_skip_tls_verify).
+
+    Both forms go through `sites.kubeconfig`, which accepts inline data only: a kubeconfig that would run
+    a command, read a file on the workers or redirect the connection is refused with a 400 naming the
+    field, before anything is written. The adapter parses the stored value again before each use.
+    """
     if kubeconfig and token:
         raise Invalid("give either a kubeconfig or a token, not both", field="kubeconfig")
-    if kubeconfig:
-        try:
-            doc = validate_kubeconfig(kubeconfig)
-        except ValidationError as exc:
-            raise Invalid(exc.messages[0], field="kubeconfig") from exc
-        secret: dict[str, Any] = {"kubeconfig": kubeconfig}
-        api_url = api_url or _kubeconfig_server(doc)
-    elif token:
-        if not api_url:
-            raise Invalid("api_url is required with a token", field="api_url")
-        secret = {"token": token, "ca_data": ca_data or None, "insecure_skip_tls_verify": insecure_skip_tls_verify}
-    else:
-        raise Invalid("give a kubeconfig, or an api_url and a token", field="kubeconfig")
-    if not api_url or not api_url.startswith(("http://", "https://")):
-        raise Invalid(f"{api_url!r} is not an http(s) URL", field="api_url")
+    try:
+        if kubeconfig:
+            for name, value in (("ca_data", ca_data), ("insecure_skip_tls_verify", insecure_skip_tls_verify)):
+                if value:
+                    raise Invalid(
+                        f"{name} goes with a token, not a kubeconfig (it carries its CA as certificate-authority-data)",
+                        field=name,
+                    )
+            parsed = kubeconfig_parser.parse_kubeconfig(kubeconfig, production=settings.PRODUCTION)
+            if api_url and (not isinstance(api_url, str) or api_url.rstrip("/") != parsed.server):
+                raise Invalid(
+                    f"api_url {api_url!r} is not the kubeconfig's server {parsed.server!r}; give one of them",
+                    field="api_url",
+                )
+            secret: dict[str, Any] = {"kubeconfig": kubeconfig}
+        elif token:
+            if not api_url:
+                raise Invalid("api_url is required with a token", field="api_url")
+            parsed = kubeconfig_parser.parse_token(
+                api_url=api_url,
+                token=token,
+                ca_data=ca_data,
+                insecure_skip_tls_verify=insecure_skip_tls_verify,
+                production=settings.PRODUCTION,
+            )
+            secret = {"token": token, "ca_data": ca_data or None, "insecure_skip_tls_verify": insecure_skip_tls_verify}
+        else:
+            raise Invalid("give a kubeconfig, or an api_url and a token", field="kubeconfig")
+    except kubeconfig_parser.CredentialsInvalid as exc:
+        raise Invalid(exc.message, field=exc.field) from exc
+    api_url = parsed.server
     with transaction.atomic():
         cluster = Cluster.objects.select_for_update().get(pk=cluster.pk)
-        if cluster.api_url == api_url and cluster.credentials() == secret:
+        if cluster.api_url == api_url and _stored_secret(cluster) == secret:
             return cluster  # unchanged: no write, no audit event, so imports stay idempotent
         cluster.api_url = api_url
         cluster.credentials_encrypted = crypto.encrypt(json.dumps(secret))
@@ -139,9 +163,17 @@ def cluster_set_credentials(
             verb="set_credentials",
             obj=cluster,
             source=source,
-            payload={"api_url": api_url, "kind": "kubeconfig" if kubeconfig else "token"},
+            payload={"api_url": api_url, "kind": parsed.kind},
         )
     return cluster
+
+
+def _stored_secret(cluster: Cluster) -> dict[str, Any] | None:
+    """What is stored now, or None when it cannot be read (then anything given replaces it)."""
+    try:
+        return cluster.credentials()
+    except (ImproperlyConfigured, ValueError):
+        return None
 
 
 def cluster_set_join_config(
@@ -177,13 +209,6 @@ def cluster_set_join_config(
             payload={"join_server_url": cluster.join_server_url, "token_changed": token_changed},
         )
     return cluster
-
-
-def _kubeconfig_server(doc: dict[str, Any]) -> str:
-    contexts = {c["name"]: c.get("context", {}) for c in doc.get("contexts") or []}
-    clusters = {c["name"]: c.get("cluster", {}) for c in doc.get("clusters") or []}
-    current = doc.get("current-context") or next(iter(contexts))
-    return str(clusters[contexts[current]["cluster"]]["server"])
 
 
 def cluster_record_probe(

@@ -1,11 +1,11 @@
 """Validation of the values a client can send about a site or node. Each raises Django's
-ValidationError with a message that names the problem; the API shows it against the field."""
+ValidationError with a message that names the problem; the API shows it against the field.
+Cluster credentials (kubeconfigs) are checked by sites.kubeconfig, on write and again at use."""
 
 import re
 import zoneinfo
 from typing import Any
 
-import yaml
 from django.core.exceptions import ValidationError
 
 SITE_CODE_RE = re.compile(r"^[A-Z]{2,3}-[0-9]{3,6}$")
@@ -50,26 +50,3 @@ def validate_labels(value: Any) -> None:
             raise ValidationError(f"label key {key!r} is not a valid Kubernetes label key")
         if not isinstance(label, str) or not LABEL_VALUE_RE.match(label):
             raise ValidationError(f"label {key!r} has an invalid value {label!r} (max 63 alphanumerics, -_.)")
-
-
-def validate_kubeconfig(text: str) -> dict[str, Any]:
-    """Parse a kubeconfig and check it names a current context with a cluster server and a user."""
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ValidationError(f"kubeconfig is not valid YAML: {exc}") from exc
-    if not isinstance(doc, dict) or doc.get("kind", "Config") != "Config":
-        raise ValidationError("kubeconfig must be a YAML mapping of kind Config")
-    contexts = {c.get("name"): c.get("context", {}) for c in doc.get("contexts") or [] if isinstance(c, dict)}
-    clusters = {c.get("name"): c.get("cluster", {}) for c in doc.get("clusters") or [] if isinstance(c, dict)}
-    users = {u.get("name") for u in doc.get("users") or [] if isinstance(u, dict)}
-    current = doc.get("current-context") or (next(iter(contexts)) if len(contexts) == 1 else None)
-    if current not in contexts:
-        raise ValidationError("kubeconfig has no usable current-context")
-    context = contexts[current] or {}
-    cluster = clusters.get(context.get("cluster"))
-    if not cluster or not isinstance(cluster.get("server"), str) or not cluster["server"].startswith("http"):
-        raise ValidationError(f"kubeconfig context {current!r} names no cluster with an http(s) server")
-    if context.get("user") not in users:
-        raise ValidationError(f"kubeconfig context {current!r} names no user that the file defines")
-    return doc

@@ -38,15 +38,30 @@ class ClusterSerializer(serializers.ModelSerializer):
 
 class ClusterCredentialsSerializer(serializers.Serializer):
     """Write-only: a kubeconfig, or an api_url with a bearer token (and optionally a CA); and/or the K3s
-    join configuration registering machines receive (join_server_url, join_token)."""
+    join configuration registering machines receive (join_server_url, join_token). Credentials are inline
+    data only (sites.kubeconfig): anything that would run a command or read a file is a 400."""
 
     CREDENTIAL_FIELDS = ("api_url", "kubeconfig", "token", "ca_data")
 
-    api_url = serializers.CharField(required=False, allow_blank=False, max_length=500)
-    kubeconfig = serializers.CharField(required=False, write_only=True, max_length=100_000, trim_whitespace=False)
+    api_url = serializers.CharField(
+        required=False, allow_blank=False, max_length=500, help_text="https (http only outside production)"
+    )
+    kubeconfig = serializers.CharField(
+        required=False,
+        write_only=True,
+        max_length=100_000,
+        trim_whitespace=False,
+        help_text="one cluster (server, certificate-authority-data), one user (token, or client-certificate-data "
+        "with client-key-data) and one context; any other field (exec, auth-provider, tokenFile, file paths, "
+        "proxy-url, impersonation, ...) is refused",
+    )
     token = serializers.CharField(required=False, write_only=True, max_length=10_000)
-    ca_data = serializers.CharField(required=False, write_only=True, max_length=100_000, allow_blank=True)
-    insecure_skip_tls_verify = serializers.BooleanField(required=False, default=False)
+    ca_data = serializers.CharField(
+        required=False, write_only=True, max_length=100_000, allow_blank=True, help_text="PEM, or base64 of PEM"
+    )
+    insecure_skip_tls_verify = serializers.BooleanField(
+        required=False, default=False, help_text="refused in production"
+    )
     join_server_url = serializers.CharField(required=False, allow_blank=False, max_length=500)
     join_token = serializers.CharField(required=False, write_only=True, max_length=1000)
 

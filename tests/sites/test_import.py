@@ -9,6 +9,7 @@ from django.core.management import CommandError, call_command
 from fleet.audit.models import AuditEvent
 from sites.choices import NodeState
 from sites.models import Cluster, Node, Site
+from tests.sites.pki import b64, ca_pem
 
 pytestmark = pytest.mark.django_db
 
@@ -86,7 +87,24 @@ def test_import_prefers_a_kubeconfig_beside_the_fleet_file(tmp_path: Path) -> No
 
     call_command("fleet_import", str(_fleet(tmp_path, [_site()])))
 
-    assert Cluster.objects.get(site__code="TX-0412").credentials() == {"kubeconfig": kubeconfig}
+    cluster = Cluster.objects.get(site__code="TX-0412")
+    assert cluster.credentials() == {"kubeconfig": kubeconfig}
+    assert cluster.api_url == "https://127.0.0.1:8700/sites/TX-0412"  # the server the client will talk to
+
+
+def test_the_token_form_takes_the_simulators_certificate_authority_data(tmp_path: Path) -> None:
+    call_command("fleet_import", str(_fleet(tmp_path, [_site(certificate_authority_data=b64(ca_pem()))])))
+
+    assert Cluster.objects.get(site__code="TX-0412").credentials()["ca_data"] == b64(ca_pem())
+
+
+def test_a_bad_ca_fails_the_import_naming_the_site(tmp_path: Path) -> None:
+    path = _fleet(tmp_path, [_site(), _site("TX-0413", ca_data=b64("not a certificate"))])
+
+    with pytest.raises(CommandError, match=r"sites\[1\]: ca_data is not a PEM certificate"):
+        call_command("fleet_import", str(path))
+
+    assert not Site.objects.exists()
 
 
 def test_a_bad_entry_fails_the_whole_import(tmp_path: Path) -> None:
