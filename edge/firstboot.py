@@ -7,7 +7,8 @@ no Python packages. Steps:
 1. Identify the machine: serial (DMI), MAC of the primary interface, hardware facts.
 2. `POST <url>/api/v1/device/register/` with the site's bootstrap token (from /etc/edgefleet/bootstrap.json
    or flags). Connection errors, timeouts, 409, 429 and 5xx are retried with capped exponential backoff;
-   any other refusal (403: token used/expired/revoked, machine quarantined; 400) stops with its message.
+   any other refusal (403: token used/expired/revoked or not issued for this serial, machine quarantined;
+   400) stops with its message.
 3. Write /etc/rancher/k3s/config.yaml (server, token, node-name, node-label) and the node credential
    (0600) that the heartbeat agent sends as `Authorization: Node <token>`.
 4. Run the K3s installer that is in the image, air-gapped (INSTALL_K3S_SKIP_DOWNLOAD=true): nothing is

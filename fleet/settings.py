@@ -297,6 +297,11 @@ KUBE_TIMEOUT_SECONDS = env.float("FLEET_KUBE_TIMEOUT", default=10.0)
 KUBE_CLIENT_CACHE_SIZE = env.int("FLEET_KUBE_CLIENT_CACHE_SIZE", default=256)
 # How long a registered machine has to become a Ready node before the provisioning gives up on it.
 FLEET_JOIN_DEADLINE_SECONDS = env.int("FLEET_JOIN_DEADLINE_SECONDS", default=30 * 60)
+# A bootstrap token revokes itself after this many refused registrations (a serial it was not issued for,
+# a machine of another site, a MAC that does not match...), and puts at most this many machines in
+# quarantine (sites.registration).
+FLEET_BOOTSTRAP_MAX_REFUSALS = env.int("FLEET_BOOTSTRAP_MAX_REFUSALS", default=5)
+FLEET_BOOTSTRAP_MAX_QUARANTINES = env.int("FLEET_BOOTSTRAP_MAX_QUARANTINES", default=3)
 # Node lifecycle workflows (sites.workflows): wall-clock limit of one step against a site, how often a
 # waiting step polls the site and a machine's check-in, and how long a drain or a wipe Job may take.
 FLEET_NODE_STEP_TIMEOUT = env.float("FLEET_NODE_STEP_TIMEOUT", default=45.0)

@@ -5,3 +5,11 @@ class RolloutsConfig(AppConfig):
     name = "rollouts"
     verbose_name = "Releases and rollouts"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # sites re-hydrates replacement machines but may not import rollouts (rollouts -> sites): it asks
+        # the provider registered here which image restores an application, and in which namespace.
+        from rollouts.restore import restore_targets
+        from sites.rehydration import register_restore_targets
+
+        register_restore_targets(restore_targets)

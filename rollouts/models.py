@@ -10,7 +10,13 @@ from django.db import models
 from django_celery_beat.models import PeriodicTask
 
 from rollouts.choices import DriftState, RolloutState, SiteRolloutState, WaveState
-from rollouts.validators import validate_dns_label, validate_json_object, validate_kind_list, validate_namespace_list
+from rollouts.validators import (
+    validate_dns_label,
+    validate_image_reference,
+    validate_json_object,
+    validate_kind_list,
+    validate_namespace_list,
+)
 from sites.models import Site
 from sites.validators import validate_timezone
 
@@ -53,7 +59,12 @@ class SiteCounters(models.Model):
 
 
 class Application(models.Model):
-    """An edge application: its owning team, the namespace it lives in, whether it holds data to re-hydrate."""
+    """An edge application: its owning team, the namespace it lives in, whether it holds data to re-hydrate.
+
+    A stateful application with a `restore_image` is restored on a replacement machine by a Job running
+    that image in the application's namespace (rollouts.restore gives sites these restore targets): the
+    edge reports where its backups are, never what restores them.
+    """
 
     name = models.CharField(
         max_length=63, unique=True, validators=[validate_dns_label], help_text="also the repository folder apps/<name>/"
@@ -62,6 +73,13 @@ class Application(models.Model):
     namespace = models.CharField(max_length=63, validators=[validate_dns_label], db_index=True)
     stateful = models.BooleanField(
         default=False, help_text="its data is restored from the latest cloud backup when a machine is replaced"
+    )
+    restore_image = models.CharField(
+        max_length=500,
+        blank=True,
+        validators=[validate_image_reference],
+        help_text="the image (with a tag or digest) that restores its backup on a replacement machine; "
+        "a stateful application without one is not restored",
     )
     extra_namespaces = models.JSONField(
         default=list, blank=True, validators=[validate_namespace_list], help_text="other namespaces it may write to"

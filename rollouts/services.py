@@ -48,6 +48,7 @@ APPLICATION_FIELDS = (
     "team",
     "namespace",
     "stateful",
+    "restore_image",
     "extra_namespaces",
     "allowed_cluster_kinds",
     "description",

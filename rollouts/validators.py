@@ -37,3 +37,26 @@ def validate_kind_list(value: Any) -> None:
 def validate_json_object(value: Any) -> None:
     if not isinstance(value, dict):
         raise ValidationError("must be a JSON object")
+
+
+# An OCI image reference pinned to a tag or a digest: [registry[:port]/]path[:tag][@sha256:<64 hex>].
+IMAGE_RE = re.compile(
+    r"^(?:[a-zA-Z0-9](?:[-a-zA-Z0-9.]*[a-zA-Z0-9])?(?::[0-9]{1,5})?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@sha256:[a-f0-9]{64})?$"
+)
+MAX_IMAGE_LENGTH = 500
+
+
+def validate_image_reference(value: str) -> None:
+    """A container image that names its version: `registry.example.com/team/pos-restore:3.2` or `…@sha256:…`.
+
+    An image without a tag or digest would run whatever `latest` is on the day of a restore."""
+    if not isinstance(value, str) or len(value) > MAX_IMAGE_LENGTH or not IMAGE_RE.match(value):
+        raise ValidationError(
+            f"{str(value)[:100]!r} is not an image reference (e.g. registry.example.com/pos/restore:3.2)"
+        )
+    last = value.rsplit("/", 1)[-1]
+    if ":" not in last and "@" not in value:
+        raise ValidationError(f"{value!r} names no tag or digest; pin the restore image (e.g. {value}:1.0)")

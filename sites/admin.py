@@ -22,7 +22,7 @@ from fleet.admin_forms import ServiceAdminMixin, ServiceForm
 from fleet.errors import FleetError
 from fleet.workflows.models import WorkflowRun
 from sites import devices, lifecycle, services
-from sites.admin_devices import NodeCredentialInline, issue_bootstrap_tokens
+from sites.admin_devices import NodeCredentialInline, issue_bootstrap_tokens, issue_site_wide_bootstrap_tokens
 from sites.choices import NodeState, SiteState
 from sites.models import Cluster, Node, Site
 
@@ -163,7 +163,7 @@ class SiteAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_filter = ["state", "region", "cluster__reachability", LabelFilter, HeartbeatFilter, "timezone"]
     search_fields = ["code", "name"]
     inlines = [ClusterInline, NodeInline]
-    actions = ["probe_clusters", issue_bootstrap_tokens]
+    actions = ["probe_clusters", issue_bootstrap_tokens, issue_site_wide_bootstrap_tokens]
     list_per_page = 100
     show_full_result_count = False
 
@@ -209,6 +209,9 @@ class SiteAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     def has_issue_bootstrap_token_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("sites.add_bootstraptoken")
+
+    def has_issue_any_serial_bootstrap_token_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perms(["sites.add_bootstraptoken", devices.ANY_SERIAL_PERMISSION])
 
     def has_delete_permission(self, request: HttpRequest, obj: Site | None = None) -> bool:
         return False  # sites are decommissioned, not deleted; see services.site_delete for the API door

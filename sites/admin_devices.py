@@ -20,9 +20,29 @@ from sites.models import Backup, BootstrapToken, NodeCredential, Site
 MAX_SITES_PER_ISSUE = 20  # each token is shown in its own message; more than a screenful gets lost
 
 
-@admin.action(description="Issue bootstrap token (shown once)", permissions=["issue_bootstrap_token"])
+@admin.action(
+    description="Issue bootstrap token for the machines waiting to register (shown once)",
+    permissions=["issue_bootstrap_token"],
+)
 def issue_bootstrap_tokens(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Site]) -> None:
-    """Site-list action: one token per selected site with the default lifetime, each shown once."""
+    """Site-list action: one token per selected site with the default lifetime, bound to the site's machines
+    waiting to register (pre-registered, wiped, joining), each shown once."""
+    _issue(model_admin, request, queryset, any_serial=False)
+
+
+@admin.action(
+    description="Issue site-wide bootstrap token, any machine of the site (shown once)",
+    permissions=["issue_any_serial_bootstrap_token"],
+)
+def issue_site_wide_bootstrap_tokens(
+    model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Site]
+) -> None:
+    """Site-list action: a token any machine of the site may register with (an explicit choice, with its
+    own permission: an unknown machine using it is quarantined at the site)."""
+    _issue(model_admin, request, queryset, any_serial=True)
+
+
+def _issue(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Site], *, any_serial: bool) -> None:
     sites = list(queryset.exclude(state=SiteState.DECOMMISSIONED)[: MAX_SITES_PER_ISSUE + 1])
     if len(sites) > MAX_SITES_PER_ISSUE:
         model_admin.message_user(
@@ -30,11 +50,18 @@ def issue_bootstrap_tokens(model_admin: admin.ModelAdmin, request: HttpRequest, 
         )
         return
     for site in sites:
-        token, plaintext = devices.bootstrap_token_issue(site=site, actor=request.user, source="admin")
+        try:
+            token, plaintext = devices.bootstrap_token_issue(
+                site=site, actor=request.user, source="admin", any_serial=any_serial
+            )
+        except FleetError as exc:
+            model_admin.message_user(request, f"{site.code}: {exc.message}", messages.ERROR)
+            continue
+        machines = "any machine of the site" if token.any_serial else "machine(s) " + ", ".join(token.serials)
         model_admin.message_user(
             request,
-            f"{site.code}: bootstrap token {plaintext} (expires {token.expires_at:%Y-%m-%d %H:%M} UTC). "
-            "Copy it now: it is not shown again.",
+            f"{site.code}: bootstrap token {plaintext} for {machines} "
+            f"(expires {token.expires_at:%Y-%m-%d %H:%M} UTC). Copy it now: it is not shown again.",
             messages.WARNING,
         )
 
@@ -76,14 +103,30 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(BootstrapToken)
 class BootstrapTokenAdmin(ReadOnlyAdmin):
-    list_display = ["prefix", "site", "state_badge", "note", "created_at", "created_by", "expires_at", "used_by"]
-    list_filter = [TokenStateFilter, "site__region"]
+    list_display = [
+        "prefix",
+        "site",
+        "state_badge",
+        "machines",
+        "refusals",
+        "quarantines",
+        "note",
+        "created_at",
+        "created_by",
+        "expires_at",
+        "used_by",
+    ]
+    list_filter = [TokenStateFilter, "any_serial", "site__region"]
     search_fields = ["prefix", "site__code", "note"]
     list_select_related = ["site", "created_by", "used_by"]
     readonly_fields = [
         "site",
         "prefix",
         "note",
+        "serials",
+        "any_serial",
+        "refusals",
+        "quarantines",
         "created_at",
         "created_by",
         "expires_at",
@@ -91,12 +134,17 @@ class BootstrapTokenAdmin(ReadOnlyAdmin):
         "used_by",
         "revoked_at",
         "revoked_by",
+        "revoke_reason",
     ]
     actions = ["revoke"]
 
     @admin.display(description="state")
     def state_badge(self, token: BootstrapToken) -> str:
         return badge(token.state)
+
+    @admin.display(description="for")
+    def machines(self, token: BootstrapToken) -> str:
+        return "any machine" if token.any_serial else ", ".join(token.serials)
 
     @admin.action(description="Revoke selected tokens", permissions=["revoke"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[BootstrapToken]) -> None:

@@ -212,9 +212,13 @@ class SiteCluster:
         command: list[str] | None = None,
         env: dict[str, str] | None = None,
         labels: dict[str, str] | None = None,
+        tolerations: list[dict[str, str]] | None = None,
         deadline_seconds: int = 3600,
     ) -> bool:
-        """Create a Job whose pod runs on `node`. False when it exists already (a retried step)."""
+        """Create a Job whose pod runs on `node`. False when it exists already (a retried step).
+
+        `tolerations` are exactly those given (none by default): each caller says what its pod must
+        tolerate, so an image we did not build never runs past a taint it has no business ignoring."""
         container: dict[str, Any] = {"name": "main", "image": image}
         if command:
             container["command"] = command
@@ -232,7 +236,7 @@ class SiteCluster:
                     "spec": {
                         "nodeName": node,
                         "restartPolicy": "Never",
-                        "tolerations": [{"operator": "Exists"}],
+                        "tolerations": list(tolerations or []),
                         "containers": [container],
                     },
                 },

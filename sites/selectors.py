@@ -2,9 +2,11 @@
 
 from django.db.models import Count, F, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
+from django.utils import timezone
 
 from sites.choices import NodeState, SiteState
 from sites.crypto import hash_secret
+from sites.heartbeats import latest_acceptable_taken_at
 from sites.labels import LabelSelector
 from sites.models import Backup, Node, NodeCredential, Site
 
@@ -42,10 +44,11 @@ def node_credential_for_token(plaintext: str) -> NodeCredential | None:
 
 
 def latest_backups(site: Site) -> dict[str, Backup]:
-    """The newest backup of each application at `site`: what the re-hydration step restores."""
+    """The newest backup of each application at `site`: what the re-hydration step restores. A backup
+    claiming to be taken in the future (refused on report; a row from before that rule) never wins."""
     newest_first = Window(RowNumber(), partition_by=[F("application")], order_by=[F("taken_at").desc(), F("id").desc()])
     rows = (
-        Backup.objects.filter(site=site)
+        Backup.objects.filter(site=site, taken_at__lte=latest_acceptable_taken_at(timezone.now()))
         .select_related("site", "reported_by")
         .annotate(rank=newest_first)
         .filter(rank=1)

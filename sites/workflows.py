@@ -28,7 +28,7 @@ from fleet.errors import FleetError
 from fleet.workflows.definitions import Step, Workflow, register
 from fleet.workflows.models import WorkflowRun
 from fleet.workflows.outcomes import Done, Fail, Outcome, Retry, Wait
-from sites import devices, selectors, services
+from sites import devices, rehydration, selectors, services
 from sites.choices import NodeState
 from sites.clusters import (
     ClusterError,
@@ -46,6 +46,11 @@ REPLACE = "node.replace"
 
 WIPE_IMAGE = "edgefleet/wipe:1"
 JOB_NAMESPACE = "kube-system"
+# The wipe is our own image and must run on the machine whatever is tainted there (it is cordoned and
+# drained, maybe NotReady): it tolerates everything. A restore Job runs an application team's image on a
+# fresh, Ready, untainted replacement, pinned by nodeName: it needs no toleration, so it gets none.
+WIPE_TOLERATIONS: list[dict[str, str]] = [{"operator": "Exists"}]
+RESTORE_TOLERATIONS: list[dict[str, str]] = []
 ACTION_LABEL = "edgefleet.io/action"
 NODE_ID_LABEL = "edgefleet.io/node-id"
 OUT_OF_SERVICE_TAINT = "node.kubernetes.io/out-of-service"
@@ -351,11 +356,14 @@ def wipe_revoke(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
 
 def _rejoin_token(run: WorkflowRun, node: Node, ctx: dict[str, Any]) -> str:
     """A fresh single-use bootstrap token for the machine to register with after the wipe. An earlier
-    attempt's token that never reached a Job (the worker died in between) is revoked first."""
+    attempt's token that never reached a Job (the worker died in between) is revoked first. The token is
+    for this machine only: it travels in a Job spec at the site, readable by whoever can read Jobs there."""
     note = f"rejoin after wipe run {run.pk}"
     for stale in BootstrapToken.objects.filter(site=node.site, note=note, used_at__isnull=True, revoked_at=None):
         devices.bootstrap_token_revoke(token=stale, actor=actor_of(run), source="workflow")
-    _row, plaintext = devices.bootstrap_token_issue(site=node.site, actor=actor_of(run), source="workflow", note=note)
+    _row, plaintext = devices.bootstrap_token_issue(
+        site=node.site, actor=actor_of(run), source="workflow", note=note, serials=[node.serial]
+    )
     return plaintext
 
 
@@ -384,6 +392,7 @@ def wipe_run_job(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
         command=["/wipe", "--factory-reset"],
         env=env,
         labels={ACTION_LABEL: "wipe", NODE_ID_LABEL: str(node.pk)},
+        tolerations=WIPE_TOLERATIONS,
     )
     return Done({"wipe_job": name, "wipe_job_created": created})
 
@@ -565,9 +574,10 @@ def replace_label(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
 def replace_rehydrate(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     """Restore each application's latest reported backup onto the replacement, with a Job pinned to it.
 
-    Every application with a backup is restored: the edge reports backups only for what it can restore
-    (which applications are stateful is the rollouts app's knowledge, and sites does not depend on it).
-    The plan is fixed at the first pass, so a newer backup arriving meanwhile does not change it.
+    Which applications are restored, with which image and in which namespace, is the applications' own
+    record (sites.rehydration: the rollouts app's restore targets), read when the plan is made and again
+    when each Job is created; the edge only said where the backups are. The plan (which backup of which
+    application) is fixed at the first pass, so a newer backup arriving meanwhile does not change it.
     """
     new = _replacement(ctx)
     if "restores" not in ctx:
@@ -581,36 +591,46 @@ def replace_rehydrate(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
                 return Wait(
                     _poll(ctx), f"no backups known for {new.site.code} yet; waiting for {new.hostname} to report"
                 )
+        backups = selectors.latest_backups(new.site)
+        targets = rehydration.restore_targets(list(backups))
         ctx["restores"] = {
             app: {
                 "job": f"edgefleet-restore-{_slug(app)}-{run.pk}",
-                "namespace": backup.namespace,
+                "namespace": targets[app].namespace,
                 "location": backup.location,
-                "image": backup.restore_image,
             }
-            for app, backup in selectors.latest_backups(new.site).items()
-            if backup.restore_image
+            for app, backup in backups.items()
+            if app in targets
         }
+        ctx["not_restorable"] = sorted(set(backups) - set(targets))
     restores: dict[str, dict[str, str]] = ctx["restores"]
+    skipped = list(ctx.get("not_restorable") or [])
     if not restores:
-        return Done({"restored": []})
+        return Done({"restored": [], "not_restorable": skipped})
     cluster = _cluster(new)
+    current = rehydration.restore_targets(list(restores))  # read again at use: the record may have changed
     pending, failed = [], []
     for app, plan in sorted(restores.items()):
         status = cluster.job(plan["namespace"], plan["job"])
         if status is None:
-            cluster.ensure_namespace(plan["namespace"])
+            target = current.get(app)
+            if target is None:
+                skipped.append(app)  # no longer stateful with a restore image: nothing trusted to run
+                continue
+            plan["namespace"] = target.namespace
+            cluster.ensure_namespace(target.namespace)
             cluster.create_job(
-                namespace=plan["namespace"],
+                namespace=target.namespace,
                 name=plan["job"],
                 node=str(ctx.get("k8s_name") or new.hostname),
-                image=plan["image"],
+                image=target.image,
                 env={
                     "BACKUP_LOCATION": plan["location"],
                     "BACKUP_APPLICATION": app,
-                    "BACKUP_NAMESPACE": plan["namespace"],
+                    "BACKUP_NAMESPACE": target.namespace,
                 },
                 labels={ACTION_LABEL: "restore", NODE_ID_LABEL: str(new.pk), "edgefleet.io/application": _slug(app)},
+                tolerations=RESTORE_TOLERATIONS,
             )
             pending.append(f"{app} (started)")
         elif status.failed_for_good:
@@ -621,7 +641,8 @@ def replace_rehydrate(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
         return Fail(f"restore failed: {'; '.join(failed)}")
     if pending:
         return Wait(_poll(ctx), f"restoring {len(pending)} of {len(restores)} application(s): {', '.join(pending)}")
-    return Done({"restored": sorted(restores)})
+    restored = sorted(app for app in restores if app not in skipped)
+    return Done({"restored": restored, "not_restorable": sorted(set(skipped))})
 
 
 def _has_reported(node: Node) -> bool:

@@ -17,6 +17,7 @@ class ApplicationSerializer(serializers.ModelSerializer):
             "team",
             "namespace",
             "stateful",
+            "restore_image",
             "extra_namespaces",
             "allowed_cluster_kinds",
             "description",
@@ -31,6 +32,7 @@ class ApplicationWriteSerializer(serializers.Serializer):
     team = serializers.CharField(max_length=100)
     namespace = serializers.CharField(max_length=63)
     stateful = serializers.BooleanField(required=False)
+    restore_image = serializers.CharField(required=False, allow_blank=True, max_length=500)
     extra_namespaces = serializers.JSONField(required=False)
     allowed_cluster_kinds = serializers.JSONField(required=False)
     description = serializers.CharField(required=False, allow_blank=True)

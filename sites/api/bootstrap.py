@@ -1,7 +1,8 @@
 """Staff's side of zero-touch provisioning: a site's bootstrap tokens, under `sites/{code}/bootstrap-tokens/`.
 
-Issuing needs `sites.add_bootstraptoken`, revoking `sites.change_bootstraptoken`, listing
-`sites.view_bootstraptoken`. The secret is in the issuing answer only.
+Issuing needs `sites.add_bootstraptoken` (and `sites.issue_any_serial_bootstraptoken` for a site-wide
+token), revoking `sites.change_bootstraptoken`, listing `sites.view_bootstraptoken`. The secret is in the
+issuing answer only.
 """
 
 import datetime as dt
@@ -63,6 +64,8 @@ class BootstrapTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vi
             source="api",
             lifetime=dt.timedelta(hours=hours) if hours else None,
             note=serializer.validated_data["note"],
+            serials=serializer.validated_data.get("serials"),
+            any_serial=serializer.validated_data["any_serial"],
         )
         body = {
             "id": token.pk,
@@ -70,6 +73,8 @@ class BootstrapTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vi
             "prefix": token.prefix,
             "expires_at": token.expires_at,
             "site": token.site.code,
+            "serials": token.serials,
+            "any_serial": token.any_serial,
         }
         return Response(BootstrapTokenIssuedSerializer(body).data, status=status.HTTP_201_CREATED)
 

@@ -20,7 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
-from sites import devices, selectors
+from sites import devices, heartbeats, registration, selectors
 from sites.api.device_serializers import (
     DeviceRegisteredSerializer,
     DeviceRegisterSerializer,
@@ -151,25 +151,25 @@ class DeviceRegisterViewSet(DeviceViewSet):
         """Register with a site's bootstrap token; answers the node credential and the K3s join config.
 
         403 when the token is unknown, expired, revoked or used, or when the machine is not the one
-        pre-registered at that site (it is then quarantined); 409 when the node's state forbids it.
+        pre-registered at that site, or not one the token was issued for; 409 when the node's state forbids it.
         """
         data = self._validated(DeviceRegisterSerializer, request)
-        registration = devices.device_register(
+        registered = registration.device_register(
             serial=data["serial"], mac=data["mac"], bootstrap_token=data["bootstrap_token"], facts=data["facts"]
         )
-        node = registration.node
+        node = registered.node
         return Response(
             {
                 "node_id": node.pk,
-                "node_token": registration.node_token,
+                "node_token": registered.node_token,
                 "hostname": node.hostname,
                 "role": node.role,
                 "site": node.site.code,
                 "k3s": {
-                    "server_url": registration.server_url,
-                    "token": registration.join_token,
+                    "server_url": registered.server_url,
+                    "token": registered.join_token,
                     "node_name": node.hostname,
-                    "node_labels": [f"{k}={v}" for k, v in registration.node_labels.items()],
+                    "node_labels": [f"{k}={v}" for k, v in registered.node_labels.items()],
                 },
             }
         )
@@ -183,11 +183,20 @@ class DeviceHeartbeatViewSet(DeviceViewSet):
 
     @extend_schema(request=HeartbeatSerializer, responses={200: HeartbeatAnswerSerializer})
     def create(self, request: Request) -> Response:
-        """Record last seen, software versions and backups; answers the node's state and the server time."""
+        """Record last seen, software versions and backups; answers the node's state, the server time and
+        the reported backups that were not kept (their application has no restore target)."""
         data = self._validated(HeartbeatSerializer, request)
         credential = request.auth
         if not isinstance(credential, NodeCredential):  # IsNode has refused this already; satisfy the types
             raise exceptions.NotAuthenticated()
-        reports = [devices.BackupReport(**backup) for backup in data["backups"]]
-        node = devices.device_heartbeat(credential=credential, versions=data.get("versions"), backups=reports)
-        return Response({"node_id": node.pk, "state": node.state, "server_time": timezone.now()})
+        reports = [heartbeats.BackupReport(**backup) for backup in data["backups"]]
+        beat = heartbeats.device_heartbeat(credential=credential, versions=data.get("versions"), backups=reports)
+        return Response(
+            {
+                "node_id": beat.node.pk,
+                "state": beat.node.state,
+                "server_time": timezone.now(),
+                "backups_kept": beat.backups_kept,
+                "backups_ignored": beat.backups_ignored,
+            }
+        )

@@ -1,13 +1,16 @@
 """Shapes of the device API (what machines send and receive) and of bootstrap tokens and backups as staff
 see them. Input serializers check shapes, types and sizes; sites.devices decides what is allowed."""
 
+import datetime as dt
 import json
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 from rest_framework import serializers
 
-from sites.devices import DEFAULT_BOOTSTRAP_LIFETIME, MAX_BACKUPS_PER_HEARTBEAT, MAX_BOOTSTRAP_LIFETIME
+from sites.devices import DEFAULT_BOOTSTRAP_LIFETIME, MAX_BOOTSTRAP_LIFETIME, MAX_SERIALS_PER_TOKEN
+from sites.heartbeats import MAX_BACKUPS_PER_HEARTBEAT, latest_acceptable_taken_at
 from sites.models import Backup, BootstrapToken
 from sites.validators import normalize_mac
 
@@ -62,7 +65,21 @@ class BackupReportSerializer(serializers.Serializer):
     taken_at = serializers.DateTimeField(input_formats=["iso-8601"])
     location = serializers.CharField(max_length=1000)
     size = serializers.IntegerField(min_value=0, max_value=2**62)
-    restore_image = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    restore_image = serializers.CharField(
+        max_length=500,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="accepted and ignored: the control plane restores with the application's own restore image",
+    )
+
+    def validate_taken_at(self, value: dt.datetime) -> dt.datetime:
+        now = timezone.now()
+        if value > latest_acceptable_taken_at(now):
+            raise serializers.ValidationError(
+                f"{value.isoformat()} is in the future (server time {now.isoformat()}); check the machine's clock"
+            )
+        return value
 
 
 class HeartbeatSerializer(serializers.Serializer):
@@ -85,6 +102,10 @@ class HeartbeatAnswerSerializer(serializers.Serializer):
     node_id = serializers.IntegerField()
     state = serializers.CharField(help_text="the node's lifecycle state as the control plane sees it")
     server_time = serializers.DateTimeField()
+    backups_kept = serializers.IntegerField(help_text="reported backups recorded")
+    backups_ignored = serializers.DictField(
+        child=serializers.CharField(), help_text="application: why its backups were not recorded"
+    )
 
 
 # --- staff -------------------------------------------------------------------------------------------------
@@ -107,6 +128,8 @@ class BootstrapTokenSerializer(serializers.ModelSerializer):
             "prefix",
             "state",
             "note",
+            "serials",
+            "any_serial",
             "created_at",
             "created_by",
             "expires_at",
@@ -114,6 +137,9 @@ class BootstrapTokenSerializer(serializers.ModelSerializer):
             "used_by",
             "revoked_at",
             "revoked_by",
+            "revoke_reason",
+            "refusals",
+            "quarantines",
         ]
         read_only_fields = fields
 
@@ -129,6 +155,19 @@ class BootstrapTokenIssueSerializer(serializers.Serializer):
         help_text=f"default {int(DEFAULT_BOOTSTRAP_LIFETIME.total_seconds() // 3600)}",
     )
     note = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+    serials = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        required=False,
+        allow_empty=False,
+        max_length=MAX_SERIALS_PER_TOKEN,
+        help_text="the machines it may register (each pre-registered at the site); default: the site's machines "
+        "waiting to register",
+    )
+    any_serial = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="a site-wide token any machine of the site may use (needs sites.issue_any_serial_bootstraptoken)",
+    )
 
 
 class BootstrapTokenIssuedSerializer(serializers.Serializer):
@@ -137,6 +176,8 @@ class BootstrapTokenIssuedSerializer(serializers.Serializer):
     prefix = serializers.CharField()
     expires_at = serializers.DateTimeField()
     site = serializers.CharField()
+    serials = serializers.ListField(child=serializers.CharField(), help_text="the machines it may register")
+    any_serial = serializers.BooleanField()
 
 
 class BackupSerializer(serializers.ModelSerializer):
@@ -153,7 +194,6 @@ class BackupSerializer(serializers.ModelSerializer):
             "taken_at",
             "location",
             "size",
-            "restore_image",
             "reported_by",
             "reported_at",
         ]

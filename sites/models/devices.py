@@ -21,6 +21,12 @@ class BootstrapToken(models.Model):
 
     Staff (or the provisioning workflow) issue it and put it on the machine's boot medium; the machine
     presents it once to `device/register/`. Its state is derived from the timestamps, never stored.
+
+    It is bound to the serials it was issued for (`serials`): a machine with another serial is refused
+    without touching any node. A token for any machine of the site (`any_serial`) is an explicit choice
+    that needs its own permission. Refused registrations and the quarantines it caused are counted on
+    the row, so a token that is being tried against serials it was not made for revokes itself
+    (sites.devices).
     """
 
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="bootstrap_tokens")
@@ -38,12 +44,24 @@ class BootstrapToken(models.Model):
     revoked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    revoke_reason = models.CharField(max_length=200, blank=True)
+    serials = models.JSONField(default=list, blank=True, help_text="the serials of the machines it may register")
+    any_serial = models.BooleanField(default=False, help_text="any machine of the site may use it (site-wide token)")
+    refusals = models.PositiveIntegerField(default=0, help_text="registrations refused for the identity presented")
+    quarantines = models.PositiveIntegerField(default=0, help_text="machines it put in quarantine")
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [
+            ("issue_any_serial_bootstraptoken", "Can issue a bootstrap token that any machine of a site may use"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.site.code})"
+
+    def admits_serial(self, serial: str) -> bool:
+        """Whether the token was issued for this machine (a site-wide token was issued for any)."""
+        return self.any_serial or serial in (self.serials or [])
 
     def state_at(self, now: dt.datetime) -> str:
         """Revoked wins over used, used over expired: the most telling reason it can no longer be used."""
@@ -93,6 +111,8 @@ class Backup(models.Model):
 
     The replace workflow re-hydrates a new machine from the latest one per application
     (sites.selectors.latest_backups). A repeated report of the same backup updates the same row.
+    Only backups of applications with a restore target are kept (sites.rehydration), in the namespace of
+    that target: the device says where its backup is, never what runs to restore it or where.
     """
 
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="backups")
@@ -103,7 +123,6 @@ class Backup(models.Model):
     taken_at = models.DateTimeField()
     location = models.CharField(max_length=1000, help_text="where the backup is, e.g. s3://bucket/key")
     size = models.BigIntegerField(help_text="bytes")
-    restore_image = models.CharField(max_length=500, blank=True, help_text="the image that restores it")
     reported_at = models.DateTimeField()
 
     class Meta:

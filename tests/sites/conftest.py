@@ -5,8 +5,12 @@ from collections.abc import Iterator
 import pytest
 from django.core.cache import cache
 
+from rollouts import services as rollout_services
+from rollouts.models import Application
 from sites import devices, services
 from tests.factories import SiteFactory
+
+POS_RESTORE_IMAGE = "registry.example.com/pos/restore:3.2"
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +32,21 @@ def ready_site(db: None) -> object:
 
 
 @pytest.fixture
-def bootstrap_token(ready_site: object) -> str:
-    """A fresh bootstrap token (plaintext) for `ready_site`."""
-    _token, plaintext = devices.bootstrap_token_issue(site=ready_site, actor="test", source="test")
+def site_wide_token(ready_site: object) -> str:
+    """A fresh bootstrap token (plaintext) that any machine of `ready_site` may use (`any_serial`)."""
+    _token, plaintext = devices.bootstrap_token_issue(site=ready_site, actor="test", source="test", any_serial=True)
     return plaintext
+
+
+@pytest.fixture
+def pos_application(db: None) -> Application:
+    """A stateful application with a restore image: what re-hydration restores, and how."""
+    return rollout_services.application_create(
+        actor="test",
+        source="test",
+        name="pos",
+        team="store",
+        namespace="pos",
+        stateful=True,
+        restore_image=POS_RESTORE_IMAGE,
+    )

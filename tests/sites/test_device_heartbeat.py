@@ -1,15 +1,21 @@
-"""`POST device/heartbeat/`: node-credential authentication, what it records, backups, bad input, cost."""
+"""`POST device/heartbeat/`: node-credential authentication, what it records, backups, bad input, cost;
+and that a machine's backup report cannot choose what a replacement runs, nor where, nor pin "the latest"."""
 
+import datetime as dt
 from typing import Any
 
 import pytest
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from sites import devices, selectors
+from fleet.errors import Invalid
+from rollouts.models import Application
+from sites import devices, heartbeats, selectors
 from sites.choices import NodeState
 from sites.models import Backup, NodeCredential
 from tests.factories import NodeFactory
+from tests.sites.conftest import POS_RESTORE_IMAGE
 
 pytestmark = pytest.mark.django_db
 
@@ -28,8 +34,18 @@ def _backup(application: str = "pos", taken_at: str = "2026-11-20T03:00:00Z", **
     }
 
 
+def _stateful(*names: str) -> None:
+    """Applications whose backups are kept: stateful, each with its namespace and restore image."""
+    Application.objects.bulk_create(
+        [
+            Application(name=name, team="t", namespace=name, stateful=True, restore_image=f"registry.local/{name}:1")
+            for name in names
+        ]
+    )
+
+
 @pytest.fixture
-def node(ready_site: Any) -> Any:
+def node(ready_site: Any, pos_application: Application) -> Any:
     return NodeFactory(serial="SN-1", site=ready_site, state=NodeState.ACTIVE)
 
 
@@ -68,6 +84,7 @@ def test_repeated_backup_reports_are_idempotent(node_api: APIClient, node: Any) 
 
 
 def test_latest_backups_per_application(node_api: APIClient, node: Any) -> None:
+    _stateful("kitchen")
     node_api.post(
         URL,
         {
@@ -89,6 +106,7 @@ def test_latest_backups_per_application(node_api: APIClient, node: Any) -> None:
 def test_heartbeat_costs_a_constant_number_of_queries(
     node_api: APIClient, django_assert_max_num_queries: Any, node: Any
 ) -> None:
+    _stateful(*(f"app{i}" for i in range(100)))
     backups = [_backup(f"app{i}") for i in range(100)]
     with django_assert_max_num_queries(8):
         response = node_api.post(URL, {"versions": {"k3s": "v1"}, "backups": backups}, format="json")
@@ -141,18 +159,34 @@ def test_user_token_does_not_authenticate_a_heartbeat(api: APIClient, admin_user
         ({"versions": {"k3s": {"nested": 1}}}, "versions"),
         ({"backups": {"application": "pos"}}, "backups"),
         ({"backups": [_backup(taken_at="yesterday")]}, "taken_at"),
+        ({"backups": [_backup(taken_at="2999-01-01T00:00:00Z")]}, "taken_at"),
+        ({"backups": [_backup(namespace=["pos"])]}, "namespace"),
+        ({"backups": [_backup(restore_image={"image": "evil"})]}, "restore_image"),
         ({"backups": [_backup(size=-1)]}, "size"),
         ({"backups": [{k: v for k, v in _backup().items() if k != "location"}]}, "location"),
         ({"backups": [_backup(f"a{i}") for i in range(101)]}, "backups"),
     ],
-    ids=["versions-list", "versions-nested", "backups-object", "taken_at", "size", "location", "too-many"],
+    ids=[
+        "versions-list",
+        "versions-nested",
+        "backups-object",
+        "taken_at",
+        "taken_at-future",
+        "namespace-list",
+        "image-object",
+        "size",
+        "location",
+        "too-many",
+    ],
 )
-def test_malformed_heartbeat_is_400_naming_the_field(node_api: APIClient, body: dict, field: str) -> None:
+def test_malformed_heartbeat_is_400_naming_the_field(node_api: APIClient, node: Any, body: dict, field: str) -> None:
     response = node_api.post(URL, body, format="json")
 
     assert response.status_code == 400
     assert field in response.json()["detail"]
     assert not Backup.objects.exists()
+    node.refresh_from_db()
+    assert node.last_seen_at is None  # nothing recorded, not even the heartbeat
 
 
 def test_huge_heartbeat_body_is_400(node_api: APIClient) -> None:
@@ -170,3 +204,83 @@ def test_heartbeat_is_throttled_per_node(node_api: APIClient, monkeypatch: pytes
     answers = [node_api.post(URL, {}, format="json").status_code for _ in range(3)]
 
     assert answers == [200, 200, 429]
+
+
+# --- the machine does not choose what restores its data -------------------------------------------------
+
+
+def test_a_reported_restore_image_and_namespace_are_not_taken(node_api: APIClient, node: Any) -> None:
+    body = {"backups": [_backup(namespace="kube-system", restore_image="evil/image:latest")]}
+
+    response = node_api.post(URL, body, format="json")
+
+    assert response.status_code == 200, response.content
+    assert (response.json()["backups_kept"], response.json()["backups_ignored"]) == (1, {})
+    backup = Backup.objects.get()
+    assert backup.namespace == "pos"  # the application's, not the one reported
+    assert not hasattr(backup, "restore_image")  # the machine's choice of image is not even stored
+    assert "evil/image" not in str(Backup.objects.values().get())
+
+
+def test_backups_of_applications_without_a_restore_target_are_not_kept(node_api: APIClient, node: Any) -> None:
+    Application.objects.create(name="menu", team="t", namespace="menu", stateful=False)
+    Application.objects.create(name="loyalty", team="t", namespace="loyalty", stateful=True)  # no restore image
+
+    response = node_api.post(
+        URL, {"backups": [_backup("menu"), _backup("loyalty"), _backup("unheard-of"), _backup()]}, format="json"
+    )
+
+    assert response.status_code == 200, response.content
+    assert response.json()["backups_kept"] == 1
+    assert set(response.json()["backups_ignored"]) == {"menu", "loyalty", "unheard-of"}
+    assert list(Backup.objects.values_list("application", flat=True)) == ["pos"]
+
+
+def test_a_backup_taken_in_the_future_is_refused_and_nothing_recorded(node_api: APIClient, node: Any) -> None:
+    ahead = (timezone.now() + dt.timedelta(hours=1)).isoformat()
+
+    response = node_api.post(URL, {"backups": [_backup("pos", ahead), _backup("pos")]}, format="json")
+
+    assert response.status_code == 400
+    assert "taken_at" in response.json()["detail"] and "in the future" in response.json()["detail"]
+    assert not Backup.objects.exists()
+
+
+def test_a_clock_a_little_ahead_is_tolerated(node_api: APIClient, node: Any) -> None:
+    ahead = (timezone.now() + dt.timedelta(minutes=1)).isoformat()
+
+    assert node_api.post(URL, {"backups": [_backup("pos", ahead)]}, format="json").status_code == 200
+    assert Backup.objects.count() == 1
+
+
+def test_the_service_refuses_a_future_backup_too(node: Any) -> None:
+    credential, _plain = devices.node_credentials_issue(node=node, actor="test", source="test")
+    report = heartbeats.BackupReport(
+        application="pos", namespace="pos", taken_at=timezone.now() + dt.timedelta(days=365), location="s3://x", size=1
+    )
+
+    with pytest.raises(Invalid, match="in the future"):
+        heartbeats.device_heartbeat(credential=credential, versions=None, backups=[report])
+
+    assert not Backup.objects.exists()
+
+
+def test_a_future_backup_recorded_before_the_rule_never_wins(node: Any) -> None:
+    now = timezone.now()
+    for taken, where in ((now - dt.timedelta(days=1), "s3://b/real"), (now + dt.timedelta(days=3650), "s3://b/pin")):
+        Backup.objects.create(
+            site=node.site, application="pos", namespace="pos", taken_at=taken, location=where, size=1, reported_at=now
+        )
+
+    assert selectors.latest_backups(node.site)["pos"].location == "s3://b/real"
+
+
+def test_the_restore_target_comes_from_the_application(pos_application: Application) -> None:
+    from sites import rehydration
+
+    targets = rehydration.restore_targets(["pos", "unknown"])
+
+    assert targets == {"pos": rehydration.RestoreTarget(application="pos", namespace="pos", image=POS_RESTORE_IMAGE)}
+    unpinned = "registry.example.com/pos/restore"  # no tag: refused on save, here written behind the services
+    Application.objects.filter(pk=pos_application.pk).update(restore_image=unpinned)
+    assert rehydration.restore_targets(["pos"]) == {}  # checked again at use

@@ -1,5 +1,6 @@
 """`POST device/register/`: zero-touch registration, its refusals and quarantines, and that a refusal
-writes nothing but the quarantine record and its audit event."""
+writes nothing but the quarantine record, the token's refusal count and their audit events. The attacks
+of a machine that knows a serial and a MAC (neither is secret) are tried at the end."""
 
 import datetime as dt
 from typing import Any
@@ -9,7 +10,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from fleet.audit.models import AuditEvent
-from sites import devices
+from fleet.errors import Forbidden
+from sites import devices, registration
 from sites.api.device import DeviceThrottle
 from sites.choices import NodeState
 from sites.crypto import hash_secret
@@ -35,17 +37,25 @@ def _world() -> tuple[int, int, list[tuple[str, str]], list[Any]]:
         AuditEvent.objects.count(),
         NodeCredential.objects.count(),
         sorted(Node.objects.values_list("serial", "state")),
-        sorted(BootstrapToken.objects.values_list("pk", "used_at")),
+        sorted(BootstrapToken.objects.values_list("pk", "used_at", "refusals", "revoked_at")),
     )
+
+
+def _token(site: Any, *serials: str) -> str:
+    """A bootstrap token for `serials` (default: the site's machines waiting to register)."""
+    _row, plaintext = devices.bootstrap_token_issue(
+        site=site, actor="test", source="test", serials=list(serials) if serials else None
+    )
+    return plaintext
 
 
 # --- success ------------------------------------------------------------------------------------------
 
 
-def test_preregistered_machine_registers_and_becomes_joining(api: APIClient, ready_site: Any, bootstrap_token: str):
+def test_preregistered_machine_registers_and_becomes_joining(api: APIClient, ready_site: Any) -> None:
     node = NodeFactory(serial="SN-1", mac=MAC, site=ready_site, state=NodeState.PREREGISTERED, hostname="tx-a")
 
-    response = _register(api, bootstrap_token, mac="52-54-00-AA-BB-01")
+    response = _register(api, _token(ready_site), mac="52-54-00-AA-BB-01")
 
     assert response.status_code == 200, response.content
     body = response.json()
@@ -70,35 +80,31 @@ def test_preregistered_machine_registers_and_becomes_joining(api: APIClient, rea
     assert AuditEvent.objects.filter(verb="transition", actor_repr="device:SN-1").exists()
 
 
-def test_a_replacement_preregistered_without_its_mac_learns_it_at_check_in(
-    api: APIClient, ready_site: Any, bootstrap_token: str
-) -> None:
+def test_a_replacement_preregistered_without_its_mac_learns_it_at_check_in(api: APIClient, ready_site: Any) -> None:
     node = NodeFactory(serial="SN-1", mac="", site=ready_site, state=NodeState.PREREGISTERED)
 
-    response = _register(api, bootstrap_token)
+    response = _register(api, _token(ready_site))
 
     assert response.status_code == 200, response.content
     node.refresh_from_db()
     assert (node.state, node.mac) == (NodeState.JOINING, MAC)
 
 
-def test_a_mac_less_replacement_claiming_a_mac_in_service_is_quarantined(
-    api: APIClient, ready_site: Any, bootstrap_token: str
-) -> None:
+def test_a_mac_less_replacement_claiming_a_mac_in_service_is_quarantined(api: APIClient, ready_site: Any) -> None:
     NodeFactory(mac=MAC, site=ready_site, state=NodeState.ACTIVE)
     node = NodeFactory(serial="SN-1", mac="", site=ready_site, state=NodeState.PREREGISTERED)
 
-    response = _register(api, bootstrap_token)
+    response = _register(api, _token(ready_site))
 
     assert response.status_code == 403
     node.refresh_from_db()
     assert (node.state, node.mac) == (NodeState.QUARANTINED, "")
 
 
-def test_wiped_machine_registers_again(api: APIClient, ready_site: Any, bootstrap_token: str) -> None:
+def test_wiped_machine_registers_again(api: APIClient, ready_site: Any) -> None:
     node = NodeFactory(serial="SN-1", mac=MAC, site=ready_site, state=NodeState.WIPED)
 
-    response = _register(api, bootstrap_token)
+    response = _register(api, _token(ready_site))
 
     assert response.status_code == 200, response.content
     node.refresh_from_db()
@@ -134,9 +140,10 @@ def test_joining_machine_whose_answer_was_lost_gets_a_new_credential(api: APICli
     ids=["expired", "revoked", "used"],
 )
 def test_unusable_token_is_refused_and_nothing_changes(
-    api: APIClient, ready_site: Any, bootstrap_token: str, spoil: Any, message: str
+    api: APIClient, ready_site: Any, spoil: Any, message: str
 ) -> None:
     NodeFactory(serial="SN-1", mac=MAC, site=ready_site, state=NodeState.PREREGISTERED)
+    bootstrap_token = _token(ready_site)
     spoil(BootstrapToken.objects.get())
     before = _world()
 
@@ -157,8 +164,9 @@ def test_unknown_token_is_refused_and_creates_nothing(api: APIClient, ready_site
     assert _world() == before
 
 
-def test_second_use_of_a_token_is_refused(api: APIClient, ready_site: Any, bootstrap_token: str) -> None:
+def test_second_use_of_a_token_is_refused(api: APIClient, ready_site: Any) -> None:
     NodeFactory(serial="SN-1", mac=MAC, site=ready_site, state=NodeState.PREREGISTERED)
+    bootstrap_token = _token(ready_site)
     assert _register(api, bootstrap_token).status_code == 200
 
     again = _register(api, bootstrap_token)
@@ -167,22 +175,28 @@ def test_second_use_of_a_token_is_refused(api: APIClient, ready_site: Any, boots
     assert "already used" in again.json()["detail"]
 
 
-def test_retired_machine_is_refused_and_nothing_changes(api: APIClient, ready_site: Any, bootstrap_token: str) -> None:
-    NodeFactory(serial="SN-1", mac=MAC, site=ready_site, state=NodeState.RETIRED)
-    before = _world()
+def test_retired_machine_is_refused_counted_and_left_alone(api: APIClient, ready_site: Any, site_wide_token: str):
+    node = NodeFactory(serial="SN-1", mac=MAC, site=ready_site, state=NodeState.RETIRED)
+    credentials = NodeCredential.objects.count()
 
-    response = _register(api, bootstrap_token)
+    response = _register(api, site_wide_token)
 
     assert response.status_code == 403
     assert "retired" in response.json()["detail"]
-    assert _world() == before
+    node.refresh_from_db()
+    assert node.state == NodeState.RETIRED
+    assert NodeCredential.objects.count() == credentials
+    assert BootstrapToken.objects.get().refusals == 1
+    assert AuditEvent.objects.filter(verb="register_refused", object_id=str(node.pk)).exists()
 
 
 # --- quarantine -------------------------------------------------------------------------------------------
 
 
-def test_unknown_serial_is_quarantined_at_the_token_site(api: APIClient, ready_site: Any, bootstrap_token: str):
-    response = _register(api, bootstrap_token, serial="SN-STRANGER")
+def test_unknown_serial_with_a_site_wide_token_is_quarantined_at_the_token_site(
+    api: APIClient, ready_site: Any, site_wide_token: str
+) -> None:
+    response = _register(api, site_wide_token, serial="SN-STRANGER")
 
     assert response.status_code == 403
     assert "quarantined" in response.json()["detail"]
@@ -190,16 +204,17 @@ def test_unknown_serial_is_quarantined_at_the_token_site(api: APIClient, ready_s
     assert (node.site, node.state, node.mac, node.hostname) == (ready_site, NodeState.QUARANTINED, MAC, "nuc-7")
     assert "unknown serial" in node.state_reason
     assert AuditEvent.objects.filter(verb="quarantine", object_id=str(node.pk), source="device").exists()
-    assert BootstrapToken.objects.get().used_at is None
+    token = BootstrapToken.objects.get()
+    assert (token.used_at, token.refusals, token.quarantines) == (None, 1, 1)
     assert not NodeCredential.objects.exists()
 
 
 def test_unknown_serial_without_a_usable_hostname_gets_one_from_the_serial(
-    api: APIClient, ready_site: Any, bootstrap_token: str
+    api: APIClient, ready_site: Any, site_wide_token: str
 ) -> None:
     response = api.post(
         URL,
-        {"serial": "ABC_123/x", "mac": MAC, "bootstrap_token": bootstrap_token, "facts": {"hostname": "Not Valid!"}},
+        {"serial": "ABC_123/x", "mac": MAC, "bootstrap_token": site_wide_token, "facts": {"hostname": "Not Valid!"}},
         format="json",
     )
 
@@ -207,63 +222,39 @@ def test_unknown_serial_without_a_usable_hostname_gets_one_from_the_serial(
     assert Node.objects.get(serial="ABC_123/x").hostname == "unknown-abc-123-x"
 
 
-def test_machine_of_another_site_is_quarantined(api: APIClient, ready_site: Any, bootstrap_token: str) -> None:
-    elsewhere = SiteFactory(code="CA-0001")
-    node = NodeFactory(serial="SN-1", mac=MAC, site=elsewhere, state=NodeState.PREREGISTERED)
-    credentials, tokens = NodeCredential.objects.count(), _world()[3]
-
-    response = _register(api, bootstrap_token)
-
-    assert response.status_code == 403
-    assert "CA-0001" in response.json()["detail"]
-    node.refresh_from_db()
-    assert node.state == NodeState.QUARANTINED
-    assert "TX-0412" in node.state_reason and "CA-0001" in node.state_reason
-    assert AuditEvent.objects.filter(verb="transition", object_id=str(node.pk), actor_repr="device:SN-1").exists()
-    assert (NodeCredential.objects.count(), _world()[3]) == (credentials, tokens)
-
-
-def test_machine_with_another_mac_is_quarantined(api: APIClient, ready_site: Any, bootstrap_token: str) -> None:
+def test_machine_with_another_mac_is_quarantined(api: APIClient, ready_site: Any) -> None:
     node = NodeFactory(serial="SN-1", mac=MAC, site=ready_site, state=NodeState.PREREGISTERED)
 
-    response = _register(api, bootstrap_token, mac="52:54:00:ff:ff:ff")
+    response = _register(api, _token(ready_site), mac="52:54:00:ff:ff:ff")
 
     assert response.status_code == 403
+    assert MAC not in response.json()["detail"]  # the registered MAC is not told to whoever asks
     node.refresh_from_db()
     assert node.state == NodeState.QUARANTINED
-    assert "52:54:00:ff:ff:ff" in node.state_reason
-    assert BootstrapToken.objects.get().used_at is None
+    assert "52:54:00:ff:ff:ff" in node.state_reason and MAC in node.state_reason
+    token = BootstrapToken.objects.get()
+    assert (token.used_at, token.refusals, token.quarantines) == (None, 1, 1)
 
 
-def test_quarantined_machine_stays_refused(api: APIClient, ready_site: Any, bootstrap_token: str) -> None:
-    NodeFactory(serial="SN-1", mac=MAC, site=ready_site, state=NodeState.QUARANTINED, state_reason="unknown")
+def test_quarantined_machine_retrying_is_refused_and_not_counted(api: APIClient, ready_site: Any) -> None:
+    NodeFactory(serial="SN-1", mac=MAC, site=ready_site, state=NodeState.QUARANTINED, state_reason="MAC 52:54…")
+    bootstrap_token = _token(ready_site, "SN-1")
     before = _world()
 
     response = _register(api, bootstrap_token)
 
     assert response.status_code == 403
     assert "staff must accept it" in response.json()["detail"]
+    assert "52:54" not in response.json()["detail"]  # the reason is for staff
     assert _world() == before
-
-
-def test_machine_in_service_at_another_site_is_refused_not_quarantined(
-    api: APIClient, ready_site: Any, bootstrap_token: str
-) -> None:
-    node = NodeFactory(serial="SN-1", mac=MAC, site=SiteFactory(code="CA-0001"), state=NodeState.ACTIVE)
-
-    response = _register(api, bootstrap_token)
-
-    assert response.status_code == 403
-    node.refresh_from_db()
-    assert node.state == NodeState.ACTIVE  # the transition table does not allow active -> quarantined
-    assert AuditEvent.objects.filter(verb="register_refused", object_id=str(node.pk)).exists()
 
 
 # --- conflicts and bad input --------------------------------------------------------------------------------
 
 
-def test_active_machine_cannot_register(api: APIClient, ready_site: Any, bootstrap_token: str) -> None:
+def test_active_machine_cannot_register(api: APIClient, ready_site: Any) -> None:
     NodeFactory(serial="SN-1", mac=MAC, site=ready_site, state=NodeState.ACTIVE)
+    bootstrap_token = _token(ready_site, "SN-1")
     before = _world()
 
     response = _register(api, bootstrap_token)
@@ -295,6 +286,11 @@ def test_site_without_join_config_answers_409(api: APIClient) -> None:
         ({"serial": "SN-1", "mac": MAC, "bootstrap_token": "x", "facts": ["a"]}, "facts"),
         ({"serial": "SN-1", "mac": MAC, "bootstrap_token": "x", "facts": {"blob": "x" * 20_000}}, "facts"),
         ({"serial": "S" * 65, "mac": MAC, "bootstrap_token": "x"}, "serial"),
+        ({"serial": ["SN-1"], "mac": MAC, "bootstrap_token": "x"}, "serial"),
+        ({"serial": "SN\u00001", "mac": MAC, "bootstrap_token": "x"}, "serial"),
+        ({"serial": "   ", "mac": MAC, "bootstrap_token": "x"}, "serial"),
+        ({"serial": "SN-1", "mac": MAC, "bootstrap_token": {"token": "x"}}, "bootstrap_token"),
+        ({"serial": "SN-1", "mac": MAC, "bootstrap_token": "x", "facts": None}, "facts"),
     ],
 )
 def test_malformed_register_body_is_400_naming_the_field(api: APIClient, body: dict, field: str) -> None:
@@ -321,3 +317,117 @@ def test_registration_is_throttled(api: APIClient, db: None, monkeypatch: pytest
     answers = [api.post(URL, {}, format="json").status_code for _ in range(4)]
 
     assert answers == [400, 400, 400, 429]
+
+
+# --- attacks: a serial and a MAC are not secrets ------------------------------------------------------------
+
+
+@pytest.fixture
+def site_b_machine(db: None) -> Any:
+    """A machine of another site, registered once (joining, with a live credential): what an attacker
+    holding site A's token wants to disrupt or claim."""
+    site_b = SiteFactory(code="CA-0001")
+    node = NodeFactory(serial="SN-B", mac="52:54:00:bb:bb:01", site=site_b, state=NodeState.JOINING)
+    devices.node_credentials_issue(node=node, actor="test", source="test")
+    return node
+
+
+@pytest.mark.parametrize("kind", ["bound", "site-wide"])
+def test_a_token_of_site_a_never_touches_a_machine_of_site_b(
+    api: APIClient, ready_site: Any, site_b_machine: Any, kind: str
+) -> None:
+    # Given a token of site A: for A's own machine, or for any machine of A
+    NodeFactory(serial="SN-A", site=ready_site, state=NodeState.PREREGISTERED)
+    _row, plaintext = devices.bootstrap_token_issue(
+        site=ready_site, actor="test", source="test", any_serial=kind == "site-wide"
+    )
+    credential = NodeCredential.objects.get(node=site_b_machine)
+
+    # When it is presented with the serial and MAC of B's machine
+    response = _register(api, plaintext, serial="SN-B", mac=site_b_machine.mac)
+
+    # Then it is refused, and B's machine keeps its state and its credential
+    assert response.status_code == 403
+    assert "CA-0001" not in response.json()["detail"]  # where the machine lives is not told either
+    node = Node.objects.get(pk=site_b_machine.pk)
+    assert (node.state, node.state_reason, node.facts) == (NodeState.JOINING, site_b_machine.state_reason, {})
+    credential.refresh_from_db()
+    assert credential.is_active
+    assert not AuditEvent.objects.filter(verb="transition", object_id=str(node.pk)).exists()
+    assert NodeCredential.objects.filter(node=node).count() == 1
+    # And the refusal is audited and counted against the token
+    refused = AuditEvent.objects.get(verb="register_refused")
+    assert (refused.payload["serial"], refused.payload["token_site"], refused.source) == ("SN-B", "TX-0412", "device")
+    token = BootstrapToken.objects.get()
+    assert (token.refusals, token.quarantines, token.used_at) == (1, 0, None)
+
+
+def test_a_token_bound_to_one_machine_refuses_another_of_the_same_site(api: APIClient, ready_site: Any) -> None:
+    x = NodeFactory(serial="SN-X", mac="52:54:00:aa:00:0a", site=ready_site, state=NodeState.PREREGISTERED)
+    y = NodeFactory(serial="SN-Y", mac="52:54:00:aa:00:0b", site=ready_site, state=NodeState.PREREGISTERED)
+    plaintext = _token(ready_site, "SN-X")
+
+    refused = _register(api, plaintext, serial="SN-Y", mac=y.mac)
+
+    assert refused.status_code == 403
+    assert "was not issued for machine SN-Y" in refused.json()["detail"]
+    y.refresh_from_db()
+    assert y.state == NodeState.PREREGISTERED
+    assert not NodeCredential.objects.exists()
+    assert BootstrapToken.objects.get().refusals == 1
+    # The machine it was issued for still registers with it
+    accepted = _register(api, plaintext, serial="SN-X", mac=x.mac)
+    assert accepted.status_code == 200, accepted.content
+    assert accepted.json()["node_id"] == x.pk
+
+
+def test_refusals_past_the_limit_revoke_the_token(api: APIClient, ready_site: Any, settings: Any) -> None:
+    settings.FLEET_BOOTSTRAP_MAX_REFUSALS = 3
+    NodeFactory(serial="SN-1", mac=MAC, site=ready_site, state=NodeState.PREREGISTERED)
+    plaintext = _token(ready_site, "SN-1")
+
+    answers = [_register(api, plaintext, serial=f"SN-GUESS-{i}") for i in range(3)]
+
+    assert [a.status_code for a in answers] == [403, 403, 403]
+    assert "now revoked after 3 refused registrations" in answers[-1].json()["detail"]
+    assert "revoked" not in answers[1].json()["detail"]
+    token = BootstrapToken.objects.get()
+    assert token.state == "revoked" and token.refusals == 3
+    assert token.revoke_reason == "revoked after 3 refused registrations"
+    assert AuditEvent.objects.filter(verb="revoke_bootstrap_token", payload__token=token.prefix).count() == 1
+    # Even the machine it was issued for can no longer use it
+    late = _register(api, plaintext)
+    assert late.status_code == 403 and "was revoked" in late.json()["detail"]
+    assert Node.objects.get(serial="SN-1").state == NodeState.PREREGISTERED
+    assert not Node.objects.filter(serial__startswith="SN-GUESS").exists()  # a bound token records no strangers
+
+
+def test_quarantines_per_token_are_capped(api: APIClient, ready_site: Any, settings: Any) -> None:
+    settings.FLEET_BOOTSTRAP_MAX_QUARANTINES = 2
+    settings.FLEET_BOOTSTRAP_MAX_REFUSALS = 50
+    victim = NodeFactory(serial="SN-1", mac=MAC, site=ready_site, state=NodeState.PREREGISTERED)
+    _row, plaintext = devices.bootstrap_token_issue(site=ready_site, actor="test", source="test", any_serial=True)
+
+    answers = [_register(api, plaintext, serial=f"SN-JUNK-{i}", mac=f"52:54:00:cc:00:0{i}") for i in range(4)]
+    spoofed = _register(api, plaintext, serial="SN-1", mac="52:54:00:ff:ff:ff")  # a MAC that is not its own
+
+    assert [a.status_code for a in answers] == [403, 403, 403, 403]
+    assert Node.objects.filter(serial__startswith="SN-JUNK", state=NodeState.QUARANTINED).count() == 2
+    assert "quarantined" not in answers[3].json()["detail"]
+    assert spoofed.status_code == 403
+    victim.refresh_from_db()
+    assert victim.state == NodeState.PREREGISTERED  # past the cap, not even a machine of its own site
+    token = BootstrapToken.objects.get()
+    assert (token.quarantines, token.refusals) == (2, 5)
+    capped = AuditEvent.objects.filter(verb="register_refused", payload__reason__icontains="limit of 2 quarantines")
+    assert capped.count() == 3
+
+
+def test_the_service_refuses_like_the_api(ready_site: Any) -> None:
+    NodeFactory(serial="SN-1", mac=MAC, site=ready_site, state=NodeState.PREREGISTERED)
+    plaintext = _token(ready_site)
+
+    with pytest.raises(Forbidden, match="not issued for machine SN-2"):
+        registration.device_register(serial="SN-2", mac=MAC, bootstrap_token=plaintext, facts={})
+
+    assert BootstrapToken.objects.get().refusals == 1  # counted although the service raised

@@ -116,6 +116,17 @@ def test_firstboot_with_a_used_token_stops_with_the_403_message(
     assert not (tmp_path / "second/k3s/config.yaml").exists()
 
 
+def test_firstboot_on_a_machine_the_token_was_not_issued_for_stops_with_the_403_message(
+    tmp_path: Path, live_server: Any, token_file: str
+) -> None:
+    result = _firstboot(tmp_path, "other", live_server.url, "--serial", "SN-2")
+
+    assert result.returncode == 2
+    assert "was not issued for machine SN-2" in result.stderr
+    assert not (tmp_path / "other/k3s/config.yaml").exists()
+    assert Node.objects.get(serial="SN-1").state == NodeState.PREREGISTERED
+
+
 def test_firstboot_after_success_does_not_register_again(tmp_path: Path, live_server: Any, token_file: str) -> None:
     assert _firstboot(tmp_path, "first", live_server.url).returncode == 0
 

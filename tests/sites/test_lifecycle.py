@@ -1,25 +1,28 @@
 """The node lifecycle workflows step by step against a real simulator (no control plane: simulated
 machines join directly), advanced by the engine in this process; and the doors' refusals."""
 
+import datetime as dt
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from django.utils import timezone
 from kubernetes import client as k8s
+from rest_framework.test import APIClient
 
 from fleet.audit.models import AuditEvent
 from fleet.workflows import engine
 from fleet.workflows.choices import RunState
 from fleet.workflows.models import WorkflowRun
 from fleet.workflows.outcomes import Done
+from rollouts.models import Application
 from simulator.testing import Simulator, running_simulator
-from sites import devices, lifecycle, services, workflows
+from sites import devices, lifecycle, registration, services, workflows
 from sites.choices import NodeState
 from sites.clusters import SiteCluster
 from sites.models import Backup, Node, NodeCredential, Site
 from tests.factories import NodeFactory, UserFactory
+from tests.sites.conftest import POS_RESTORE_IMAGE
 from tests.sites.test_lifecycle_support import FAST_SIM, FAST_TIMINGS, agent, at_step, drive, import_fleet, wipe_jobs
 
 pytestmark = pytest.mark.integration
@@ -68,7 +71,7 @@ def test_provision_waits_for_check_in_then_ready_then_labels_and_activates(sim: 
     assert "waiting for machine G6PROV000001 to check in" in run.steps.last().message  # type: ignore[union-attr]
 
     _row, token = devices.bootstrap_token_issue(site=site, actor="test", source="test")
-    devices.device_register(serial=node.serial, mac=node.mac, bootstrap_token=token, facts={})
+    registration.device_register(serial=node.serial, mac=node.mac, bootstrap_token=token, facts={})
     run = drive(run, until=at_step("await_ready"))
     assert "waiting for prov-1 to join the cluster: no Node object yet" in run.steps.last().message  # type: ignore[union-attr]
 
@@ -90,7 +93,7 @@ def test_provision_past_the_joining_deadline_leaves_the_node_broken(sim: Simulat
     )
     run = lifecycle.node_provision_request(node=node, actor="test", source="test")
     _row, token = devices.bootstrap_token_issue(site=fleet[1], actor="test", source="test")
-    devices.device_register(serial=node.serial, mac=node.mac, bootstrap_token=token, facts={})
+    registration.device_register(serial=node.serial, mac=node.mac, bootstrap_token=token, facts={})
     Node.objects.filter(pk=node.pk).update(state_deadline=timezone.now())  # the machine never joins in time
 
     run = drive(run)
@@ -185,6 +188,8 @@ def test_wipe_revokes_before_the_job_and_ends_wiped_with_the_node_object_gone(
     assert len(jobs) == 1
     assert jobs[0]["node"] == node.hostname and jobs[0]["image"] == workflows.WIPE_IMAGE
     assert workflows.BOOTSTRAP_TOKEN_ENV not in jobs[0]["env"]  # no rejoin asked: no token handed out
+    wipe = k8s.BatchV1Api(sim.api_client(site.code)).read_namespaced_job(jobs[0]["name"], "kube-system")
+    assert [t.operator for t in wipe.spec.template.spec.tolerations] == ["Exists"]  # our own image, on any taint
     assert cluster(site).node(node.hostname) is None
 
 
@@ -216,19 +221,24 @@ def test_wipe_steps_are_idempotent(sim: Simulator, fleet: list[Site]) -> None:
 # --- replace ----------------------------------------------------------------------------------------
 
 
-def test_replace_of_a_dead_node_rehydrates_the_replacement_from_the_latest_backups(
-    sim: Simulator, fleet: list[Site], tmp_path: Path
+def _heartbeat(node_token: str, backups: list[dict[str, Any]]) -> Any:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Node {node_token}")
+    return client.post("/api/v1/device/heartbeat/", {"backups": backups}, format="json")
+
+
+def _backup(location: str, taken_at: dt.datetime, **claims: Any) -> dict[str, Any]:
+    body = {"application": "pos", "namespace": "pos", "taken_at": taken_at.isoformat(), "location": location}
+    return {**body, "size": 1, "restore_image": "edgefleet/restore:2", **claims}
+
+
+def test_replace_of_a_dead_node_rehydrates_the_replacement_with_the_application_s_image(
+    sim: Simulator, fleet: list[Site], pos_application: Application
 ) -> None:
     site = fleet[0]
     old = Node.objects.filter(site=site, role="agent", state="active").order_by("-hostname").first()
     assert old is not None
     devices.node_credentials_issue(node=old, actor="test", source="test")
-    now = timezone.now()
-    for taken, location in ((now - timezone.timedelta(days=1), "s3://b/pos/old"), (now, "s3://b/pos/new")):
-        Backup.objects.create(
-            site=site, application="pos", namespace="pos", taken_at=taken, location=location, size=1,
-            restore_image="edgefleet/restore:2", reported_at=now,
-        )  # fmt: skip
     sim.add_fault("node_death", site=site.code, node=old.hostname)
     user = UserFactory(username="lead")
 
@@ -249,22 +259,74 @@ def test_replace_of_a_dead_node_rehydrates_the_replacement_from_the_latest_backu
 
     sim.clear_faults()
     _row, token = devices.bootstrap_token_issue(site=site, actor="test", source="test")
-    devices.device_register(serial=new.serial, mac=new.mac, bootstrap_token=token, facts={})
+    assert _row.serials == ["G6REPL000001"]  # issued for the replacement, the site's one machine waiting
+    answer = registration.device_register(serial=new.serial, mac=new.mac, bootstrap_token=token, facts={})
     sim.unbox(site.code, serial=new.serial, mac=new.mac, hostname=new.hostname)
+    # The new machine reports the site's backups, choosing an image and a namespace for their restore, and
+    # first tries to pin one as "the latest" with a time in the future.
+    now = timezone.now()
+    pinned = _heartbeat(answer.node_token, [_backup("s3://b/pos/pin", now + dt.timedelta(days=365))])
+    assert pinned.status_code == 400 and "in the future" in pinned.json()["detail"]
+    claims = {"restore_image": "evil/image:latest", "namespace": "kube-system"}
+    reported = _heartbeat(
+        answer.node_token,
+        [_backup("s3://b/pos/old", now - dt.timedelta(days=1), **claims), _backup("s3://b/pos/new", now, **claims)],
+    )
+    assert reported.status_code == 200, reported.content
+    assert set(Backup.objects.filter(site=site).values_list("namespace", flat=True)) == {"pos"}
     run = drive(run, seconds=30)
 
     assert run.state == RunState.SUCCEEDED, run.error
     new.refresh_from_db()
     assert new.state == NodeState.ACTIVE
+    # The restore Job, as the site's API server holds it: the application's image, in its namespace,
+    # pinned to the new machine, tolerating nothing.
+    jobs = k8s.BatchV1Api(sim.api_client(site.code)).list_job_for_all_namespaces(
+        label_selector="edgefleet.io/action=restore"
+    )
+    assert len(jobs.items) == 1
+    job = jobs.items[0]
+    pod = job.spec.template.spec
+    assert job.metadata.namespace == "pos"
+    assert [c.image for c in pod.containers] == [POS_RESTORE_IMAGE]
+    assert pod.node_name == new.hostname
+    assert not pod.tolerations
+    env = {e.name: e.value for e in pod.containers[0].env}
+    assert env == {"BACKUP_LOCATION": "s3://b/pos/new", "BACKUP_APPLICATION": "pos", "BACKUP_NAMESPACE": "pos"}
     restores = [j for j in sim.jobs(site.code) if j["labels"].get("edgefleet.io/action") == "restore"]
-    assert len(restores) == 1
-    assert restores[0]["node"] == new.hostname and restores[0]["image"] == "edgefleet/restore:2"
-    assert restores[0]["env"] == {
-        "BACKUP_LOCATION": "s3://b/pos/new",
-        "BACKUP_APPLICATION": "pos",
-        "BACKUP_NAMESPACE": "pos",
-    }
+    assert [(j["namespace"], j["image"]) for j in restores] == [("pos", POS_RESTORE_IMAGE)]  # and that is what ran
     assert "restoring 1 of 1 application(s): pos" in " ".join(run.steps.values_list("message", flat=True))
+
+
+def test_replace_restores_nothing_for_an_application_no_longer_stateful(
+    sim: Simulator, fleet: list[Site], pos_application: Application
+) -> None:
+    site = fleet[1]
+    old = Node.objects.filter(site=site, role="agent", state="active").order_by("hostname").first()
+    assert old is not None
+    Backup.objects.create(
+        site=site, application="pos", namespace="pos", taken_at=timezone.now(), location="s3://b/pos/1", size=1,
+        reported_at=timezone.now(),
+    )  # fmt: skip
+    Application.objects.filter(pk=pos_application.pk).update(stateful=False)  # changed since the report
+    run = lifecycle.node_replace_request(
+        node=old, actor="test", source="test", reason="dead", confirm=old.hostname,
+        replacement_serial="G6REPL000002", shipment_ref="UPS-2", replacement_mac="94:c6:91:bb:00:02",
+    )  # fmt: skip
+    run = drive(run, until=at_step("await_checkin"))
+    new = Node.objects.get(serial="G6REPL000002")
+    _row, token = devices.bootstrap_token_issue(site=site, actor="test", source="test", serials=[new.serial])
+    registration.device_register(serial=new.serial, mac=new.mac, bootstrap_token=token, facts={})
+    sim.unbox(site.code, serial=new.serial, mac=new.mac, hostname=new.hostname)
+    run = drive(run, seconds=30)
+
+    assert run.state == RunState.SUCCEEDED, run.error
+    rehydrate = run.steps.get(step="rehydrate", state="done")
+    assert rehydrate.result == {"restored": [], "not_restorable": ["pos"]}
+    restores = k8s.BatchV1Api(sim.api_client(site.code)).list_job_for_all_namespaces(
+        label_selector="edgefleet.io/action=restore"
+    )
+    assert restores.items == []
 
 
 # --- the doors --------------------------------------------------------------------------------------

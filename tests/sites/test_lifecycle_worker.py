@@ -6,17 +6,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kubernetes import client as k8s
 
 from fleet.audit.models import AuditEvent
 from fleet.workflows.choices import ACTIVE_STATES, RunState, StepState
 from fleet.workflows.models import StepRun, WorkflowRun
 from fleet.workflows.tasks import workflow_sweep_task
+from rollouts.models import Application
 from simulator.testing import Simulator, running_simulator
 from sites import devices, lifecycle, services
 from sites.choices import NodeState
-from sites.models import Node, NodeCredential, Site
+from sites.models import Backup, BootstrapToken, Node, NodeCredential, Site
 from tests.fleet.workflows.conftest import wait_until
 from tests.services import Worker
+from tests.sites.conftest import POS_RESTORE_IMAGE
 from tests.sites.test_lifecycle_support import FAST_SIM, FAST_TIMINGS, import_fleet, wipe_jobs
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -94,6 +97,8 @@ def test_a_wiped_machine_with_rejoin_registers_again_and_is_active(sim: Simulato
     jobs = wipe_jobs(sim, site.code)
     assert len(jobs) == 1 and jobs[0]["node"] == node.hostname
     assert jobs[0]["env"]["EDGEFLEET_BOOTSTRAP_TOKEN"].startswith("efb_")
+    rejoin = BootstrapToken.objects.get(site=site, note__startswith="rejoin after wipe")
+    assert (rejoin.serials, rejoin.any_serial) == ([node.serial], False)  # readable at the site: this machine only
     assert AuditEvent.objects.filter(verb="register", object_id=str(node.pk)).count() == 1  # it came back
     states = [
         e.payload["to"] for e in AuditEvent.objects.filter(verb="transition", object_id=str(node.pk)).order_by("id")
@@ -102,18 +107,19 @@ def test_a_wiped_machine_with_rejoin_registers_again_and_is_active(sim: Simulato
 
 
 def test_a_dead_node_is_replaced_and_the_replacement_restored_from_the_latest_backup(
-    sim: Simulator, fleet: list[Site]
+    sim: Simulator, fleet: list[Site], pos_application: Application
 ) -> None:
     site = fleet[2]
     old = Node.objects.filter(site=site, role="agent").order_by("hostname").first()
     assert old is not None
+    # The site's backups as its machines report them, each naming an image and a namespace of their choice
     sim.record_backup(
-        site.code, application="pos", namespace="pos", location="s3://edge/pos/1", size=10,
-        restore_image="edgefleet/pos-restore:3", taken_at="2026-01-01T00:00:00Z",
+        site.code, application="pos", namespace="kube-system", location="s3://edge/pos/1", size=10,
+        restore_image="evil/image:latest", taken_at="2026-01-01T00:00:00Z",
     )  # fmt: skip
     sim.record_backup(
-        site.code, application="pos", namespace="pos", location="s3://edge/pos/2", size=10,
-        restore_image="edgefleet/pos-restore:3",
+        site.code, application="pos", namespace="kube-system", location="s3://edge/pos/2", size=10,
+        restore_image="evil/image:latest",
     )  # fmt: skip
     sim.add_fault("node_death", site=site.code, node=old.hostname)
 
@@ -139,7 +145,12 @@ def test_a_dead_node_is_replaced_and_the_replacement_restored_from_the_latest_ba
     assert len(restores) == 1
     assert restores[0]["node"] == new.hostname
     assert restores[0]["env"]["BACKUP_LOCATION"] == "s3://edge/pos/2"  # the latest, not the older one
-    assert restores[0]["image"] == "edgefleet/pos-restore:3"
+    # What ran is the application's restore image in its namespace, whatever the machine reported
+    assert (restores[0]["namespace"], restores[0]["image"]) == ("pos", POS_RESTORE_IMAGE)
+    assert set(Backup.objects.filter(site=site).values_list("namespace", flat=True)) == {"pos"}
+    job = k8s.BatchV1Api(sim.api_client(site.code)).read_namespaced_job(restores[0]["name"], "pos")
+    assert [c.image for c in job.spec.template.spec.containers] == [POS_RESTORE_IMAGE]
+    assert not job.spec.template.spec.tolerations
 
 
 @pytest.fixture(scope="module")
