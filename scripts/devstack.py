@@ -31,6 +31,12 @@ def answers(host: str, port: int) -> bool:
         return False
 
 
+def supervised(name: str, command: str) -> str:
+    """`command` restarted whenever it exits (fleet/supervise.py): honcho stops the whole stack when one
+    of its processes exits, so a crashed worker would otherwise take the web and the simulator with it."""
+    return f"{PY} -m fleet.supervise --name {name} -- {command}"
+
+
 def run(*args: str, env: dict[str, str]) -> None:
     subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=env, check=True)  # noqa: S603 - our own manage.py
 
@@ -61,7 +67,10 @@ def main() -> int:
         redis_url = env["FLEET_REDIS_URL"] = f"redis://127.0.0.1:{PRIVATE_REDIS_PORT}/0"
         manager.add_process(
             "redis",
-            f"{binary} --port {PRIVATE_REDIS_PORT} --bind 127.0.0.1 --save '' --appendonly no --dir {redis_dir}",
+            supervised(
+                "redis",
+                f"{binary} --port {PRIVATE_REDIS_PORT} --bind 127.0.0.1 --save '' --appendonly no --dir {redis_dir}",
+            ),
             cwd=str(ROOT),
             env=env,
         )
@@ -73,26 +82,33 @@ def main() -> int:
     sim_dir = data_dir / "sim"
     control_plane = f"http://127.0.0.1:{WEB_PORT}"
     simulator = f"{PY} -m simulator --sites {SIM_SITES} --port {SIM_PORT} --state-dir {sim_dir}"
-    manager.add_process("simulator", f"{simulator} --control-plane {control_plane}", cwd=str(ROOT), env=env)
+    manager.add_process(
+        "simulator", supervised("simulator", f"{simulator} --control-plane {control_plane}"), cwd=str(ROOT), env=env
+    )
     # The web process imports the simulated fleet once the simulator has written it, starts the demo
     # rollout of a sample release across it (FLEET_DEV_DEMO=0 to skip; a rerun reports the one going),
-    # then serves.
+    # then serves, supervised from then on (a failed import still stops the stack: nothing would work).
     demo = f"{PY} manage.py demo_rollout --bake 15 && " if env.get("FLEET_DEV_DEMO", "1") != "0" else ""
     manager.add_process(
         "web",
         f"{PY} manage.py fleet_import --wait 60 {sim_dir / 'fleet.json'} && {demo}"
-        f"exec {PY} manage.py runserver 0.0.0.0:{WEB_PORT} --noreload",
+        f"exec {supervised('web', f'{PY} manage.py runserver 0.0.0.0:{WEB_PORT} --noreload')}",
         cwd=str(ROOT),
         env=env,
     )
-    manager.add_process("worker", f"{PY} -m celery -A fleet worker -Q control,io -c 2 -l INFO", cwd=str(ROOT), env=env)
+    manager.add_process(
+        "worker",
+        supervised("worker", f"{PY} -m celery -A fleet worker -Q control,io -c 2 -l INFO"),
+        cwd=str(ROOT),
+        env=env,
+    )
     manager.add_process(
         "beat",
-        f"{PY} -m celery -A fleet beat -l INFO --pidfile={data_dir / 'beat.pid'}",
+        supervised("beat", f"{PY} -m celery -A fleet beat -l INFO --pidfile={data_dir / 'beat.pid'}"),
         cwd=str(ROOT),
         env=env,
     )
-    manager.add_process("flower", f"{PY} -m fleet.flower", cwd=str(ROOT), env=env)
+    manager.add_process("flower", supervised("flower", f"{PY} -m fleet.flower"), cwd=str(ROOT), env=env)
 
     print(
         f"\nedgefleet: admin http://127.0.0.1:{WEB_PORT}/admin/  API http://127.0.0.1:{WEB_PORT}/api/v1/  "
