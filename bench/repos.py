@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sites.repo_urls import GitPolicy  # noqa: E402
 from sites.repos import Author, SiteRepo  # noqa: E402
 
 AUTHOR = Author("Bench", "bench@example.com")
@@ -102,8 +103,11 @@ def main() -> None:
     for kind in ("ours", "plain"):
         for code in codes:
             git("init", "-q", "--bare", "-b", "main", str(work / kind / "remotes" / f"{code}.git"))
+    policy = GitPolicy.local(work / "ours" / "remotes")  # no settings here: the remotes are the only root
     sites = {
-        code: SiteRepo(code, str(work / "ours" / "remotes" / f"{code}.git"), cache_dir=work / "ours" / "cache")
+        code: SiteRepo(
+            code, str(work / "ours" / "remotes" / f"{code}.git"), cache_dir=work / "ours" / "cache", policy=policy
+        )
         for code in codes
     }
     git_version = subprocess.run(["git", "--version"], capture_output=True, text=True, check=True).stdout.strip()

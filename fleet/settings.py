@@ -7,6 +7,7 @@ give the embedded set-up: SQLite under var/, a local Redis, bare git repositorie
 
 import base64
 import hashlib
+import re
 from pathlib import Path
 
 import environ
@@ -289,6 +290,29 @@ FLEET_GIT_SSH_KEY_FILE = env.str("FLEET_GIT_SSH_KEY_FILE", default="")
 FLEET_GIT_KNOWN_HOSTS_FILE = env.str("FLEET_GIT_KNOWN_HOSTS_FILE", default=str(DATA_DIR / "ssh_known_hosts"))
 FLEET_GIT_TOKEN = env.str("FLEET_GIT_TOKEN", default="")
 FLEET_GIT_USERNAME = env.str("FLEET_GIT_USERNAME", default="x-access-token")
+# Where site repositories may live (sites/repo_urls.py): the git servers a repo_url may name (host or
+# host:port; a bare host means the scheme's default port), the one server the token is sent to (default:
+# the first listed), and, outside production only, the directories local bare repositories may live in
+# (FLEET_REPO_ROOT always counts). Checked when a repo_url is written and again before every git call.
+FLEET_GIT_HOSTS = [entry.strip().lower() for entry in env.list("FLEET_GIT_HOSTS", default=[]) if entry.strip()]
+FLEET_GIT_TOKEN_HOST = env.str("FLEET_GIT_TOKEN_HOST", default=FLEET_GIT_HOSTS[0] if FLEET_GIT_HOSTS else "")
+FLEET_GIT_TOKEN_HOST = FLEET_GIT_TOKEN_HOST.strip().lower()
+FLEET_GIT_LOCAL_ROOTS = [Path(root).resolve() for root in env.list("FLEET_GIT_LOCAL_ROOTS", default=[str(DATA_DIR)])]
+_GIT_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_GIT_HOST_RE = re.compile(rf"^(\[[0-9a-f:.]+\]|{_GIT_LABEL}(\.{_GIT_LABEL})*)(:[0-9]{{1,5}})?$")
+git_problems = [
+    f"FLEET_GIT_HOSTS entry {entry!r} is not host or host:port"
+    for entry in FLEET_GIT_HOSTS
+    if not _GIT_HOST_RE.match(entry)
+]
+if FLEET_GIT_TOKEN_HOST and FLEET_GIT_TOKEN_HOST not in FLEET_GIT_HOSTS:
+    git_problems.append(f"FLEET_GIT_TOKEN_HOST {FLEET_GIT_TOKEN_HOST!r} is not one of FLEET_GIT_HOSTS")
+if FLEET_GIT_TOKEN and not FLEET_GIT_TOKEN_HOST:
+    git_problems.append("FLEET_GIT_TOKEN is set but no host may receive it: set FLEET_GIT_HOSTS")
+if PRODUCTION and env.list("FLEET_GIT_LOCAL_ROOTS", default=[]):
+    git_problems.append("FLEET_GIT_LOCAL_ROOTS is set, but production never uses local repositories")
+if git_problems:
+    raise ImproperlyConfigured("refusing to start: " + "; ".join(git_problems))
 FLEET_GIT_TIMEOUT = env.float("FLEET_GIT_TIMEOUT", default=30.0)
 FLEET_GIT_LOCK_TIMEOUT = env.float("FLEET_GIT_LOCK_TIMEOUT", default=30.0)
 KUBE_TIMEOUT_SECONDS = env.float("FLEET_KUBE_TIMEOUT", default=10.0)

@@ -432,8 +432,8 @@ def site_commit(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     except FleetError as exc:
         return Fail(f"rendering failed: {exc}")
     prefix = _owned_prefix(row)
-    repo = SiteRepo.for_site(row.site)
     try:
+        repo = SiteRepo.for_site(row.site)  # a refused repo_url is a RepoError: the site fails with why
         result = repo.write(
             {f"{prefix}/{path}": text for path, text in rendered.files.items()},
             owned_prefix=prefix,
@@ -595,11 +595,11 @@ def rollback_revert(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     the revision the forward run recorded; when it recorded none (cancelled or crashed around its push),
     the commit carrying the rollout's trailer tells whether anything was pushed, and on top of what."""
     row = _site_rollout(run, release=True)
-    repo = SiteRepo.for_site(row.site)
     release = row.rollout.release
     message = f"Roll back {release.application.name} {release.version} (rollout {row.rollout_id})"
     author = _author(row.rollout)
     try:
+        repo = SiteRepo.for_site(row.site)
         if row.revision:
             previous = row.previous_revision or None
         else:

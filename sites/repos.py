@@ -24,6 +24,12 @@ Why it is written this way:
   from settings only, through the environment: an HTTPS token as an `http.<url>.extraHeader` set with
   GIT_CONFIG_COUNT/KEY/VALUE (never in the URL or argv, where `ps` and error messages would show it),
   an SSH deploy key through GIT_SSH_COMMAND.
+- The URL is checked before any git call (`sites.repo_urls.GitPolicy`: listed hosts, local roots, no
+  remote helpers; a refusal is `UnsafeUrl`, permanent), and git may use only that URL's transport:
+  `protocol.allow=never` plus the one transport, GIT_ALLOW_PROTOCOL for the same, and
+  GIT_PROTOCOL_FROM_USER=0. So `ext::`, `fd::`, `git://` or a local path are refused by git itself even
+  if one reached it some other way. The token is scoped to FLEET_GIT_TOKEN_HOST, not to the URL, and
+  redirects are not followed, so it reaches no other server. Submodules are never fetched.
 - No Repo object outlives an operation: GitPython starts persistent `git cat-file` processes for a
   Repo, so a long-running worker would collect them. Sessions open and close their Repo; reading
   objects goes through one-shot git commands.
@@ -44,11 +50,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import unquote, urlsplit
 
 import git
 from django.conf import settings
 from git.refs.symbolic import SymbolicReference
+
+from sites.repo_urls import GitPolicy, RepoLocation, RepoUrlRefused, token_scope
 
 if TYPE_CHECKING:
     from sites.models import Site
@@ -81,6 +88,11 @@ class RepoError(RepoFailure):
 
 class UnsafePath(RepoError, ValueError):
     """A path that is absolute, climbs out with `..`, or points into `.git`."""
+
+
+class UnsafeUrl(RepoError, ValueError):
+    """A repository URL the git policy refuses (sites.repo_urls): an unlisted host, a remote helper, a
+    local path outside the allowed roots, credentials in the URL. Permanent: fix the site's repo_url."""
 
 
 class _CorruptClone(Exception):
@@ -161,6 +173,8 @@ class GitCredentials:
     known_hosts_file: str = ""
     token: str = field(default="", repr=False)
     username: str = "x-access-token"
+    #: The one server (`host` or `host:port`) the token is sent to; without it the token is never sent.
+    token_host: str = ""
 
     @classmethod
     def from_settings(cls) -> "GitCredentials":
@@ -169,6 +183,7 @@ class GitCredentials:
             known_hosts_file=settings.FLEET_GIT_KNOWN_HOSTS_FILE,
             token=settings.FLEET_GIT_TOKEN,
             username=settings.FLEET_GIT_USERNAME,
+            token_host=settings.FLEET_GIT_TOKEN_HOST,
         )
 
 
@@ -217,10 +232,11 @@ def _ancestors(path: str) -> list[str]:
 
 # --- error text -----------------------------------------------------------------------------------
 
-# A remote that answered "no": retrying will not change its mind.
+# A remote that answered "no": retrying will not change its mind. A redirect is one too: we never follow
+# them (the token must not travel), so the URL has to name the repository's real address.
 _PERMANENT_RE = re.compile(
     r"does not appear to be a git repository|repository .*not found|not found|could not be found"
-    r"|returned error: 40[0134]|authentication failed|permission denied|could not read (username|password)"
+    r"|returned error: (40[0134]|30[12378])|authentication failed|permission denied|could not read (username|password)"
     r"|terminal prompts disabled|host key verification failed|invalid username or password|access denied"
     r"|unable to find remote helper|not supported|not allowed|invalid credentials",
     re.IGNORECASE,
@@ -254,19 +270,6 @@ def _summary(text: str, limit: int = 400) -> str:
     return joined if len(joined) <= limit else joined[: limit - 1] + "…"
 
 
-def _is_local_url(url: str) -> bool:
-    if url.startswith("file://"):
-        return True
-    if "://" in url:
-        return False
-    # git's rule: a colon before the first slash makes it scp-like `host:path`, i.e. ssh.
-    return ":" not in url.split("/", 1)[0]
-
-
-def _local_path(url: str) -> Path:
-    return Path(unquote(urlsplit(url).path)) if url.startswith("file://") else Path(url)
-
-
 # --- the adapter ----------------------------------------------------------------------------------
 
 
@@ -275,6 +278,8 @@ class SiteRepo:
 
     Instances hold configuration only and are safe to share between threads; every public method is
     one session under the clone's file lock, so concurrent callers in any process are serialized.
+    Construction checks the URL against `policy` (default: from settings) and raises UnsafeUrl before
+    any git process could see it.
 
     In a workflow step:
 
@@ -300,14 +305,16 @@ class SiteRepo:
         credentials: GitCredentials | None = None,
         timeout: float = 30.0,
         lock_timeout: float = 30.0,
+        policy: GitPolicy | None = None,
     ):
         if not _CODE_RE.match(code or ""):
             raise RepoError(f"invalid site code {code!r} for a repository clone")
-        if not url or url.startswith("-") or any(ch in url for ch in "\0\n\r"):
-            # A leading dash would be read by git as an option.
-            raise RepoError(f"{code}: invalid repository URL {self._scrub_text(url or '', None)!r}")
+        try:
+            self.location: RepoLocation = (policy or GitPolicy.from_settings()).check(url)
+        except RepoUrlRefused as exc:
+            raise UnsafeUrl(f"{code}: repository URL refused: {exc}") from None
         self.code = code
-        self.url = url
+        self.url = self.location.url
         self.cache_dir = Path(cache_dir)
         self.credentials = credentials or GitCredentials()
         self.timeout = float(timeout)
@@ -318,7 +325,16 @@ class SiteRepo:
 
     @classmethod
     def for_site(cls, site: "Site") -> "SiteRepo":
-        """The adapter for a site: its `repo_url`, or the embedded default `REPO_ROOT/<code>.git`."""
+        """The adapter for a site: its `repo_url`, or the embedded default `REPO_ROOT/<code>.git`.
+
+        UnsafeUrl when the policy refuses the URL (a row written before the check, or a host since
+        removed from FLEET_GIT_HOSTS), and in production for a site without a repo_url.
+        """
+        if not site.repo_url and settings.PRODUCTION:
+            raise UnsafeUrl(
+                f"{site.code}: the site has no repository URL (repo_url); local repositories under "
+                "FLEET_REPO_ROOT are only for the embedded set-up"
+            )
         url = site.repo_url or str(Path(settings.REPO_ROOT) / f"{site.code}.git")
         return cls.from_settings(site.code, url)
 
@@ -367,8 +383,8 @@ class SiteRepo:
         `create=True` also creates a missing *local* bare repository (the embedded default); a remote
         repository is never created from here.
         """
-        if create and _is_local_url(self.url):
-            bare = _local_path(self.url)
+        if create and self.location.transport == "file" and self.location.path is not None:
+            bare = self.location.path
             if not bare.exists():
                 bare.parent.mkdir(parents=True, exist_ok=True)
                 self._run_bare("init", "-q", "--bare", "-b", BRANCH, str(bare))
@@ -652,12 +668,24 @@ class SiteRepo:
             ssh += ["-i", shlex.quote(self.credentials.ssh_key_file), "-o IdentitiesOnly=yes"]
         env["GIT_SSH_COMMAND"] = " ".join(ssh)
 
+        # Only the transport of our (checked) URL: whatever else reaches git (a remote helper such as
+        # `ext::`, `fd::`, git://, a local path, a submodule URL) is refused by git itself.
+        transport = self.location.transport
+        env["GIT_ALLOW_PROTOCOL"] = transport  # git's older switch; same meaning as the config below
+        env["GIT_PROTOCOL_FROM_USER"] = "0"
         config: list[tuple[str, str]] = [
+            ("protocol.allow", "never"),
+            (f"protocol.{transport}.allow", "always"),
+            # A redirect could lead the token's request to another server; the URL must be the real one.
+            ("http.followRedirects", "false"),
+            # The site repository's .gitmodules must never make a worker fetch from elsewhere.
+            ("fetch.recurseSubmodules", "false"),
+            ("submodule.recurse", "false"),
             # Never leave a background `git gc` behind a worker; we run gc ourselves now and then.
             ("gc.autoDetach", "false"),
             ("maintenance.auto", "false"),
         ]
-        header_url = self._token_url()
+        header_url = token_scope(self.location, self.credentials.token_host)
         if header_url and self.credentials.token:
             basic = base64.b64encode(f"{self.credentials.username}:{self.credentials.token}".encode()).decode()
             config.append((f"http.{header_url}.extraHeader", f"Authorization: Basic {basic}"))
@@ -666,23 +694,6 @@ class SiteRepo:
             env[f"GIT_CONFIG_KEY_{index}"] = key
             env[f"GIT_CONFIG_VALUE_{index}"] = value
         return env
-
-    def _token_url(self) -> str | None:
-        """The `scheme://host[:port]/` the token header is scoped to, so it is sent to this server only.
-
-        HTTPS only, except plain HTTP to the loopback interface (tests, a local proxy): a token must not
-        cross a network in clear text.
-        """
-        try:
-            parts = urlsplit(self.url)
-            port = parts.port
-        except ValueError:
-            return None
-        host = parts.hostname or ""
-        if parts.scheme == "https" or (parts.scheme == "http" and host in {"127.0.0.1", "localhost", "::1"}):
-            netloc = f"[{host}]" if ":" in host else host
-            return f"{parts.scheme}://{netloc}{f':{port}' if port else ''}/"
-        return None
 
     def _scrub(self, text: str) -> str:
         return self._scrub_text(text, self.credentials)

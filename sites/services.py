@@ -18,7 +18,7 @@ from sites import crypto
 from sites import kubeconfig as kubeconfig_parser
 from sites.choices import NODE_TRANSITIONS, SITE_TRANSITIONS, ClusterReachability, NodeState, SiteState
 from sites.models import Cluster, Node, Site
-from sites.validators import normalize_mac
+from sites.validators import normalize_mac, validate_repo_url
 
 SITE_FIELDS = ("name", "region", "timezone", "labels", "business_hours", "maintenance_windows", "repo_url")
 NODE_FIELDS = ("hostname", "mac", "role", "hardware_model")
@@ -32,6 +32,8 @@ def site_create(*, actor: Actor, source: str, code: str, **fields: Any) -> Site:
     unknown = set(fields) - set(SITE_FIELDS) - {"state"}
     if unknown:
         raise Invalid(f"unknown site fields: {', '.join(sorted(unknown))}")
+    if "repo_url" in fields:
+        fields["repo_url"] = _clean_repo_url(fields["repo_url"])
     site = Site(code=code, **fields)
     full_clean_or_invalid(site)
     with transaction.atomic():
@@ -55,6 +57,10 @@ def site_update(*, site: Site, actor: Actor, source: str, **changes: Any) -> Sit
     with transaction.atomic():
         site = Site.objects.select_for_update().get(pk=site.pk)
         before = field_values(site, SITE_FIELDS)
+        if "repo_url" in changes and changes["repo_url"] != site.repo_url:
+            # Only a new value is checked: a site whose host has since left FLEET_GIT_HOSTS can still be
+            # renamed (SiteRepo refuses to use the old URL all the same).
+            changes["repo_url"] = _clean_repo_url(changes["repo_url"])
         for key, value in changes.items():
             setattr(site, key, value)
         full_clean_or_invalid(site)
@@ -63,6 +69,14 @@ def site_update(*, site: Site, actor: Actor, source: str, **changes: Any) -> Sit
             site.save()
             audit_record(actor=actor, verb="update", obj=site, source=source, payload={"changes": diff})
     return site
+
+
+def _clean_repo_url(value: Any) -> str:
+    """The canonical repo_url, or Invalid naming `repo_url`: checked on write, again by SiteRepo at use."""
+    try:
+        return validate_repo_url(value)
+    except ValidationError as exc:
+        raise Invalid(f"repo_url: {exc.messages[0]}", errors={"repo_url": exc.messages}) from exc
 
 
 def site_transition(*, site: Site, to: str, actor: Actor, source: str, reason: str = "") -> Site:

@@ -8,6 +8,8 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from sites.repo_urls import GitPolicy, RepoUrlRefused
+
 SITE_CODE_RE = re.compile(r"^[A-Z]{2,3}-[0-9]{3,6}$")
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 # Kubernetes label syntax: optional DNS-subdomain prefix, then a name of at most 63 characters.
@@ -50,3 +52,15 @@ def validate_labels(value: Any) -> None:
             raise ValidationError(f"label key {key!r} is not a valid Kubernetes label key")
         if not isinstance(label, str) or not LABEL_VALUE_RE.match(label):
             raise ValidationError(f"label {key!r} has an invalid value {label!r} (max 63 alphanumerics, -_.)")
+
+
+def validate_repo_url(value: Any) -> str:
+    """A site's `repo_url` in canonical form ("" stays ""), or ValidationError saying why git must not be
+    pointed there: an unlisted host, a remote helper such as `ext::`, a local path outside the allowed
+    roots, credentials in the URL (the rules and settings are in sites.repo_urls)."""
+    if value == "":
+        return ""
+    try:
+        return GitPolicy.from_settings().check(value).url
+    except RepoUrlRefused as exc:
+        raise ValidationError(str(exc)) from exc

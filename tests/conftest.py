@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from django.conf import settings
 from rest_framework.test import APIClient
 
 from fleet.celery import app as celery_app
@@ -22,9 +23,24 @@ def redis_url() -> Iterator[str]:
         celery_app.conf.broker_url = previous
 
 
+@pytest.fixture(scope="session", autouse=True)
+def git_local_roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests keep bare repositories and simulated fleets in pytest's temporary directory: let git use local
+    repositories there too, as an embedded set-up lists its own in FLEET_GIT_LOCAL_ROOTS (the worker
+    process gets the same list through worker_env)."""
+    previous = settings.FLEET_GIT_LOCAL_ROOTS
+    settings.FLEET_GIT_LOCAL_ROOTS = [*previous, tmp_path_factory.getbasetemp().resolve()]
+    yield
+    settings.FLEET_GIT_LOCAL_ROOTS = previous
+
+
 @pytest.fixture(scope="session")
 def celery_worker(
-    django_db_setup: None, django_db_blocker: object, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    django_db_setup: None,
+    django_db_blocker: object,
+    redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    git_local_roots: None,
 ) -> Iterator[Worker]:
     """A real `celery -A fleet worker` on the test database and the test Redis, for the whole session.
 

@@ -152,6 +152,7 @@ def worker_env(redis_url: str, data_dir: Path) -> dict[str, str]:
             "FLEET_SECRET_KEY": settings.SECRET_KEY,
             "FLEET_SECRET_KEYS": ",".join(settings.FLEET_SECRET_KEYS),
             "FLEET_REPO_CACHE_DIR": str(data_dir / "repo-cache"),
+            "FLEET_GIT_LOCAL_ROOTS": ",".join(str(root) for root in settings.FLEET_GIT_LOCAL_ROOTS),
         }
     )
     return env

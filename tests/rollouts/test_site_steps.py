@@ -7,7 +7,7 @@ import pytest
 from django.db import transaction
 
 from fleet.workflows.models import WorkflowRun
-from fleet.workflows.outcomes import Done
+from fleet.workflows.outcomes import Done, Fail
 from fleet.workflows.services import workflow_start
 from rollouts import services
 from rollouts.choices import SiteRolloutState
@@ -16,6 +16,7 @@ from rollouts.workflows import ROLLBACK_KIND, SITE_KIND, rollback_revert, site_c
 from simulator.testing import Simulator
 from sites.models import Site
 from sites.repos import Author, SiteRepo
+from tests.factories import SiteFactory
 from tests.rollouts.conftest import POS_BRIDGE_TEMPLATES, commit_count, git_show
 
 pytestmark = pytest.mark.django_db
@@ -114,3 +115,31 @@ def test_a_roll_back_of_a_site_that_never_pushed_commits_nothing(
 
     assert outcome == Done({"revert_revision": None})
     assert commit_count(bare) == before
+
+
+def test_a_site_whose_repo_url_was_planted_fails_with_the_reason(settings: object) -> None:
+    # Given a site whose repo_url names an unlisted server, written straight into the database
+    settings.FLEET_GIT_HOSTS = ["gitlab.example.com"]  # type: ignore[attr-defined]
+    site = SiteFactory(code="TX-0666", business_hours=[], maintenance_windows=[])
+    Site.objects.filter(pk=site.pk).update(repo_url="https://attacker.example/fleet/x.git")
+    application = services.application_create(actor="t", source="test", name="pos-bridge", team="p", namespace="pos")
+    release = services.release_create(
+        actor="t", source="test", application=application, version="2.0.0", templates=POS_BRIDGE_TEMPLATES
+    )
+    plan = services.rollout_plan_create(
+        actor="t", source="test", name="p", release=release, target={"all": True}, waves=[{"percent": 100}],
+        max_parallel=1, failure_threshold={"count": 0}, respect_windows=False,
+    )  # fmt: skip
+    row = SiteRollout.objects.get(rollout=services.rollout_start(plan=plan, actor="t", source="test"))
+    services.site_rollout_transition(site_rollout=row, to=SiteRolloutState.COMMITTING, actor="t", source="test")
+
+    # When its commit step and its roll back run
+    commit = site_commit(workflow_start(kind=SITE_KIND, subject=row, actor="t", source="test"), {})
+    WorkflowRun.objects.filter(kind=SITE_KIND).update(state="cancelled")
+    revert = rollback_revert(workflow_start(kind=ROLLBACK_KIND, subject=row, actor="t", source="test"), {})
+
+    # Then both fail for good (no retrying a URL that will not change), saying why
+    for outcome in (commit, revert):
+        assert isinstance(outcome, Fail)
+        assert "TX-0666: repository URL refused" in outcome.reason
+        assert "git host attacker.example is not in FLEET_GIT_HOSTS" in outcome.reason

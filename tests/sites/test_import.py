@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from fleet.audit.models import AuditEvent
@@ -28,7 +29,8 @@ def _site(code: str = "TX-0412", **extra: object) -> dict:
         "timezone": "America/Chicago",
         "api_url": "http://127.0.0.1:8700/sites/" + code,
         "token": "tok-" + code,
-        "repo_url": f"file:///tmp/repos/{code}.git",
+        # A local repository under FLEET_REPO_ROOT: one the git policy allows in the embedded set-up.
+        "repo_url": (Path(settings.REPO_ROOT) / f"{code}.git").as_uri(),
         "nodes": [
             {"serial": code + "-A", "hostname": code.lower() + "-a", "role": "server", "mac": "52:54:00:00:00:01"},
             {"serial": code + "-B", "hostname": code.lower() + "-b", "role": "agent", "mac": "52:54:00:00:00:02"},

@@ -19,6 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from sites.repo_urls import GitPolicy, HostEntry
 from sites.repos import (
     Author,
     CommitResult,
@@ -27,6 +28,7 @@ from sites.repos import (
     RepoUnavailable,
     SiteRepo,
     UnsafePath,
+    UnsafeUrl,
 )
 
 ANN = Author("Ann Operator", "ann@example.com")
@@ -90,6 +92,11 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def loopback_policy(*hosts: str) -> GitPolicy:
+    """A policy listing these loopback servers (host:port), plain HTTP allowed as outside production."""
+    return GitPolicy(hosts=tuple(HostEntry.parse(host) for host in hosts), allow_plain_http=True)
 
 
 # --- fixtures -------------------------------------------------------------------------------------
@@ -488,8 +495,11 @@ def test_a_token_never_appears_in_errors_repr_or_logs(
     settings.FLEET_GIT_TOKEN = SECRET_TOKEN
     settings.FLEET_GIT_USERNAME = "deploy"
     settings.FLEET_GIT_TIMEOUT = 10.0
+    server = f"127.0.0.1:{closed_port()}"
+    settings.FLEET_GIT_HOSTS, settings.FLEET_GIT_TOKEN_HOST = [server], server
     caplog.set_level(logging.DEBUG)
-    site = SiteRepo.from_settings("TX-0002", f"https://127.0.0.1:{closed_port()}/fleet/TX-0002.git")
+    site = SiteRepo.from_settings("TX-0002", f"https://{server}/fleet/TX-0002.git")
+    assert any(key.endswith(".extraHeader") for key in site._base_env.values())  # the token is in play
     # When we try to use it
     with pytest.raises(RepoUnavailable) as caught:
         site.write({"a": "b"}, owned_prefix=None, message="m", author=ANN)
@@ -536,9 +546,16 @@ def refusing_server() -> Iterator[str]:
 
 
 def test_the_token_travels_as_a_header_never_on_a_command_line(refusing_server: str, tmp_path: Path) -> None:
-    # Given a token and a (loopback) HTTP server that refuses it
-    credentials = GitCredentials(token=SECRET_TOKEN, username="deploy")
-    site = SiteRepo("TX-0003", f"{refusing_server}/TX-0003.git", cache_dir=tmp_path / "cache", credentials=credentials)
+    # Given a token for a (loopback) HTTP server that refuses it
+    server = refusing_server.removeprefix("http://")
+    credentials = GitCredentials(token=SECRET_TOKEN, username="deploy", token_host=server)
+    site = SiteRepo(
+        "TX-0003",
+        f"{refusing_server}/TX-0003.git",
+        cache_dir=tmp_path / "cache",
+        credentials=credentials,
+        policy=loopback_policy(server),
+    )
     # When we fetch
     with pytest.raises(RepoError) as caught:
         site.read("a.yaml")
@@ -555,8 +572,9 @@ def test_a_remote_that_hangs_is_killed_after_the_timeout(tmp_path: Path) -> None
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
+        server = f"127.0.0.1:{listener.getsockname()[1]}"
         site = SiteRepo(
-            "TX-0004", f"http://127.0.0.1:{listener.getsockname()[1]}/x.git", cache_dir=tmp_path, timeout=1.0
+            "TX-0004", f"http://{server}/x.git", cache_dir=tmp_path, timeout=1.0, policy=loopback_policy(server)
         )
         # When we ask for its head, then it gives up after the timeout, as transient, leaving no process behind
         with pytest.raises(RepoUnavailable, match="did not finish within 1s"):
@@ -644,9 +662,10 @@ def test_for_site_reads_settings_and_defaults_to_the_local_repository_root(setti
     assert "StrictHostKeyChecking=accept-new" in site._base_env["GIT_SSH_COMMAND"]
 
 
-def test_url_credentials_are_scrubbed_and_bad_inputs_refused(tmp_path: Path) -> None:
-    site = SiteRepo("TX-0006", "https://bob:hunter2@git.example.com/x.git", cache_dir=tmp_path)
-    assert "hunter2" not in repr(site)
+def test_url_credentials_are_refused_without_being_repeated_and_bad_inputs_refused(tmp_path: Path) -> None:
+    with pytest.raises(UnsafeUrl) as caught:
+        SiteRepo("TX-0006", "https://bob:hunter2@git.example.com/x.git", cache_dir=tmp_path)
+    assert "hunter2" not in str(caught.value) and "password" in str(caught.value)
     with pytest.raises(RepoError):
         SiteRepo("../etc", "/tmp/x.git", cache_dir=tmp_path)
     with pytest.raises(RepoError):
