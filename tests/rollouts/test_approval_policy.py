@@ -6,11 +6,13 @@ and roll back need a reason. The driver here is the real one (rollouts.workflows
 import os
 import subprocess
 import sys
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.management import call_command
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -347,6 +349,20 @@ def test_the_admin_start_page_asks_for_a_reason(people: dict[str, User]) -> None
 
     started = client.post(f"/admin/rollouts/rolloutplan/{plan.pk}/start/", {"reason": "weekly"})
     assert started.status_code == 302 and Rollout.objects.get().started_by == people["starter"]
+
+
+def test_the_demo_rollout_waits_for_an_approval_under_the_policy(policy: None) -> None:
+    for _ in range(3):
+        SiteFactory()
+    out = StringIO()
+
+    call_command("demo_rollout", "--bake", "0", stdout=out)
+
+    rollout = step(Rollout.objects.get())
+    assert "waits for an approval" in out.getvalue()
+    assert rollout.plan_snapshot["approve_first_wave"] is True and rollout.plan.low_risk is False
+    assert rollout.state == RolloutState.AWAITING_APPROVAL
+    assert site_states(rollout, 0) == {SiteRolloutState.PENDING}
 
 
 # --- the setting ----------------------------------------------------------------------------------
