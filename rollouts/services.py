@@ -472,7 +472,7 @@ def rollout_start(
     _require_perm(actor, "rollouts.start_rollout")
     reason = _require_reason(actor, reason)
     at = at or timezone.now()
-    plan = RolloutPlan.objects.select_related("release__application", "low_risk_by").get(pk=plan.pk)
+    plan = RolloutPlan.objects.select_related("release__application").get(pk=plan.pk)
     # Rendering every site is the slow part: done before the transaction, which holds the write lock.
     sites, waves = _plan_and_check(plan)
     release = plan.release
@@ -482,7 +482,11 @@ def rollout_start(
         # Serialize starts into one namespace: every application sharing it is locked.
         list(Application.objects.select_for_update().filter(namespace=application.namespace).values_list("pk"))
         _check_no_overlap(application, [site.pk for site in sites])
-        gates = approvals.gates_at_start(plan)
+        # The plan as checked and rendered above is the plan that runs, with its low-risk mark as it is now.
+        fresh = RolloutPlan.objects.select_for_update(of=("self",)).select_related("low_risk_by").get(pk=plan.pk)
+        if fresh.updated_at != plan.updated_at:
+            raise Conflict(f"rollout plan {plan.name} changed while the rollout was being prepared; start it again")
+        gates = approvals.gates_at_start(fresh)
         rollout = Rollout.objects.create(
             plan=plan,
             release=release,

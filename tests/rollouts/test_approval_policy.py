@@ -17,7 +17,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from fleet.audit.models import AuditEvent
-from fleet.errors import Forbidden
+from fleet.errors import Conflict, Forbidden
 from fleet.workflows.models import WorkflowRun
 from rollouts import services
 from rollouts.choices import RolloutState, SiteRolloutState
@@ -291,6 +291,26 @@ def test_the_mark_counts_only_while_who_set_it_holds_the_permission(policy: None
 
     assert rollout.plan_snapshot["low_risk"] is False and rollout.plan_snapshot["approve_first_wave"] is True
     assert rollout.state == RolloutState.AWAITING_APPROVAL
+
+
+def test_a_plan_changed_while_a_start_renders_is_not_started_with_a_stale_mark(
+    policy: None, people: dict[str, User], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    SiteFactory()
+    plan = plan_by(person("officer", RISK_OFFICER), release_by(people["author"]), low_risk=True)
+    checked = services._plan_and_check
+
+    def check_then_someone_edits(plan_: RolloutPlan) -> Any:
+        result = checked(plan_)  # the start has read and rendered the low-risk plan; then an edit lands
+        services.rollout_plan_update(plan=plan_, actor=people["editor"], source="test", max_parallel=99)
+        return result
+
+    monkeypatch.setattr(services, "_plan_and_check", check_then_someone_edits)
+
+    with pytest.raises(Conflict, match="changed while the rollout was being prepared"):
+        services.rollout_start(plan=plan, actor=people["starter"], source="test", reason="weekly")
+    assert not Rollout.objects.exists()
+    assert RolloutPlan.objects.get().low_risk is False
 
 
 def test_a_system_actor_cannot_mark_a_plan_low_risk(policy: None, people: dict[str, User]) -> None:
