@@ -340,6 +340,10 @@ FLEET_ROLLOUT_IDLE_POLL_SECONDS = env.float("FLEET_ROLLOUT_IDLE_POLL_SECONDS", d
 FLEET_ROLLOUT_SYNC_POLL_SECONDS = env.float("FLEET_ROLLOUT_SYNC_POLL_SECONDS", default=1.0)
 FLEET_ROLLOUT_STEP_TIMEOUT = env.float("FLEET_ROLLOUT_STEP_TIMEOUT", default=60.0)
 FLEET_ROLLOUT_DRIVE_TIMEOUT = env.float("FLEET_ROLLOUT_DRIVE_TIMEOUT", default=30.0)
+# The approval policy (rollouts.approvals): every rollout waits for an approval before its first wave and
+# between waves, under the two-person rule, unless its plan was marked low-risk by someone with
+# rollouts.mark_low_risk. On in production; off by default elsewhere so the demo and tests run unattended.
+FLEET_ROLLOUT_APPROVAL_POLICY = env.bool("FLEET_ROLLOUT_APPROVAL_POLICY", default=PRODUCTION)
 # Drift check: every FLEET_DRIFT_INTERVAL seconds, the FLEET_DRIFT_BATCH sites checked longest ago.
 FLEET_DRIFT_INTERVAL = env.float("FLEET_DRIFT_INTERVAL", default=60.0)
 FLEET_DRIFT_BATCH = env.int("FLEET_DRIFT_BATCH", default=500)

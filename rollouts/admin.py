@@ -22,7 +22,7 @@ from django.utils.safestring import SafeString
 from fleet.admin_display import _HEX, BADGE_COLOURS, badge
 from fleet.admin_forms import ServiceAdminMixin, ServiceForm
 from fleet.errors import FleetError
-from rollouts import services
+from rollouts import approvals, services
 from rollouts.choices import ROLLOUT_ROLLBACK_STATES, ROLLOUT_TRANSITIONS, RolloutState, SiteRolloutState
 from rollouts.models import (
     SITE_STATES,
@@ -173,15 +173,23 @@ class RolloutPlanForm(ServiceForm):
 class ReasonForm(forms.Form):
     reason = forms.CharField(required=False, max_length=500, widget=forms.TextInput(attrs={"size": 60}))
 
+    def __init__(self, *args: Any, required: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["reason"].required = required  # start, cancel and roll back: the services insist too
+
+
+# Actions whose reason is required (rollouts.services refuses them without one from a person).
+REASON_REQUIRED = frozenset({"start", "cancel", "rollback"})
+
 
 @admin.register(RolloutPlan)
 class RolloutPlanAdmin(ServiceAdminMixin, admin.ModelAdmin):
     form = RolloutPlanForm
     list_display = ["name", "release", "target", "waves_summary", "max_parallel", "schedule", "dry_run_link"]
-    list_filter = ["release__application", "require_approval", "respect_windows"]
+    list_filter = ["release__application", "require_approval", "low_risk", "respect_windows"]
     search_fields = ["name", "release__version", "release__application__name"]
     list_select_related = ["release__application"]
-    readonly_fields = ["created_by", "created_at", "updated_at"]
+    readonly_fields = ["low_risk_by", "low_risk_at", "created_by", "last_edited_by", "created_at", "updated_at"]
 
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view
@@ -243,19 +251,29 @@ class RolloutPlanAdmin(ServiceAdminMixin, admin.ModelAdmin):
         return TemplateResponse(request, "admin/rollouts/rolloutplan/dry_run.html", context)
 
     def start_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        """Confirmation page, then rollouts.services.rollout_start."""
-        plan = get_object_or_404(RolloutPlan, pk=pk)
+        """Confirmation page with a reason, then rollouts.services.rollout_start."""
+        plan = get_object_or_404(RolloutPlan.objects.select_related("low_risk_by"), pk=pk)
         if not request.user.has_perm("rollouts.start_rollout"):
             raise PermissionDenied
-        if request.method == "POST":
+        form = ReasonForm(request.POST if request.method == "POST" else None, required=True)
+        if request.method == "POST" and form.is_valid():
             try:
-                rollout = services.rollout_start(plan=plan, actor=request.user, source="admin")
+                rollout = services.rollout_start(
+                    plan=plan, actor=request.user, source="admin", reason=form.cleaned_data["reason"]
+                )
             except FleetError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
                 return HttpResponseRedirect(reverse("admin:rollouts_rolloutplan_dry_run", args=[plan.pk]))
             self.message_user(request, f"Started rollout {rollout.pk} of {plan.name}.")
             return HttpResponseRedirect(reverse("admin:rollouts_rollout_change", args=[rollout.pk]))
-        return _confirm_page(self, request, plan, "start", f"Start a rollout of plan {plan.name}", form=None)
+        gates = approvals.gates_at_start(plan)
+        note = (
+            "Every wave, the first included, waits for an approval by someone who did not start it, edit the plan "
+            "or write the release (approval policy)."
+            if gates["approve_first_wave"]
+            else ("Waves after the first wait for an approval." if gates["require_approval"] else "")
+        )
+        return _confirm_page(self, request, plan, "start", f"Start a rollout of plan {plan.name}", form, note)
 
 
 # --- rollouts ---------------------------------------------------------------------------------------
@@ -402,7 +420,7 @@ class RolloutAdmin(admin.ModelAdmin):
         rollout = get_object_or_404(Rollout.objects.select_related("plan"), pk=pk)
         if not request.user.has_perm(permission):
             raise PermissionDenied
-        form = ReasonForm(request.POST or None)
+        form = ReasonForm(request.POST or None, required=action in REASON_REQUIRED)
         if request.method == "POST" and form.is_valid():
             try:
                 service(rollout=rollout, actor=request.user, source="admin", reason=form.cleaned_data["reason"])

@@ -109,7 +109,9 @@ def demo_rollout_start(*, bake_seconds: int = 15, max_parallel: int = 10, respec
             max_parallel=max_parallel,
             respect_windows=respect_windows,
         )
-    rollout = services.rollout_start(plan=plan, actor=ACTOR, source="command")
+    rollout = services.rollout_start(
+        plan=plan, actor=ACTOR, source="command", reason="demo rollout (manage.py demo_rollout)"
+    )
     return DemoResult(rollout=rollout, started=True)
 
 

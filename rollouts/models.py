@@ -117,6 +117,15 @@ class Release(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # With created_by, the release's authors: neither may approve a rollout of it under the two-person rule.
+    last_edited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="who last changed its templates or values",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     locked_at = models.DateTimeField(null=True, blank=True, help_text="set when a rollout first used it")
 
@@ -151,8 +160,24 @@ class RolloutPlan(models.Model):
     max_parallel = models.PositiveIntegerField(default=10)
     failure_threshold = models.JSONField(default=dict)
     bake_seconds = models.PositiveIntegerField(default=0)
-    require_approval = models.BooleanField(default=False, help_text="a person approves each wave after the first")
-    two_person_rule = models.BooleanField(default=False, help_text="the approver must not be who started it")
+    require_approval = models.BooleanField(
+        default=False,
+        help_text="a person approves each wave after the first (with FLEET_ROLLOUT_APPROVAL_POLICY on: every "
+        "wave, the first included, unless the plan is low-risk)",
+    )
+    two_person_rule = models.BooleanField(
+        default=False,
+        help_text="the approver is none of: who started it, the plan's last editor, the release's authors",
+    )
+    low_risk = models.BooleanField(
+        default=False,
+        help_text="exempt from FLEET_ROLLOUT_APPROVAL_POLICY; only with rollouts.mark_low_risk, and cleared by any "
+        "later change to the plan or its release",
+    )
+    low_risk_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    low_risk_at = models.DateTimeField(null=True, blank=True, editable=False)
     respect_windows = models.BooleanField(default=True, help_text="change a site only in its maintenance window")
     auto_rollback = models.BooleanField(default=False, help_text="roll back every touched site when halted")
     start_at = models.DateTimeField(null=True, blank=True)
@@ -167,11 +192,21 @@ class RolloutPlan(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    last_edited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+        help_text="who last created or changed the plan (may not approve its rollouts under the two-person rule)",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["name"]
+        permissions = [("mark_low_risk", "Can mark a rollout plan low-risk (no approval gates)")]
 
     def __str__(self) -> str:
         return self.name

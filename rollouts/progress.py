@@ -9,7 +9,9 @@ One decision does one step of the rollout's life:
 
 1. A roll back was requested (or ordered by the plan when a wave halts): `rollback`.
 2. The rollout is not running (paused, awaiting approval, finished): nothing.
-3. The current wave was never opened (a new rollout): `open_wave`.
+3. The current wave was never opened (a new rollout): `open_wave`, or with `approve_first_wave` (the
+   approval policy, rollouts.approvals) `await_approval` until somebody approved it: no site changes
+   before that.
 4. The current wave is closed: open the next one once its gates hold: the previous wave's bake time
    is over (`wake_at` until then), and with `require_approval` somebody approved it (`await_approval`
    until then).
@@ -86,6 +88,7 @@ class RolloutView:
     failure_threshold: dict[str, int] = field(default_factory=lambda: {"count": 0})
     bake_seconds: int = 0
     require_approval: bool = False
+    approve_first_wave: bool = False
     respect_windows: bool = False
     auto_rollback: bool = False
     site_deadline_seconds: int = 6 * 3600
@@ -153,6 +156,8 @@ def decide(view: RolloutView, now: dt.datetime) -> Decision:
         return Decision(reason="the rollout has no sites", succeed=True)
     wave = view.waves[view.current_wave]
     if wave.opened_at is None:
+        if view.approve_first_wave and wave.approved_at is None:
+            return Decision(reason=f"{_name(wave)} needs an approval before any site changes", await_approval=True)
         return Decision(reason=f"open {_name(wave)}", open_wave=wave.index)
     if wave.closed_at is not None:
         return _next_wave(view, wave, now)

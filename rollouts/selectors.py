@@ -62,7 +62,7 @@ def site_rollout_list(rollout: Rollout) -> QuerySet[SiteRollout]:
 
 
 def plan_list() -> QuerySet[RolloutPlan]:
-    return RolloutPlan.objects.select_related("release__application", "created_by")
+    return RolloutPlan.objects.select_related("release__application", "created_by", "last_edited_by", "low_risk_by")
 
 
 # With windows, how many not-started sites past the free slots one decision checks (each check computes
@@ -104,6 +104,7 @@ def rollout_progress_view(rollout: Rollout, at: dt.datetime) -> RolloutView:
         failure_threshold=snapshot_threshold(snapshot),
         bake_seconds=int(snapshot.get("bake_seconds", 0)),
         require_approval=bool(snapshot.get("require_approval")),
+        approve_first_wave=bool(snapshot.get("approve_first_wave")),
         respect_windows=respect,
         auto_rollback=bool(snapshot.get("auto_rollback")),
         site_deadline_seconds=deadline,

@@ -21,9 +21,10 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, Periodic
 
 from fleet.audit.services import Actor, actor_name, audit_record, changes_between, field_values
 from fleet.errors import Conflict, Forbidden, Invalid
+from fleet.permissions import is_person
 from fleet.transitions import require_move, require_state
 from fleet.validation import full_clean_or_invalid
-from rollouts import planning, selectors
+from rollouts import approvals, planning, selectors
 from rollouts.choices import (
     ROLLOUT_ACTIVE_STATES,
     ROLLOUT_FINISHED_STATES,
@@ -64,6 +65,7 @@ PLAN_FIELDS = (
     "bake_seconds",
     "require_approval",
     "two_person_rule",
+    "low_risk",
     "respect_windows",
     "auto_rollback",
     "start_at",
@@ -87,6 +89,15 @@ def _require_perm(actor: Actor, perm: str) -> None:
     has_perm = getattr(actor, "has_perm", None)
     if actor is None or not actor.is_authenticated or has_perm is None or not has_perm(perm):
         raise Forbidden(f"you need the {perm} permission")
+
+
+def _require_reason(actor: Actor, reason: str) -> str:
+    """People say why they start, cancel or roll back a rollout (Invalid naming `reason`); the system
+    components that do it (beat, the workflow's automatic roll back) give their own."""
+    reason = (reason or "").strip()
+    if not reason and is_person(actor):
+        raise Invalid("a reason is required", field="reason")
+    return reason
 
 
 # --- applications -----------------------------------------------------------------------------------
@@ -181,7 +192,7 @@ def release_create(
     with transaction.atomic():
         if Release.objects.filter(application=application, version=version).exists():
             raise Invalid(f"{application.name} already has a release {version}", field="version")
-        release.created_by = _user(actor)  # type: ignore[assignment]
+        release.created_by = release.last_edited_by = _user(actor)  # type: ignore[assignment]
         release.save()
         audit_record(
             actor=actor,
@@ -214,8 +225,10 @@ def release_update(*, release: Release, actor: Actor, source: str, **changes: An
         clash = Release.objects.exclude(pk=release.pk).filter(application=release.application, version=release.version)
         if clash.exists():
             raise Invalid(f"{release.application.name} already has a release {release.version}", field="version")
+        release.last_edited_by = _user(actor)  # type: ignore[assignment]
         release.save()
         audit_record(actor=actor, verb="update", obj=release, source=source, payload={"changed": sorted(diff)})
+        approvals.low_risk_clear_for_release(release=release, actor=actor, source=source)
     return release
 
 
@@ -249,10 +262,12 @@ def rollout_plan_create(*, actor: Actor, source: str, **fields: Any) -> RolloutP
         raise Invalid(f"unknown rollout plan fields: {', '.join(sorted(unknown))}")
     plan = RolloutPlan(**fields)
     _validate_plan(plan, changed=set(fields))
+    if plan.low_risk:
+        approvals.low_risk_mark(plan=plan, actor=actor)
     with transaction.atomic():
         if RolloutPlan.objects.filter(name=plan.name).exists():
             raise Invalid(f"a rollout plan named {plan.name} already exists", field="name")
-        plan.created_by = _user(actor)  # type: ignore[assignment]
+        plan.created_by = plan.last_edited_by = _user(actor)  # type: ignore[assignment]
         plan.save()
         _sync_periodic_task(plan)
         audit_record(actor=actor, verb="create", obj=plan, source=source, payload=field_values(plan, PLAN_FIELDS))
@@ -260,7 +275,11 @@ def rollout_plan_create(*, actor: Actor, source: str, **fields: Any) -> RolloutP
 
 
 def rollout_plan_update(*, plan: RolloutPlan, actor: Actor, source: str, **changes: Any) -> RolloutPlan:
-    """Change a plan. Rollouts already started keep the settings they started with."""
+    """Change a plan. Rollouts already started keep the settings they started with.
+
+    Any change clears the plan's low-risk mark, unless the same request keeps `low_risk` true, which
+    needs rollouts.mark_low_risk (Forbidden otherwise): what was judged low-risk is what runs.
+    """
     unknown = set(changes) - set(PLAN_FIELDS)
     if unknown:
         raise Invalid(f"these rollout plan fields cannot be changed: {', '.join(sorted(unknown))}")
@@ -274,6 +293,12 @@ def rollout_plan_update(*, plan: RolloutPlan, actor: Actor, source: str, **chang
         if diff:
             if RolloutPlan.objects.exclude(pk=plan.pk).filter(name=plan.name).exists():
                 raise Invalid(f"a rollout plan named {plan.name} already exists", field="name")
+            if changes.get("low_risk"):
+                approvals.low_risk_mark(plan=plan, actor=actor)
+            elif before["low_risk"]:
+                approvals.low_risk_unmark(plan)
+                diff["low_risk"] = [True, False]
+            plan.last_edited_by = _user(actor)  # type: ignore[assignment]
             plan.save()
             # Only a schedule change touches the beat entry: re-saving it would re-enable a one-off start
             # that beat already ran and disabled.
@@ -435,13 +460,18 @@ def _dropped_canaries(plan: RolloutPlan, in_target: dict[str, Site]) -> list[str
     return sorted({code for wave in plan.waves for code in wave.get("sites", []) if code not in in_target})
 
 
-def rollout_start(*, plan: RolloutPlan, actor: Actor, source: str, at: dt.datetime | None = None) -> Rollout:
+def rollout_start(
+    *, plan: RolloutPlan, actor: Actor, source: str, reason: str = "", at: dt.datetime | None = None
+) -> Rollout:
     """Start a rollout of the plan: store its waves and sites (all `pending`), lock the release.
 
-    Refuses (Conflict) when another unfinished rollout into the same namespace holds any of the same
-    sites. Writes nothing to any repository: the rollout workflow does that, site by site.
+    A person gives a reason (Invalid naming `reason`). The approval gates it gets (rollouts.approvals) are
+    fixed in its plan snapshot. Refuses (Conflict) when another unfinished rollout into the same namespace
+    holds any of the same sites. Writes nothing to any repository: the rollout workflow does that, site by
+    site.
     """
     _require_perm(actor, "rollouts.start_rollout")
+    reason = _require_reason(actor, reason)
     at = at or timezone.now()
     plan = RolloutPlan.objects.select_related("release__application").get(pk=plan.pk)
     # Rendering every site is the slow part: done before the transaction, which holds the write lock.
@@ -453,12 +483,17 @@ def rollout_start(*, plan: RolloutPlan, actor: Actor, source: str, at: dt.dateti
         # Serialize starts into one namespace: every application sharing it is locked.
         list(Application.objects.select_for_update().filter(namespace=application.namespace).values_list("pk"))
         _check_no_overlap(application, [site.pk for site in sites])
+        # The plan as checked and rendered above is the plan that runs, with its low-risk mark as it is now.
+        fresh = RolloutPlan.objects.select_for_update(of=("self",)).select_related("low_risk_by").get(pk=plan.pk)
+        if fresh.updated_at != plan.updated_at:
+            raise Conflict(f"rollout plan {plan.name} changed while the rollout was being prepared; start it again")
+        gates = approvals.gates_at_start(fresh)
         rollout = Rollout.objects.create(
             plan=plan,
             release=release,
             state=RolloutState.RUNNING,
             current_wave=0,
-            plan_snapshot=field_values(plan, PLAN_SNAPSHOT_FIELDS),
+            plan_snapshot={**field_values(plan, PLAN_SNAPSHOT_FIELDS), **gates},
             started_by=_user(actor),  # type: ignore[misc]  # any AUTH_USER_MODEL
             started_by_name=actor_name(actor)[:150],
             started_at=at,
@@ -493,6 +528,8 @@ def rollout_start(*, plan: RolloutPlan, actor: Actor, source: str, at: dt.dateti
                 "sites": len(sites),
                 "waves": [{"name": w.name, "size": w.size} for w in waves],
                 "left_out_canaries": _dropped_canaries(plan, site_by_code),
+                "reason": reason,
+                "gates": {k: v for k, v in gates.items() if k != "plan_last_edited_by"},
             },
         )
     return rollout
@@ -548,8 +585,10 @@ def rollout_resume(*, rollout: Rollout, actor: Actor, source: str, reason: str =
 
 
 def rollout_cancel(*, rollout: Rollout, actor: Actor, source: str, reason: str = "") -> Rollout:
-    """Stop for good: sites not started are skipped; sites that got the release keep it (roll back for that)."""
+    """Stop for good: sites not started are skipped; sites that got the release keep it (roll back for that).
+    A person gives a reason (Invalid naming `reason`)."""
     _require_perm(actor, "rollouts.change_rollout")
+    reason = _require_reason(actor, reason)
     with transaction.atomic():
         rollout = rollout_transition(
             rollout=rollout, to=RolloutState.CANCELLED, actor=actor, source=source, reason=reason
@@ -561,21 +600,21 @@ def rollout_cancel(*, rollout: Rollout, actor: Actor, source: str, reason: str =
 
 
 def rollout_approve(*, rollout: Rollout, actor: Actor, source: str, reason: str = "") -> Rollout:
-    """Approve the next wave of a rollout awaiting approval. With the plan's two-person rule the approver
-    must be a person other than the one who started the rollout (or, for a scheduled start, created the plan)."""
+    """Approve the wave a rollout awaits: its first wave (under the approval policy) or the next one.
+    Under the two-person rule the approver is a person who did not start the rollout, edit its plan or
+    write its release (rollouts.approvals: Forbidden saying which)."""
     _require_perm(actor, "rollouts.approve_rollout")
     with transaction.atomic():
-        locked = Rollout.objects.select_for_update().select_related("plan").get(pk=rollout.pk)
+        locked = Rollout.objects.select_for_update().select_related("plan", "release").get(pk=rollout.pk)
         if locked.state != RolloutState.AWAITING_APPROVAL:
             raise Conflict(f"rollout {locked.pk} is {locked.state}; it is not awaiting an approval", field="state")
-        if locked.plan_snapshot.get("two_person_rule"):
-            user = _user(actor)
-            if user is None:
-                raise Forbidden("the two-person rule needs a person to approve, not an automated actor")
-            starter = locked.started_by_id or locked.plan.created_by_id
-            if starter is not None and starter == user.pk:
-                raise Forbidden("the two-person rule: someone other than who started this rollout must approve it")
-        following = locked.waves.filter(index=locked.current_wave + 1).first()
+        approvals.check_approver(rollout=locked, actor=actor)
+        current = locked.waves.filter(index=locked.current_wave).first()
+        following = (
+            current
+            if current is not None and current.opened_at is None
+            else locked.waves.filter(index=locked.current_wave + 1).first()
+        )
         if following is None:
             raise Conflict(f"rollout {locked.pk} has no wave after wave {locked.current_wave} to approve")
         now = timezone.now()
@@ -598,9 +637,11 @@ def rollout_rollback(*, rollout: Rollout, actor: Actor, source: str, reason: str
     """Ask for every site that got the release to be put back at its previous revision.
 
     Records the request (and stops the rollout from starting more sites); the rollout workflow carries
-    it out site by site and then moves the rollout to `rolled_back`.
+    it out site by site and then moves the rollout to `rolled_back`. A person gives a reason (Invalid
+    naming `reason`).
     """
     _require_perm(actor, "rollouts.change_rollout")
+    reason = _require_reason(actor, reason)
     with transaction.atomic():
         locked = Rollout.objects.select_for_update().get(pk=rollout.pk)
         if locked.state not in ROLLOUT_ROLLBACK_STATES:

@@ -22,7 +22,10 @@ def rollout_plan_start_task(plan_id: int) -> int | None:
         logger.warning("scheduled start of rollout plan %s: the plan no longer exists", plan_id)
         return None
     try:
-        rollout = services.rollout_start(plan=plan, actor="system:beat", source="beat")
+        when = f"cron {plan.cron} ({plan.timezone})" if plan.cron else f"start_at {plan.start_at}"
+        rollout = services.rollout_start(
+            plan=plan, actor="system:beat", source="beat", reason=f"scheduled start of plan {plan.name}: {when}"
+        )
     except FleetError as exc:
         logger.warning("scheduled start of rollout plan %s (%s) refused: %s", plan.pk, plan.name, exc.message)
         return None

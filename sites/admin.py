@@ -10,6 +10,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -23,7 +24,7 @@ from fleet.errors import FleetError
 from fleet.workflows.models import WorkflowRun
 from sites import devices, lifecycle, services
 from sites.admin_devices import NodeCredentialInline, issue_bootstrap_tokens, issue_site_wide_bootstrap_tokens
-from sites.choices import NodeState, SiteState
+from sites.choices import NODE_MANUAL_TRANSITIONS, NodeState, SiteState
 from sites.models import Cluster, Node, Site
 
 # --- filters ----------------------------------------------------------------------------------------
@@ -82,10 +83,20 @@ class LabelFilter(admin.SimpleListFilter):
 
 
 # --- sites ------------------------------------------------------------------------------------------
+def _errors_to_form(form: forms.Form, exc: FleetError) -> None:
+    """A service's per-field refusals shown next to the confirmation form's fields."""
+    for field, errors in exc.errors.items():
+        if field in form.fields:
+            form.add_error(field, errors)
 
 
 class SiteForm(ServiceForm):
     reason = forms.CharField(required=False, help_text="why the state changes (kept in the audit log)")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None and "state" in self.fields:
+            self.fields["state"].help_text = "decommissioning is an action of the site list (reason, code to confirm)"
 
     class Meta:
         model = Site
@@ -107,16 +118,22 @@ class SiteForm(ServiceForm):
             return services.site_create(
                 actor=actor, source="admin", code=self.cleaned_data["code"], state=self.cleaned_data["state"], **data
             )
-        site = services.site_update(site=self.instance, actor=actor, source="admin", **data)
-        if self.cleaned_data["state"] != site.state:
-            site = services.site_transition(
-                site=site,
-                to=self.cleaned_data["state"],
-                actor=actor,
-                source="admin",
-                reason=self.cleaned_data.get("reason", ""),
-            )
+        with transaction.atomic():  # a refused state change leaves the other fields unchanged too
+            site = services.site_update(site=self.instance, actor=actor, source="admin", **data)
+            if self.cleaned_data["state"] != site.state:
+                site = services.site_set_state(
+                    site=site,
+                    to=self.cleaned_data["state"],
+                    actor=actor,
+                    source="admin",
+                    reason=self.cleaned_data.get("reason", ""),
+                )
         return site
+
+
+class DecommissionForm(forms.Form):
+    reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 2}))
+    confirm = forms.CharField(max_length=16, label="Type the site's code to confirm")
 
 
 class NodeInline(admin.TabularInline):
@@ -163,7 +180,7 @@ class SiteAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_filter = ["state", "region", "cluster__reachability", LabelFilter, HeartbeatFilter, "timezone"]
     search_fields = ["code", "name"]
     inlines = [ClusterInline, NodeInline]
-    actions = ["probe_clusters", issue_bootstrap_tokens, issue_site_wide_bootstrap_tokens]
+    actions = ["probe_clusters", issue_bootstrap_tokens, issue_site_wide_bootstrap_tokens, "decommission_site"]
     list_per_page = 100
     show_full_result_count = False
 
@@ -206,6 +223,39 @@ class SiteAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     def has_probe_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("sites.probe_site")
+
+    def has_decommission_site_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("sites.decommission_site"))
+
+    @admin.action(description="Decommission site…", permissions=["decommission_site"])
+    def decommission_site(self, request: HttpRequest, queryset: QuerySet[Site]) -> HttpResponse | None:
+        """One site at a time: a reason and its code typed out, then lifecycle.site_decommission decides."""
+        sites = list(queryset[:2])
+        if len(sites) != 1:
+            self.message_user(request, "Decommission one site at a time: select exactly one.", messages.ERROR)
+            return None
+        site = sites[0]
+        form = DecommissionForm(request.POST if "confirm" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            try:
+                lifecycle.site_decommission(site=site, actor=request.user, source="admin", **form.cleaned_data)
+            except FleetError as exc:
+                _errors_to_form(form, exc)
+                if not any(f in form.fields for f in exc.errors):
+                    self.message_user(request, exc.message, messages.ERROR)
+                    return None
+            else:
+                self.message_user(request, f"Site {site.code} is decommissioned.")
+                return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Decommission site {site.code}",
+            "site": site,
+            "form": form,
+            "opts": self.model._meta,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/sites/site/decommission_confirmation.html", context)
 
     def has_issue_bootstrap_token_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("sites.add_bootstraptoken")
@@ -314,6 +364,15 @@ class ClusterAdmin(ServiceAdminMixin, admin.ModelAdmin):
 class NodeForm(ServiceForm):
     reason = forms.CharField(required=False, help_text="why the state changes (kept in the audit log)")
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None and "state" in self.fields:
+            allowed = sorted(NODE_MANUAL_TRANSITIONS.get(self.instance.state, frozenset()))
+            self.fields["state"].help_text = (
+                f"from {self.instance.state} you may set: {', '.join(allowed) or 'nothing'}; "
+                "wipe, replace, provision and retire are actions of the node list"
+            )
+
     class Meta:
         model = Node
         fields = ["serial", "site", "hostname", "mac", "role", "hardware_model", "state"]
@@ -324,17 +383,18 @@ class NodeForm(ServiceForm):
             return services.node_create(
                 actor=actor, source="admin", serial=self.cleaned_data["serial"], site=self.cleaned_data["site"], **data
             )
-        node = services.node_update(
-            node=self.instance, actor=actor, source="admin", site=self.cleaned_data["site"], **data
-        )
-        if self.cleaned_data["state"] != node.state:
-            node = services.node_transition(
-                node=node,
-                to=self.cleaned_data["state"],
-                actor=actor,
-                source="admin",
-                reason=self.cleaned_data["reason"],
+        with transaction.atomic():  # a refused state change leaves the other fields unchanged too
+            node = services.node_update(
+                node=self.instance, actor=actor, source="admin", site=self.cleaned_data["site"], **data
             )
+            if self.cleaned_data["state"] != node.state:
+                node = services.node_set_state(
+                    node=node,
+                    to=self.cleaned_data["state"],
+                    actor=actor,
+                    source="admin",
+                    reason=self.cleaned_data["reason"],
+                )
         return node
 
 
@@ -346,6 +406,11 @@ class WipeForm(forms.Form):
     confirm = forms.CharField(max_length=63, label="Type the node's hostname to confirm")
     rejoin = forms.BooleanField(required=False, help_text="register again with a fresh token and come back active")
     retire = forms.BooleanField(required=False, help_text="retire the machine once wiped")
+
+
+class RetireForm(forms.Form):
+    reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 2}))
+    confirm = forms.CharField(max_length=63, label="Type the node's hostname to confirm")
 
 
 class ReplaceForm(forms.Form):
@@ -368,7 +433,7 @@ class NodeAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_per_page = 100
     show_full_result_count = False
     inlines = [NodeCredentialInline]
-    actions = ["revoke_credentials", "provision_nodes", "wipe_node", "replace_node"]
+    actions = ["revoke_credentials", "provision_nodes", "wipe_node", "replace_node", "retire_node"]
 
     # --- lifecycle actions: a confirmation page, then the same services as the API ------------------
 
@@ -377,6 +442,9 @@ class NodeAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     def has_wipe_node_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("sites.wipe_node"))
+
+    def has_retire_node_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("sites.retire_node"))
 
     @admin.action(description="Provision selected nodes…", permissions=["provision_node"])
     def provision_nodes(self, request: HttpRequest, queryset: QuerySet[Node]) -> HttpResponse | None:
@@ -402,6 +470,10 @@ class NodeAdmin(ServiceAdminMixin, admin.ModelAdmin):
     def replace_node(self, request: HttpRequest, queryset: QuerySet[Node]) -> HttpResponse | None:
         return self._destructive(request, queryset, "replace_node", "Replace", ReplaceForm)
 
+    @admin.action(description="Retire node (pre-registered, wiped or quarantined)…", permissions=["retire_node"])
+    def retire_node(self, request: HttpRequest, queryset: QuerySet[Node]) -> HttpResponse | None:
+        return self._destructive(request, queryset, "retire_node", "Retire", RetireForm)
+
     def _destructive(
         self, request: HttpRequest, queryset: QuerySet[Node], action: str, verb: str, form_class: type[forms.Form]
     ) -> HttpResponse | None:
@@ -415,16 +487,18 @@ class NodeAdmin(ServiceAdminMixin, admin.ModelAdmin):
         if form.is_bound and form.is_valid():
             data = dict(form.cleaned_data)
             try:
+                if action == "retire_node":
+                    lifecycle.node_retire(node=node, actor=request.user, source="admin", **data)
+                    self.message_user(request, f"{node.hostname} is retired; its credential is revoked.")
+                    return None
                 if action == "wipe_node":
                     run = lifecycle.node_wipe_request(node=node, actor=request.user, source="admin", **data)
                 else:
                     data = {k: v for k, v in data.items() if v not in ("", None)}
                     run = lifecycle.node_replace_request(node=node, actor=request.user, source="admin", **data)
             except FleetError as exc:
-                for field, errors in exc.errors.items():
-                    if field in form.fields:
-                        form.add_error(field, errors)
-                if not exc.errors or not any(f in form.fields for f in exc.errors):
+                _errors_to_form(form, exc)
+                if not any(f in form.fields for f in exc.errors):
                     self.message_user(request, exc.message, messages.ERROR)
                     return None
             else:

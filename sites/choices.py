@@ -20,6 +20,12 @@ SITE_TRANSITIONS: dict[str, frozenset[str]] = {
     SiteState.OFFLINE: frozenset({SiteState.ACTIVE, SiteState.DEGRADED, SiteState.DECOMMISSIONED}),
     SiteState.DECOMMISSIONED: frozenset(),
 }
+# What a person may do by changing a site's state (API PATCH `state`, the admin's state field): every move
+# but decommissioning, which has its own door (sites.lifecycle.site_decommission: the
+# sites.decommission_site permission, a reason and the site's code typed to confirm).
+SITE_MANUAL_TRANSITIONS: dict[str, frozenset[str]] = {
+    state: targets - {SiteState.DECOMMISSIONED} for state, targets in SITE_TRANSITIONS.items()
+}
 
 
 class NodeRole(models.TextChoices):
@@ -56,6 +62,30 @@ NODE_TRANSITIONS: dict[str, frozenset[str]] = {
     NodeState.QUARANTINED: frozenset({NodeState.PREREGISTERED, NodeState.RETIRED}),
     NodeState.RETIRED: frozenset(),
 }
+
+# What a person may do by changing a node's state (API PATCH `state`, the admin's state field): cordon,
+# uncordon, mark a machine broken, accept a quarantined machine. Every other move belongs to a workflow
+# (wipe, replace, provision: each with its own permission, a reason and the hostname typed to confirm)
+# or to the retire door (sites.lifecycle.node_retire: sites.retire_node, a reason, the hostname), so
+# change_node alone can never put a machine into wiping, wiped, retired or quarantined.
+NODE_MANUAL_TRANSITIONS: dict[str, frozenset[str]] = {
+    NodeState.ACTIVE: frozenset({NodeState.CORDONED, NodeState.BROKEN}),
+    NodeState.CORDONED: frozenset({NodeState.ACTIVE, NodeState.BROKEN}),
+    NodeState.QUARANTINED: frozenset({NodeState.PREREGISTERED}),
+}
+# Manual moves that need a named permission beyond change_node: accepting a quarantined machine lets it
+# register and join a cluster, which is provisioning.
+NODE_MANUAL_PERMISSIONS: dict[tuple[str, str], str] = {
+    (NodeState.QUARANTINED, NodeState.PREREGISTERED): "sites.provision_node",
+}
+# Moving a node into one of these revokes its device credential (sites.services.node_transition, whoever
+# moves it): the machine is being wiped, was wiped, left the fleet or is not trusted.
+NODE_CREDENTIAL_REVOKED_STATES = frozenset(
+    {NodeState.WIPING, NodeState.WIPED, NodeState.RETIRED, NodeState.QUARANTINED}
+)
+# What the retire door accepts: a machine with nothing of the site's on it (never shipped, wiped) or one
+# that was never trusted (quarantined). A machine in service is wiped (with retire) or replaced instead.
+NODE_RETIRABLE_STATES = frozenset({NodeState.PREREGISTERED, NodeState.WIPED, NodeState.QUARANTINED})
 
 # States in which the machine is part of its site's cluster (or should be).
 NODE_IN_SERVICE_STATES = frozenset({NodeState.ACTIVE, NodeState.CORDONED, NodeState.DRAINING})

@@ -3,6 +3,8 @@
 Admin, API and scripts call these; each validates, refuses while another exclusive workflow holds the
 node (409 naming it) or while the node's state does not allow the action (409 naming the state),
 audits the request with its actor, and starts the workflow run in the same transaction.
+Retiring and decommissioning are final, so like a wipe they need their own permission (checked here
+too, not only at the doors), a reason and the node's hostname or the site's code typed to confirm.
 Timings (polls, drain and wipe deadlines, the run's deadline) come from settings and travel in the run's
 context, so the worker uses what the request was made with.
 """
@@ -17,12 +19,13 @@ from django.utils import timezone
 
 from fleet.audit.services import Actor, audit_record
 from fleet.errors import Conflict, Invalid
+from fleet.permissions import require_perm
 from fleet.workflows import selectors as run_selectors
 from fleet.workflows.models import WorkflowRun
 from fleet.workflows.services import subject_key, workflow_start
-from sites import workflows
-from sites.choices import NodeRole, NodeState
-from sites.models import Node
+from sites import services, workflows
+from sites.choices import NODE_RETIRABLE_STATES, NodeRole, NodeState, SiteState
+from sites.models import Node, Site
 from sites.validators import normalize_mac, validate_hostname
 
 PROVISIONABLE_STATES = frozenset({NodeState.PREREGISTERED, NodeState.WIPED, NodeState.JOINING})
@@ -199,3 +202,41 @@ def node_replace_request(
             "role": role or node.role,
         }
         return _start(node, workflows.REPLACE, actor, source, "replace_request", context)
+
+
+def node_retire(*, node: Node, actor: Actor, source: str, reason: str, confirm: str) -> Node:
+    """Retire a machine for good (needs sites.retire_node): one that is pre-registered, wiped or quarantined.
+    Its device credential is revoked with the move (services.node_transition). A machine in service is
+    wiped with `retire` or replaced instead, so nothing leaves the fleet with the site's data on it.
+
+    `confirm` must be the node's hostname (Invalid naming `confirm` otherwise).
+    """
+    require_perm(actor, "sites.retire_node")
+    reason = _check_reason(reason)
+    _check_confirm(node, confirm)
+    with transaction.atomic():
+        node = _locked(node)
+        _refuse_if_busy(node)
+        _refuse_state(node, NODE_RETIRABLE_STATES, "retired")
+        audit_record(actor=actor, verb="retire_request", obj=node, source=source, payload={"reason": reason})
+        return services.node_transition(node=node, to=NodeState.RETIRED, actor=actor, source=source, reason=reason)
+
+
+def site_decommission(*, site: Site, actor: Actor, source: str, reason: str, confirm: str) -> Site:
+    """Decommission a site (needs sites.decommission_site): rollouts leave it out, it takes no new machines
+    and its bootstrap tokens stop working. Final: the state machine has no way back.
+
+    `confirm` must be the site's code (Invalid naming `confirm` otherwise); Conflict when it already is.
+    """
+    require_perm(actor, "sites.decommission_site")
+    reason = _check_reason(reason)
+    if (confirm or "").strip() != site.code:
+        raise Invalid(f"type the site's code ({site.code}) to confirm", field="confirm")
+    with transaction.atomic():
+        site = Site.objects.select_for_update().get(pk=site.pk)
+        if site.state == SiteState.DECOMMISSIONED:
+            raise Conflict(f"site {site.code} is already decommissioned", field="state")
+        audit_record(actor=actor, verb="decommission_request", obj=site, source=source, payload={"reason": reason})
+        return services.site_transition(
+            site=site, to=SiteState.DECOMMISSIONED, actor=actor, source=source, reason=reason
+        )

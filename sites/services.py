@@ -12,11 +12,22 @@ from django.utils import timezone
 
 from fleet.audit.services import Actor, audit_record, changes_between, field_values
 from fleet.errors import Conflict, Invalid
+from fleet.permissions import require_perm
 from fleet.transitions import require_move, require_state
 from fleet.validation import full_clean_or_invalid
 from sites import crypto
 from sites import kubeconfig as kubeconfig_parser
-from sites.choices import NODE_TRANSITIONS, SITE_TRANSITIONS, ClusterReachability, NodeState, SiteState
+from sites.choices import (
+    NODE_CREDENTIAL_REVOKED_STATES,
+    NODE_MANUAL_PERMISSIONS,
+    NODE_MANUAL_TRANSITIONS,
+    NODE_TRANSITIONS,
+    SITE_MANUAL_TRANSITIONS,
+    SITE_TRANSITIONS,
+    ClusterReachability,
+    NodeState,
+    SiteState,
+)
 from sites.models import Cluster, Node, Site
 from sites.validators import normalize_mac, validate_repo_url
 
@@ -98,6 +109,25 @@ def site_transition(*, site: Site, to: str, actor: Actor, source: str, reason: s
             payload={"from": before, "to": to, "reason": reason},
         )
     return site
+
+
+def site_set_state(*, site: Site, to: str, actor: Actor, source: str, reason: str = "") -> Site:
+    """A person's plain change of a site's state (API PATCH `state`, the admin's state field): any move of
+    SITE_TRANSITIONS except decommissioning, which needs its own door (Invalid naming `state` pointing there)."""
+    require_state(to, states=SiteState.values, kind="site")
+    with transaction.atomic():
+        current = Site.objects.select_for_update().get(pk=site.pk).state
+        if current == to:
+            return site
+        require_move(SITE_TRANSITIONS, current=current, to=to, subject=f"site {site.code}")
+        if to not in SITE_MANUAL_TRANSITIONS[current]:
+            raise Invalid(
+                f"site {site.code} is decommissioned only through the decommission action "
+                f"(POST sites/{site.code}/decommission/ or the admin's action: the sites.decommission_site "
+                "permission, a reason and the site's code typed to confirm), not by changing its state",
+                field="state",
+            )
+        return site_transition(site=site, to=to, actor=actor, source=source, reason=reason)
 
 
 def site_delete(*, site: Site, actor: Actor, source: str) -> None:
@@ -353,7 +383,11 @@ def node_transition(
 ) -> Node:
     """Move a node to `to` if NODE_TRANSITIONS allows it, recording why; raise Conflict otherwise.
 
-    Moving to the state it is already in is a no-op, so a workflow step can call this twice.
+    Moving into wiping, wiped, retired or quarantined revokes the machine's device credential in the same
+    transaction, whoever asks: a machine in those states never speaks for the node again (it registers
+    afresh with a bootstrap token after a wipe). Moving to the state it is already in is a no-op, so a
+    workflow step can call this twice. This is the table's check only; a person's request goes through
+    node_set_state (or a lifecycle door), which limits what people may do.
     """
     require_state(to, states=NodeState.values, kind="node")
     with transaction.atomic():
@@ -374,8 +408,57 @@ def node_transition(
             source=source,
             payload={"from": before, "to": to, "reason": reason},
         )
+        if to in NODE_CREDENTIAL_REVOKED_STATES:
+            from sites import devices  # sites.devices imports this module
+
+            devices.node_credentials_revoke(node=locked, actor=actor, source=source, reason=f"node {to}: {reason}")
     node.refresh_from_db()
     return node
+
+
+def node_set_state(*, node: Node, to: str, actor: Actor, source: str, reason: str = "") -> Node:
+    """A person's plain change of a node's state (API PATCH `state`, the admin's state field).
+
+    Only the moves of NODE_MANUAL_TRANSITIONS: cordon, uncordon, mark broken, accept a quarantined machine
+    (that one with sites.provision_node). A move the table forbids altogether is a Conflict naming the
+    state (409); one that belongs to a workflow or to the retire door is Invalid naming `state` (400) and
+    says which door to use; nothing is written either way.
+    """
+    require_state(to, states=NodeState.values, kind="node")
+    with transaction.atomic():
+        current = Node.objects.select_for_update().get(pk=node.pk).state
+        if current == to:
+            return node
+        require_move(NODE_TRANSITIONS, current=current, to=to, subject=f"node {node.hostname}")
+        if to not in NODE_MANUAL_TRANSITIONS.get(current, frozenset()):
+            raise Invalid(_not_manual(node, current, to), field="state")
+        permission = NODE_MANUAL_PERMISSIONS.get((current, to))
+        if permission:
+            require_perm(actor, permission)
+        return node_transition(node=node, to=to, actor=actor, source=source, reason=reason)
+
+
+def _not_manual(node: Node, current: str, to: str) -> str:
+    """Why a person cannot make this move by changing the state, and what to do instead."""
+    subject = f"node {node.hostname} is {current}"
+    if to in (NodeState.WIPING, NodeState.WIPED, NodeState.DRAINING):
+        door = (
+            f"a node becomes {to} only through the wipe workflow (POST nodes/{node.pk}/wipe/ or the admin's "
+            "Wipe action: sites.wipe_node, a reason and the hostname typed to confirm)"
+        )
+    elif to == NodeState.RETIRED:
+        door = (
+            f"retiring needs the retire action (POST nodes/{node.pk}/retire/ or the admin's Retire action: "
+            "sites.retire_node, a reason and the hostname typed to confirm), for a node that is "
+            "pre-registered, wiped or quarantined; wipe (with retire) or replace a machine in service"
+        )
+    elif to == NodeState.QUARANTINED:
+        door = "only a machine's own check-in quarantines it"
+    else:
+        door = f"a node becomes {to} through a workflow (provision, wipe, replace), not a change of its state"
+    allowed = sorted(NODE_MANUAL_TRANSITIONS.get(current, frozenset()))
+    may = f"; from {current} a person may set {', '.join(allowed)}" if allowed else ""
+    return f"{subject}: {door}{may}"
 
 
 # --- probing ----------------------------------------------------------------------------------------

@@ -69,6 +69,8 @@ class ReleaseWriteSerializer(serializers.Serializer):
 
 class RolloutPlanSerializer(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    last_edited_by = serializers.CharField(source="last_edited_by.username", read_only=True, default=None)
+    low_risk_by = serializers.CharField(source="low_risk_by.username", read_only=True, default=None)
     application = serializers.CharField(source="release.application.name", read_only=True)
     release_version = serializers.CharField(source="release.version", read_only=True)
 
@@ -87,6 +89,9 @@ class RolloutPlanSerializer(serializers.ModelSerializer):
             "bake_seconds",
             "require_approval",
             "two_person_rule",
+            "low_risk",
+            "low_risk_by",
+            "low_risk_at",
             "respect_windows",
             "auto_rollback",
             "start_at",
@@ -94,6 +99,7 @@ class RolloutPlanSerializer(serializers.ModelSerializer):
             "timezone",
             "site_deadline_seconds",
             "created_by",
+            "last_edited_by",
             "created_at",
             "updated_at",
         ]
@@ -110,6 +116,9 @@ class RolloutPlanWriteSerializer(serializers.Serializer):
     bake_seconds = serializers.IntegerField(required=False)
     require_approval = serializers.BooleanField(required=False)
     two_person_rule = serializers.BooleanField(required=False)
+    low_risk = serializers.BooleanField(
+        required=False, help_text="no approval gates under the approval policy; needs rollouts.mark_low_risk"
+    )
     respect_windows = serializers.BooleanField(required=False)
     auto_rollback = serializers.BooleanField(required=False)
     start_at = serializers.DateTimeField(required=False, allow_null=True)

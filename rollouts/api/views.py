@@ -138,11 +138,13 @@ class RolloutPlanViewSet(viewsets.ModelViewSet):
         data = validated(DryRunSerializer, source)
         return Response(services.rollout_plan_dry_run(plan=self.get_object(), at=data.get("at")))
 
-    @extend_schema(request=None, responses={202: RolloutSerializer})
+    @extend_schema(request=RolloutActionSerializer, responses={202: RolloutSerializer})
     @action(detail=True, methods=["post"])
     def start(self, request: Request, pk: str | None = None) -> Response:
-        """Start a rollout of this plan: waves and sites are computed and stored; the workflow drives them."""
-        rollout = services.rollout_start(plan=self.get_object(), actor=request.user, source="api")
+        """Start a rollout of this plan (`{"reason"}` required): waves and sites are computed and stored;
+        the workflow drives them, through the approval gates the plan and FLEET_ROLLOUT_APPROVAL_POLICY set."""
+        data = validated(RolloutActionSerializer, request.data)
+        rollout = services.rollout_start(plan=self.get_object(), actor=request.user, source="api", **data)
         return Response(_present(rollout), status=status.HTTP_202_ACCEPTED)
 
 
@@ -152,7 +154,9 @@ class SiteRolloutPagination(FleetCursorPagination):
 
 class RolloutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Rollouts, newest first, with their waves and counters (never counted per row). Actions:
-    pause, resume, cancel, rollback (rollouts.change_rollout), approve (rollouts.approve_rollout)."""
+    pause, resume, cancel, rollback (rollouts.change_rollout; cancel and rollback need a `reason`),
+    approve (rollouts.approve_rollout; under the two-person rule not by who started it, last edited its
+    plan or wrote its release)."""
 
     queryset = selectors.rollout_list()
     serializer_class = RolloutSerializer

@@ -179,6 +179,16 @@ class NodeWipeSerializer(serializers.Serializer):
     retire = serializers.BooleanField(default=False, help_text="retire the node once wiped (without rejoin)")
 
 
+class NodeRetireSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500)
+    confirm = serializers.CharField(max_length=63, help_text="the node's hostname, typed to confirm")
+
+
+class SiteDecommissionSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500)
+    confirm = serializers.CharField(max_length=16, help_text="the site's code, typed to confirm")
+
+
 class NodeReplaceSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=500)
     confirm = serializers.CharField(max_length=63, help_text="the node's hostname, typed to confirm")

@@ -22,12 +22,14 @@ from sites.api.serializers import (
     ClusterSerializer,
     NodeProvisionSerializer,
     NodeReplaceSerializer,
+    NodeRetireSerializer,
     NodeSerializer,
     NodeWipeSerializer,
     NodeWriteSerializer,
     ProbeAcceptedSerializer,
     RevokeCredentialsSerializer,
     RevokedCredentialsSerializer,
+    SiteDecommissionSerializer,
     SiteSerializer,
     SiteWriteSerializer,
 )
@@ -54,6 +56,7 @@ class SiteViewSet(viewsets.ModelViewSet):
         "cluster": None,  # decided per method in the action
         "probe": ["sites.probe_site"],
         "backups": ["sites.view_site", "sites.view_backup"],
+        "decommission": ["sites.view_site", "sites.decommission_site"],
     }
 
     @extend_schema(request=SiteWriteSerializer, responses={201: SiteSerializer})
@@ -68,10 +71,11 @@ class SiteViewSet(viewsets.ModelViewSet):
         site = self.get_object()
         data = _validated(SiteWriteSerializer, request.data, partial=kwargs.get("partial", False))
         state, reason = data.pop("state", None), data.pop("reason", "")
-        if data:
-            site = services.site_update(site=site, actor=request.user, source="api", **data)
-        if state is not None:
-            site = services.site_transition(site=site, to=state, actor=request.user, source="api", reason=reason)
+        with transaction.atomic():  # a refused state change leaves the other fields unchanged too
+            if data:
+                site = services.site_update(site=site, actor=request.user, source="api", **data)
+            if state is not None:
+                site = services.site_set_state(site=site, to=state, actor=request.user, source="api", reason=reason)
         return Response(self._present(site))
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -120,6 +124,14 @@ class SiteViewSet(viewsets.ModelViewSet):
         services.site_probe_request(sites=[site], actor=request.user, source="api")
         return Response({"site": site.code, "queued": True}, status=status.HTTP_202_ACCEPTED)
 
+    @extend_schema(request=SiteDecommissionSerializer, responses=SiteSerializer)
+    @action(detail=True, methods=["post"])
+    def decommission(self, request: Request, code: str | None = None) -> Response:
+        """Decommission the site (needs `sites.decommission_site`; final); `confirm` must be the site's code."""
+        data = _validated(SiteDecommissionSerializer, request.data)
+        site = lifecycle.site_decommission(site=self.get_object(), actor=request.user, source="api", **data)
+        return Response(self._present(site))
+
     def _present(self, site: Site) -> dict[str, Any]:
         return dict(SiteSerializer(selectors.site_list().get(pk=site.pk)).data)
 
@@ -132,8 +144,9 @@ class NodeViewSet(
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
-    """Machines. POST pre-registers one; PATCH changes its details or, with `state`, moves it through
-    the lifecycle transition table (409 when the move is not allowed)."""
+    """Machines. POST pre-registers one; PATCH changes its details or, with `state`, cordons, uncordons,
+    marks it broken or accepts a quarantined machine (409 when the table forbids the move, 400 naming the
+    door to use for a move that belongs to a workflow or to `retire/`)."""
 
     queryset = selectors.node_list()
     serializer_class = NodeSerializer
@@ -143,6 +156,7 @@ class NodeViewSet(
         "provision": ["sites.view_node", "sites.provision_node"],
         "wipe": ["sites.view_node", "sites.wipe_node"],
         "replace": ["sites.view_node", "sites.wipe_node"],
+        "retire": ["sites.view_node", "sites.retire_node"],
     }
     filterset_class = NodeFilter
     pagination_class = FleetCursorPagination
@@ -161,10 +175,11 @@ class NodeViewSet(
         node = self.get_object()
         data = _validated(NodeWriteSerializer, request.data, partial=kwargs.get("partial", False))
         state, reason = data.pop("state", None), data.pop("reason", "")
-        if data:
-            node = services.node_update(node=node, actor=request.user, source="api", **data)
-        if state is not None:
-            node = services.node_transition(node=node, to=state, actor=request.user, source="api", reason=reason)
+        with transaction.atomic():  # a refused state change leaves the other fields unchanged too
+            if data:
+                node = services.node_update(node=node, actor=request.user, source="api", **data)
+            if state is not None:
+                node = services.node_set_state(node=node, to=state, actor=request.user, source="api", reason=reason)
         return Response(NodeSerializer(node).data)
 
     @extend_schema(request=RevokeCredentialsSerializer, responses=RevokedCredentialsSerializer)
@@ -201,6 +216,15 @@ class NodeViewSet(
         data = _validated(NodeReplaceSerializer, request.data)
         run = lifecycle.node_replace_request(node=self.get_object(), actor=request.user, source="api", **data)
         return _accepted(run)
+
+    @extend_schema(request=NodeRetireSerializer, responses=NodeSerializer)
+    @action(detail=True, methods=["post"])
+    def retire(self, request: Request, pk: str | None = None) -> Response:
+        """Retire a pre-registered, wiped or quarantined node (needs `sites.retire_node`; final); `confirm`
+        must be its hostname. Its device credential is revoked."""
+        data = _validated(NodeRetireSerializer, request.data)
+        node = lifecycle.node_retire(node=self.get_object(), actor=request.user, source="api", **data)
+        return Response(NodeSerializer(node).data)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         services.node_delete(node=self.get_object(), actor=request.user, source="api")

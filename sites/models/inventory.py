@@ -34,7 +34,11 @@ class Site(models.Model):
 
     class Meta:
         ordering = ["code"]
-        permissions = [("probe_site", "Can probe a site's cluster")]
+        permissions = [
+            ("probe_site", "Can probe a site's cluster"),
+            # Final (the state machine has no way back): support staff get it deliberately, apart from change_site.
+            ("decommission_site", "Can decommission a site (final)"),
+        ]
 
     def __str__(self) -> str:
         return self.code
@@ -111,6 +115,7 @@ class Node(models.Model):
         permissions = [
             ("provision_node", "Can provision a node"),
             ("wipe_node", "Can wipe or replace a node (destructive)"),
+            ("retire_node", "Can retire a node (final)"),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -107,7 +107,7 @@ def test_plan_dry_run_and_start_pages(staff: Client) -> None:
     assert not Rollout.objects.exists()
 
     assert b"Yes, start" in staff.get(f"/admin/rollouts/rolloutplan/{plan.pk}/start/").content
-    started = staff.post(f"/admin/rollouts/rolloutplan/{plan.pk}/start/")
+    started = staff.post(f"/admin/rollouts/rolloutplan/{plan.pk}/start/", {"reason": "weekly release"})
     assert started.status_code == 302
     assert Rollout.objects.get().plan == plan
 

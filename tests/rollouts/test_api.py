@@ -1,5 +1,7 @@
 """The releases and rollouts API: shapes per DESIGN.md, every bad input's answer, permissions, query counts."""
 
+from typing import Any
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -11,6 +13,12 @@ from tests.rollouts.conftest import VIEW, client_for
 from tests.rollouts.factories import TEMPLATES, VALUES, ApplicationFactory, ReleaseFactory, RolloutPlanFactory
 
 pytestmark = pytest.mark.django_db
+
+START = {"reason": "weekly release"}
+
+
+def start(client: APIClient, plan: RolloutPlan) -> Any:
+    return client.post(f"/api/v1/rollout-plans/{plan.pk}/start/", START, format="json")
 
 
 def plan_body(release: Release, **overrides: object) -> dict:
@@ -150,7 +158,7 @@ def test_start_answers_202_with_the_rollout_shape(admin_api: APIClient) -> None:
     sites = [SiteFactory() for _ in range(10)]
     plan = RolloutPlanFactory(waves=[{"name": "canary", "sites": [sites[3].code]}, {"percent": 50}, {"percent": 100}])
 
-    response = admin_api.post(f"/api/v1/rollout-plans/{plan.pk}/start/")
+    response = admin_api.post(f"/api/v1/rollout-plans/{plan.pk}/start/", START, format="json")
 
     assert response.status_code == 202, response.content
     body = response.json()
@@ -181,9 +189,9 @@ def test_start_answers_202_with_the_rollout_shape(admin_api: APIClient) -> None:
 def test_overlapping_start_is_409_naming_the_rollout(admin_api: APIClient) -> None:
     SiteFactory()
     release = ReleaseFactory()
-    first = admin_api.post(f"/api/v1/rollout-plans/{RolloutPlanFactory(release=release).pk}/start/").json()
+    first = start(admin_api, RolloutPlanFactory(release=release)).json()
 
-    response = admin_api.post(f"/api/v1/rollout-plans/{RolloutPlanFactory(release=release).pk}/start/")
+    response = start(admin_api, RolloutPlanFactory(release=release))
 
     assert response.status_code == 409
     assert f"rollout {first['id']}" in response.json()["detail"]
@@ -194,12 +202,12 @@ def test_start_and_approve_need_their_own_permissions(planner_api: APIClient) ->
     SiteFactory()
     plan = RolloutPlanFactory(require_approval=True, waves=[{"count": 1}, {"percent": 100}])
 
-    refused = planner_api.post(f"/api/v1/rollout-plans/{plan.pk}/start/")
+    refused = planner_api.post(f"/api/v1/rollout-plans/{plan.pk}/start/", START, format="json")
     assert refused.status_code == 403
     assert not Rollout.objects.exists()
 
     starter = client_for("starter", [*VIEW, "rollouts.start_rollout"])
-    rollout = starter.post(f"/api/v1/rollout-plans/{plan.pk}/start/").json()
+    rollout = starter.post(f"/api/v1/rollout-plans/{plan.pk}/start/", START, format="json").json()
     assert planner_api.post(f"/api/v1/rollouts/{rollout['id']}/approve/").status_code == 403
     assert starter.post(f"/api/v1/rollouts/{rollout['id']}/pause/").status_code == 403
 
@@ -210,7 +218,7 @@ def test_two_person_rule_over_the_api() -> None:
     plan = RolloutPlanFactory(require_approval=True, two_person_rule=True, waves=[{"count": 1}, {"percent": 100}])
     alice = client_for("alice", [*VIEW, "rollouts.start_rollout", "rollouts.approve_rollout"])
     bob = client_for("bob", [*VIEW, "rollouts.approve_rollout"])
-    rollout_id = alice.post(f"/api/v1/rollout-plans/{plan.pk}/start/").json()["id"]
+    rollout_id = alice.post(f"/api/v1/rollout-plans/{plan.pk}/start/", START, format="json").json()["id"]
 
     early = bob.post(f"/api/v1/rollouts/{rollout_id}/approve/")
     assert early.status_code == 409 and "running" in early.json()["detail"]
@@ -230,7 +238,7 @@ def test_two_person_rule_over_the_api() -> None:
 
 def test_pause_resume_cancel_rollback_answers(admin_api: APIClient) -> None:
     SiteFactory()
-    rollout_id = admin_api.post(f"/api/v1/rollout-plans/{RolloutPlanFactory().pk}/start/").json()["id"]
+    rollout_id = start(admin_api, RolloutPlanFactory()).json()["id"]
     url = f"/api/v1/rollouts/{rollout_id}"
 
     assert admin_api.post(f"{url}/resume/").status_code == 409
@@ -238,8 +246,8 @@ def test_pause_resume_cancel_rollback_answers(admin_api: APIClient) -> None:
     assert admin_api.post(f"{url}/resume/").json()["state"] == "running"
     rollback = admin_api.post(f"{url}/rollback/", {"reason": "bad"}, format="json")
     assert rollback.status_code == 202 and rollback.json()["rollback_requested"] is True
-    assert admin_api.post(f"{url}/rollback/").status_code == 409
-    cancelled = admin_api.post(f"{url}/cancel/").json()
+    assert admin_api.post(f"{url}/rollback/", {"reason": "bad"}, format="json").status_code == 409
+    cancelled = admin_api.post(f"{url}/cancel/", {"reason": "wrong release"}, format="json").json()
     assert cancelled["state"] == "cancelled" and cancelled["finished_at"]
     response = admin_api.post(f"{url}/pause/")
     assert response.status_code == 409 and "cancelled" in response.json()["detail"]

@@ -30,6 +30,17 @@ def test_a_new_rollout_opens_its_first_wave() -> None:
     assert not decision.idle
 
 
+def test_under_the_approval_policy_the_first_wave_waits_for_an_approval() -> None:
+    unapproved = wave(0, sites("pending", "pending"), opened_at=None)
+
+    awaiting = decide(view(unapproved, approve_first_wave=True), NOW)
+    assert awaiting.await_approval and awaiting.open_wave is None and not awaiting.start
+    assert "needs an approval before any site changes" in awaiting.reason
+
+    approved = wave(0, sites("pending", "pending"), opened_at=None, approved_at=NOW)
+    assert decide(view(approved, approve_first_wave=True), NOW).open_wave == 0
+
+
 @pytest.mark.parametrize("state", ["paused", "awaiting_approval", "halted", "succeeded", "cancelled", "scheduled"])
 def test_a_rollout_that_is_not_running_does_nothing(state: str) -> None:
     decision = decide(view(wave(0, sites("pending", "pending")), state=state), NOW)

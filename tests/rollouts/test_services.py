@@ -185,7 +185,7 @@ def test_start_stores_waves_and_pending_sites_and_locks_the_release() -> None:
     user = UserFactory(perms=["rollouts.start_rollout"])
     plan = RolloutPlanFactory(waves=[{"name": "canary", "sites": [canary]}, {"percent": 25}, {"percent": 100}])
 
-    rollout = services.rollout_start(plan=plan, actor=user, source="test")
+    rollout = services.rollout_start(plan=plan, actor=user, source="test", reason="weekly release")
 
     assert rollout.state == RolloutState.RUNNING
     assert rollout.started_by == user and rollout.started_by_name == user.username
@@ -274,7 +274,7 @@ def rollout() -> Rollout:
     make_sites(6)
     plan = RolloutPlanFactory(waves=[{"count": 2}, {"percent": 100}], require_approval=True, two_person_rule=True)
     starter = UserFactory(username="starter", perms=["rollouts.start_rollout"])
-    return services.rollout_start(plan=plan, actor=starter, source="test")
+    return services.rollout_start(plan=plan, actor=starter, source="test", reason="weekly release")
 
 
 def test_pause_resume_cancel_follow_the_state_table(rollout: Rollout) -> None:
@@ -332,12 +332,12 @@ def test_rollback_is_recorded_once_and_refused_when_already_rolled_back(rollout:
     requested = services.rollout_rollback(rollout=rollout, actor=operator, source="test", reason="bad build")
     assert requested.rollback_requested_at and requested.rollback_requested_by == operator.username
     with pytest.raises(Conflict, match="already requested"):
-        services.rollout_rollback(rollout=rollout, actor=operator, source="test")
+        services.rollout_rollback(rollout=rollout, actor=operator, source="test", reason="again")
     assert decide(selectors.rollout_progress_view(requested, timezone.now()), timezone.now()).rollback
 
     services.rollout_transition(rollout=rollout, to="rolled_back", actor="workflow", source="workflow")
     with pytest.raises(Conflict, match="is rolled_back; it cannot be rolled back"):
-        services.rollout_rollback(rollout=rollout, actor=operator, source="test")
+        services.rollout_rollback(rollout=rollout, actor=operator, source="test", reason="again")
 
 
 # --- recording progress -------------------------------------------------------------------------------

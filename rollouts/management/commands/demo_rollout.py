@@ -32,3 +32,8 @@ class Command(BaseCommand):
                 f"watch it at /admin/rollouts/rollout/{rollout.pk}/change/"
             )
         )
+        if rollout.plan_snapshot.get("approve_first_wave"):
+            self.stdout.write(
+                "FLEET_ROLLOUT_APPROVAL_POLICY is on: it waits for an approval before each wave, by a person "
+                "other than who started it (the demo is never marked low-risk)"
+            )
