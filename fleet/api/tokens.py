@@ -22,7 +22,7 @@ from rest_framework.request import Request
 
 from fleet.api.models import ApiToken
 from fleet.audit.services import Actor, actor_name, audit_record
-from fleet.errors import Conflict, Invalid
+from fleet.errors import Conflict, Forbidden, Invalid
 
 KEY_PREFIX = "eft_"
 PREFIX_LENGTH = 12  # "eft_" and 8 characters: enough to tell keys apart, 48 of 256 bits
@@ -49,6 +49,7 @@ def api_token_issue(
         raise Invalid(f"a token lives between a minute and {MAX_LIFETIME.days} days", field="lifetime")
     if not user.is_active:
         raise Invalid(f"user {user.get_username()} is inactive", field="user")
+    _check_may_issue_for(actor, user)
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     now = timezone.now()
     with transaction.atomic():
@@ -69,6 +70,25 @@ def api_token_issue(
             payload={"user": user.get_username(), "prefix": token.prefix, "expires_at": token.expires_at.isoformat()},
         )
     return token, key
+
+
+def _check_may_issue_for(actor: Actor, user: Any) -> None:
+    """A key acts with all of its user's rights, so a person issues one for someone else only when they
+    hold every right that user has (and superuser status for a superuser): staff allowed to add tokens
+    cannot mint their way to more than they have."""
+    if not isinstance(actor, AbstractBaseUser) or actor.pk == user.pk:
+        return  # the user themselves (auth/token/), or the system
+    if getattr(actor, "is_superuser", False):
+        return
+    if getattr(user, "is_superuser", False):
+        raise Forbidden(f"only a superuser may issue a key for superuser {user.get_username()}", field="user")
+    missing = sorted(user.get_all_permissions() - actor.get_all_permissions())  # type: ignore[attr-defined]
+    if missing:
+        raise Forbidden(
+            f"{user.get_username()} has permissions you do not ({', '.join(missing[:5])}"
+            f"{', …' if len(missing) > 5 else ''}); a key for them would give you those",
+            field="user",
+        )
 
 
 def api_token_revoke(*, token: ApiToken, actor: Actor, source: str) -> ApiToken:

@@ -186,6 +186,26 @@ def test_staff_issue_a_key_shown_once_and_revoke_it_in_the_admin(admin_user: Any
     assert verbs == ["issue_token", "revoke_token"]
 
 
+def test_staff_cannot_mint_a_key_with_more_rights_than_their_own(db: None) -> None:
+    # Given a staff member allowed to manage tokens, but not to wipe nodes
+    clerk = UserFactory(username="clerk", is_staff=True, perms=["api.add_apitoken", "api.view_apitoken"])
+    wiper = UserFactory(username="wiper", perms=["sites.wipe_node", "sites.view_node"])
+    boss = UserFactory(username="boss", is_superuser=True)
+    staff = Client()
+    staff.force_login(clerk)
+
+    for target in (wiper, boss):
+        refused = staff.post("/admin/api/apitoken/add/", {"user": target.pk, "name": "x", "lifetime_days": 1})
+        assert refused.status_code == 200 and "key" not in (refused.context or {}), target
+        assert "a key for them would give you those" in refused.content.decode() or "superuser" in (
+            refused.content.decode()
+        )
+    assert not ApiToken.objects.exists()
+    # A user with no more rights than the clerk's is fine
+    reader = UserFactory(username="reader", perms=["api.view_apitoken"])
+    assert staff.post("/admin/api/apitoken/add/", {"user": reader.pk, "lifetime_days": 1}).context["key"]
+
+
 def test_tokens_are_never_deleted_in_the_admin(admin_user: Any) -> None:
     staff = Client()
     staff.force_login(admin_user)
