@@ -2,15 +2,19 @@
 
 Every setting comes from a `FLEET_*` environment variable (documented in .env.example). The defaults
 give the embedded set-up: SQLite under var/, a local Redis, bare git repositories under var/repos.
-`FLEET_ENV=production` refuses to start with a default secret key, without Fernet keys, or with DEBUG.
+`FLEET_ENV=production` refuses to start with anything unsafe (the checks are at the end of this file): a
+weak or default secret key, malformed or missing Fernet keys, DEBUG, no metrics token, no allowed hosts,
+HTTPS settings turned off, an undeclared proxy count.
 """
 
 import base64
 import hashlib
 import re
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import environ
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
@@ -43,17 +47,6 @@ def _development_fernet_key(secret: str) -> str:
 # first and `manage.py rotate_secrets` re-encrypts everything before the old key is removed.
 FLEET_SECRET_KEYS = env.list("FLEET_SECRET_KEYS", default=[]) or [_development_fernet_key(SECRET_KEY)]
 
-if PRODUCTION:
-    problems = []
-    if SECRET_KEY == DEFAULT_SECRET_KEY:
-        problems.append("FLEET_SECRET_KEY is the development default")
-    if DEBUG:
-        problems.append("FLEET_DEBUG is on")
-    if not env.list("FLEET_SECRET_KEYS", default=[]):
-        problems.append("FLEET_SECRET_KEYS is not set")
-    if problems:
-        raise ImproperlyConfigured("refusing to start in production: " + "; ".join(problems))
-
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -62,7 +55,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -152,15 +144,30 @@ STORAGES = {
 
 LOGIN_URL = "/admin/login/"
 
-if PRODUCTION:
-    SESSION_COOKIE_SECURE = env.bool("FLEET_SECURE_COOKIES", default=True)
-    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# --- HTTPS (on in production; the start-up checks at the end refuse it turned off) -------------------
+# Behind FLEET_TRUSTED_PROXIES TLS-terminating proxies, X-Forwarded-Proto says whether the client used
+# HTTPS; with no proxy declared nobody may claim it for the client. /healthz stays reachable over plain
+# HTTP for load balancers (FLEET_SECURE_REDIRECT_EXEMPT: regular expressions of paths without the /).
+FLEET_TRUSTED_PROXIES = env.int("FLEET_TRUSTED_PROXIES", default=0)
+SECURE_SSL_REDIRECT = env.bool("FLEET_SECURE_SSL_REDIRECT", default=PRODUCTION)
+SECURE_REDIRECT_EXEMPT = env.list("FLEET_SECURE_REDIRECT_EXEMPT", default=[r"^healthz$"])
+SECURE_HSTS_SECONDS = env.int("FLEET_HSTS_SECONDS", default=31_536_000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("FLEET_HSTS_INCLUDE_SUBDOMAINS", default=PRODUCTION)
+# The header only allows a browser's preload list to take the domain; nothing is submitted anywhere.
+SECURE_HSTS_PRELOAD = env.bool("FLEET_HSTS_PRELOAD", default=PRODUCTION)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_SECURE = env.bool("FLEET_SECURE_COOKIES", default=PRODUCTION)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+if FLEET_TRUSTED_PROXIES > 0:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- REST API -------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "fleet.api.tokens.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["fleet.api.permissions.ModelPermissions"],
@@ -173,14 +180,13 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "fleet.api.exceptions.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"device": env.str("FLEET_DEVICE_THROTTLE", default="120/min")},
+    # Throttles are keyed by fleet.api.throttling.client_ip (FLEET_TRUSTED_PROXIES, below).
+    "DEFAULT_THROTTLE_RATES": {
+        "device": env.str("FLEET_DEVICE_THROTTLE", default="120/min"),
+        "login": env.str("FLEET_LOGIN_THROTTLE", default="10/min"),
+    },
+    "NUM_PROXIES": FLEET_TRUSTED_PROXIES,
 }
-
-# The cache holds the API throttle counters (the device scope above). Local memory counts per process,
-# which is enough to stop a misbehaving machine; point FLEET_CACHE_URL at Redis (rediscache://...) for
-# one count across web processes. A cache that is down must not take the device API with it, hence not
-# Redis by default.
-CACHES = {"default": env.cache_url("FLEET_CACHE_URL", default="locmemcache://edgefleet")}
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "edgefleet API",
@@ -192,6 +198,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The schema and its docs map the whole API: a login (session or token) to read them.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     # Many models have a `state`; name each enum after its choices so the schema stays readable.
     "ENUM_NAME_OVERRIDES": {
         "SiteStateEnum": "sites.choices.SiteState",
@@ -265,6 +273,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": FLEET_WORKFLOW_SWEEP_SECONDS,
         # A sweep that has waited longer than the interval is superseded by the next one.
         "options": {"expires": FLEET_WORKFLOW_SWEEP_SECONDS},
+    },
+    # api: Idempotency-Key records past their lifetime (they are ignored already; this keeps the table small).
+    "api-purge-idempotency-records": {
+        "task": "api.purge_idempotency_records",
+        "schedule": 3600.0,
+        "options": {"expires": 3600.0},
     },
     # rollouts.drift: compare each site's applied revision with its repository head, a batch per run.
     "rollout-drift-check": {
@@ -347,8 +361,6 @@ FLEET_ROLLOUT_APPROVAL_POLICY = env.bool("FLEET_ROLLOUT_APPROVAL_POLICY", defaul
 # Drift check: every FLEET_DRIFT_INTERVAL seconds, the FLEET_DRIFT_BATCH sites checked longest ago.
 FLEET_DRIFT_INTERVAL = env.float("FLEET_DRIFT_INTERVAL", default=60.0)
 FLEET_DRIFT_BATCH = env.int("FLEET_DRIFT_BATCH", default=500)
-# When set, /metrics answers only `Authorization: Bearer <token>`.
-METRICS_TOKEN = env.str("FLEET_METRICS_TOKEN", default="")
 
 LOGGING = {
     "version": 1,
@@ -358,3 +370,86 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("FLEET_LOG_LEVEL", default="INFO")},
     "loggers": {"kubernetes": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
 }
+
+
+# --- API secrets: tokens, Idempotency-Key records, throttle cache, metrics -------------------------------
+# Integration tokens expire this many days after issue (staff may choose another lifetime in the admin).
+FLEET_API_TOKEN_TTL_DAYS = env.int("FLEET_API_TOKEN_TTL_DAYS", default=90)
+# How long a POST's Idempotency-Key is remembered; purged hourly by beat.
+FLEET_IDEMPOTENCY_HOURS = env.float("FLEET_IDEMPOTENCY_HOURS", default=24.0)
+# /metrics answers only `Authorization: Bearer <token>` when set; production refuses to start without it.
+METRICS_TOKEN = env.str("FLEET_METRICS_TOKEN", default="")
+
+
+def _redis_database(url: str, database: int) -> str:
+    """`url` with another database number: the cache must not share the broker's (a cache clear is a FLUSHDB)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+# The cache holds the throttle counters (fleet.api.throttling). Production shares them through Redis
+# (database 1 of FLEET_REDIS_URL unless FLEET_CACHE_URL says otherwise), so a limit holds across web
+# processes; short socket timeouts and the throttles' local fallback keep a Redis outage from stalling
+# or refusing requests. Development counts in process memory.
+if env.str("FLEET_CACHE_URL", default=""):
+    CACHES = {"default": env.cache_url("FLEET_CACHE_URL")}
+elif PRODUCTION:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _redis_database(REDIS_URL, 1),
+            "KEY_PREFIX": "edgefleet",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "edgefleet"}}
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    CACHES["default"].setdefault("OPTIONS", {}).update({"socket_connect_timeout": 0.5, "socket_timeout": 0.5})
+
+
+# --- Production start-up checks ------------------------------------------------------------------------
+def _production_problems() -> list[str]:
+    """Every reason this configuration is unsafe to serve in production, each naming its variable."""
+    problems = []
+    if SECRET_KEY == DEFAULT_SECRET_KEY:
+        problems.append("FLEET_SECRET_KEY is the development default")
+    elif len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5 or SECRET_KEY.startswith("django-insecure-"):
+        problems.append(
+            "FLEET_SECRET_KEY is too weak (at least 50 characters, 5 of them different; "
+            'generate one: python -c "import secrets; print(secrets.token_urlsafe(50))")'
+        )
+    if DEBUG:
+        problems.append("FLEET_DEBUG is on")
+    if not env.list("FLEET_SECRET_KEYS", default=[]):
+        problems.append("FLEET_SECRET_KEYS is not set")
+    if len(METRICS_TOKEN) < 32:
+        problems.append("FLEET_METRICS_TOKEN is not set or shorter than 32 characters")
+    if not ALLOWED_HOSTS or "*" in ALLOWED_HOSTS:
+        problems.append("FLEET_ALLOWED_HOSTS must name the host names served (not empty, not *)")
+    if not SECURE_SSL_REDIRECT:
+        problems.append("FLEET_SECURE_SSL_REDIRECT is off")
+    if SECURE_HSTS_SECONDS < 86_400:
+        problems.append("FLEET_HSTS_SECONDS is under a day (HSTS off or too short)")
+    if not SECURE_HSTS_INCLUDE_SUBDOMAINS:
+        problems.append("FLEET_HSTS_INCLUDE_SUBDOMAINS is off")
+    if not SESSION_COOKIE_SECURE:
+        problems.append("FLEET_SECURE_COOKIES is off")
+    if "FLEET_TRUSTED_PROXIES" not in env.ENVIRON:
+        problems.append("FLEET_TRUSTED_PROXIES is not set (the number of reverse proxies in front; 0 for none)")
+    return problems
+
+
+def _fernet_problems() -> list[str]:
+    """A malformed Fernet key refuses the start in any environment, rather than the first decryption."""
+    problems = []
+    for index, key in enumerate(env.list("FLEET_SECRET_KEYS", default=[]), start=1):
+        try:
+            Fernet(key.encode())
+        except ValueError:
+            problems.append(f"FLEET_SECRET_KEYS entry {index} is not a Fernet key (32 url-safe base64-encoded bytes)")
+    return problems
+
+
+_problems = _fernet_problems() + (_production_problems() if PRODUCTION else [])
+if _problems:
+    raise ImproperlyConfigured(f"refusing to start ({FLEET_ENV}): " + "; ".join(_problems))

@@ -1,4 +1,4 @@
-"""Top-level URLs: admin, the REST API, its schema and docs, health and metrics."""
+"""Top-level URLs: admin, the REST API, its schema and docs (both need a login), health and metrics."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -6,12 +6,15 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from fleet.api.health import healthz
 from fleet.api.metrics import metrics
+from fleet.api.throttling import throttled_admin_login
 
 admin.site.site_header = "edgefleet"
 admin.site.site_title = "edgefleet"
 admin.site.index_title = "Fleet administration"
 
 urlpatterns = [
+    # Before the admin's own URLs, so its login form is throttled like auth/token/ (same name, same path).
+    path("admin/login/", throttled_admin_login),
     path("admin/", admin.site.urls),
     path("api/v1/", include("fleet.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -5,6 +5,7 @@ The HTTP layer (`simulator.server`) parses requests and calls these; controllers
 devices call them too, so every writer goes through the same rules.
 """
 
+import base64
 import copy
 import ipaddress
 import json
@@ -77,6 +78,17 @@ def drop_unapplied(target: dict[str, Any], previous: dict[str, Any], current: di
                 was = next((i for i in before if isinstance(i, dict) and i.get(merge_key) == item.get(merge_key)), None)
                 if was is not None and item.get(merge_key) in now:
                     drop_unapplied(item, was, now[item.get(merge_key)], key)
+
+
+def _secret_string_data(obj: dict[str, Any]) -> None:
+    """As the API server: a Secret's write-only `stringData` is merged into `data` (base64), type Opaque."""
+    obj.setdefault("type", "Opaque")
+    string_data = obj.get("stringData")
+    if isinstance(string_data, dict) and all(isinstance(v, str) for v in string_data.values()):
+        data: dict[str, Any] = obj["data"] if isinstance(obj.get("data"), dict) else {}
+        data.update({k: base64.b64encode(v.encode()).decode() for k, v in string_data.items()})
+        obj["data"] = data
+        del obj["stringData"]
 
 
 def _clone(obj: Any) -> Any:
@@ -170,6 +182,8 @@ class ApiServer:
         if api_version is not None and api_version != rt.api_version:
             raise errors.bad_request(f"the apiVersion {api_version!r} does not match {rt.api_version!r}")
         obj["kind"], obj["apiVersion"] = rt.kind, rt.api_version
+        if rt.kind == "Secret":
+            _secret_string_data(obj)
         return obj
 
     def _check_namespace_open(self, namespace: str) -> None:

@@ -1,6 +1,6 @@
 """The controllers that make a site's objects behave: Deployment -> ReplicaSet -> Pods, DaemonSets, Jobs,
-the scheduler, a kubelet per node (pod start, readiness, job completion), pod garbage collection and
-PodDisruptionBudget status.
+the scheduler, a kubelet per node (pod start with its environment, readiness, job completion), garbage
+collection of pods and of Secrets owned by Jobs, and PodDisruptionBudget status.
 
 They are event-driven: a site runs `Controllers.reconcile()` when one of its objects changed (coalesced,
 see `simulator.site`) or when a timer it asked for is due (a pod finishing its start, a Job finishing its
@@ -19,7 +19,9 @@ from simulator.errors import ApiError
 from simulator.resources import BY_PLURAL
 from simulator.store import now_iso
 from simulator.workloads import (
+    EnvUnresolved,
     condition,
+    container_env,
     controller_of,
     owned_by,
     owner_reference,
@@ -36,6 +38,8 @@ DAEMONSETS, JOBS, PDBS, NODES = (
     BY_PLURAL["poddisruptionbudgets"],
     BY_PLURAL["nodes"],
 )
+SECRETS = BY_PLURAL["secrets"]
+OWNER_KINDS = frozenset({"ReplicaSet", "DaemonSet", "Job", "StatefulSet"})  # the owners GC knows of
 K3S_VERSION = "v1.31.4+k3s1"
 TEMPLATE_HASH = "pod-template-hash"
 
@@ -97,7 +101,8 @@ class Controllers:
     """All controllers of one site. Hooks connect them to the rest of the simulated site:
 
     - `pod_unavailable(pod)`: a fault says this workload pod must never become ready;
-    - `job_finished(job, pod)`: a Job pod ran to completion on its node (log it, obey a wipe);
+    - `job_finished(job, pod, env)`: a Job pod ran to completion on its node with this environment (its
+      literal values and what its Secret and ConfigMap references resolved to): log it, obey a wipe;
     - `wake_at(monotonic_time)`: run `reconcile` again then.
     """
 
@@ -108,7 +113,7 @@ class Controllers:
         pod_start_seconds: float,
         job_seconds: float,
         pod_unavailable: Callable[[dict[str, Any]], bool],
-        job_finished: Callable[[dict[str, Any], dict[str, Any]], None],
+        job_finished: Callable[[dict[str, Any], dict[str, Any], dict[str, str]], None],
         wake_at: Callable[[float], None],
     ):
         self.api = api
@@ -122,6 +127,9 @@ class Controllers:
         self.bound_at: dict[str, float] = {}
         self.running_at: dict[str, float] = {}
         self.job_started: dict[str, float] = {}
+        # The environment a Job pod's process got at its start (a kubelet resolves Secret references
+        # then; the Secret may be deleted later). Kept for Job pods only: devices read it when one ends.
+        self.job_env: dict[str, dict[str, str]] = {}
         self._next_wake: float | None = None
         # Parsed objects of the current pass, by stored version: a pass reads pods in several steps, and
         # parsing JSON is most of its cost. A write makes a new stored version, so edits are never stale.
@@ -181,7 +189,8 @@ class Controllers:
     # --- pods without a home ------------------------------------------------------------------------
 
     def _collect_orphans(self, nodes: dict[str, Any]) -> None:
-        """Pod GC: pods bound to a node that no longer exists, and pods whose controller is gone."""
+        """GC: pods bound to a node that no longer exists, pods whose controller is gone, and Secrets all of
+        whose owners (of the kinds below) are gone, e.g. a Job's Secret when the Job is deleted."""
         owners = {
             obj["metadata"]["uid"]
             for plural in ("replicasets", "daemonsets", "jobs", "statefulsets")
@@ -195,6 +204,11 @@ class Controllers:
                 uid = pod["metadata"]["uid"]
                 self.bound_at.pop(uid, None)
                 self.running_at.pop(uid, None)
+                self.job_env.pop(uid, None)
+        for secret in self._load_all("secrets"):
+            refs = secret["metadata"].get("ownerReferences") or []
+            if refs and all(r.get("kind") in OWNER_KINDS and r.get("uid") not in owners for r in refs):
+                self._delete(SECRETS, secret)
 
     # --- Deployment -> ReplicaSet -------------------------------------------------------------------
 
@@ -455,8 +469,17 @@ class Controllers:
                 if now < bound + self.pod_start_seconds:
                     self._wake(bound + self.pod_start_seconds)
                     continue
+                try:
+                    resolved = container_env(pod, self.store.load)
+                except EnvUnresolved as exc:
+                    # As a kubelet: wait for the Secret/ConfigMap (a new Secret wakes the site), never fail.
+                    if self._waiting(pod, "CreateContainerConfigError", str(exc)):
+                        self.api.write(PODS, pod)
+                    continue
                 self._start(pod, node)
                 self.running_at[uid] = now
+                if (controller_of(pod) or {}).get("kind") == "Job":
+                    self.job_env[uid] = {k: v for values in resolved.values() for k, v in values.items()}
             started = self.running_at.setdefault(uid, now)
             is_job = (controller_of(pod) or {}).get("kind") == "Job"
             if is_job and alive:
@@ -465,8 +488,9 @@ class Controllers:
                     self.api.write(PODS, pod)
                     job_ref = controller_of(pod) or {}
                     job = self.store.load("jobs", pod["metadata"]["namespace"], job_ref.get("name", ""))
+                    env = self.job_env.pop(uid, {})
                     if job is not None:
-                        self.job_finished(job, pod)
+                        self.job_finished(job, pod, env)
                     continue
                 self._wake(started + self.job_seconds)
             ready = alive and not self.pod_unavailable(pod)
@@ -507,6 +531,21 @@ class Controllers:
             }
             for i, c in enumerate(spec.get("containers") or [])
         ]
+
+    @staticmethod
+    def _waiting(pod: dict[str, Any], reason: str, message: str) -> bool:
+        """Mark the pod's containers waiting for `reason`; False when they already are (nothing to write)."""
+        spec, status = pod.get("spec") or {}, pod.setdefault("status", {})
+        waiting = {"waiting": {"reason": reason, "message": message}}
+        statuses = [
+            {"name": c.get("name", "main"), "image": c.get("image", ""), "imageID": "", "ready": False,
+             "started": False, "restartCount": 0, "state": waiting}
+            for c in spec.get("containers") or []
+        ]  # fmt: skip
+        if status.get("containerStatuses") == statuses:
+            return False
+        status["containerStatuses"] = statuses
+        return True
 
     @staticmethod
     def _set_ready(pod: dict[str, Any], ready: bool) -> None:

@@ -7,7 +7,8 @@ means refused (quarantined): the device records it and retries slowly. Then `POS
 with `Authorization: Node <token>` every few seconds; a 401/403 means the credential was revoked and the
 device stops heartbeating with it. A completed wipe Job pinned to the device's node wipes it: the Node
 goes NotReady then away, and after a short delay the device comes back factory-fresh and registers
-again if the Job carried `EDGEFLEET_BOOTSTRAP_TOKEN`.
+again if the Job's process had `EDGEFLEET_BOOTSTRAP_TOKEN` in its environment (a literal value or, as
+edgefleet sends it, a reference to a Secret).
 """
 
 import asyncio
@@ -414,8 +415,9 @@ class Devices:
 
     # --- wipe ---------------------------------------------------------------------------------------
 
-    def job_finished(self, job: dict[str, Any], pod: dict[str, Any]) -> None:
-        """A Job pod completed on a node; a wipe Job wipes that node's device."""
+    def job_finished(self, job: dict[str, Any], pod: dict[str, Any], env: dict[str, str]) -> None:
+        """A Job pod completed on a node; a wipe Job wipes that node's device. `env` is what the pod's
+        process got (the kubelet resolved its Secret references): the rejoin token is read from there."""
         labels = {**(job["metadata"].get("labels") or {})}
         labels.update(((job.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {})
         if labels.get(WIPE_LABEL[0]) != WIPE_LABEL[1]:
@@ -423,11 +425,7 @@ class Devices:
         device = self.by_hostname.get((pod.get("spec") or {}).get("nodeName", ""))
         if device is None or device.state != "joined":
             return
-        token = None
-        for container in (pod.get("spec") or {}).get("containers") or []:
-            for env in container.get("env") or []:
-                if env.get("name") == TOKEN_ENV and env.get("value"):
-                    token = str(env["value"])
+        token = env.get(TOKEN_ENV) or None
         device.state = "wiping"
         device.record("wipe_started", job=job["metadata"]["name"], rejoin=token is not None)
         self.site.spawn(self._wipe(device, token))

@@ -25,7 +25,17 @@ if TYPE_CHECKING:
     from simulator.fleet import Fleet
 
 RECONCILE_ON = frozenset(
-    {"pods", "replicasets", "deployments", "daemonsets", "jobs", "nodes", "poddisruptionbudgets", "statefulsets"}
+    {
+        "pods",
+        "replicasets",
+        "deployments",
+        "daemonsets",
+        "jobs",
+        "nodes",
+        "poddisruptionbudgets",
+        "statefulsets",
+        "secrets",
+    }
 )
 MAX_JOB_LOG = 500
 
@@ -156,9 +166,10 @@ class Site:
                 return True
         return False
 
-    def _job_finished(self, job: dict[str, Any], pod: dict[str, Any]) -> None:
+    def _job_finished(self, job: dict[str, Any], pod: dict[str, Any], env: dict[str, str]) -> None:
         containers = (pod.get("spec") or {}).get("containers") or []
         first = containers[0] if containers else {}
+        entries = [e for e in first.get("env") or [] if isinstance(e, dict)]
         self.jobs_log.append(
             {
                 "name": job["metadata"]["name"],
@@ -166,13 +177,20 @@ class Site:
                 "node": (pod.get("spec") or {}).get("nodeName"),
                 "image": first.get("image"),
                 "command": first.get("command"),
-                "env": {e.get("name"): e.get("value") for e in first.get("env") or [] if isinstance(e, dict)},
+                # The spec's literal values; a Secret reference is logged as such, never its value.
+                "env": {e.get("name"): e.get("value") for e in entries if "value" in e},
+                "env_from": {
+                    e.get("name"): "/".join(str(ref.get(k)) for k in ("name", "key"))
+                    for e in entries
+                    for ref in ((e.get("valueFrom") or {}).get("secretKeyRef") or {},)
+                    if ref
+                },
                 "labels": dict(job["metadata"].get("labels") or {}),
                 "finished_at": now_iso(),
             }
         )
         del self.jobs_log[:-MAX_JOB_LOG]
-        self.devices.job_finished(job, pod)
+        self.devices.job_finished(job, pod, env)
 
     def faults_changed(self) -> None:
         self.devices.apply_faults()

@@ -3,6 +3,8 @@ mistakes a manifest author makes (no selector, selector not matching the templat
 without an image, a bad name or label) are refused with a 422 naming the field, as a real cluster does.
 """
 
+import base64
+import binascii
 import re
 from typing import Any
 
@@ -60,6 +62,8 @@ def validate(rt: ResourceType, obj: dict[str, Any]) -> Causes:
             data = obj.get(key)
             if data is not None and (not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values())):
                 causes.append((key, "Invalid value: must be a map of strings"))
+            elif rt.kind == "Secret" and key == "data" and isinstance(data, dict):
+                causes += [(f"data[{k}]", "Invalid value: not base64") for k, v in data.items() if not _base64(v)]
     elif rt.kind == "PodDisruptionBudget" and isinstance(spec, dict):
         if spec.get("minAvailable") is not None and spec.get("maxUnavailable") is not None:
             causes.append(("spec", "Invalid value: minAvailable and maxUnavailable cannot be both set"))
@@ -122,4 +126,18 @@ def _validate_pod_spec(spec: Any, path: str) -> Causes:
             not isinstance(env, list) or not all(isinstance(e, dict) and e.get("name") for e in env)
         ):
             causes.append((f"{where}.env", "Invalid value: each entry needs a name"))
+        elif env:
+            for i, entry in enumerate(env):
+                if entry.get("value") and entry.get("valueFrom"):
+                    causes.append(
+                        (f"{where}.env[{i}].valueFrom", "Invalid value: may not be specified when `value` is not empty")
+                    )
     return causes
+
+
+def _base64(value: str) -> bool:
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True

@@ -1,7 +1,10 @@
 """Pure helpers about workload objects shared by the API semantics and the controllers: pod readiness,
-owner references, int-or-percent arithmetic and PodDisruptionBudget accounting."""
+owner references, a container's environment, int-or-percent arithmetic and PodDisruptionBudget accounting."""
 
+import base64
+import binascii
 import math
+from collections.abc import Callable
 from typing import Any
 
 from simulator.selectors import selector_from_label_selector
@@ -44,6 +47,62 @@ def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
         "controller": True,
         "blockOwnerDeletion": True,
     }
+
+
+class EnvUnresolved(Exception):
+    """A container's env refers to a Secret or ConfigMap (or a key) that is not there (yet)."""
+
+
+def container_env(
+    pod: dict[str, Any], load: Callable[[str, str, str], dict[str, Any] | None]
+) -> dict[str, dict[str, str]]:
+    """Each container's environment as the kubelet hands it to the process: literal `value`s, and
+    `valueFrom.secretKeyRef` / `configMapKeyRef` read from the pod's namespace (`load(plural, ns, name)`).
+
+    Raises EnvUnresolved with the kubelet's message for a missing, non-optional reference: the pod then
+    waits (CreateContainerConfigError) until it appears.
+    """
+    namespace = (pod.get("metadata") or {}).get("namespace", "default")
+    found: dict[str, dict[str, str]] = {}
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        env: dict[str, str] = {}
+        for entry in container.get("env") or []:
+            source = entry.get("valueFrom") or {}
+            if "value" in entry or not source:
+                env[entry["name"]] = str(entry.get("value", ""))
+                continue
+            for field, plural, kind in (
+                ("secretKeyRef", "secrets", "Secret"),
+                ("configMapKeyRef", "configmaps", "ConfigMap"),
+            ):
+                ref = source.get(field)
+                if not isinstance(ref, dict):
+                    continue
+                obj = load(plural, namespace, str(ref.get("name", "")))
+                value = _key_of(obj, str(ref.get("key", "")), secret=kind == "Secret") if obj else None
+                if value is not None:
+                    env[entry["name"]] = value
+                elif not ref.get("optional"):
+                    if obj is None:
+                        raise EnvUnresolved(f'{kind.lower()} "{ref.get("name")}" not found')
+                    raise EnvUnresolved(f"couldn't find key {ref.get('key')} in {kind} {namespace}/{ref.get('name')}")
+        found[str(container.get("name", ""))] = env
+    return found
+
+
+def _key_of(obj: dict[str, Any], key: str, *, secret: bool) -> str | None:
+    if secret:
+        if key in (obj.get("stringData") or {}):
+            return str(obj["stringData"][key])
+        encoded = (obj.get("data") or {}).get(key)
+        if encoded is None:
+            return None
+        try:
+            return base64.b64decode(encoded, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+    value = (obj.get("data") or {}).get(key)
+    return None if value is None else str(value)
 
 
 def scaled(value: Any, total: int, *, round_up: bool) -> int:

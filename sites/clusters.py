@@ -8,6 +8,7 @@ timeout, 5xx, 429 — retry later), `ClusterRefused` (permanent: credentials ref
 `ClusterNotFound` (404).
 """
 
+import base64
 import contextlib
 import hashlib
 import os
@@ -211,6 +212,7 @@ class SiteCluster:
         image: str,
         command: list[str] | None = None,
         env: dict[str, str] | None = None,
+        secret_env: dict[str, str] | None = None,
         labels: dict[str, str] | None = None,
         tolerations: list[dict[str, str]] | None = None,
         deadline_seconds: int = 3600,
@@ -218,12 +220,23 @@ class SiteCluster:
         """Create a Job whose pod runs on `node`. False when it exists already (a retried step).
 
         `tolerations` are exactly those given (none by default): each caller says what its pod must
-        tolerate, so an image we did not build never runs past a taint it has no business ignoring."""
+        tolerate, so an image we did not build never runs past a taint it has no business ignoring.
+
+        `secret_env` values never enter the Job's spec (readable by anyone who may list Jobs, and kept in
+        its history): they go in a Secret named like the Job and owned by it, so it is deleted with the
+        Job, and the container reads them through `valueFrom.secretKeyRef`. The pod waits for the Secret
+        (a kubelet retries a missing one), so creating it right after the Job, which it needs for its
+        owner reference, is safe; see `ensure_job_secret` for a step that died in between.
+        """
         container: dict[str, Any] = {"name": "main", "image": image}
         if command:
             container["command"] = command
-        if env:
-            container["env"] = [{"name": k, "value": v} for k, v in sorted(env.items())]
+        variables: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted((env or {}).items())]
+        variables += [
+            {"name": k, "valueFrom": {"secretKeyRef": {"name": name, "key": k}}} for k in sorted(secret_env or {})
+        ]
+        if variables:
+            container["env"] = variables
         body = {
             "apiVersion": "batch/v1",
             "kind": "Job",
@@ -243,7 +256,50 @@ class SiteCluster:
             },
         }
         try:
-            self._call(k8s.BatchV1Api(self.api_client).create_namespaced_job, namespace, body)
+            created = self._call(k8s.BatchV1Api(self.api_client).create_namespaced_job, namespace, body)
+        except ClusterRefused as exc:
+            if exc.status == 409:
+                return False
+            raise
+        if secret_env:
+            self._create_job_secret(namespace, name, created.metadata.uid, secret_env, labels or {})
+        return True
+
+    def ensure_job_secret(self, namespace: str, job_name: str, values: dict[str, str]) -> bool:
+        """Create the Job's Secret if it is missing (a step that died between the Job and its Secret).
+        False when it exists already; ClusterNotFound when the Job is gone."""
+        job = self._call(k8s.BatchV1Api(self.api_client).read_namespaced_job, job_name, namespace)
+        return self._create_job_secret(namespace, job_name, job.metadata.uid, values, job.metadata.labels or {})
+
+    def job_secret_exists(self, namespace: str, job_name: str) -> bool:
+        try:
+            self._call(self._core.read_namespaced_secret, job_name, namespace)
+        except ClusterNotFound:
+            return False
+        return True
+
+    def delete_job_secret(self, namespace: str, job_name: str) -> bool:
+        """Delete the Job's Secret once the Job is done with it; False when it was gone already."""
+        try:
+            self._call(self._core.delete_namespaced_secret, job_name, namespace)
+        except ClusterNotFound:
+            return False
+        return True
+
+    def _create_job_secret(
+        self, namespace: str, job_name: str, job_uid: str, values: dict[str, str], labels: dict[str, str]
+    ) -> bool:
+        owner = {"apiVersion": "batch/v1", "kind": "Job", "name": job_name, "uid": job_uid, "blockOwnerDeletion": True}
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "immutable": True,
+            "metadata": {"name": job_name, "namespace": namespace, "labels": labels, "ownerReferences": [owner]},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in values.items()},
+        }
+        try:
+            self._call(self._core.create_namespaced_secret, namespace, body)
         except ClusterRefused as exc:
             if exc.status == 409:
                 return False

@@ -354,11 +354,15 @@ def wipe_revoke(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     return Done({"credentials_revoked": count})
 
 
+def _rejoin_note(run: WorkflowRun) -> str:
+    return f"rejoin after wipe run {run.pk}"
+
+
 def _rejoin_token(run: WorkflowRun, node: Node, ctx: dict[str, Any]) -> str:
     """A fresh single-use bootstrap token for the machine to register with after the wipe. An earlier
     attempt's token that never reached a Job (the worker died in between) is revoked first. The token is
     for this machine only: it travels in a Job spec at the site, readable by whoever can read Jobs there."""
-    note = f"rejoin after wipe run {run.pk}"
+    note = _rejoin_note(run)
     for stale in BootstrapToken.objects.filter(site=node.site, note=note, used_at__isnull=True, revoked_at=None):
         devices.bootstrap_token_revoke(token=stale, actor=actor_of(run), source="workflow")
     _row, plaintext = devices.bootstrap_token_issue(
@@ -379,11 +383,20 @@ def wipe_run_job(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
         )
     cluster = _cluster(node)
     name = f"edgefleet-wipe-{run.pk}"
-    if cluster.job(JOB_NAMESPACE, name) is not None:
+    existing = cluster.job(JOB_NAMESPACE, name)
+    if existing is not None:
+        if (
+            ctx.get("rejoin")
+            and not (existing.complete or existing.failed_for_good)
+            and not cluster.job_secret_exists(JOB_NAMESPACE, name)
+        ):
+            # The last attempt died between the Job and its Secret; the pod waits for it, so give it one
+            # with a fresh token (_rejoin_token revokes the one that never reached the site).
+            cluster.ensure_job_secret(JOB_NAMESPACE, name, {BOOTSTRAP_TOKEN_ENV: _rejoin_token(run, node, ctx)})
         return Done({"wipe_job": name})
     env = {"EDGEFLEET_NODE_ID": str(node.pk), "EDGEFLEET_SERIAL": node.serial}
-    if ctx.get("rejoin"):
-        env[BOOTSTRAP_TOKEN_ENV] = _rejoin_token(run, node, ctx)
+    # The rejoin token goes in a Secret owned by the Job, never in the Job's spec (clusters.create_job).
+    secret_env = {BOOTSTRAP_TOKEN_ENV: _rejoin_token(run, node, ctx)} if ctx.get("rejoin") else None
     created = cluster.create_job(
         namespace=JOB_NAMESPACE,
         name=name,
@@ -391,6 +404,7 @@ def wipe_run_job(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
         image=str(ctx.get("wipe_image") or WIPE_IMAGE),
         command=["/wipe", "--factory-reset"],
         env=env,
+        secret_env=secret_env,
         labels={ACTION_LABEL: "wipe", NODE_ID_LABEL: str(node.pk)},
         tolerations=WIPE_TOLERATIONS,
     )
@@ -404,8 +418,13 @@ def wipe_await_job(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     if node.state != NodeState.WIPING:
         return Done()
     name = str(ctx["wipe_job"])
-    status = _cluster(node).job(JOB_NAMESPACE, name)
+    cluster = _cluster(node)
+    status = cluster.job(JOB_NAMESPACE, name)
     expired = node.state_deadline is not None and _now() >= node.state_deadline
+    finished = status is not None and (status.complete or status.failed_for_good)
+    if ctx.get("rejoin") and (finished or expired):
+        # The machine has read its rejoin token (or never will): the Secret's life ends with the Job's.
+        cluster.delete_job_secret(JOB_NAMESPACE, name)
     if status is not None and status.complete:
         return Done({"wipe_acknowledged_at": _now().isoformat()})
     if status is not None and status.failed_for_good:
@@ -466,6 +485,9 @@ def wipe_activate(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
 def wipe_failed(run: WorkflowRun) -> None:
     """A drain that ends unfinished gives the node back to operators cordoned; a wipe that ends unfinished
     leaves the machine `broken` (its credential is gone; nobody knows what is left on it)."""
+    for token in BootstrapToken.objects.filter(note=_rejoin_note(run), used_at__isnull=True, revoked_at=None):
+        # A rejoin that will not happen: its token (in the wipe Job's Secret, if it got that far) dies now.
+        devices.bootstrap_token_revoke(token=token, actor=actor_of(run), source="workflow")
     node = run.get_subject()
     if node is None:
         return

@@ -53,6 +53,18 @@ def celery_worker(
     worker.stop()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_throttle_counts() -> Iterator[None]:
+    """Throttle counters live in the cache (process memory in tests): every test starts with none."""
+    from django.core.cache import cache
+
+    from fleet.api.throttling import throttle_cache
+
+    cache.clear()
+    throttle_cache.clear_local()
+    yield
+
+
 @pytest.fixture
 def api() -> APIClient:
     return APIClient()

@@ -54,3 +54,11 @@ class NodeFactory(factory.django.DjangoModelFactory[Node]):
     mac = factory.Sequence(lambda n: f"52:54:00:{(n >> 16) & 255:02x}:{(n >> 8) & 255:02x}:{n & 255:02x}")
     site = factory.SubFactory(SiteFactory)
     state = NodeState.ACTIVE
+
+
+def api_key_for(user: User, **kwargs: object) -> str:
+    """A fresh integration key for `user` (through the service, as auth/token/ issues one)."""
+    from fleet.api.tokens import api_token_issue
+
+    _token, key = api_token_issue(user=user, actor="test", source="test", **kwargs)  # type: ignore[arg-type]
+    return key

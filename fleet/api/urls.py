@@ -3,7 +3,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from fleet.api.tokens import ObtainTokenView
+from fleet.api.token_views import ApiTokenDetailView, ApiTokenListView, ObtainTokenView
 from fleet.audit.api.urls import router as audit_router
 from fleet.workflows.api.urls import router as workflows_router
 from rollouts.api.urls import router as rollouts_router
@@ -15,5 +15,7 @@ for app_router in (sites_router, audit_router, rollouts_router, workflows_router
 
 urlpatterns = [
     path("auth/token/", ObtainTokenView.as_view(), name="auth-token"),
+    path("auth/tokens/", ApiTokenListView.as_view(), name="auth-tokens"),
+    path("auth/tokens/<int:pk>/", ApiTokenDetailView.as_view(), name="auth-token-detail"),
     path("", include(router.urls)),
 ]

@@ -16,6 +16,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from fleet.api.idempotency import withhold_from_replay
 from fleet.api.permissions import ActionPermission
 from sites import devices
 from sites.api.device_serializers import (
@@ -76,7 +77,8 @@ class BootstrapTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vi
             "serials": token.serials,
             "any_serial": token.any_serial,
         }
-        return Response(BootstrapTokenIssuedSerializer(body).data, status=status.HTTP_201_CREATED)
+        response = Response(BootstrapTokenIssuedSerializer(body).data, status=status.HTTP_201_CREATED)
+        return withhold_from_replay(response, resource_id=token.pk)  # a retried POST never sees the token again
 
     @extend_schema(request=None, responses=BootstrapTokenSerializer)
     @action(detail=True, methods=["post"])

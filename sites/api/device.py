@@ -20,6 +20,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
+from fleet.api.idempotency import withhold_from_replay
+from fleet.api.throttling import FleetThrottleMixin
 from sites import devices, heartbeats, registration, selectors
 from sites.api.device_serializers import (
     DeviceRegisteredSerializer,
@@ -95,8 +97,9 @@ class IsNode(BasePermission):
         return isinstance(request.auth, NodeCredential)
 
 
-class DeviceThrottle(ScopedRateThrottle):
-    """The "device" scope, counted per node when a credential is presented and per address otherwise."""
+class DeviceThrottle(FleetThrottleMixin, ScopedRateThrottle):
+    """The "device" scope, counted per node when a credential is presented and per address otherwise
+    (the address behind FLEET_TRUSTED_PROXIES, in the shared cache: fleet.api.throttling)."""
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
         if isinstance(request.auth, NodeCredential):
@@ -158,7 +161,7 @@ class DeviceRegisterViewSet(DeviceViewSet):
             serial=data["serial"], mac=data["mac"], bootstrap_token=data["bootstrap_token"], facts=data["facts"]
         )
         node = registered.node
-        return Response(
+        response = Response(
             {
                 "node_id": node.pk,
                 "node_token": registered.node_token,
@@ -173,6 +176,7 @@ class DeviceRegisterViewSet(DeviceViewSet):
                 },
             }
         )
+        return withhold_from_replay(response, resource_id=node.pk)  # node and join tokens are shown once
 
 
 class DeviceHeartbeatViewSet(DeviceViewSet):

@@ -1,4 +1,4 @@
-"""`/metrics`: Prometheus text with counts by state and queue lengths, optionally behind a token."""
+"""`/metrics`: Prometheus text with counts by state and queue lengths, behind a token (always in production)."""
 
 import pytest
 from django.test import Client
@@ -28,3 +28,17 @@ def test_metrics_token_is_enforced_when_set(settings: object) -> None:
     assert Client().get("/metrics").status_code == 401
     assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
     assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me").status_code == 200
+
+
+def test_metrics_in_production_without_a_token_stay_closed(settings: object) -> None:
+    # Production refuses to start without FLEET_METRICS_TOKEN (test_settings); should that ever be bypassed:
+    settings.PRODUCTION = True  # type: ignore[attr-defined]
+    settings.METRICS_TOKEN = ""  # type: ignore[attr-defined]
+
+    assert Client().get("/metrics").status_code == 401
+    assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 401
+
+
+def test_metrics_token_comparison_survives_non_ascii_headers(settings: object) -> None:
+    settings.METRICS_TOKEN = "scrape-me"  # type: ignore[attr-defined]
+    assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer sçrape").status_code == 401

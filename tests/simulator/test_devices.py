@@ -174,6 +174,89 @@ def test_wipe_job_wipes_and_the_device_registers_again(
     assert any(j["name"] == "wipe-wipe-me" and j["node"] == "wipe-me" for j in sim.jobs(site_code))
 
 
+def test_wipe_job_token_from_a_secret_waits_for_it_and_the_secret_goes_with_the_job(
+    sim: Simulator, site_code: str, api: Any, control_plane: FakeControlPlane
+) -> None:
+    sim.unbox(site_code, serial="G6WIPESEC001", mac="94:c6:91:19:1a:1b", bootstrap_token="first", hostname="wipe-sec")
+    wait_for(lambda: _node_ready(api, "wipe-sec") == "True", what="joined")
+    core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
+    # Given a wipe Job whose token is a reference to a Secret that does not exist yet (as edgefleet creates them)
+    body = _job("wipe-sec", "wipe-sec", labels={"edgefleet.io/action": "wipe"})
+    body["spec"]["template"]["spec"]["containers"][0]["env"] = [
+        {"name": "EDGEFLEET_NODE_ID", "value": "7"},
+        {
+            "name": "EDGEFLEET_BOOTSTRAP_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": "wipe-sec", "key": "EDGEFLEET_BOOTSTRAP_TOKEN"}},
+        },
+    ]
+    job = batch.create_namespaced_job("kube-system", body)
+
+    # Then its pod waits for the Secret, as a kubelet does, and nothing is wiped yet
+    def waiting_reason() -> str | None:
+        pods = core.list_namespaced_pod("kube-system", label_selector="job-name=wipe-sec").items
+        statuses = [c for p in pods for c in (p.status.container_statuses or [])]
+        return next((c.state.waiting.reason for c in statuses if c.state and c.state.waiting), None)
+
+    assert wait_for(waiting_reason, what="pod waiting for its secret") == "CreateContainerConfigError"
+    assert _device(sim, site_code, "G6WIPESEC001")["wipes"] == 0
+
+    # When the Secret owned by the Job appears (stringData, as the API server accepts it)
+    owner = client.V1OwnerReference(api_version="batch/v1", kind="Job", name="wipe-sec", uid=job.metadata.uid)
+    core.create_namespaced_secret(
+        "kube-system",
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="wipe-sec", owner_references=[owner]),
+            string_data={"EDGEFLEET_BOOTSTRAP_TOKEN": "token-from-secret"},
+        ),
+    )
+
+    # Then the Job runs, and the wiped device registers again with the token the Secret held
+    wait_for(
+        lambda: control_plane.of(REGISTER, serial="G6WIPESEC001", bootstrap_token="token-from-secret"),
+        timeout=20,
+        what="re-registration with the secret's token",
+    )
+    stored = core.read_namespaced_secret("wipe-sec", "kube-system")
+    assert stored.data == {"EDGEFLEET_BOOTSTRAP_TOKEN": "dG9rZW4tZnJvbS1zZWNyZXQ="} and stored.type == "Opaque"
+    logged = next(j for j in sim.jobs(site_code) if j["name"] == "wipe-sec")
+    assert logged["env"] == {"EDGEFLEET_NODE_ID": "7"}  # the log has the reference, never the value
+    assert logged["env_from"] == {"EDGEFLEET_BOOTSTRAP_TOKEN": "wipe-sec/EDGEFLEET_BOOTSTRAP_TOKEN"}
+
+    # And deleting the Job collects its Secret
+    batch.delete_namespaced_job("wipe-sec", "kube-system")
+
+    def secret_gone() -> bool:
+        try:
+            core.read_namespaced_secret("wipe-sec", "kube-system")
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_for(secret_gone, what="the Job's secret collected")
+
+
+def test_a_secret_with_invalid_base64_or_an_env_with_value_and_reference_is_refused(api: Any) -> None:
+    core = client.CoreV1Api(api)
+    try:
+        core.create_namespaced_secret(
+            "default", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bad"}, "data": {"k": "!!"}}
+        )
+    except ApiException as exc:
+        assert exc.status == 422 and "not base64" in str(exc.body)
+    else:
+        raise AssertionError("a Secret with invalid base64 data was accepted")
+    body = _job("both", "nowhere", env={"A": "1"})
+    body["spec"]["template"]["spec"]["containers"][0]["env"][0]["valueFrom"] = {
+        "secretKeyRef": {"name": "s", "key": "A"}
+    }
+    try:
+        client.BatchV1Api(api).create_namespaced_job("default", body)
+    except ApiException as exc:
+        assert exc.status == 422 and "may not be specified" in str(exc.body)
+    else:
+        raise AssertionError("an env entry with both value and valueFrom was accepted")
+
+
 def test_wipe_without_token_stays_off(
     sim: Simulator, site_code: str, api: Any, control_plane: FakeControlPlane
 ) -> None:

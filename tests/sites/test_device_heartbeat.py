@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from fleet.errors import Invalid
@@ -14,7 +13,7 @@ from rollouts.models import Application
 from sites import devices, heartbeats, selectors
 from sites.choices import NodeState
 from sites.models import Backup, NodeCredential
-from tests.factories import NodeFactory
+from tests.factories import NodeFactory, api_key_for
 from tests.sites.conftest import POS_RESTORE_IMAGE
 
 pytestmark = pytest.mark.django_db
@@ -147,7 +146,7 @@ def test_new_credential_revokes_the_old_one(node_api: APIClient, node: Any) -> N
 
 
 def test_user_token_does_not_authenticate_a_heartbeat(api: APIClient, admin_user: Any) -> None:
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=admin_user).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_key_for(admin_user)}")
 
     assert api.post(URL, {}, format="json").status_code == 401
 
