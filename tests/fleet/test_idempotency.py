@@ -10,8 +10,9 @@ from rest_framework.test import APIClient
 
 from fleet.api.models import IdempotencyRecord
 from fleet.api.tasks import purge_idempotency_records_task
+from sites.choices import NodeState
 from sites.models import BootstrapToken, Site
-from tests.factories import SiteFactory, UserFactory, api_key_for
+from tests.factories import NodeFactory, SiteFactory, UserFactory, api_key_for
 
 pytestmark = pytest.mark.django_db
 
@@ -100,6 +101,7 @@ def _stored_bytes() -> bytes:
 
 def test_a_retried_bootstrap_token_issue_never_gets_the_token_back_and_nothing_stores_it(client: APIClient) -> None:
     site = SiteFactory()
+    NodeFactory(site=site, state=NodeState.PREREGISTERED)  # a machine the token is for
     url = f"/api/v1/sites/{site.code}/bootstrap-tokens/"
 
     first = client.post(url, {"note": "unboxing"}, format="json", HTTP_IDEMPOTENCY_KEY="boot-1")
