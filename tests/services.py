@@ -158,6 +158,18 @@ def worker_env(redis_url: str, data_dir: Path) -> dict[str, str]:
     return env
 
 
+# A production configuration as .env.example documents it (values generated the way it says), for tests
+# that start a process with FLEET_ENV=production.
+PRODUCTION_ENV = {
+    "FLEET_ENV": "production",
+    "FLEET_SECRET_KEY": "f3Q9xk2LwP8vR7tY1uZ0aB4cD6eG5hJ-mN_oS9qT2rU7vW1xY3zA8bC0dE6fH4gJ2k",
+    "FLEET_SECRET_KEYS": "P2w9bVmM5cC8r8s7Yq0sQ3qL1bQfYpKqZCw0n4m6m5Q=",
+    "FLEET_METRICS_TOKEN": "m7Rk2pQ9wX4tV8nB3cF6yH1jL5sD0gA2zE7uI9oP4qW",
+    "FLEET_ALLOWED_HOSTS": "fleet.example.com",
+    "FLEET_TRUSTED_PROXIES": "1",
+}
+
+
 def _wait_for(check, seconds: float, what: str) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
+from tests.services import PRODUCTION_ENV
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -23,15 +25,7 @@ def _check(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-# A production configuration as .env.example documents it (values generated the way it says).
-PRODUCTION = {
-    "FLEET_ENV": "production",
-    "FLEET_SECRET_KEY": "f3Q9xk2LwP8vR7tY1uZ0aB4cD6eG5hJ-mN_oS9qT2rU7vW1xY3zA8bC0dE6fH4gJ2k",
-    "FLEET_SECRET_KEYS": "P2w9bVmM5cC8r8s7Yq0sQ3qL1bQfYpKqZCw0n4m6m5Q=",
-    "FLEET_METRICS_TOKEN": "m7Rk2pQ9wX4tV8nB3cF6yH1jL5sD0gA2zE7uI9oP4qW",
-    "FLEET_ALLOWED_HOSTS": "fleet.example.com",
-    "FLEET_TRUSTED_PROXIES": "1",
-}
+PRODUCTION = PRODUCTION_ENV
 
 
 def test_the_production_variables_are_documented_in_env_example() -> None:

@@ -26,6 +26,7 @@ from rollouts.workflows import DRIVE_KIND, drive
 from tests.factories import SiteFactory, UserFactory
 from tests.rollouts.conftest import VIEW
 from tests.rollouts.factories import TEMPLATES, VALUES, ApplicationFactory
+from tests.services import PRODUCTION_ENV
 
 pytestmark = pytest.mark.django_db
 
@@ -404,12 +405,6 @@ def _policy_under(env: dict[str, str]) -> str:
 
 
 def test_the_policy_is_on_in_production_and_off_in_development() -> None:
-    production = {
-        "FLEET_ENV": "production",
-        "FLEET_SECRET_KEY": "a-real-secret-key-for-this-test-only-0123456789",
-        "FLEET_SECRET_KEYS": "P2w9bVmM5cC8r8s7Yq0sQ3qL1bQfYpKqZCw0n4m6m5Q=",
-        "FLEET_ALLOWED_HOSTS": "fleet.example.com",
-    }
-    assert _policy_under(production) == "True"
+    assert _policy_under(PRODUCTION_ENV) == "True"
     assert _policy_under({"FLEET_ENV": "development"}) == "False"
     assert _policy_under({"FLEET_ENV": "development", "FLEET_ROLLOUT_APPROVAL_POLICY": "1"}) == "True"

@@ -19,6 +19,7 @@ from sites.imports import fleet_import
 from sites.models import Site
 from sites.repo_urls import GitPolicy, HostEntry, RepoUrlRefused, token_scope
 from tests.factories import SiteFactory
+from tests.services import PRODUCTION_ENV
 
 HOST = "gitlab.example.com"
 NEW_SITE = {"code": "TX-0412", "name": "Austin Lamar", "region": "us-south", "timezone": "America/Chicago"}
@@ -220,12 +221,7 @@ def _check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-PRODUCTION = {
-    "FLEET_ENV": "production",
-    "FLEET_SECRET_KEY": "a-real-secret-key-for-this-test-only-0123456789",
-    "FLEET_SECRET_KEYS": "P2w9bVmM5cC8r8s7Yq0sQ3qL1bQfYpKqZCw0n4m6m5Q=",
-    "FLEET_ALLOWED_HOSTS": "fleet.example.com",
-}
+PRODUCTION = PRODUCTION_ENV
 
 
 def test_a_token_without_a_host_to_go_to_refuses_to_start() -> None:

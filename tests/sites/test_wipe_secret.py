@@ -149,7 +149,9 @@ def test_a_job_whose_secret_was_never_created_gets_one_with_a_fresh_token(sim: S
     name = f"edgefleet-wipe-{run.pk}"
     # Given the last attempt issued a token and created the Job, then died before the Secret
     note = f"rejoin after wipe run {run.pk}"
-    lost, _plaintext = devices.bootstrap_token_issue(site=site, actor="test", source="test", note=note)
+    lost, _plaintext = devices.bootstrap_token_issue(
+        site=site, actor="test", source="test", note=note, serials=[node.serial]
+    )
     api = sim.api_client(site.code)
     reference = {"secretKeyRef": {"name": name, "key": TOKEN_ENV}}
     body = k8s.BatchV1Api(api).create_namespaced_job(
