@@ -198,17 +198,22 @@ def release_create(
 
 
 def release_update(*, release: Release, actor: Actor, source: str, **changes: Any) -> Release:
-    """Change a release that no rollout has used yet; a locked release is immutable (Conflict)."""
+    """Change a release that no rollout has used yet; a locked release is immutable (Conflict).
+
+    The changed release is rendered as at creation before the transaction (rendering takes up to
+    FLEET_RENDER_RELEASE_SECONDS, too long to hold a row lock, or SQLite's write lock); the transaction
+    then refuses (Conflict) if the release changed meanwhile, so what is saved is what was rendered.
+    """
     unknown = set(changes) - set(RELEASE_FIELDS)
     if unknown:
         raise Invalid(f"these release fields cannot be changed: {', '.join(sorted(unknown))}")
-    with transaction.atomic():
-        release = Release.objects.select_for_update().select_related("application").get(pk=release.pk)
-        _check_unlocked(release)
-        before = field_values(release, RELEASE_FIELDS)
-        for key, value in changes.items():
-            setattr(release, key, value)
-        full_clean_or_invalid(release, exclude=["created_by"])
+    release = Release.objects.select_related("application").get(pk=release.pk)
+    _check_unlocked(release)
+    before = field_values(release, RELEASE_FIELDS)
+    for key, value in changes.items():
+        setattr(release, key, value)
+    full_clean_or_invalid(release, exclude=["created_by"])
+    if changes_between(before, field_values(release, RELEASE_FIELDS)):
         validate_release(
             application=release.application,
             version=release.version,
@@ -216,9 +221,14 @@ def release_update(*, release: Release, actor: Actor, source: str, **changes: An
             values=release.values,
             sites=_release_check_sites(),
         )
+    with transaction.atomic():
+        locked = Release.objects.select_for_update().select_related("application").get(pk=release.pk)
+        _check_unlocked(locked)
+        if field_values(locked, RELEASE_FIELDS) != before:
+            raise Conflict(f"release {locked} changed while this change was being checked; try again")
         diff = changes_between(before, field_values(release, RELEASE_FIELDS))
         if not diff:
-            return release
+            return locked
         clash = Release.objects.exclude(pk=release.pk).filter(application=release.application, version=release.version)
         if clash.exists():
             raise Invalid(f"{release.application.name} already has a release {release.version}", field="version")

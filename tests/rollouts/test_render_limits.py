@@ -234,6 +234,21 @@ def test_release_creation_renders_real_sites_too_and_refuses_a_bomb_at_every_rea
     assert not Release.objects.exists()
 
 
+def test_a_release_changed_into_a_bomb_at_every_real_site_is_refused_and_left_as_it_was(fleet: list[Site]) -> None:
+    application = services.application_create(actor="t", source="test", name="pos", team="store", namespace="pos")
+    release = services.release_create(actor="t", source="test", application=application, version="1.0", templates=GOOD)
+    bomb = {"a.yaml": HEAD.format(body="{% if site.code != 'XX-0000' %}" + MEMORY_BOMB + "{% endif %}")}
+
+    with pytest.raises(Invalid) as caught:
+        services.release_update(release=release, actor="t", source="test", templates=bomb)
+
+    assert caught.value.message == (
+        "rendering for site TX-0001 exceeded the 512 MB memory limit (FLEET_RENDER_MEMORY_MB)"
+    )
+    release.refresh_from_db()
+    assert release.templates == GOOD
+
+
 def test_the_commit_step_renders_within_the_limits_again_and_fails_the_site_naming_it(fleet: list[Site]) -> None:
     """What start checked is checked again at use: a release changed or a site relabelled since."""
     release = Release.objects.create(
