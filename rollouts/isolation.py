@@ -46,6 +46,8 @@ from rollouts.templating import MAX_RENDERED_CHARS, RenderedSite, SampleSite, si
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
+# How long a new renderer process may take to start (Python and Jinja2 imported) on a busy machine.
+STARTUP_SECONDS = 30.0
 # A renderer killed by a signal: SIGXCPU is RLIMIT_CPU's; SIGKILL is ours (timeout) or the kernel's (out of memory).
 _SIGNAL_NAMES = {int(signal.SIGXCPU): "cpu", int(signal.SIGKILL): "killed"}
 
@@ -163,9 +165,9 @@ def _rendered(
 ) -> RenderedSite:
     status = answer.get("status")
     if status == "invalid":
-        return _raise(Invalid(str(answer.get("message"))[:4000], field="templates"))
+        raise Invalid(str(answer.get("message"))[:4000], field="templates")
     if status == "limit":
-        return _raise(_limit(where, str(answer.get("limit")), limits))
+        raise _limit(where, str(answer.get("limit")), limits)
     files, objects = answer.get("files"), answer.get("objects")
     if (
         status != "ok"
@@ -179,10 +181,6 @@ def _rendered(
         child.kill()
         raise Invalid(f"rendering for {where} gave an answer of the wrong shape; refused", field="templates")
     return RenderedSite(files=files, objects=tuple((k[0], k[1], k[2], k[3]) for k in objects))
-
-
-def _raise(exc: Exception) -> RenderedSite:
-    raise exc
 
 
 def _limit(where: str, limit: str, limits: RenderLimits, *, detail: str = "") -> Invalid:
@@ -255,6 +253,21 @@ class _Child:
         os.set_blocking(self._in, False)
         os.set_blocking(self._out, False)
         self.usable = True
+        # It says it is ready once its limits are set and Jinja2 is imported: a renderer that cannot
+        # even start (a memory limit too small for Python itself) is the set-up's fault, not a template's.
+        deadline = time.monotonic() + STARTUP_SECONDS
+        try:
+            hello = self._read(min(int.from_bytes(self._read(4, deadline), "big"), 64), deadline)
+        except (_TimedOut, EOFError):
+            status = self._reap(1.0)
+            self.kill()
+            how = "no answer" if status is None else f"exit status {status}"
+            raise RendererUnavailable(
+                f"the renderer process did not start ({how}); is FLEET_RENDER_MEMORY_MB ({memory_mb}) too small?"
+            ) from None
+        if hello != b'{"status":"ready"}':
+            self.kill()
+            raise RendererUnavailable("the renderer process did not start: it said something unexpected")
 
     def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Send one request and read its answer within `timeout` seconds (raises _TimedOut, _Ended)."""

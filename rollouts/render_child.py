@@ -149,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is for the parent, which ends us
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     releases = Releases()
+    write_frame(stdout, {"status": "ready"})
     while True:
         request = read_frame(stdin)
         if request is None:
