@@ -4,6 +4,8 @@ anything: the pytest timeout is only a guard against a bound that no longer hold
 
 import datetime as dt
 import os
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -160,7 +162,23 @@ def test_a_release_check_stops_at_the_release_limit_naming_where_it_stopped() ->
     )
 
 
-def test_a_renderer_killed_from_outside_is_named_and_replaced(site: Site) -> None:
+def test_the_renderer_process_gets_no_secrets_and_runs_under_its_memory_limit(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLEET_SECRET_KEY", "not-for-templates")
+    isolation._POOL.close()  # the next render starts a renderer now, with this environment around it
+
+    ReleaseRenderer(application=APP, version="3.0", templates=GOOD, values={}).render(site)
+    pid = isolation._POOL._idle[-1].process.pid
+
+    environ = Path(f"/proc/{pid}/environ").read_bytes()
+    assert b"not-for-templates" not in environ and b"FLEET_" not in environ
+    limits = Path(f"/proc/{pid}/limits").read_text()
+    assert re.search(r"Max address space\s+536870912\s+536870912 ", limits), limits
+    assert re.search(r"Max core file size\s+0\s+0 ", limits), limits
+
+
+def test_a_renderer_killed_from_outside_is_replaced_at_the_next_render(site: Site) -> None:
     good = ReleaseRenderer(application=APP, version="2.0", templates=GOOD, values={})
     good.render(site)
     for child in list(isolation._POOL._idle):
