@@ -18,6 +18,7 @@ that matters; the benchmark rollout (bench/rollout.py) shows it in a whole rollo
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -86,6 +87,7 @@ def main() -> None:
     print(f"ratio isolated / in process: {b / a:.2f}x; overhead per site: {b - a:.3f} ms")
     print(f"a fresh renderer's first render (start-up and compiling): {cold * 1000:.0f} ms")
     isolation._POOL.close()
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
