@@ -358,6 +358,26 @@ FLEET_ROLLOUT_DRIVE_TIMEOUT = env.float("FLEET_ROLLOUT_DRIVE_TIMEOUT", default=3
 # between waves, under the two-person rule, unless its plan was marked low-risk by someone with
 # rollouts.mark_low_risk. On in production; off by default elsewhere so the demo and tests run unattended.
 FLEET_ROLLOUT_APPROVAL_POLICY = env.bool("FLEET_ROLLOUT_APPROVAL_POLICY", default=PRODUCTION)
+# Rendering release templates (rollouts/isolation.py), always in a separate renderer process: per site
+# at most FLEET_RENDER_CPU_SECONDS of CPU time, FLEET_RENDER_MEMORY_MB of memory (the process's address
+# space) and FLEET_RENDER_TIMEOUT_SECONDS of wall-clock time; one release's check (at creation, at rollout
+# start, a dry run) at most FLEET_RENDER_RELEASE_SECONDS in all, which must stay under the web server's
+# request timeout (30 s): a rollout start renders every targeted site in its request. A release created
+# or changed is rendered for the sample site and FLEET_RENDER_CHECK_SITES real sites. At most
+# FLEET_DRY_RUN_MAX_ACTIVE dry runs (rollouts.dry_runs) run at a time, one per plan.
+FLEET_RENDER_CPU_SECONDS = env.float("FLEET_RENDER_CPU_SECONDS", default=2.0)
+FLEET_RENDER_MEMORY_MB = env.int("FLEET_RENDER_MEMORY_MB", default=512)
+FLEET_RENDER_TIMEOUT_SECONDS = env.float("FLEET_RENDER_TIMEOUT_SECONDS", default=5.0)
+FLEET_RENDER_RELEASE_SECONDS = env.float("FLEET_RENDER_RELEASE_SECONDS", default=20.0)
+FLEET_RENDER_CHECK_SITES = env.int("FLEET_RENDER_CHECK_SITES", default=20)
+FLEET_DRY_RUN_MAX_ACTIVE = env.int("FLEET_DRY_RUN_MAX_ACTIVE", default=4)
+for _name in ("FLEET_RENDER_CPU_SECONDS", "FLEET_RENDER_TIMEOUT_SECONDS", "FLEET_RENDER_RELEASE_SECONDS"):
+    if not 0 < globals()[_name] <= 3600:
+        raise ImproperlyConfigured(f"{_name} must be more than 0 and at most 3600 seconds")
+if not 64 <= FLEET_RENDER_MEMORY_MB <= 65536:
+    raise ImproperlyConfigured("FLEET_RENDER_MEMORY_MB must be between 64 and 65536")
+if FLEET_RENDER_CHECK_SITES < 0 or FLEET_DRY_RUN_MAX_ACTIVE < 1:
+    raise ImproperlyConfigured("FLEET_RENDER_CHECK_SITES must be 0 or more and FLEET_DRY_RUN_MAX_ACTIVE at least 1")
 # Drift check: every FLEET_DRIFT_INTERVAL seconds, the FLEET_DRIFT_BATCH sites checked longest ago.
 FLEET_DRIFT_INTERVAL = env.float("FLEET_DRIFT_INTERVAL", default=60.0)
 FLEET_DRIFT_BATCH = env.int("FLEET_DRIFT_BATCH", default=500)

@@ -22,8 +22,8 @@ from django.utils.safestring import SafeString
 from fleet.admin_display import _HEX, BADGE_COLOURS, badge
 from fleet.admin_forms import ServiceAdminMixin, ServiceForm
 from fleet.errors import FleetError
-from rollouts import approvals, services
-from rollouts.choices import ROLLOUT_ROLLBACK_STATES, ROLLOUT_TRANSITIONS, RolloutState, SiteRolloutState
+from rollouts import approvals, dry_runs, selectors, services
+from rollouts.choices import ROLLOUT_ROLLBACK_STATES, ROLLOUT_TRANSITIONS, DryRunState, RolloutState, SiteRolloutState
 from rollouts.models import (
     SITE_STATES,
     Application,
@@ -229,22 +229,36 @@ class RolloutPlanAdmin(ServiceAdminMixin, admin.ModelAdmin):
             services.rollout_plan_delete(plan=plan, actor=request.user, source="admin")
 
     def dry_run_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        """The waves the plan would make now, with each site's window, without writing anything."""
+        """The plan's latest dry run: running (with its progress; the page refreshes), or its waves and
+        windows, or the error naming the site and the limit. POST starts one in the background
+        (rollouts.dry_runs, permission rollouts.add_dryrun); it never renders inside the request."""
         plan = get_object_or_404(RolloutPlan.objects.select_related("release__application"), pk=pk)
         if not self.has_view_permission(request, plan):
             raise PermissionDenied
-        result, error = None, ""
-        try:
-            result = services.rollout_plan_dry_run(plan=plan)
-        except FleetError as exc:
-            error = exc.message
+        here = reverse("admin:rollouts_rolloutplan_dry_run", args=[plan.pk])
+        if request.method == "POST":
+            try:
+                dry_runs.dry_run_start(plan=plan, actor=request.user, source="admin")
+            except FleetError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+            else:
+                self.message_user(request, "Dry run started: this page shows it as it goes.")
+            return HttpResponseRedirect(here)
+        latest = selectors.latest_dry_run(plan)
         context = {
             **self.admin_site.each_context(request),
             "title": f"Dry run of {plan.name}",
             "opts": self.model._meta,
             "original": plan,
-            "result": result,
-            "error": error,
+            "dry_run": latest,
+            "running": latest is not None and latest.state == DryRunState.RUNNING,
+            "result": latest.result if latest is not None and latest.state == DryRunState.SUCCEEDED else None,
+            "run_url": (
+                reverse("admin:workflows_workflowrun_change", args=[latest.run_id])
+                if latest is not None and latest.run_id
+                else ""
+            ),
+            "can_dry_run": request.user.has_perm("rollouts.add_dryrun"),
             "can_start": request.user.has_perm("rollouts.start_rollout"),
             "start_url": reverse("admin:rollouts_rolloutplan_start", args=[plan.pk]),
         }

@@ -133,3 +133,12 @@ class DriftState(models.TextChoices):
     DRIFTED = "drifted", "Drifted"
     UNREACHABLE = "unreachable", "Unreachable"
     UNKNOWN = "unknown", "Unknown"
+
+
+class DryRunState(models.TextChoices):
+    """A dry run's state, kept in step with its workflow run (rollouts.dry_runs)."""
+
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"

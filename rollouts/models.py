@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models
 from django_celery_beat.models import PeriodicTask
 
-from rollouts.choices import DriftState, RolloutState, SiteRolloutState, WaveState
+from rollouts.choices import DriftState, DryRunState, RolloutState, SiteRolloutState, WaveState
 from rollouts.validators import (
     validate_dns_label,
     validate_image_reference,
@@ -323,3 +323,38 @@ class SiteSyncState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.site_id and self.site.code}: {self.state}"
+
+
+class DryRun(models.Model):
+    """One dry run of a rollout plan (rollouts.dry_runs): which sites would go in which wave if it started
+    at `at`, when each site's window opens, and whether the release renders at every targeted site
+    within the renderer's limits. A `rollout.dry_run` workflow run works it out in the background;
+    `result` is filled when it succeeds, `error` names the site and the reason when it fails.
+
+    Starting one needs `rollouts.add_dryrun`; reading a plan's dry runs, `rollouts.view_rolloutplan`.
+    """
+
+    plan = models.ForeignKey(RolloutPlan, on_delete=models.CASCADE, related_name="dry_runs")
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="+")
+    run = models.OneToOneField(
+        "workflows.WorkflowRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    state = models.CharField(max_length=16, choices=DryRunState.choices, default=DryRunState.RUNNING)
+    at = models.DateTimeField(help_text="when the rollout would start")
+    total_sites = models.PositiveIntegerField(default=0)
+    rendered_sites = models.PositiveIntegerField(default=0)
+    result = models.JSONField(default=dict, blank=True, help_text="waves, sites and windows (when succeeded)")
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_by_name = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["plan", "-id"], name="dry_run_plan_idx")]
+
+    def __str__(self) -> str:
+        return f"dry run {self.pk} of {self.plan_id and self.plan.name}"

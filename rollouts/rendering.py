@@ -1,150 +1,68 @@
-"""Rendering a release's manifest templates for one site, and checking what comes out.
+"""Rendering a release's manifest templates per site, and checking what comes out: the Django side.
 
-Templates are Jinja2, rendered in a sandbox (`SandboxedEnvironment`: no attribute starting with `_`, no
-unsafe methods; `StrictUndefined`: a misspelt name is an error, not an empty string), with no loader
-(a template cannot include files from the server) and without autoescaping (the output is YAML, not
-HTML). The context holds plain data only, never a model instance:
+The work itself is done by rollouts.templating (the sandbox is rollouts.sandbox) in a separate renderer
+process with CPU-time, memory and wall-clock limits (rollouts.isolation): a template that asks for too
+much is stopped there, and the error names the site and the limit. Nothing here compiles or renders a
+template in this process.
 
-- `site`: code, name, region, timezone, labels
-- `release`: application, namespace, version, stateful
-- `values`: the release's values
+When a release is rendered, and for which sites:
 
-Every rendered file must be YAML whose documents are Kubernetes objects (apiVersion, kind,
-metadata.name) in the application's namespace or one of its extra namespaces; cluster-scoped kinds
-only when the application lists them (a Namespace only for one of its own namespaces). Every failure
-is fleet.errors.Invalid naming the template path, the document index and the reason, so the API
-answers 400 and the admin shows it on the form.
+- created or changed (`validate_release`, API and admin): the sample site (any label asked for exists),
+  then up to FLEET_RENDER_CHECK_SITES real sites chosen to cover every region and label set
+  (rollouts.selectors.release_check_sites); within FLEET_RENDER_RELEASE_SECONDS. Quick, so a request
+  answers in seconds, and it catches a template that fails at every real site.
+- a rollout started (`ReleaseRenderer.check_sites`, rollouts.services.rollout_start) and a dry run
+  (rollouts.dry_runs): every targeted site, within the same per-release limit, before anything is
+  written. A template that fails at one site only (`{% if site.code == 'TX-0002' %}`) is refused here,
+  naming the site.
+- each site's commit step (rollouts.workflows): that site again, within the per-site limits: what was
+  checked is checked again at use.
 
-Sizes are bounded: at most MAX_TEMPLATES templates of MAX_TEMPLATE_CHARS each, and MAX_RENDERED_CHARS
-of output per site (rendering stops as soon as it is exceeded). Known limit: a template made of
-nested loops that print nothing can still spend CPU; `range` is capped at MAX_RANGE per call, and the
-workflow renders inside a Celery task with a time limit.
-
-The rollout workflow writes the output of `render_site_files` under `apps/<application>/` in the site's
-repository; that folder belongs to the application and nothing else writes there.
+Every failure is fleet.errors.Invalid on the `templates` field naming the template path, the site, the
+document index and the reason, or the site and the limit passed, so the API answers 400 and the admin
+shows it on the form. The rollout workflow writes the output of `render_site_files` under
+`apps/<application>/` in the site's repository; that folder belongs to the application.
 """
 
-import copy
-import hashlib
-import json
-import re
-import threading
-from collections import OrderedDict
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import yaml
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from collections.abc import Iterable
+from typing import Any
 
 from fleet.errors import Invalid
+from rollouts import isolation
 from rollouts.models import Application, Release
-
-MAX_TEMPLATES = 100
-MAX_TEMPLATE_CHARS = 256 * 1024
-MAX_RENDERED_CHARS = 1024 * 1024
-MAX_RANGE = 10_000
-MAX_POWER = 64
-OWNED_PREFIX = "apps/{application}/"
-
-TEMPLATE_PATH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*\.ya?ml$")
-
-# Kinds that are not namespaced in a stock K3s cluster. Anything else is treated as namespaced and
-# must name its namespace, unless the application lists it in `allowed_cluster_kinds`.
-CLUSTER_SCOPED_KINDS = frozenset(
-    {
-        "Namespace",
-        "Node",
-        "PersistentVolume",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "CustomResourceDefinition",
-        "StorageClass",
-        "PriorityClass",
-        "RuntimeClass",
-        "IngressClass",
-        "CSIDriver",
-        "CSINode",
-        "VolumeAttachment",
-        "APIService",
-        "MutatingWebhookConfiguration",
-        "ValidatingWebhookConfiguration",
-        "ValidatingAdmissionPolicy",
-        "ValidatingAdmissionPolicyBinding",
-        "CertificateSigningRequest",
-        "FlowSchema",
-        "PriorityLevelConfiguration",
-        "ClusterIssuer",
-    }
+from rollouts.templating import (
+    CLUSTER_SCOPED_KINDS,
+    MAX_RENDERED_CHARS,
+    MAX_TEMPLATE_CHARS,
+    MAX_TEMPLATES,
+    SAMPLE_SITE,
+    AppFacts,
+    ObjectKey,
+    RenderedSite,
+    SampleSite,
+    TemplateProblem,
 )
+from rollouts.templating import check_template_shapes as _check_shapes
 
+__all__ = [
+    "CLUSTER_SCOPED_KINDS",
+    "MAX_RENDERED_CHARS",
+    "MAX_TEMPLATES",
+    "MAX_TEMPLATE_CHARS",
+    "OWNED_PREFIX",
+    "SAMPLE_SITE",
+    "ObjectKey",
+    "ReleaseRenderer",
+    "RenderedSite",
+    "SampleSite",
+    "check_template_shapes",
+    "owned_prefix",
+    "render_site",
+    "render_site_files",
+    "validate_release",
+]
 
-class SiteLike(Protocol):
-    """A Site, or the sample site: what a template may know about where it is rendered."""
-
-    @property
-    def code(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def region(self) -> str: ...
-    @property
-    def timezone(self) -> str: ...
-    @property
-    def labels(self) -> Any: ...
-
-
-class _AnyLabels(dict[str, str]):
-    """Labels of the sample site: any label asked for by name exists (value "sample")."""
-
-    def __missing__(self, key: str) -> str:
-        return "sample"
-
-
-@dataclass(frozen=True)
-class SampleSite:
-    """The site a release is checked against at creation, before it is known where it goes."""
-
-    code: str = "XX-0000"
-    name: str = "Sample site"
-    region: str = "sample"
-    timezone: str = "UTC"
-    labels: Mapping[str, str] = field(default_factory=_AnyLabels)
-
-
-SAMPLE_SITE = SampleSite()
-
-
-class _Sandbox(SandboxedEnvironment):
-    """The stock sandbox, plus bounds on `*` and `**` so `{{ 'x' * 10**9 }}` cannot exhaust memory."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**":
-            if isinstance(right, int | float) and abs(right) > MAX_POWER:
-                raise SecurityError(f"exponent {right} is larger than {MAX_POWER}")
-            return left**right
-        for seq, times in ((left, right), (right, left)):
-            if isinstance(seq, str | list | tuple) and isinstance(times, int):
-                if len(seq) * times > MAX_RENDERED_CHARS:
-                    raise SecurityError(f"repeating a sequence {times} times exceeds {MAX_RENDERED_CHARS} items")
-        return left * right
-
-
-def _bounded_range(*args: int) -> range:
-    result = range(*args)
-    if len(result) > MAX_RANGE:
-        raise SecurityError(f"range() of {len(result)} items is more than {MAX_RANGE}")
-    return result
-
-
-def _environment() -> SandboxedEnvironment:
-    # Autoescape is off on purpose: the output is YAML, and HTML escaping would corrupt it.
-    env = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)  # noqa: S701
-    env.globals["range"] = _bounded_range
-    return env
+OWNED_PREFIX = "apps/{application}/"
 
 
 def owned_prefix(application_name: str) -> str:
@@ -153,60 +71,37 @@ def owned_prefix(application_name: str) -> str:
 
 
 def check_template_shapes(templates: Any) -> dict[str, str]:
-    """Check the `templates` object before anything is compiled: paths, count, sizes."""
-    if not isinstance(templates, dict) or not templates:
-        raise _invalid('templates must be a non-empty object {"<path>.yaml": "<template>"}')
-    if len(templates) > MAX_TEMPLATES:
-        raise _invalid(f"a release holds at most {MAX_TEMPLATES} templates, not {len(templates)}")
-    for path, text in templates.items():
-        if not isinstance(path, str) or len(path) > 200 or not TEMPLATE_PATH_RE.match(path) or ".." in path:
-            raise _invalid(f"{path!r} is not a relative path ending in .yaml or .yml (letters, digits, . _ - /)")
-        if not isinstance(text, str):
-            raise _invalid(f"{path}: the template must be a string")
-        if len(text) > MAX_TEMPLATE_CHARS:
-            raise _invalid(f"{path}: the template is longer than {MAX_TEMPLATE_CHARS} characters")
-    return templates
-
-
-# (group, kind, namespace, name) of one rendered object; namespace "" for cluster-scoped kinds.
-ObjectKey = tuple[str, str, str, str]
-
-
-@dataclass(frozen=True)
-class RenderedSite:
-    """A release rendered for one site: `{template path: text}` and the objects the files define."""
-
-    files: dict[str, str]
-    objects: tuple[ObjectKey, ...]
-
-    def deployments(self) -> list[tuple[str, str]]:
-        """(namespace, name) of every Deployment: what the rollout waits for to be available."""
-        return [(ns, name) for group, kind, ns, name in self.objects if (group, kind) == ("apps", "Deployment")]
+    """Check the `templates` object before anything is compiled: paths, count, sizes (Invalid if not)."""
+    try:
+        return _check_shapes(templates)
+    except TemplateProblem as exc:
+        raise Invalid(exc.message, field="templates") from exc
 
 
 class ReleaseRenderer:
-    """A release's templates compiled once, rendered and checked for any number of sites."""
+    """A release as the renderer process gets it (its material and digest), rendered for any number of
+    sites there. Cheap to build: the renderer compiles a release once and keeps it by digest."""
 
-    # Compiled renderers kept per process for `cached` (a rollout renders one release at every site).
-    _cache: "OrderedDict[tuple[int, str], ReleaseRenderer]" = OrderedDict()
-    _cache_lock = threading.Lock()
-    CACHE_SIZE = 16
-
-    def __init__(self, *, application: Application, version: str, templates: dict[str, str], values: dict[str, Any]):
+    def __init__(self, *, application: Application, version: str, templates: Any, values: Any):
         if not isinstance(values, dict):
             raise Invalid("values must be a JSON object", field="values")
+        facts = AppFacts(
+            name=application.name,
+            namespace=application.namespace,
+            namespaces=tuple(application.namespaces),
+            allowed_cluster_kinds=tuple(application.allowed_cluster_kinds or ()),
+            stateful=bool(application.stateful),
+        )
         self.application = application
         self.version = version
         self.values = values
-        self._environment = _environment()
-        self._templates = {}
-        for path, text in sorted(check_template_shapes(templates).items()):
-            try:
-                self._templates[path] = self._environment.from_string(text)
-            except TemplateSyntaxError as exc:
-                raise _invalid(f"{path}: line {exc.lineno}: template syntax error: {exc.message}") from exc
-            except TemplateError as exc:
-                raise _invalid(f"{path}: template error: {exc}") from exc
+        self.material = isolation.ReleaseMaterial.build(
+            label=f"{application.name} {version}",
+            application=facts.as_json(),
+            version=version,
+            templates=check_template_shapes(templates),
+            values=values,
+        )
 
     @classmethod
     def for_release(cls, release: Release) -> "ReleaseRenderer":
@@ -217,177 +112,44 @@ class ReleaseRenderer:
             values=release.values,
         )
 
-    @classmethod
-    def cached(cls, release: Release) -> "ReleaseRenderer":
-        """`for_release`, compiled once per process. The key is the release and a digest of everything
-        rendering reads, so an edited release (or application) is never rendered from a stale copy."""
-        application = release.application
-        material = [
-            release.version,
-            release.templates,
-            release.values,
-            application.name,
-            application.namespace,
-            application.namespaces,
-            sorted(application.allowed_cluster_kinds),
-            application.stateful,
-        ]
-        digest = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
-        key = (release.pk, digest)
-        with cls._cache_lock:
-            renderer = cls._cache.get(key)
-            if renderer is not None:
-                cls._cache.move_to_end(key)
-                return renderer
-        renderer = cls.for_release(release)
-        with cls._cache_lock:
-            cls._cache[key] = renderer
-            while len(cls._cache) > cls.CACHE_SIZE:
-                cls._cache.popitem(last=False)
-        return renderer
+    # The renderer process keeps compiled releases by the digest of everything rendering reads, so an
+    # edited release (or application) is never rendered from a stale copy: nothing to cache here.
+    cached = for_release
 
-    def context(self, site: SiteLike) -> dict[str, Any]:
-        labels = site.labels if isinstance(site.labels, _AnyLabels) else dict(site.labels or {})
-        return {
-            "site": {
-                "code": site.code,
-                "name": site.name,
-                "region": site.region,
-                "timezone": site.timezone,
-                "labels": labels,
-            },
-            "release": {
-                "application": self.application.name,
-                "namespace": self.application.namespace,
-                "version": self.version,
-                "stateful": self.application.stateful,
-            },
-            # A copy per site: a template cannot leave changes behind for the next site.
-            "values": copy.deepcopy(self.values),
-        }
-
-    def render(self, site: SiteLike) -> dict[str, str]:
+    def render(self, site: Any) -> dict[str, str]:
         """`{path: text}` for one site, every document checked. Raises Invalid naming path and document."""
         return self.render_checked(site).files
 
-    def render_checked(self, site: SiteLike) -> RenderedSite:
-        """The files for one site and the objects they define, every document checked (see `render`)."""
-        where = "" if isinstance(site, SampleSite) else f" (site {site.code})"
-        context = self.context(site)
-        budget = MAX_RENDERED_CHARS
-        rendered: dict[str, str] = {}
-        objects: dict[ObjectKey, str] = {}
-        for path, template in self._templates.items():
-            chunks: list[str] = []
-            try:
-                for chunk in template.generate(context):
-                    budget -= len(chunk)
-                    if budget < 0:
-                        raise _invalid(f"{path}{where}: rendered output exceeds {MAX_RENDERED_CHARS} characters")
-                    chunks.append(chunk)
-            except Invalid:
-                raise
-            except SecurityError as exc:
-                raise _invalid(f"{path}{where}: unsafe template: {exc}") from exc
-            except TemplateError as exc:
-                raise _invalid(f"{path}{where}: {type(exc).__name__}: {exc}") from exc
-            except Exception as exc:  # any error a template can provoke (1/0, 'a' + 1) is the client's input
-                raise _invalid(f"{path}{where}: render error: {type(exc).__name__}: {exc}") from exc
-            text = "".join(chunks)
-            self._check_manifests(path, where, text, objects)
-            rendered[path] = text
-        return RenderedSite(files=rendered, objects=tuple(objects))
+    def render_checked(self, site: Any, *, budget: isolation.ReleaseBudget | None = None) -> RenderedSite:
+        """The files for one site and the objects they define, within the per-site limits (and `budget`)."""
+        return isolation.render(self.material, site, budget=budget)
 
-    def _check_manifests(self, path: str, where: str, text: str, objects: dict[ObjectKey, str]) -> None:
-        try:
-            documents = list(_load_all(text))
-        except yaml.YAMLError as exc:
-            raise _invalid(f"{path}{where}: not valid YAML: {_one_line(exc)}") from exc
-        if not any(doc is not None for doc in documents):
-            raise _invalid(f"{path}{where}: renders no Kubernetes object")
-        for index, doc in enumerate(documents):
-            if doc is None:
-                continue  # an empty document (a trailing ---) is harmless
-            prefix = f"{path}{where}: document {index}"
-            key = self._check_object(prefix, doc)
-            if key in objects:
-                raise _invalid(f"{prefix}: {key[1]} {key[2]}/{key[3]} is also defined in {objects[key]}")
-            objects[key] = f"{path} document {index}"
-
-    def _check_object(self, prefix: str, doc: Any) -> ObjectKey:
-        if not isinstance(doc, dict):
-            raise _invalid(f"{prefix}: is a {type(doc).__name__}, not a Kubernetes object (a mapping)")
-        api_version, kind, metadata = doc.get("apiVersion"), doc.get("kind"), doc.get("metadata")
-        if not isinstance(api_version, str) or not api_version:
-            raise _invalid(f"{prefix}: apiVersion is missing (or not a string)")
-        if not isinstance(kind, str) or not kind:
-            raise _invalid(f"{prefix}: kind is missing (or not a string)")
-        if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str) or not metadata["name"]:
-            raise _invalid(f"{prefix}: metadata.name is missing (or not a string)")
-        if kind.endswith("List"):
-            raise _invalid(f"{prefix}: {kind} is not accepted; write one document per object")
-        name, namespace = metadata["name"], metadata.get("namespace")
-        group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
-        allowed = self.application.namespaces
-        if kind == "Namespace":
-            if name not in allowed:
-                raise _invalid(
-                    f"{prefix}: Namespace {name!r} is not one of the application's namespaces ({', '.join(allowed)})"
-                )
-            return (group, kind, "", name)
-        if kind in CLUSTER_SCOPED_KINDS or kind in self.application.allowed_cluster_kinds:
-            if kind not in self.application.allowed_cluster_kinds:
-                raise _invalid(
-                    f"{prefix}: {kind} {name!r} is cluster-scoped; the application does not allow {kind} objects"
-                )
-            return (group, kind, "", name)
-        if not isinstance(namespace, str) or not namespace:
-            raise _invalid(f"{prefix}: {kind} {name!r} has no metadata.namespace; use {{{{ release.namespace }}}}")
-        if namespace not in allowed:
-            raise _invalid(
-                f"{prefix}: {kind} {name!r} is in namespace {namespace!r}, outside the application's namespaces "
-                f"({', '.join(allowed)})"
-            )
-        return (group, kind, namespace, name)
+    def check_sites(self, sites: Iterable[Any], *, sample: bool = False) -> int:
+        """Render for every site (the sample site first, with `sample`) within FLEET_RENDER_RELEASE_SECONDS
+        in all; raises Invalid at the first site that fails or passes a limit. Returns how many rendered."""
+        budget = isolation.ReleaseBudget(isolation.RenderLimits.current().release_seconds)
+        if sample:
+            self.render_checked(SAMPLE_SITE, budget=budget)
+        for site in sites:
+            self.render_checked(site, budget=budget)
+        return budget.sites
 
 
-def validate_release(*, application: Application, version: str, templates: Any, values: Any) -> None:
-    """Compile every template and render it for the sample site; raise Invalid on the first problem."""
-    ReleaseRenderer(application=application, version=version, templates=templates, values=values).render(SAMPLE_SITE)
+def validate_release(
+    *, application: Application, version: str, templates: Any, values: Any, sites: Iterable[Any] = ()
+) -> None:
+    """Render for the sample site, then for `sites` (rollouts.selectors.release_check_sites: a few real
+    sites covering every region and label set); raise Invalid on the first problem or limit passed."""
+    renderer = ReleaseRenderer(application=application, version=version, templates=templates, values=values)
+    renderer.check_sites(sites, sample=True)
 
 
-def render_site(release: Release, site: SiteLike) -> dict[str, str]:
+def render_site(release: Release, site: Any) -> dict[str, str]:
     """The release's files for one site, `{template path: text}`, checked."""
     return ReleaseRenderer.for_release(release).render(site)
 
 
-def render_site_files(release: Release, site: SiteLike) -> dict[str, str]:
+def render_site_files(release: Release, site: Any) -> dict[str, str]:
     """What the rollout workflow writes into the site's repository: `{apps/<application>/<path>: text}`."""
     prefix = owned_prefix(release.application.name)
     return {prefix + path: text for path, text in render_site(release, site).items()}
-
-
-class _NoAliasLoader(yaml.SafeLoader):
-    """Refuses YAML aliases: a small file with nested aliases expands to gigabytes downstream."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(
-                None, None, "YAML aliases (*name) are not accepted in manifests", event.start_mark
-            )
-        return super().compose_node(parent, index)
-
-
-def _load_all(text: str) -> Iterator[Any]:
-    # Without an anchor (&) there can be no alias, so the fast C loader is safe; otherwise use the checking one.
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader) if "&" not in text else _NoAliasLoader
-    return yaml.load_all(text, Loader=loader)  # noqa: S506  # a safe loader in both branches
-
-
-def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split())[:500]
-
-
-def _invalid(message: str) -> Invalid:
-    return Invalid(message, field="templates")

@@ -1,12 +1,13 @@
 """Reads of releases and rollouts that are more than a one-line filter."""
 
 import datetime as dt
+import json
 
 from django.db.models import Prefetch, QuerySet
 
 from fleet.errors import Invalid
 from rollouts.choices import SITE_IN_FLIGHT_STATES, SITE_NOT_STARTED_STATES, SiteRolloutState
-from rollouts.models import Rollout, RolloutPlan, RolloutWave, SiteRollout
+from rollouts.models import DryRun, Rollout, RolloutPlan, RolloutWave, SiteRollout
 from rollouts.planning import snapshot_site_deadline, snapshot_threshold
 from rollouts.progress import RolloutView, SiteView, WaveView
 from rollouts.schedule import site_next_open, site_window_open
@@ -39,6 +40,37 @@ def plan_target_sites(target: dict) -> list[Site]:
         unknown_site_codes(codes, field="target")
         return list(sites.filter(code__in=codes))
     return list(sites)
+
+
+def release_check_sites(limit: int) -> list[Site]:
+    """Up to `limit` real sites to render a new release for (rollouts.rendering): the first site of every
+    region, then the first of every other label set, by code; decommissioned sites left out. One query
+    over the fleet's codes, regions and labels, then the chosen sites in one more."""
+    if limit <= 0:
+        return []
+    rows = list(
+        Site.objects.exclude(state=SiteState.DECOMMISSIONED).order_by("code").values_list("code", "region", "labels")
+    )
+    chosen: dict[str, None] = {}
+    regions: set[str] = set()
+    label_sets: set[str] = set()
+    for code, region, labels in rows:
+        if region not in regions:
+            regions.add(region)
+            label_sets.add(json.dumps(labels, sort_keys=True))
+            chosen[code] = None
+    for code, _, labels in rows:
+        key = json.dumps(labels, sort_keys=True)
+        if key not in label_sets:
+            label_sets.add(key)
+            chosen[code] = None
+    codes = list(chosen)[:limit]
+    return list(Site.objects.filter(code__in=codes).only(*SITE_FIELDS_FOR_PLANNING).order_by("code"))
+
+
+def latest_dry_run(plan: RolloutPlan) -> DryRun | None:
+    """The plan's newest dry run, running or finished."""
+    return DryRun.objects.select_related("release__application", "run", "requested_by").filter(plan=plan).first()
 
 
 def unknown_site_codes(codes: list[str], *, field: str) -> None:

@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Any
 
 from celery.schedules import crontab
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Count, F
@@ -40,7 +41,6 @@ from rollouts.choices import (
 )
 from rollouts.models import Application, Release, Rollout, RolloutPlan, RolloutWave, SiteRollout, counter_field
 from rollouts.rendering import ReleaseRenderer, validate_release
-from rollouts.schedule import site_next_open, site_window_open
 from sites.labels import LabelSelector
 from sites.models import Site
 
@@ -179,16 +179,21 @@ def release_create(
     templates: Any,
     values: Any = None,
 ) -> Release:
-    """Create a release after rendering every template for a sample site and checking the manifests.
+    """Create a release after rendering every template for the sample site and a few real sites (one per
+    region and label set, FLEET_RENDER_CHECK_SITES) in the renderer process, and checking the manifests.
 
-    Raises Invalid naming the template path, document and reason; Invalid for a duplicate version.
+    Raises Invalid naming the template path, the site, the document and the reason, or the site and the
+    renderer limit passed; Invalid for a duplicate version. Every targeted site is rendered again when a
+    rollout starts (and by a dry run), so a template that fails at one site only is refused there.
     """
     values = {} if values is None else values
     release = Release(application=application, version=version, templates=templates, values=values)
     if Release.objects.filter(application=application, version=version).exists():
         raise Invalid(f"{application.name} already has a release {version}", field="version")
     full_clean_or_invalid(release, exclude=["created_by"])
-    validate_release(application=application, version=version, templates=templates, values=values)
+    validate_release(
+        application=application, version=version, templates=templates, values=values, sites=_release_check_sites()
+    )
     with transaction.atomic():
         if Release.objects.filter(application=application, version=version).exists():
             raise Invalid(f"{application.name} already has a release {version}", field="version")
@@ -205,23 +210,37 @@ def release_create(
 
 
 def release_update(*, release: Release, actor: Actor, source: str, **changes: Any) -> Release:
-    """Change a release that no rollout has used yet; a locked release is immutable (Conflict)."""
+    """Change a release that no rollout has used yet; a locked release is immutable (Conflict).
+
+    The changed release is rendered as at creation before the transaction (rendering takes up to
+    FLEET_RENDER_RELEASE_SECONDS, too long to hold a row lock, or SQLite's write lock); the transaction
+    then refuses (Conflict) if the release changed meanwhile, so what is saved is what was rendered.
+    """
     unknown = set(changes) - set(RELEASE_FIELDS)
     if unknown:
         raise Invalid(f"these release fields cannot be changed: {', '.join(sorted(unknown))}")
-    with transaction.atomic():
-        release = Release.objects.select_for_update().select_related("application").get(pk=release.pk)
-        _check_unlocked(release)
-        before = field_values(release, RELEASE_FIELDS)
-        for key, value in changes.items():
-            setattr(release, key, value)
-        full_clean_or_invalid(release, exclude=["created_by"])
+    release = Release.objects.select_related("application").get(pk=release.pk)
+    _check_unlocked(release)
+    before = field_values(release, RELEASE_FIELDS)
+    for key, value in changes.items():
+        setattr(release, key, value)
+    full_clean_or_invalid(release, exclude=["created_by"])
+    if changes_between(before, field_values(release, RELEASE_FIELDS)):
         validate_release(
-            application=release.application, version=release.version, templates=release.templates, values=release.values
+            application=release.application,
+            version=release.version,
+            templates=release.templates,
+            values=release.values,
+            sites=_release_check_sites(),
         )
+    with transaction.atomic():
+        locked = Release.objects.select_for_update().select_related("application").get(pk=release.pk)
+        _check_unlocked(locked)
+        if field_values(locked, RELEASE_FIELDS) != before:
+            raise Conflict(f"release {locked} changed while this change was being checked; try again")
         diff = changes_between(before, field_values(release, RELEASE_FIELDS))
         if not diff:
-            return release
+            return locked
         clash = Release.objects.exclude(pk=release.pk).filter(application=release.application, version=release.version)
         if clash.exists():
             raise Invalid(f"{release.application.name} already has a release {release.version}", field="version")
@@ -230,6 +249,10 @@ def release_update(*, release: Release, actor: Actor, source: str, **changes: An
         audit_record(actor=actor, verb="update", obj=release, source=source, payload={"changed": sorted(diff)})
         approvals.low_risk_clear_for_release(release=release, actor=actor, source=source)
     return release
+
+
+def _release_check_sites() -> list[Site]:
+    return selectors.release_check_sites(settings.FLEET_RENDER_CHECK_SITES)
 
 
 def release_delete(*, release: Release, actor: Actor, source: str) -> None:
@@ -399,55 +422,22 @@ def _sync_periodic_task(plan: RolloutPlan) -> None:
 # --- dry run and start ------------------------------------------------------------------------------
 
 
-def rollout_plan_dry_run(*, plan: RolloutPlan, at: dt.datetime | None = None) -> dict[str, Any]:
-    """Which sites would go in which wave if the plan started at `at`, and when each site's window opens.
-
-    Writes nothing. Renders the release for every targeted site, so a template that fails for one
-    site fails here (Invalid naming the site) rather than halfway through a rollout.
-    """
-    at = at or timezone.now()
-    sites, waves = _plan_and_check(plan)
-    by_code = {site.code: site for site in sites}
-    dropped = _dropped_canaries(plan, by_code)
-    out_waves = []
-    for wave in waves:
-        rows = []
-        for code in wave.sites:
-            site = by_code[code]
-            row: dict[str, Any] = {"code": code, "region": site.region, "timezone": site.timezone}
-            if plan.respect_windows:
-                row["window_open"] = site_window_open(site, at)
-                next_open = site_next_open(site, at)
-                row["next_window_at"] = next_open.isoformat() if next_open else None
-            rows.append(row)
-        out_waves.append(
-            {"index": wave.index, "name": wave.name, "plan_wave": wave.plan_index, "size": wave.size, "sites": rows}
-        )
-    warnings = []
-    if dropped:
-        warnings.append(f"canary sites not in the target (decommissioned?) are left out: {', '.join(dropped)}")
-    if len(waves) < len(plan.waves):
-        warnings.append(f"the target is small: {len(plan.waves) - len(waves)} plan wave(s) get no site")
-    return {
-        "plan": plan.pk,
-        "release": plan.release_id,
-        "at": at.isoformat(),
-        "target_size": len(sites),
-        "respect_windows": plan.respect_windows,
-        "waves": out_waves,
-        "warnings": warnings,
-    }
-
-
-def _plan_and_check(plan: RolloutPlan) -> tuple[list[Site], list[planning.PlannedWave]]:
+def rollout_plan_waves(*, plan: RolloutPlan) -> tuple[list[Site], list[planning.PlannedWave]]:
+    """The plan checked, its target's sites and the waves they would go in if it started now. Renders
+    nothing: a dry run (rollouts.dry_runs) and `rollout_start` render every site in the renderer."""
     _validate_plan(plan, changed=set())
     sites = selectors.plan_target_sites(plan.target)
     if not sites:
         raise Invalid("the plan's target matches no site", field="target")
-    renderer = ReleaseRenderer.for_release(plan.release)
-    for site in sites:
-        renderer.render(site)
     waves = planning.plan_waves(waves=plan.waves, sites=sites, seed=plan_seed(plan))
+    return sites, waves
+
+
+def _plan_and_check(plan: RolloutPlan) -> tuple[list[Site], list[planning.PlannedWave]]:
+    """`rollout_plan_waves`, and the release rendered for every targeted site in the renderer process
+    within FLEET_RENDER_RELEASE_SECONDS: Invalid naming the first site that fails or passes a limit."""
+    sites, waves = rollout_plan_waves(plan=plan)
+    ReleaseRenderer.for_release(plan.release).check_sites(sites)
     return sites, waves
 
 
@@ -456,7 +446,8 @@ def plan_seed(plan: RolloutPlan) -> str:
     return f"plan:{plan.pk}"
 
 
-def _dropped_canaries(plan: RolloutPlan, in_target: dict[str, Site]) -> list[str]:
+def plan_dropped_canaries(plan: RolloutPlan, in_target: dict[str, Site]) -> list[str]:
+    """Canary codes of the plan's waves that are not in its target (decommissioned since?)."""
     return sorted({code for wave in plan.waves for code in wave.get("sites", []) if code not in in_target})
 
 
@@ -527,7 +518,7 @@ def rollout_start(
                 "release": str(release),
                 "sites": len(sites),
                 "waves": [{"name": w.name, "size": w.size} for w in waves],
-                "left_out_canaries": _dropped_canaries(plan, site_by_code),
+                "left_out_canaries": plan_dropped_canaries(plan, site_by_code),
                 "reason": reason,
                 "gates": {k: v for k, v in gates.items() if k != "plan_last_edited_by"},
             },

@@ -24,7 +24,8 @@ rollout and every failed, skipped or rolled back site are):
 - commit: with `respect_windows`, a site whose window is closed moves to `waiting_window` and waits
   (a stored wake-up) until it opens (rollouts.schedule); the driver normally starts only sites whose
   window is open, this catches a window closing in between. Then it renders the release
-  (ReleaseRenderer, compiled once per process) and `SiteRepo.write`s it under `apps/<application>/`,
+  (ReleaseRenderer: in the renderer process, within its per-site limits; a limit passed fails the site
+  with the limit named) and `SiteRepo.write`s it under `apps/<application>/`,
   one commit whose message ends with the trailer `Edgefleet-Rollout: <rollout id>`, and records the
   commit and the revision it replaced. Idempotent: a re-run after a crash between the push and the
   recording writes the same files (no new commit) and finds what came before as the parent of the
@@ -73,6 +74,7 @@ from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
+import rollouts.dry_runs  # noqa: F401  # registers the rollout.dry_run kind wherever these kinds are
 from fleet.errors import Conflict, FleetError
 from fleet.workflows.choices import ACTIVE_STATES, RunState
 from fleet.workflows.definitions import Step, Workflow, register
@@ -93,6 +95,7 @@ from rollouts.choices import (
     SiteRolloutState,
     WaveState,
 )
+from rollouts.isolation import RendererUnavailable
 from rollouts.models import Rollout, RolloutWave, SiteRollout
 from rollouts.planning import snapshot_site_deadline, snapshot_threshold, threshold_exceeded
 from rollouts.progress import Decision, decide
@@ -428,7 +431,10 @@ def site_commit(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
             _move(row, SiteRolloutState.COMMITTING)
     release = row.rollout.release
     try:
+        # In the renderer process, within the per-site CPU, memory and time limits (rollouts.isolation).
         rendered = ReleaseRenderer.cached(release).render_checked(row.site)
+    except RendererUnavailable as exc:
+        return Retry(exc.message)
     except FleetError as exc:
         return Fail(f"rendering failed: {exc}")
     prefix = _owned_prefix(row)

@@ -13,7 +13,9 @@ from rest_framework.response import Response
 
 from fleet.api.pagination import FleetCursorPagination
 from fleet.api.permissions import ActionPermission
-from rollouts import selectors, services
+from fleet.errors import NotFound
+from rollouts import dry_runs, selectors, services
+from rollouts.api.dry_runs import PlanDryRunSerializer
 from rollouts.api.filters import (
     ApplicationFilter,
     DriftFilter,
@@ -99,7 +101,7 @@ class ReleaseViewSet(viewsets.ModelViewSet):
 
 
 class RolloutPlanViewSet(viewsets.ModelViewSet):
-    """Rollout plans. `dry-run/` shows the waves and window times without writing anything;
+    """Rollout plans. `dry-run/` starts a dry run in the background (POST, 202) or shows the latest (GET);
     `start/` (permission rollouts.start_rollout) starts a rollout and answers 202 with it."""
 
     queryset = selectors.plan_list()
@@ -129,14 +131,23 @@ class RolloutPlanViewSet(viewsets.ModelViewSet):
         services.rollout_plan_delete(plan=self.get_object(), actor=request.user, source="api")
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(methods=["GET"], parameters=[OpenApiParameter("at", str, description="ISO time (default: now)")])
-    @extend_schema(methods=["POST"], request=DryRunSerializer)
+    @extend_schema(methods=["GET"], request=None, responses={200: PlanDryRunSerializer})
+    @extend_schema(methods=["POST"], request=DryRunSerializer, responses={202: PlanDryRunSerializer})
     @action(detail=True, methods=["get", "post"], url_path="dry-run")
     def dry_run(self, request: Request, pk: str | None = None) -> Response:
-        """The waves the plan would make now (or `at`), and when each site's window opens. Writes nothing."""
-        source = request.data if request.method == "POST" else request.query_params
-        data = validated(DryRunSerializer, source)
-        return Response(services.rollout_plan_dry_run(plan=self.get_object(), at=data.get("at")))
+        """POST starts a dry run in the background (permission rollouts.add_dryrun; 409 while one of this
+        plan runs) and answers 202 with it: the waves the plan would make at `at` (default now), each
+        site's window, and the release rendered at every targeted site within the renderer's limits.
+        GET answers the latest dry run (404 while there is none)."""
+        plan = self.get_object()
+        if request.method == "POST":
+            data = validated(DryRunSerializer, request.data)
+            dry_run = dry_runs.dry_run_start(plan=plan, actor=request.user, source="api", at=data.get("at"))
+            return Response(PlanDryRunSerializer(dry_run).data, status=status.HTTP_202_ACCEPTED)
+        latest = selectors.latest_dry_run(plan)
+        if latest is None:
+            raise NotFound(f"rollout plan {plan.name} has no dry run yet; POST to this address to start one")
+        return Response(PlanDryRunSerializer(latest).data)
 
     @extend_schema(request=RolloutActionSerializer, responses={202: RolloutSerializer})
     @action(detail=True, methods=["post"])

@@ -5,9 +5,10 @@ from django.test import Client
 
 from fleet.audit.models import AuditEvent
 from rollouts import services
-from rollouts.models import Application, Rollout, SiteRollout
+from rollouts.models import Application, DryRun, Rollout, SiteRollout
 from tests.factories import SiteFactory, UserFactory
 from tests.rollouts.factories import ReleaseFactory, RolloutPlanFactory
+from tests.rollouts.runs import run_to_end
 
 pytestmark = pytest.mark.django_db
 
@@ -102,8 +103,14 @@ def test_plan_dry_run_and_start_pages(staff: Client) -> None:
     site = SiteFactory(maintenance_windows=windows)
     plan = RolloutPlanFactory(respect_windows=True)
 
-    page = staff.get(f"/admin/rollouts/rolloutplan/{plan.pk}/dry-run/").content.decode()
-    assert str(site.code) in page and "next window" in page
+    url = f"/admin/rollouts/rolloutplan/{plan.pk}/dry-run/"
+    assert "No dry run of this plan yet" in staff.get(url).content.decode()
+    assert staff.post(url).status_code == 302
+    dry_run = DryRun.objects.get(plan=plan)
+    assert "this page refreshes" in staff.get(url).content.decode()
+    run_to_end(dry_run.run_id)
+    page = staff.get(url).content.decode()
+    assert str(site.code) in page and "next window" in page and "succeeded" in page
     assert not Rollout.objects.exists()
 
     assert b"Yes, start" in staff.get(f"/admin/rollouts/rolloutplan/{plan.pk}/start/").content

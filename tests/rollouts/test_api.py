@@ -6,11 +6,13 @@ import pytest
 from rest_framework.test import APIClient
 
 from fleet.audit.models import AuditEvent
+from fleet.workflows.models import WorkflowRun
 from rollouts import services
 from rollouts.models import Application, Release, Rollout, RolloutPlan, SiteRollout
 from tests.factories import SiteFactory
 from tests.rollouts.conftest import VIEW, client_for
 from tests.rollouts.factories import TEMPLATES, VALUES, ApplicationFactory, ReleaseFactory, RolloutPlanFactory
+from tests.rollouts.runs import run_to_end
 
 pytestmark = pytest.mark.django_db
 
@@ -136,19 +138,43 @@ def test_bad_plan_is_400_and_nothing_is_written(
     assert not RolloutPlan.objects.exists()
 
 
-def test_dry_run_writes_nothing(admin_api: APIClient) -> None:
+def test_dry_run_is_a_background_run_whose_result_get_shows_and_it_writes_nothing(admin_api: APIClient) -> None:
     for _ in range(10):
         SiteFactory()
     plan = RolloutPlanFactory()
+    url = f"/api/v1/rollout-plans/{plan.pk}/dry-run/"
 
-    get = admin_api.get(f"/api/v1/rollout-plans/{plan.pk}/dry-run/")
-    post = admin_api.post(f"/api/v1/rollout-plans/{plan.pk}/dry-run/", {"at": "2025-03-03T18:00:00Z"}, format="json")
+    none_yet = admin_api.get(url)
+    post = admin_api.post(url, {"at": "2025-03-03T18:00:00Z"}, format="json")
+    again = admin_api.post(url, {}, format="json")
+    running = admin_api.get(url).json()
+    run_to_end(post.json()["run"])
+    done = admin_api.get(url)
 
-    assert get.status_code == post.status_code == 200, get.content
-    assert [w["size"] for w in get.json()["waves"]] == [1, 9]
-    assert get.json()["waves"] == post.json()["waves"]
+    assert none_yet.status_code == 404 and "no dry run yet" in none_yet.json()["detail"]
+    assert post.status_code == 202, post.content
+    assert post.json()["state"] == running["state"] == "running" and post.json()["result"] is None
+    assert again.status_code == 409 and "already" in again.json()["detail"]
+    assert done.status_code == 200, done.content
+    body = done.json()
+    assert body["state"] == "succeeded" and body["error"] == ""
+    assert body["progress"] == {"rendered": 10, "total": 10}
+    assert body["at"].startswith("2025-03-03T18:00:00")
+    assert [w["size"] for w in body["result"]["waves"]] == [1, 9]
     assert not Rollout.objects.exists()
     assert Release.objects.get().locked_at is None
+
+
+def test_a_viewer_sees_dry_runs_but_cannot_start_one(viewer_api: APIClient) -> None:
+    SiteFactory()
+    plan = RolloutPlanFactory()
+
+    post = viewer_api.post(f"/api/v1/rollout-plans/{plan.pk}/dry-run/", {}, format="json")
+    get = viewer_api.get(f"/api/v1/rollout-plans/{plan.pk}/dry-run/")
+
+    assert post.status_code == 403 and "rollouts.add_dryrun" in post.json()["detail"]
+    assert get.status_code == 404
+    assert not WorkflowRun.objects.exists()
 
 
 # --- start, rollouts, actions -------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from django_celery_beat.models import PeriodicTask
 
 from fleet.audit.models import AuditEvent
 from fleet.errors import Conflict, Forbidden, Invalid
-from rollouts import selectors, services
+from rollouts import dry_runs, selectors, services
 from rollouts.choices import RolloutState, SiteRolloutState
 from rollouts.models import Release, Rollout, RolloutPlan, RolloutWave, SiteRollout
 from rollouts.progress import decide
@@ -16,6 +16,7 @@ from rollouts.tasks import rollout_plan_start_task
 from sites.choices import SiteState
 from tests.factories import SiteFactory, UserFactory
 from tests.rollouts.factories import ApplicationFactory, ReleaseFactory, RolloutPlanFactory
+from tests.rollouts.runs import run_to_end
 
 pytestmark = pytest.mark.django_db
 
@@ -169,8 +170,12 @@ def test_dry_run_shows_waves_and_window_times_and_writes_nothing() -> None:
     plan = RolloutPlanFactory(respect_windows=True, waves=[{"count": 2}, {"percent": 100}])
     at = dt.datetime(2025, 3, 3, 18, 0, tzinfo=dt.UTC)
 
-    result = services.rollout_plan_dry_run(plan=plan, at=at)
+    dry_run = dry_runs.dry_run_start(plan=plan, actor="t", source="test", at=at)
+    run_to_end(dry_run.run_id)
+    dry_run.refresh_from_db()
+    result = dry_run.result
 
+    assert dry_run.state == "succeeded", dry_run.error
     assert result["target_size"] == 10
     assert [w["size"] for w in result["waves"]] == [2, 8]
     first = result["waves"][0]["sites"][0]
