@@ -33,12 +33,13 @@ def main() -> None:
         sys.exit(str(exc))
     from fleet.celery import app
 
-    app.start(flower_argv(port=settings.FLOWER_PORT))
+    app.start(flower_argv(port=settings.FLOWER_PORT, max_tasks=settings.FLOWER_MAX_TASKS))
 
 
-def flower_argv(*, port: int) -> list[str]:
-    """Flower's arguments: everything but the credentials, which FLOWER_BASIC_AUTH carries."""
-    return ["flower", f"--port={port}", "--persistent=False"]
+def flower_argv(*, port: int, max_tasks: int) -> list[str]:
+    """Flower's arguments: everything but the credentials, which FLOWER_BASIC_AUTH carries. `max_tasks`
+    bounds the task events Flower keeps in memory (it grew ~1.5 MB a minute at 300 idle sites)."""
+    return ["flower", f"--port={port}", "--persistent=False", f"--max-tasks={max_tasks}"]
 
 
 if __name__ == "__main__":

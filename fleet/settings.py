@@ -259,6 +259,10 @@ CELERY_TIMEZONE = "UTC"
 # timeout extends it); a dead worker's run is taken over once it expires. The sweeper wakes runs whose
 # wake_at passed, and re-sends a wake-up message that has not been picked up after REDELIVER seconds
 # (a lost message: broker restart, crash between commit and publish).
+# A file the worker touches from its event loop every FLEET_WORKER_LIVENESS_SECONDS (fleet/liveness.py),
+# for a liveness probe (deploy/base/worker.yaml); off when empty.
+FLEET_WORKER_LIVENESS_FILE = env.str("FLEET_WORKER_LIVENESS_FILE", default="")
+FLEET_WORKER_LIVENESS_SECONDS = env.float("FLEET_WORKER_LIVENESS_SECONDS", default=10.0)
 FLEET_WORKFLOW_LEASE_SECONDS = env.float("FLEET_WORKFLOW_LEASE_SECONDS", default=60.0)
 FLEET_WORKFLOW_SWEEP_SECONDS = env.float("FLEET_WORKFLOW_SWEEP_SECONDS", default=5.0)
 FLEET_WORKFLOW_REDELIVER_SECONDS = env.float("FLEET_WORKFLOW_REDELIVER_SECONDS", default=60.0)
@@ -292,6 +296,8 @@ CELERY_BEAT_SCHEDULE = {
 FLOWER_USER = env.str("FLEET_FLOWER_USER", default="" if PRODUCTION else "admin")
 FLOWER_PASSWORD = env.str("FLEET_FLOWER_PASSWORD", default="" if PRODUCTION else "admin")
 FLOWER_PORT = env.int("FLEET_FLOWER_PORT", default=5555)
+# Flower keeps every task event it saw in memory; a bound keeps a long-running Flower's memory flat.
+FLOWER_MAX_TASKS = env.int("FLEET_FLOWER_MAX_TASKS", default=10000)
 
 # --- Edge and adapters ----------------------------------------------------------------------------
 REPO_ROOT = Path(env.str("FLEET_REPO_ROOT", default=str(DATA_DIR / "repos")))

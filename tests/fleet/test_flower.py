@@ -81,8 +81,9 @@ def test_flower_refuses_to_run_without_credentials_or_with_ones_it_would_split()
 
 def test_no_way_of_starting_flower_here_puts_credentials_on_its_arguments() -> None:
     # Flower's own arguments, as fleet.flower hands them over
-    argv = " ".join(flower_argv(port=5555))
+    argv = " ".join(flower_argv(port=5555, max_tasks=10000))
     assert "auth" not in argv and "admin" not in argv
+    assert "--max-tasks=10000" in argv  # its memory stays bounded however long it runs
     # And every process file of the project starts it through fleet.flower, without credentials
     for name in ("Procfile", "docker-compose.yml", "scripts/devstack.py", "Makefile"):
         text = (ROOT / name).read_text()
