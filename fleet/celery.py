@@ -25,7 +25,7 @@ class LivenessFile(bootsteps.StartStopStep):
     """Touches FLEET_WORKER_LIVENESS_FILE from the event loop's timer (fleet/liveness.py): the file goes
     stale when the worker's main loop stops turning, which a liveness probe turns into a restart."""
 
-    requires = {"celery.worker.components:Timer"}
+    requires = ("celery.worker.components:Timer",)
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         from django.conf import settings
