@@ -311,6 +311,9 @@ FLEET_ROLLOUT_IDLE_POLL_SECONDS = env.float("FLEET_ROLLOUT_IDLE_POLL_SECONDS", d
 FLEET_ROLLOUT_SYNC_POLL_SECONDS = env.float("FLEET_ROLLOUT_SYNC_POLL_SECONDS", default=1.0)
 FLEET_ROLLOUT_STEP_TIMEOUT = env.float("FLEET_ROLLOUT_STEP_TIMEOUT", default=60.0)
 FLEET_ROLLOUT_DRIVE_TIMEOUT = env.float("FLEET_ROLLOUT_DRIVE_TIMEOUT", default=30.0)
+# How long a pod of a release may wait in CrashLoopBackOff / ImagePullBackOff / ErrImagePull before its
+# site fails (rollouts.health): long enough for a registry that blinks, short enough to stop a wave.
+FLEET_ROLLOUT_POD_GRACE_SECONDS = env.float("FLEET_ROLLOUT_POD_GRACE_SECONDS", default=60.0)
 # Drift check: every FLEET_DRIFT_INTERVAL seconds, the FLEET_DRIFT_BATCH sites checked longest ago.
 FLEET_DRIFT_INTERVAL = env.float("FLEET_DRIFT_INTERVAL", default=60.0)
 FLEET_DRIFT_BATCH = env.int("FLEET_DRIFT_BATCH", default=500)
