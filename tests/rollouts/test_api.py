@@ -161,6 +161,9 @@ def test_dry_run_writes_nothing(admin_api: APIClient) -> None:
     assert get.status_code == post.status_code == 200, get.content
     assert [w["size"] for w in get.json()["waves"]] == [1, 9]
     assert get.json()["waves"] == post.json()["waves"]
+    gates = get.json()["gates"]
+    assert (gates["progress_deadline_seconds"], gates["min_success_seconds"]) == (None, 0)
+    assert gates["allow_unreachable_waves"] is False and gates["site_deadline_seconds"] == 6 * 3600
     assert not Rollout.objects.exists()
     assert Release.objects.get().locked_at is None
 

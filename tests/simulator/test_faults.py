@@ -205,7 +205,7 @@ def test_crashloop_workloads(sim: Simulator, site_code: str, api: Any) -> None:
 
     phase, reason, restarts = wait_for(lambda: _waiting(core, "crashy"), what="the container crash-looping")
     assert (phase, reason) == ("Running", "CrashLoopBackOff") and restarts >= 1
-    pod = core.list_namespaced_pod("default", label_selector="app=crashy").items[0]
+    pod: Any = core.list_namespaced_pod("default", label_selector="app=crashy").items[0]
     last = pod.status.container_statuses[0].last_state.terminated
     assert (last.exit_code, last.reason) == (1, "Error")
     assert "back-off 10s restarting failed container=c" in pod.status.container_statuses[0].state.waiting.message
@@ -246,7 +246,7 @@ def test_image_pull_failure(sim: Simulator, site_code: str, api: Any) -> None:
     first = wait_for(lambda: _waiting(core, "unpullable"), what="the pull failing")
     assert first[0] == "Pending" and first[1] in ("ErrImagePull", "ImagePullBackOff")
     wait_for(lambda: (_waiting(core, "unpullable") or ("", "", 0))[1] == "ImagePullBackOff", what="the back-off")
-    pod = core.list_namespaced_pod("default", label_selector="app=unpullable").items[0]
+    pod: Any = core.list_namespaced_pod("default", label_selector="app=unpullable").items[0]
     assert (
         pod.status.container_statuses[0].state.waiting.message
         == 'Back-off pulling image "registry.example/unpullable:1"'
