@@ -84,7 +84,6 @@ arrives while the driver's step is running is not queued; the driver sees the ch
 
 import datetime as dt
 import logging
-import time
 from typing import Any
 
 from django.conf import settings
@@ -101,7 +100,7 @@ from fleet.workflows.models import WorkflowRun
 from fleet.workflows.outcomes import Done, Fail, Outcome, Retry, Wait
 from fleet.workflows.selectors import active_run_for_key
 from fleet.workflows.services import subject_key, workflow_cancel, workflow_start
-from rollouts import services
+from rollouts import converge, services
 from rollouts.choices import (
     ROLLOUT_FINISHED_STATES,
     SITE_DONE_STATES,
@@ -115,7 +114,8 @@ from rollouts.choices import (
     SkipReason,
     WaveState,
 )
-from rollouts.health import HealthPolicy, Verdict, assess, clock
+from rollouts.converge import SYNC_POLL_SECONDS
+from rollouts.health import clock
 from rollouts.models import Rollout, RolloutWave, SiteRollout
 from rollouts.planning import (
     describe_threshold,
@@ -129,8 +129,6 @@ from rollouts.progress import Decision, decide
 from rollouts.rendering import ReleaseRenderer
 from rollouts.schedule import site_next_open, site_window_open
 from rollouts.selectors import rollout_progress_view
-from sites.clusters import ClusterError, ClusterUnavailable, SiteCluster, SyncStatus
-from sites.models import Cluster
 from sites.repos import Author, RepoError, RepoUnavailable, SiteRepo
 
 log = logging.getLogger(__name__)
@@ -153,17 +151,12 @@ def _setting(name: str, default: float) -> float:
 # while paused, halted or awaiting an approval (the services wake it on every change).
 DRIVE_POLL_SECONDS = _setting("FLEET_ROLLOUT_POLL_SECONDS", 2.0)
 DRIVE_IDLE_SECONDS = _setting("FLEET_ROLLOUT_IDLE_POLL_SECONDS", 30.0)
-# How often a site run polls the edge's sync status and workload health.
-SYNC_POLL_SECONDS = _setting("FLEET_ROLLOUT_SYNC_POLL_SECONDS", 1.0)
 # The time limit of one attempt at a step that talks to a site (git or Kubernetes). A worker lost in
 # such a step is noticed after its lease, which is this plus a few seconds: keep it close to what the
 # adapters' own timeouts allow (a write is a fetch, a commit and a push).
 SITE_STEP_TIMEOUT = _setting("FLEET_ROLLOUT_STEP_TIMEOUT", 60.0)
 # The same for the driver's step (database work only; bounded by MAX_DECISIONS_PER_STEP).
 DRIVE_STEP_TIMEOUT = _setting("FLEET_ROLLOUT_DRIVE_TIMEOUT", 30.0)
-# How long a pod of the release may wait in CrashLoopBackOff / ImagePullBackOff / ErrImagePull before
-# its site fails (as seen by us: a registry that blinks once is not a broken release).
-POD_GRACE_SECONDS = _setting("FLEET_ROLLOUT_POD_GRACE_SECONDS", 60.0)
 # A window wait is re-checked at least this often (a changed window takes effect).
 WINDOW_RECHECK_SECONDS = 300.0
 # Decisions applied in one driver step before it yields (a huge wave still makes progress in steps).
@@ -586,52 +579,6 @@ def _previous_of_unchanged(repo: SiteRepo, row: SiteRollout, head: str | None) -
     return marked.parent if marked is not None else head
 
 
-def _sync_status(row: SiteRollout, ctx: dict[str, Any] | None = None) -> SyncStatus | None | Outcome:
-    try:
-        cluster = SiteCluster.for_cluster(row.site.cluster)
-        status = cluster.sync_status()
-    except ClusterUnavailable as exc:
-        return _unreachable(ctx, exc)
-    except (ClusterError, Cluster.DoesNotExist) as exc:
-        if ctx is not None:
-            ctx["skip"] = SkipReason.UNREACHABLE
-        return Fail(f"cannot read the sync status of {row.site.code}: {exc}")
-    _answered(ctx)
-    return status
-
-
-def _answered(ctx: dict[str, Any] | None) -> None:
-    """The site answered after our push: it is reached, so it will be judged (failed), not skipped."""
-    if ctx is not None:
-        ctx.setdefault("reached_at", timezone.now().isoformat())
-        ctx.pop("unreachable_since", None)
-
-
-def _unreachable(ctx: dict[str, Any] | None, exc: Exception) -> Wait:
-    message = f"site unreachable: {exc}"
-    if ctx is not None:
-        since = ctx.setdefault("unreachable_since", time.time())
-        message = f"site unreachable since {clock(since)}: {exc}"
-        ctx["last_status"] = message
-    return Wait(SYNC_POLL_SECONDS * 5, message)
-
-
-def _waiting(ctx: dict[str, Any], seconds: float, message: str) -> Wait:
-    ctx["last_status"] = message  # what the driver quotes if the site deadline passes
-    return Wait(seconds, message)
-
-
-def _sync_failure(row: SiteRollout, status: SyncStatus, sha: str) -> str:
-    try:
-        since = clock(dt.datetime.fromisoformat(status.since)) if status.since else "an unknown time"
-    except ValueError:
-        since = status.since
-    return (
-        f"the GitOps agent at {row.site.code} reports {status.reason or 'a failure'} applying {sha[:12]} "
-        f"since {since}: {status.message or 'no message'}"
-    )
-
-
 def site_converge(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     """Poll the edge until it applied the commit (Ready True naming our SHA; Fail with the edge's message
     when it reports the commit failed), then judge the release's health (rollouts.health) until it is
@@ -639,17 +586,17 @@ def site_converge(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     row = _site_rollout(run)
     sha = ctx["revision"]
     if row.state == SiteRolloutState.SYNCING:
-        status = _sync_status(row, ctx)
+        status = converge.sync_status(row, ctx)
         if isinstance(status, Done | Wait | Retry | Fail):
             return status
         if status is None:
-            return _waiting(ctx, SYNC_POLL_SECONDS, "the site has no GitOps status yet")
+            return converge.waiting(ctx, SYNC_POLL_SECONDS, "the site has no GitOps status yet")
         if status.failed_at(sha):
-            return Fail(_sync_failure(row, status, sha))
+            return Fail(converge.sync_failure(row, status, sha))
         if not status.applied(sha):
             at = status.last_applied_revision
-            return _waiting(ctx, SYNC_POLL_SECONDS, f"waiting for the edge to apply {sha[:12]} (at {at})")
-    verdict = _judge(row, ctx)
+            return converge.waiting(ctx, SYNC_POLL_SECONDS, f"waiting for the edge to apply {sha[:12]} (at {at})")
+    verdict = converge.judge(row, ctx)
     if isinstance(verdict, Wait | Fail):
         return verdict
     if verdict.failed:
@@ -658,38 +605,7 @@ def site_converge(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
         return Done()  # on_finish records the success
     if row.state == SiteRolloutState.SYNCING:
         _move(row, SiteRolloutState.VERIFYING)
-    return _waiting(ctx, SYNC_POLL_SECONDS, verdict.message)
-
-
-def _judge(row: SiteRollout, ctx: dict[str, Any]) -> Verdict | Wait | Fail:
-    """Read the release's Deployments (one list per namespace), and their pods only when the rules ask
-    for them, and give the verdict of rollouts.health."""
-    wanted = [(str(ns), str(name)) for ns, name in ctx.get("deployments") or []]
-    policy = HealthPolicy(
-        progress_deadline_seconds=ctx.get("progress_deadline_seconds") or None,
-        min_success_seconds=int(ctx.get("min_success_seconds") or 0),
-        pod_grace_seconds=POD_GRACE_SECONDS,
-        pods_after_seconds=min(5.0, POD_GRACE_SECONDS),
-    )
-    memory = ctx.setdefault("health", {})
-    now = time.time()
-    try:
-        cluster = SiteCluster.for_cluster(row.site.cluster)
-        found = {}
-        for namespace in sorted({ns for ns, _ in wanted}):
-            found.update({(namespace, d.name): d for d in cluster.deployments(namespace)})
-        verdict = assess(wanted=wanted, deployments=found, pods=None, memory=memory, policy=policy, now=now)
-        if verdict.read_pods:
-            pods = [pod for namespace in verdict.namespaces for pod in cluster.pod_health(namespace)]
-            verdict = assess(wanted=wanted, deployments=found, pods=pods, memory=memory, policy=policy, now=now)
-    except ClusterUnavailable as exc:
-        return _unreachable(ctx, exc)
-    except (ClusterError, Cluster.DoesNotExist) as exc:
-        ctx["skip"] = SkipReason.UNREACHABLE
-        return Fail(f"cannot read the workloads of {row.site.code}: {exc}")
-    if wanted:
-        _answered(ctx)
-    return verdict
+    return converge.waiting(ctx, SYNC_POLL_SECONDS, verdict.message)
 
 
 def site_finished(run: WorkflowRun) -> None:
@@ -806,7 +722,7 @@ def rollback_sync(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     row = _site_rollout(run)
     if row.state == SiteRolloutState.SKIPPED:
         return Done()  # it could not be reached: the revert waits in its repository for the site's return
-    status = _sync_status(row)
+    status = converge.sync_status(row)
     if isinstance(status, Done | Wait | Retry | Fail):
         return status
     if status is not None and status.applied(sha):

@@ -18,8 +18,8 @@ from simulator import podfaults
 from simulator.apiserver import ApiServer, random_suffix
 from simulator.errors import ApiError
 from simulator.resources import BY_PLURAL
-from simulator.rollouts import daemonset_status, deployment_status, pod_available
 from simulator.store import now_iso
+from simulator.workload_status import daemonset_status, deployment_status, pod_available
 from simulator.workloads import (
     condition,
     controller_of,

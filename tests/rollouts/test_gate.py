@@ -4,6 +4,7 @@ read with plain git. A release that breaks pods fails its sites and halts the ro
 wave is committed; only sites that cannot be reached are skipped, and a wave of those halts too."""
 
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -128,7 +129,10 @@ def test_a_release_that_breaks_pods_halts_in_wave_two_and_the_last_wave_gets_not
     assert {rows[code].state for code in second if code not in broken} == {SiteRolloutState.SUCCEEDED}
     rollout = fresh(rollout)
     assert rollout.current_wave == 1
-    assert "2 of 8 sites failed, more than the threshold of 1 site(s)" in rollout.halted_reason
+    # (two failures pass the threshold; the third may have failed in the same moment)
+    assert re.search(
+        r"wave 1 \(30%\): [23] of 8 sites failed, more than the threshold of 1 site\(s\): ", rollout.halted_reason
+    )
     named = [code for code in broken if f"{code} (Deployment pos/pos-bridge reports ProgressDeadlineExceeded" in
              rollout.halted_reason]  # fmt: skip
     assert len(named) >= 2, rollout.halted_reason
