@@ -384,6 +384,9 @@ if not 64 <= FLEET_RENDER_MEMORY_MB <= 65536:
     raise ImproperlyConfigured("FLEET_RENDER_MEMORY_MB must be between 64 and 65536")
 if FLEET_RENDER_CHECK_SITES < 0 or FLEET_DRY_RUN_MAX_ACTIVE < 1:
     raise ImproperlyConfigured("FLEET_RENDER_CHECK_SITES must be 0 or more and FLEET_DRY_RUN_MAX_ACTIVE at least 1")
+# How long a pod of a release may wait in CrashLoopBackOff / ImagePullBackOff / ErrImagePull before its
+# site fails (rollouts.health): long enough for a registry that blinks, short enough to stop a wave.
+FLEET_ROLLOUT_POD_GRACE_SECONDS = env.float("FLEET_ROLLOUT_POD_GRACE_SECONDS", default=60.0)
 # Drift check: every FLEET_DRIFT_INTERVAL seconds, the FLEET_DRIFT_BATCH sites checked longest ago.
 FLEET_DRIFT_INTERVAL = env.float("FLEET_DRIFT_INTERVAL", default=60.0)
 FLEET_DRIFT_BATCH = env.int("FLEET_DRIFT_BATCH", default=500)

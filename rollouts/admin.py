@@ -23,7 +23,14 @@ from fleet.admin_display import _HEX, BADGE_COLOURS, badge
 from fleet.admin_forms import ServiceAdminMixin, ServiceForm
 from fleet.errors import FleetError
 from rollouts import approvals, dry_runs, selectors, services
-from rollouts.choices import ROLLOUT_ROLLBACK_STATES, ROLLOUT_TRANSITIONS, DryRunState, RolloutState, SiteRolloutState
+from rollouts.choices import (
+    ROLLOUT_ROLLBACK_STATES,
+    ROLLOUT_TRANSITIONS,
+    DryRunState,
+    RolloutState,
+    SiteRolloutState,
+    SkipReason,
+)
 from rollouts.models import (
     SITE_STATES,
     Application,
@@ -31,9 +38,11 @@ from rollouts.models import (
     Rollout,
     RolloutPlan,
     RolloutWave,
+    SiteCounters,
     SiteRollout,
     SiteSyncState,
 )
+from rollouts.planning import describe_gates
 
 # --- display helpers --------------------------------------------------------------------------------
 
@@ -64,6 +73,15 @@ def progress_bar(counts: dict[str, int], total: int, width: int = 220) -> SafeSt
         done,
         total,
     )
+
+
+def skipped_summary(counters: SiteCounters) -> SafeString:
+    """`3 could not be reached, 1 never started`: why the skipped sites were skipped (none count as failed)."""
+    shown = [(label.lower(), counters.skipped_counts[reason]) for reason, label in SkipReason.choices]
+    shown = [(label, n) for label, n in shown if n]
+    if not shown:
+        return format_html("{}", "-")
+    return format_html_join(", ", "{} {}", ((n, label) for label, n in shown))
 
 
 def counts_summary(counts: dict[str, int]) -> SafeString:
@@ -349,6 +367,7 @@ class WaveInline(admin.TabularInline):
         "size",
         "state",
         "progress",
+        "skipped",
         "opened_at",
         "closed_at",
         "bake_until",
@@ -371,6 +390,10 @@ class WaveInline(admin.TabularInline):
     def progress(self, wave: RolloutWave) -> str:
         return progress_bar(wave.counts, wave.size)
 
+    @admin.display(description="skipped, why")
+    def skipped(self, wave: RolloutWave) -> str:
+        return skipped_summary(wave)
+
 
 @admin.register(Rollout)
 class RolloutAdmin(admin.ModelAdmin):
@@ -388,8 +411,10 @@ class RolloutAdmin(admin.ModelAdmin):
         "current_wave",
         "progress",
         "counts_by_state",
+        "skipped_by_reason",
         "failing_sites",
         "sites_link",
+        "gates",
         "started_by_name",
         "started_at",
         "approved_by",
@@ -465,7 +490,29 @@ class RolloutAdmin(admin.ModelAdmin):
     def counts_by_state(self, rollout: Rollout) -> str:
         return counts_summary(rollout.counts)
 
-    @admin.display(description="failing sites")
+    @admin.display(description="skipped sites (do not count as failed)")
+    def skipped_by_reason(self, rollout: Rollout) -> str:
+        if not rollout.n_skipped:
+            return "-"
+        url = reverse("admin:rollouts_siterollout_changelist")
+        link = f"{url}?rollout__id__exact={rollout.pk}&state__exact=skipped"
+        return format_html('{} (<a href="{}">list them</a>)', skipped_summary(rollout), link)
+
+    @admin.display(description="how sites and waves are judged")
+    def gates(self, rollout: Rollout) -> str:
+        gates = describe_gates(rollout.plan_snapshot)
+        return format_html(
+            "{}; healthy for {} s to succeed; no result after {} s: failed if reached, skipped if not; {}; {}",
+            gates["progress_deadline_text"],
+            gates["min_success_seconds"],
+            gates["site_deadline_seconds"],
+            gates["failure_threshold_text"],
+            "a wave of only skipped sites passes"
+            if gates["allow_unreachable_waves"]
+            else "a wave of only skipped sites halts",
+        )
+
+    @admin.display(description="failing sites (count against the threshold)")
     def failing_sites(self, rollout: Rollout) -> str:
         if not rollout.n_failed:
             return "-"
@@ -480,7 +527,7 @@ class RolloutAdmin(admin.ModelAdmin):
             ((row.site.code, row.wave.name, row.error[:300] or "-") for row in rows),
         )
         more = format_html("<p>and {} more</p>", rollout.n_failed - 50) if rollout.n_failed > 50 else ""
-        return format_html("<table><tr><th>site</th><th>wave</th><th>edge message</th></tr>{}</table>{}", body, more)
+        return format_html("<table><tr><th>site</th><th>wave</th><th>why</th></tr>{}</table>{}", body, more)
 
     @admin.display(description="sites")
     def sites_link(self, rollout: Rollout) -> str:
@@ -500,7 +547,7 @@ class SiteRolloutAdmin(admin.ModelAdmin):
         "started_at",
         "finished_at",
     ]
-    list_filter = ["state", "wave__index", "site__region", "rollout"]
+    list_filter = ["state", "skip_reason", "wave__index", "site__region", "rollout"]
     search_fields = ["site__code", "error", "revision"]
     list_select_related = ["site", "rollout__plan", "wave"]
     readonly_fields = [
@@ -509,6 +556,7 @@ class SiteRolloutAdmin(admin.ModelAdmin):
         "site",
         "position",
         "state",
+        "skip_reason",
         "previous_revision",
         "revision",
         "error",
@@ -534,6 +582,8 @@ class SiteRolloutAdmin(admin.ModelAdmin):
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, row: SiteRollout) -> str:
+        if row.state == SiteRolloutState.SKIPPED and row.skip_reason:
+            return format_html("{} <small>{}</small>", badge(row.state), row.get_skip_reason_display().lower())
         return badge(row.state)
 
     @admin.display(description="error")

@@ -77,6 +77,20 @@ class SiteRolloutState(models.TextChoices):
     SKIPPED = "skipped", "Skipped"
 
 
+class SkipReason(models.TextChoices):
+    """Why a site was skipped. A skipped site never counts against the failure threshold: the release
+    was not judged there (a site that was reached and is not healthy with the release is `failed`)."""
+
+    UNREACHABLE = "unreachable", "Could not be reached"
+    NOT_STARTED = "not_started", "Never started"
+    CANCELLED = "cancelled", "Stopped by a cancel"
+
+
+# Skipped sites whose repository may hold the release (a commit was or may have been pushed before the
+# site went out of reach or was stopped): a roll back reverts them too.
+SKIP_MAY_HOLD_RELEASE = frozenset({SkipReason.UNREACHABLE, SkipReason.CANCELLED})
+
+
 SITE_ROLLOUT_TRANSITIONS: dict[str, frozenset[str]] = {
     SiteRolloutState.PENDING: frozenset(
         {SiteRolloutState.WAITING_WINDOW, SiteRolloutState.COMMITTING, SiteRolloutState.SKIPPED}

@@ -34,7 +34,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from fleet.audit.services import Actor, actor_name
+from fleet.audit.services import Actor, actor_name, field_values
 from fleet.errors import Conflict, FleetError, Invalid
 from fleet.workflows.choices import ACTIVE_STATES, RunState
 from fleet.workflows.definitions import Step, Workflow, register
@@ -42,13 +42,13 @@ from fleet.workflows.models import WorkflowRun
 from fleet.workflows.outcomes import Done, Fail, Outcome, Retry, Wait
 from fleet.workflows.selectors import active_run_for_key
 from fleet.workflows.services import workflow_start
-from rollouts import isolation
+from rollouts import isolation, planning
 from rollouts.choices import DryRunState
 from rollouts.models import DryRun, RolloutPlan
 from rollouts.rendering import ReleaseRenderer
 from rollouts.schedule import site_next_open, site_window_open
 from rollouts.selectors import SITE_FIELDS_FOR_PLANNING
-from rollouts.services import _require_perm, _user, plan_dropped_canaries, rollout_plan_waves
+from rollouts.services import PLAN_SNAPSHOT_FIELDS, _require_perm, _user, plan_dropped_canaries, rollout_plan_waves
 from sites.models import Site
 
 DRY_RUN_KIND = "rollout.dry_run"
@@ -139,6 +139,7 @@ def plan_step(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
         "version": dry_run.release.version,
         "target_size": len(sites),
         "respect_windows": plan.respect_windows,
+        "gates": planning.describe_gates(field_values(plan, PLAN_SNAPSHOT_FIELDS)),
         "waves": [
             {
                 "index": wave.index,

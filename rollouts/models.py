@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models
 from django_celery_beat.models import PeriodicTask
 
-from rollouts.choices import DriftState, DryRunState, RolloutState, SiteRolloutState, WaveState
+from rollouts.choices import DriftState, DryRunState, RolloutState, SiteRolloutState, SkipReason, WaveState
 from rollouts.validators import (
     validate_dns_label,
     validate_image_reference,
@@ -21,6 +21,7 @@ from sites.models import Site
 from sites.validators import validate_timezone
 
 SITE_STATES: tuple[str, ...] = tuple(SiteRolloutState.values)
+SKIP_REASONS: tuple[str, ...] = tuple(SkipReason.values)
 
 
 def counter_field(state: str) -> str:
@@ -28,8 +29,14 @@ def counter_field(state: str) -> str:
     return f"n_{state}"
 
 
+def skip_counter_field(reason: str) -> str:
+    """The counter column of skipped sites with this SkipReason (they add up to n_skipped)."""
+    return f"n_skipped_{reason}"
+
+
 class SiteCounters(models.Model):
-    """One counter per SiteRollout state. Changed only by rollouts.services (F()-expressions)."""
+    """One counter per SiteRollout state, and the skipped ones split by why. Changed only by
+    rollouts.services (F()-expressions). `n_failed` is what the failure threshold counts."""
 
     n_pending = models.PositiveIntegerField(default=0)
     n_waiting_window = models.PositiveIntegerField(default=0)
@@ -40,6 +47,9 @@ class SiteCounters(models.Model):
     n_failed = models.PositiveIntegerField(default=0)
     n_rolled_back = models.PositiveIntegerField(default=0)
     n_skipped = models.PositiveIntegerField(default=0)
+    n_skipped_unreachable = models.PositiveIntegerField(default=0, help_text="skipped: could not be reached")
+    n_skipped_not_started = models.PositiveIntegerField(default=0, help_text="skipped: never started")
+    n_skipped_cancelled = models.PositiveIntegerField(default=0, help_text="skipped: stopped by a cancel")
 
     class Meta:
         abstract = True
@@ -48,6 +58,12 @@ class SiteCounters(models.Model):
     def counts(self) -> dict[str, int]:
         """`{"<site state>": n}` for every site state, zeros included."""
         return {state: getattr(self, counter_field(state)) for state in SITE_STATES}
+
+    @property
+    def skipped_counts(self) -> dict[str, int]:
+        """`{"<skip reason>": n}` for every SkipReason: which skipped sites could not be reached and which
+        were never started (or stopped by a cancel)."""
+        return {reason: getattr(self, skip_counter_field(reason)) for reason in SKIP_REASONS}
 
     @property
     def total(self) -> int:
@@ -184,7 +200,21 @@ class RolloutPlan(models.Model):
     cron = models.CharField(max_length=100, blank=True, help_text="minute hour day-of-month month day-of-week")
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone], help_text="of the cron")
     site_deadline_seconds = models.PositiveIntegerField(
-        default=6 * 3600, help_text="how long a started site may stay unfinished before it is skipped"
+        default=6 * 3600,
+        help_text="how long a started site may take; then it fails if it was reached, else it is skipped",
+    )
+    progress_deadline_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="a site fails when a Deployment of the release makes no progress this long "
+        "(empty: each Deployment's own progressDeadlineSeconds, Kubernetes' default 600)",
+    )
+    min_success_seconds = models.PositiveIntegerField(
+        default=0, help_text="a site counts as succeeded only after staying healthy this long"
+    )
+    allow_unreachable_waves = models.BooleanField(
+        default=False,
+        help_text="a wave whose every site was skipped (none reached) counts as passed instead of halting",
     )
     periodic_task = models.OneToOneField(
         PeriodicTask, null=True, blank=True, editable=False, on_delete=models.SET_NULL, related_name="+"
@@ -281,7 +311,10 @@ class SiteRollout(models.Model):
     state = models.CharField(max_length=16, choices=SiteRolloutState.choices, default=SiteRolloutState.PENDING)
     previous_revision = models.CharField(max_length=64, blank=True)
     revision = models.CharField(max_length=64, blank=True)
-    error = models.TextField(blank=True, help_text="the edge's message when it failed")
+    error = models.TextField(blank=True, help_text="why it failed or was skipped: a sentence for people")
+    skip_reason = models.CharField(
+        max_length=12, choices=SkipReason.choices, blank=True, help_text="when skipped: unreachable or never started"
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     # The run driving the site now: the forward `rollout.site` run, then a `rollout.site_rollback` run.

@@ -229,3 +229,35 @@ def threshold_exceeded(threshold: dict[str, int], *, failed: int, size: int) -> 
 
 def describe_threshold(threshold: dict[str, int]) -> str:
     return f"{threshold['count']} site(s)" if "count" in threshold else f"{threshold.get('percent', 0)}%"
+
+
+def snapshot_progress_deadline(snapshot: dict[str, Any]) -> int | None:
+    """The plan's progress deadline in seconds (None: each Deployment's own progressDeadlineSeconds)."""
+    value = snapshot.get("progress_deadline_seconds")
+    return int(value) if value else None
+
+
+def snapshot_min_success(snapshot: dict[str, Any]) -> int:
+    """How long a site must stay healthy before it counts as succeeded (0: at once)."""
+    return int(snapshot.get("min_success_seconds") or 0)
+
+
+def describe_gates(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """What judges each site and each wave, for the dry run and the admin: when a site fails, when it is
+    skipped, what halts a wave."""
+    deadline = snapshot_progress_deadline(snapshot)
+    return {
+        "failure_threshold": snapshot_threshold(snapshot),
+        "failure_threshold_text": f"a wave halts when more than {describe_threshold(snapshot_threshold(snapshot))} "
+        "of its sites failed",
+        "progress_deadline_seconds": deadline,
+        "progress_deadline_text": (
+            f"a site fails when a Deployment of the release makes no progress for {deadline} s"
+            if deadline
+            else "a site fails when a Deployment of the release exceeds its own progressDeadlineSeconds "
+            "(Kubernetes' default 600 s)"
+        ),
+        "min_success_seconds": snapshot_min_success(snapshot),
+        "site_deadline_seconds": snapshot_site_deadline(snapshot),
+        "allow_unreachable_waves": bool(snapshot.get("allow_unreachable_waves")),
+    }

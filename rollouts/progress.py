@@ -17,11 +17,16 @@ One decision does one step of the rollout's life:
    until then).
 5. The current wave is open:
    - more failed sites than the plan's failure threshold: `halt` (and `rollback` with auto_rollback),
-     at once, without waiting for the rest of the wave;
-   - started sites that have been at it for longer than `site_deadline_seconds`: `skip` them (the
-     workflow cancels their run; a skipped site is not a failure);
-   - every site done: `close_wave` (with `bake_until` unless it is the last wave) or, for the last
-     wave, `succeed`;
+     at once, before anything else: no other site of the wave starts, no later wave opens; the reason
+     names the failed sites and why they failed;
+   - started sites that have been at it for longer than `site_deadline_seconds`: `fail` those that
+     were reached (the commit was pushed and the site answered: the release is not healthy there, and
+     that counts against the threshold) and `skip` those that could not be reached (a skipped site is
+     not a failure); the workflow cancels their runs. Nothing else is decided with them, so the next
+     decision sees the new counts;
+   - every site done: if every one of them was skipped (none reached), `halt` ("no site of wave k
+     could be reached") unless the plan allows unreachable waves; otherwise `close_wave` (with
+     `bake_until` unless it is the last wave) or, for the last wave, `succeed`;
    - otherwise `start` not-started sites, in planned order, up to `max_parallel` sites in flight; with
      `respect_windows`, a site outside its window is not started but moved to `waiting_window`
      (which holds no slot) and retried when its window opens (`wake_at`).
@@ -39,8 +44,12 @@ from rollouts.choices import (
     SITE_NOT_STARTED_STATES,
     RolloutState,
     SiteRolloutState,
+    SkipReason,
 )
 from rollouts.planning import describe_threshold, threshold_exceeded
+
+# What fits in a rollout's halted_reason (500 characters) with the failed sites named.
+REASON_LENGTH = 500
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,8 @@ class SiteView:
     window_open: bool = True
     next_window_at: dt.datetime | None = None
     started_at: dt.datetime | None = None
+    # In flight only: its commit was pushed and the site answered since (it is judged, not skipped).
+    reached: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,10 @@ class WaveView:
     bake_until: dt.datetime | None = None
     approved_at: dt.datetime | None = None
     state_counts: Mapping[str, int] | None = None
+    # Skipped sites by SkipReason (None: not known; the halt reason then says less).
+    skipped_counts: Mapping[str, int] | None = None
+    # A few failed sites of the wave with their errors, for the halt reason: (code, error).
+    failed_sites: tuple[tuple[str, str], ...] = ()
 
     def count(self, states: Iterable[str]) -> int:
         counts = self.state_counts if self.state_counts is not None else Counter(s.state for s in self.sites)
@@ -93,6 +108,7 @@ class RolloutView:
     auto_rollback: bool = False
     site_deadline_seconds: int = 6 * 3600
     rollback_requested: bool = False
+    allow_unreachable_waves: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +119,7 @@ class Decision:
     start: tuple[str, ...] = ()
     wait_window: tuple[str, ...] = ()
     skip: tuple[str, ...] = ()
+    fail: tuple[str, ...] = ()
     open_wave: int | None = None
     close_wave: int | None = None
     bake_until: dt.datetime | None = None
@@ -115,7 +132,7 @@ class Decision:
     @property
     def idle(self) -> bool:
         """Nothing to apply now: wait for a site event or `wake_at`."""
-        return not (self.start or self.wait_window or self.skip or self.changes_rollout)
+        return not (self.start or self.wait_window or self.skip or self.fail or self.changes_rollout)
 
     @property
     def changes_rollout(self) -> bool:
@@ -135,6 +152,7 @@ class Decision:
             "start": list(self.start),
             "wait_window": list(self.wait_window),
             "skip": list(self.skip),
+            "fail": list(self.fail),
             "open_wave": self.open_wave,
             "close_wave": self.close_wave,
             "bake_until": self.bake_until.isoformat() if self.bake_until else None,
@@ -178,39 +196,39 @@ def _next_wave(view: RolloutView, wave: WaveView, now: dt.datetime) -> Decision:
 def _in_wave(view: RolloutView, wave: WaveView, now: dt.datetime) -> Decision:
     failed = wave.count([SiteRolloutState.FAILED])
     if threshold_exceeded(view.failure_threshold, failed=failed, size=wave.size):
+        head = (
+            f"{_name(wave)}: {failed} of {wave.size} sites failed, more than the threshold of "
+            f"{describe_threshold(view.failure_threshold)}"
+        )
         return Decision(
-            reason=(
-                f"{_name(wave)}: {failed} of {wave.size} sites failed, more than the threshold of "
-                f"{describe_threshold(view.failure_threshold)}"
-            ),
-            halt=True,
-            rollback=view.auto_rollback,
+            reason=head + _failures(wave, budget=REASON_LENGTH - len(head)), halt=True, rollback=view.auto_rollback
         )
     deadline = dt.timedelta(seconds=view.site_deadline_seconds)
-    skip = tuple(
-        s.code
+    overdue = [
+        s
         for s in wave.sites
         if s.state in SITE_IN_FLIGHT_STATES and s.started_at is not None and now - s.started_at > deadline
-    )
-    unfinished = wave.size - wave.count(SITE_DONE_STATES) - len(skip)
-    if unfinished <= 0:
-        last = wave.index + 1 >= len(view.waves)
-        bake_until = now + dt.timedelta(seconds=view.bake_seconds) if view.bake_seconds and not last else None
+    ]
+    if overdue:
+        fail = tuple(s.code for s in overdue if s.reached)
+        skip = tuple(s.code for s in overdue if not s.reached)
+        parts = [f"fail {len(fail)} site(s) not healthy"] if fail else []
+        parts += [f"skip {len(skip)} site(s) not reached"] if skip else []
         return Decision(
-            reason=f"{_name(wave)} is complete" + (", the rollout succeeded" if last else ""),
+            reason=f"{_name(wave)}: {' and '.join(parts)} within the site deadline of {view.site_deadline_seconds} s",
+            fail=fail,
             skip=skip,
-            close_wave=wave.index,
-            bake_until=bake_until,
-            succeed=last,
         )
-    in_flight = wave.count(SITE_IN_FLIGHT_STATES) - len(skip)
+    unfinished = wave.size - wave.count(SITE_DONE_STATES)
+    if unfinished <= 0:
+        return _complete(view, wave, now)
+    in_flight = wave.count(SITE_IN_FLIGHT_STATES)
     slots = max(view.max_parallel - in_flight, 0)
     start: list[str] = []
     wait: list[str] = []
     wake: list[dt.datetime] = []
-    skipped = set(skip)
     for site in wave.sites:
-        if site.state in SITE_DONE_STATES or site.code in skipped:
+        if site.state in SITE_DONE_STATES:
             continue
         if site.state not in SITE_NOT_STARTED_STATES:
             if site.started_at is not None:
@@ -229,15 +247,52 @@ def _in_wave(view: RolloutView, wave: WaveView, now: dt.datetime) -> Decision:
         parts.append(f"start {len(start)} site(s)")
     if wait:
         parts.append(f"{len(wait)} site(s) wait for their window")
-    if skip:
-        parts.append(f"skip {len(skip)} site(s) past their deadline")
     return Decision(
         reason=f"{_name(wave)}: " + (", ".join(parts) or f"{in_flight} site(s) in flight"),
         start=tuple(start),
         wait_window=tuple(wait),
-        skip=skip,
         wake_at=min(wake) if wake else None,
     )
+
+
+def _complete(view: RolloutView, wave: WaveView, now: dt.datetime) -> Decision:
+    """Every site of the wave is done: it passes, unless none of its sites could be judged."""
+    skipped = wave.count([SiteRolloutState.SKIPPED])
+    if wave.size and skipped == wave.size and not view.allow_unreachable_waves:
+        detail = ""
+        if wave.skipped_counts is not None:
+            shown = [
+                f"{wave.skipped_counts.get(reason, 0)} {label.lower()}"
+                for reason, label in SkipReason.choices
+                if wave.skipped_counts.get(reason, 0)
+            ]
+            detail = f" ({', '.join(shown)})" if shown else ""
+        return Decision(
+            reason=f"no site of {_name(wave)} could be reached: all {wave.size} skipped{detail}",
+            halt=True,
+            rollback=view.auto_rollback,
+        )
+    last = wave.index + 1 >= len(view.waves)
+    bake_until = now + dt.timedelta(seconds=view.bake_seconds) if view.bake_seconds and not last else None
+    return Decision(
+        reason=f"{_name(wave)} is complete" + (", the rollout succeeded" if last else ""),
+        close_wave=wave.index,
+        bake_until=bake_until,
+        succeed=last,
+    )
+
+
+def _failures(wave: WaveView, *, budget: int) -> str:
+    """`: CODE (error); CODE (error)` for the failed sites the view carries, within `budget` characters."""
+    if not wave.failed_sites or budget < 40:
+        return ""
+    each = max((budget - 4) // len(wave.failed_sites) - 6, 30)
+    parts = []
+    for code, error in wave.failed_sites:
+        text = " ".join(error.split()) or "no message"
+        parts.append(f"{code} ({text[: each - len(code)].rstrip()}{'…' if len(text) > each - len(code) else ''})")
+    text = ": " + "; ".join(parts)
+    return text if len(text) <= budget else text[: budget - 1] + "…"
 
 
 def _name(wave: WaveView) -> str:

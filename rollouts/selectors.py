@@ -2,10 +2,12 @@
 
 import datetime as dt
 import json
+from collections.abc import Iterable
 
 from django.db.models import Prefetch, QuerySet
 
 from fleet.errors import Invalid
+from fleet.workflows.models import WorkflowRun
 from rollouts.choices import SITE_IN_FLIGHT_STATES, SITE_NOT_STARTED_STATES, SiteRolloutState
 from rollouts.models import DryRun, Rollout, RolloutPlan, RolloutWave, SiteRollout
 from rollouts.planning import snapshot_site_deadline, snapshot_threshold
@@ -111,11 +113,14 @@ def rollout_progress_view(rollout: Rollout, at: dt.datetime) -> RolloutView:
     deadline = snapshot_site_deadline(snapshot)
     waves = list(rollout.waves.order_by("index"))
     sites: dict[int, tuple[SiteView, ...]] = {}
+    failed: dict[int, tuple[tuple[str, str], ...]] = {}
     current = next((w for w in waves if w.index == rollout.current_wave), None)
     if current is not None and current.opened_at is not None and current.closed_at is None:
         sites[current.pk] = _decidable_sites(
             current, max_parallel=max_parallel, respect_windows=respect, deadline_seconds=deadline, at=at
         )
+        if current.n_failed:
+            failed[current.pk] = failed_sites(current)
     return RolloutView(
         state=rollout.state,
         current_wave=rollout.current_wave,
@@ -129,6 +134,8 @@ def rollout_progress_view(rollout: Rollout, at: dt.datetime) -> RolloutView:
                 bake_until=w.bake_until,
                 approved_at=w.approved_at,
                 state_counts=w.counts,
+                skipped_counts=w.skipped_counts,
+                failed_sites=failed.get(w.pk, ()),
             )
             for w in waves
         ),
@@ -141,7 +148,22 @@ def rollout_progress_view(rollout: Rollout, at: dt.datetime) -> RolloutView:
         auto_rollback=bool(snapshot.get("auto_rollback")),
         site_deadline_seconds=deadline,
         rollback_requested=rollout.rollback_requested_at is not None,
+        allow_unreachable_waves=bool(snapshot.get("allow_unreachable_waves")),
     )
+
+
+# Failed sites a halt reason names (the rest are on the rollout's page).
+FAILED_SITES_NAMED = 5
+
+
+def failed_sites(wave: RolloutWave) -> tuple[tuple[str, str], ...]:
+    """The first failed sites of a wave with their errors (code, error), in the order they failed."""
+    rows = (
+        SiteRollout.objects.filter(wave=wave, state=SiteRolloutState.FAILED)
+        .order_by("finished_at", "position")
+        .values_list("site__code", "error")[:FAILED_SITES_NAMED]
+    )
+    return tuple((code, error) for code, error in rows)
 
 
 def _decidable_sites(
@@ -155,7 +177,13 @@ def _decidable_sites(
       plus WINDOW_SCAN_EXTRA (a closed window takes no slot), one (wave, state, position) index range
       per state, merged.
     """
-    fields = ("state", "started_at", "position", *(f"site__{f}" for f in SITE_FIELDS_FOR_PLANNING))
+    fields = (
+        "state",
+        "started_at",
+        "position",
+        "workflow_run_id",
+        *(f"site__{f}" for f in SITE_FIELDS_FOR_PLANNING),
+    )
     rows = SiteRollout.objects.filter(wave=wave).select_related("site").only(*fields)
     flying = rows.filter(state__in=SITE_IN_FLIGHT_STATES)
     overdue_before = at - dt.timedelta(seconds=deadline_seconds)
@@ -170,6 +198,7 @@ def _decidable_sites(
     if wanted:
         waiting = [row for state in sorted(states) for row in rows.filter(state=state).order_by("position")[:wanted]]
         chosen += sorted(waiting, key=lambda row: row.position)[:wanted]
+    reached = _reached(row for row in chosen if row.started_at is not None and row.started_at < overdue_before)
     views = []
     for row in chosen:
         open_now = site_window_open(row.site, at) if respect_windows and row.state in SITE_NOT_STARTED_STATES else True
@@ -180,6 +209,21 @@ def _decidable_sites(
                 window_open=open_now,
                 next_window_at=None if open_now else site_next_open(row.site, at),
                 started_at=row.started_at,
+                reached=row.pk in reached,
             )
         )
     return tuple(views)
+
+
+def _reached(overdue: Iterable[SiteRollout]) -> set[int]:
+    """Which of these in-flight sites past their deadline were reached: the edge applied the commit
+    (verifying), or the site's run recorded that the site answered after the push (`reached_at` in
+    its context, set by the converge step). Read only for sites past their deadline: a few rows."""
+    rows = list(overdue)
+    reached = {row.pk for row in rows if row.state == SiteRolloutState.VERIFYING}
+    runs = {row.workflow_run_id: row.pk for row in rows if row.pk not in reached and row.workflow_run_id}
+    if runs:
+        for run_id, context in WorkflowRun.objects.filter(pk__in=runs).values_list("pk", "context"):
+            if isinstance(context, dict) and context.get("reached_at"):
+                reached.add(runs[run_id])
+    return reached

@@ -37,9 +37,19 @@ from rollouts.choices import (
     SITE_ROLLOUT_TRANSITIONS,
     RolloutState,
     SiteRolloutState,
+    SkipReason,
     WaveState,
 )
-from rollouts.models import Application, Release, Rollout, RolloutPlan, RolloutWave, SiteRollout, counter_field
+from rollouts.models import (
+    Application,
+    Release,
+    Rollout,
+    RolloutPlan,
+    RolloutWave,
+    SiteRollout,
+    counter_field,
+    skip_counter_field,
+)
 from rollouts.rendering import ReleaseRenderer, validate_release
 from sites.labels import LabelSelector
 from sites.models import Site
@@ -72,6 +82,9 @@ PLAN_FIELDS = (
     "cron",
     "timezone",
     "site_deadline_seconds",
+    "progress_deadline_seconds",
+    "min_success_seconds",
+    "allow_unreachable_waves",
 )
 # What a rollout copies from its plan at start: editing the plan later does not change a running rollout.
 PLAN_SNAPSHOT_FIELDS = tuple(f for f in PLAN_FIELDS if f not in ("name", "release", "start_at", "cron", "timezone"))
@@ -359,6 +372,7 @@ def _validate_plan(plan: RolloutPlan, *, changed: set[str]) -> None:
     planning.check_threshold(plan.failure_threshold)
     if plan.max_parallel < 1:
         raise Invalid("max_parallel must be at least 1", field="max_parallel")
+    _check_health_gates(plan)
     if plan.cron:
         parse_cron(plan.cron)
     try:
@@ -370,6 +384,21 @@ def _validate_plan(plan: RolloutPlan, *, changed: set[str]) -> None:
             raise Invalid("start_at needs a time zone (e.g. 2025-03-01T06:00:00Z)", field="start_at")
         if "start_at" in changed and plan.start_at <= timezone.now():
             raise Invalid("start_at is in the past", field="start_at")
+
+
+def _check_health_gates(plan: RolloutPlan) -> None:
+    """The deadlines a site is judged by must leave it time to succeed."""
+    if plan.progress_deadline_seconds is not None and plan.progress_deadline_seconds < 1:
+        raise Invalid(
+            "progress_deadline_seconds must be at least 1, or empty for each Deployment's own deadline",
+            field="progress_deadline_seconds",
+        )
+    if plan.min_success_seconds >= plan.site_deadline_seconds:
+        raise Invalid(
+            f"min_success_seconds ({plan.min_success_seconds}) must be shorter than site_deadline_seconds "
+            f"({plan.site_deadline_seconds}): no site could succeed in time",
+            field="min_success_seconds",
+        )
 
 
 def parse_cron(expression: str) -> dict[str, str]:
@@ -651,11 +680,14 @@ def rollout_rollback(*, rollout: Rollout, actor: Actor, source: str, reason: str
     return locked
 
 
-def skip_not_started_sites(*, rollout: Rollout) -> int:
-    """Skip every site of the rollout that has not started (a roll back starts no more sites)."""
+def skip_not_started_sites(*, rollout: Rollout, reason: str = "the rollout is being rolled back") -> int:
+    """Skip every site of the rollout that has not started (a roll back or a halt starts no more sites),
+    as never started, with `reason` in their sentence."""
     with transaction.atomic():
         Rollout.objects.select_for_update().filter(pk=rollout.pk).values_list("pk").first()
-        return _bulk_site_transition(rollout, SITE_NOT_STARTED_STATES, SiteRolloutState.SKIPPED)
+        return _bulk_site_transition(
+            rollout, SITE_NOT_STARTED_STATES, SiteRolloutState.SKIPPED, error=f"not started: {reason}"[:2000]
+        )
 
 
 def _wake(rollout: Rollout, *, actor: Actor, source: str) -> None:
@@ -752,10 +784,13 @@ def site_rollout_transition(
     revision: str | None = None,
     previous_revision: str | None = None,
     workflow_run_id: int | None = None,
+    skip_reason: str | None = None,
 ) -> SiteRollout:
     """Move one site of a rollout to `to` (SITE_ROLLOUT_TRANSITIONS), keeping the wave's and the rollout's
     counters exact with F()-expressions in the same transaction. Moving to the current state only
-    updates the other fields, so a workflow step may call it twice."""
+    updates the other fields, so a workflow step may call it twice. A site moved to `skipped` records
+    why (`skip_reason`, a SkipReason; never started when not given): failed sites count against the
+    threshold, skipped ones do not, and the counters say which skipped sites could not be reached."""
     require_state(to, states=SiteRolloutState.values, kind="site rollout")
     with transaction.atomic():
         row = SiteRollout.objects.select_for_update().get(pk=site_rollout.pk)
@@ -781,18 +816,23 @@ def site_rollout_transition(
             if to in SITE_DONE_STATES:
                 row.finished_at = now
                 fields.append("finished_at")
-            _move_counters(row.rollout_id, {row.wave_id: Counter({before: 1})}, to)
+            reason = None
+            if to == SiteRolloutState.SKIPPED:
+                reason = skip_reason or SkipReason.NOT_STARTED
+                require_state(reason, states=SkipReason.values, kind="skip reason")
+                row.skip_reason = reason
+                fields.append("skip_reason")
+            _move_counters(row.rollout_id, {row.wave_id: Counter({before: 1})}, to, skip_reason=reason)
         if fields:
             row.save(update_fields=fields)
         if before != to and to in (SiteRolloutState.FAILED, SiteRolloutState.SKIPPED, SiteRolloutState.ROLLED_BACK):
             # In-progress steps are recorded by the workflow's StepRuns; the outcomes people act on are audited.
-            audit_record(
-                actor=actor,
-                verb="site_" + to,
-                obj=row.rollout,
-                source=source,
-                payload={"site": row.site.code, "from": before, "error": row.error[:1000]},
-            )
+            payload: dict[str, Any] = {"site": row.site.code, "from": before, "error": row.error[:1000]}
+            if to == SiteRolloutState.FAILED:
+                payload["counts_against_threshold"] = True
+            if to == SiteRolloutState.SKIPPED:
+                payload.update(skip_reason=row.skip_reason, counts_against_threshold=False)
+            audit_record(actor=actor, verb="site_" + to, obj=row.rollout, source=source, payload=payload)
     return row
 
 
@@ -820,8 +860,10 @@ def site_rollouts_start(*, run_ids: dict[int, int]) -> list[SiteRollout]:
     return rows
 
 
-def _move_counters(rollout_id: int, moved: dict[int, Counter[str]], to: str) -> None:
-    """Shift counters from the states in `moved` (per wave id) to `to`, on the waves and on the rollout."""
+def _move_counters(rollout_id: int, moved: dict[int, Counter[str]], to: str, *, skip_reason: str | None = None) -> None:
+    """Shift counters from the states in `moved` (per wave id) to `to`, on the waves and on the rollout;
+    sites moving to `skipped` also count under their `skip_reason` (skipped is final, so those
+    counters only grow)."""
     total: Counter[str] = Counter()
     for wave_id, by_state in moved.items():
         updates: dict[str, Any] = {}
@@ -832,15 +874,23 @@ def _move_counters(rollout_id: int, moved: dict[int, Counter[str]], to: str) -> 
         count = sum(n for state, n in by_state.items() if state != to)
         if count:
             updates[counter_field(to)] = F(counter_field(to)) + count
+            if skip_reason:
+                updates[skip_counter_field(skip_reason)] = F(skip_counter_field(skip_reason)) + count
             RolloutWave.objects.filter(pk=wave_id).update(**updates)
     if total:
         updates = {counter_field(state): F(counter_field(state)) - n for state, n in total.items()}
         updates[counter_field(to)] = F(counter_field(to)) + sum(total.values())
+        if skip_reason:
+            updates[skip_counter_field(skip_reason)] = F(skip_counter_field(skip_reason)) + sum(total.values())
         Rollout.objects.filter(pk=rollout_id).update(**updates)
 
 
-def _bulk_site_transition(rollout: Rollout, from_states: frozenset[str], to: str) -> int:
-    """Move every site of the rollout in `from_states` to `to`, counters included. Returns how many."""
+def _bulk_site_transition(
+    rollout: Rollout, from_states: frozenset[str], to: str, *, error: str | None = None, skip_reason: str | None = None
+) -> int:
+    """Move every site of the rollout in `from_states` to `to`, counters included. Returns how many.
+    Sites skipped this way never started: they are skipped as such, with `error` (default: the
+    rollout's state) as the sentence."""
     moving = SiteRollout.objects.filter(rollout=rollout, state__in=from_states)
     moved: dict[int, Counter[str]] = {}
     for row in moving.values("wave_id", "state").annotate(n=Count("id")):
@@ -848,8 +898,12 @@ def _bulk_site_transition(rollout: Rollout, from_states: frozenset[str], to: str
     fields: dict[str, Any] = {"state": to}
     if to in SITE_DONE_STATES:
         fields["finished_at"] = timezone.now()
+    if to == SiteRolloutState.SKIPPED:
+        skip_reason = skip_reason or SkipReason.NOT_STARTED
+        fields["skip_reason"] = skip_reason
+        fields["error"] = error if error is not None else f"not started: the rollout was {rollout.state}"
     count = moving.update(**fields)
-    _move_counters(rollout.pk, moved, to)
+    _move_counters(rollout.pk, moved, to, skip_reason=skip_reason)
     return count
 
 
@@ -858,21 +912,24 @@ def rollout_recount(*, rollout: Rollout) -> bool:
     with transaction.atomic():
         locked = Rollout.objects.select_for_update().get(pk=rollout.pk)
         per_wave: dict[int, Counter[str]] = {}
-        for row in SiteRollout.objects.filter(rollout=locked).values("wave_id", "state").annotate(n=Count("id")):
-            per_wave.setdefault(row["wave_id"], Counter())[row["state"]] = row["n"]
+        rows = SiteRollout.objects.filter(rollout=locked).values("wave_id", "state", "skip_reason")
+        for row in rows.annotate(n=Count("id")):
+            counter = per_wave.setdefault(row["wave_id"], Counter())
+            counter[counter_field(row["state"])] += row["n"]
+            if row["state"] == SiteRolloutState.SKIPPED and row["skip_reason"]:
+                counter[skip_counter_field(row["skip_reason"])] += row["n"]
+        columns = [counter_field(s) for s in SiteRolloutState.values] + [
+            skip_counter_field(r) for r in SkipReason.values
+        ]
         wrong = False
         overall: Counter[str] = Counter()
         for wave in locked.waves.select_for_update():
             actual = per_wave.get(wave.pk, Counter())
             overall.update(actual)
-            if {s: actual.get(s, 0) for s in wave.counts} != wave.counts:
+            if any(getattr(wave, c) != actual.get(c, 0) for c in columns):
                 wrong = True
-                RolloutWave.objects.filter(pk=wave.pk).update(
-                    **{counter_field(s): actual.get(s, 0) for s in SiteRolloutState.values}
-                )
-        if {s: overall.get(s, 0) for s in locked.counts} != locked.counts:
+                RolloutWave.objects.filter(pk=wave.pk).update(**{c: actual.get(c, 0) for c in columns})
+        if any(getattr(locked, c) != overall.get(c, 0) for c in columns):
             wrong = True
-            Rollout.objects.filter(pk=locked.pk).update(
-                **{counter_field(s): overall.get(s, 0) for s in SiteRolloutState.values}
-            )
+            Rollout.objects.filter(pk=locked.pk).update(**{c: overall.get(c, 0) for c in columns})
     return wrong

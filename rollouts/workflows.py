@@ -33,25 +33,42 @@ rollout and every failed, skipped or rolled back site are):
   (`Done(after=...)`): the edge cannot have applied a push it has not fetched.
 - converge: polls the edge GitOps agent's status until it applied the commit (Wait), fails with the
   edge's message when it reports the commit failed (an unreachable site is a Wait, not a failure),
-  then until the release's Deployments are available at their new generation (`verifying`).
+  then judges the release's health with rollouts.health (`verifying`): the site fails as soon as a
+  Deployment reports ProgressDeadlineExceeded, makes no progress for the plan's progress deadline, or
+  has a pod in CrashLoopBackOff / ImagePullBackOff / ErrImagePull past a short grace; it succeeds once
+  every Deployment is available at its new generation and has stayed so for `min_success_seconds`.
+  One list of Deployments per poll; pods are listed only once a Deployment has been unavailable for
+  a few seconds. The first answer from the site after the push is recorded (`reached_at` in the
+  run's context): the site was reached, so it will be judged, not skipped.
+
+Before it pushes, the commit step checks the gate: a rollout halted, cancelled or being rolled back,
+or a wave already past its failure threshold, starts no more sites: the site is skipped as never
+started and its run ends cancelled. A step that ends the run because the site cannot be reached (its
+repository keeps refusing connections, its cluster refuses our credentials) marks it so (`skip` in
+the context): the site is then skipped as unreachable rather than failed.
 
 When a site run succeeds, its hook hands the slot to the wave's next pending site in the same
 transaction, unless something needs deciding (rollout not running, roll back, windows, failures past
 the threshold, wave not open, nothing pending): then it wakes the driver. One site ends and one
 starts, so max_parallel holds; it spares the driver a step per site.
 
-The site's wall-clock deadline (`site_deadline_seconds`) is enforced by the driver: `decide` skips
-sites that are past it, and the driver cancels their run. The run's own deadline is a little later,
-as a backstop.
+The site's wall-clock deadline (`site_deadline_seconds`) is enforced by the driver: `decide` fails
+the sites past it that were reached (their commit was pushed and the site answered: the release is
+not healthy there) and skips those that could not be reached, and the driver cancels their runs.
+The run's own deadline is a little later, as a backstop. Skipped means "could not be reached, or
+never started", nothing else: only failed sites count against the threshold, and a wave whose every
+site was skipped halts unless the plan allows it (rollouts.progress).
 
 Roll back (`rollout.site_rollback`, same exclusive key as the site run): when a roll back is requested
 (by a person, or by the plan's `auto_rollback` when a wave halts), the driver skips the sites not
 started, cancels the site runs still going, waits until they have ended, then starts one roll-back run
-per site whose repository may hold the release: the revision before the rollout is the one recorded,
+per site whose repository may hold the release (sites that got it, and sites skipped as unreachable
+or stopped by a cancel after they may have pushed): the revision before the rollout is the one recorded,
 or, for a run that never recorded its push, the parent of the commit carrying the rollout's trailer
 (none: nothing to revert). `revert_to` it for `apps/<app>/` as a new commit (or remove the folder when
-the repository was empty before), then await its sync. When every roll-back run has ended the
-rollout is `rolled_back`.
+the repository was empty before), then await its sync (not for a site that could not be reached: the
+revert waits in its repository). When every roll-back run has ended the rollout is `rolled_back`.
+A halt skips the sites not started, as never started.
 
 Pause holds new starts (running site runs finish); cancel skips the sites not started and cancels the
 site runs that are waiting (a run in the middle of a step finishes that step, then stops).
@@ -60,8 +77,10 @@ Knobs (settings, or the environment): FLEET_ROLLOUT_POLL_SECONDS (2: the driver'
 running), FLEET_ROLLOUT_IDLE_POLL_SECONDS (30: while paused, halted or awaiting approval),
 FLEET_ROLLOUT_SYNC_POLL_SECONDS (1: sync and health polls), FLEET_ROLLOUT_STEP_TIMEOUT (60: a site
 step's time limit; a worker lost in a step is noticed after this plus ~5 s of lease),
-FLEET_ROLLOUT_DRIVE_TIMEOUT (30). Known limit: a wake-up that arrives while the driver's step is
-running is not queued; the driver sees the change at its next poll (FLEET_ROLLOUT_POLL_SECONDS).
+FLEET_ROLLOUT_DRIVE_TIMEOUT (30), FLEET_ROLLOUT_POD_GRACE_SECONDS (60: how long a pod may wait in
+CrashLoopBackOff / ImagePullBackOff / ErrImagePull before its site fails). Known limit: a wake-up that
+arrives while the driver's step is running is not queued; the driver sees the change at its next poll
+(FLEET_ROLLOUT_POLL_SECONDS).
 """
 
 import datetime as dt
@@ -83,7 +102,7 @@ from fleet.workflows.models import WorkflowRun
 from fleet.workflows.outcomes import Done, Fail, Outcome, Retry, Wait
 from fleet.workflows.selectors import active_run_for_key
 from fleet.workflows.services import subject_key, workflow_cancel, workflow_start
-from rollouts import services
+from rollouts import converge, services
 from rollouts.choices import (
     ROLLOUT_FINISHED_STATES,
     SITE_DONE_STATES,
@@ -91,19 +110,28 @@ from rollouts.choices import (
     SITE_NOT_STARTED_STATES,
     SITE_ROLLOUT_TRANSITIONS,
     SITE_TOUCHED_STATES,
+    SKIP_MAY_HOLD_RELEASE,
     RolloutState,
     SiteRolloutState,
+    SkipReason,
     WaveState,
 )
+from rollouts.converge import SYNC_POLL_SECONDS
+from rollouts.health import clock
 from rollouts.isolation import RendererUnavailable
 from rollouts.models import Rollout, RolloutWave, SiteRollout
-from rollouts.planning import snapshot_site_deadline, snapshot_threshold, threshold_exceeded
+from rollouts.planning import (
+    describe_threshold,
+    snapshot_min_success,
+    snapshot_progress_deadline,
+    snapshot_site_deadline,
+    snapshot_threshold,
+    threshold_exceeded,
+)
 from rollouts.progress import Decision, decide
 from rollouts.rendering import ReleaseRenderer
 from rollouts.schedule import site_next_open, site_window_open
 from rollouts.selectors import rollout_progress_view
-from sites.clusters import ClusterError, ClusterUnavailable, SiteCluster, SyncStatus
-from sites.models import Cluster
 from sites.repos import Author, RepoError, RepoUnavailable, SiteRepo
 
 log = logging.getLogger(__name__)
@@ -126,8 +154,6 @@ def _setting(name: str, default: float) -> float:
 # while paused, halted or awaiting an approval (the services wake it on every change).
 DRIVE_POLL_SECONDS = _setting("FLEET_ROLLOUT_POLL_SECONDS", 2.0)
 DRIVE_IDLE_SECONDS = _setting("FLEET_ROLLOUT_IDLE_POLL_SECONDS", 30.0)
-# How often a site run polls the edge's sync status and workload health.
-SYNC_POLL_SECONDS = _setting("FLEET_ROLLOUT_SYNC_POLL_SECONDS", 1.0)
 # The time limit of one attempt at a step that talks to a site (git or Kubernetes). A worker lost in
 # such a step is noticed after its lease, which is this plus a few seconds: keep it close to what the
 # adapters' own timeouts allow (a write is a fetch, a commit and a push).
@@ -214,7 +240,7 @@ def drive(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
             return Wait(poll, decision.reason)
         ctx["last_decision"] = decision.reason
         _apply(rollout, decision, now)
-        if not decision.changes_rollout:
+        if not decision.changes_rollout and not (decision.fail or decision.skip):
             # Sites started, skipped or set waiting: nothing else can be decided until one of them
             # ends (which wakes the driver) or the poll comes round.
             return Wait(DRIVE_POLL_SECONDS, decision.reason)
@@ -230,6 +256,10 @@ def _apply(rollout: Rollout, decision: Decision, now: dt.datetime) -> None:
                 rollout=rollout, to=RolloutState.HALTED, actor=ACTOR, source=SOURCE, reason=decision.reason
             )
             RolloutWave.objects.filter(rollout=rollout, index=rollout.current_wave).update(state=WaveState.HALTED)
+            # The gate is closed: nothing not started yet ever starts (a halted rollout is not resumed).
+            services.skip_not_started_sites(
+                rollout=rollout, reason=f"the rollout halted in wave {rollout.current_wave}"
+            )
             if decision.rollback:
                 services.rollout_rollback(
                     rollout=rollout, actor=ACTOR, source=SOURCE, reason=f"automatic: {decision.reason}"
@@ -238,7 +268,7 @@ def _apply(rollout: Rollout, decision: Decision, now: dt.datetime) -> None:
     if decision.rollback:
         return  # a requested roll back is handled by drive() before deciding
     rows = {}
-    codes = {*decision.skip, *decision.wait_window, *decision.start}
+    codes = {*decision.skip, *decision.fail, *decision.wait_window, *decision.start}
     if codes:
         rows = {
             row.site.code: row
@@ -246,8 +276,26 @@ def _apply(rollout: Rollout, decision: Decision, now: dt.datetime) -> None:
                 "site", "workflow_run"
             )
         }
+    deadline = snapshot_site_deadline(snapshot)
+    for code in decision.fail:
+        row = rows[code]
+        last = _last_status(row)
+        _end_overdue(
+            row,
+            to=SiteRolloutState.FAILED,
+            reason=f"not healthy within the site deadline of {deadline} s (started {clock(row.started_at)})"
+            + (f": {last}" if last else ""),
+        )
     for code in decision.skip:
-        _skip_site(rows[code], reason=f"no result within {snapshot_site_deadline(snapshot)} s: skipped")
+        row = rows[code]
+        last = _last_status(row)
+        _end_overdue(
+            row,
+            to=SiteRolloutState.SKIPPED,
+            skip_reason=SkipReason.UNREACHABLE,
+            reason=f"could not be reached within the site deadline of {deadline} s (started {clock(row.started_at)})"
+            + (f": {last}" if last else ""),
+        )
     for code in decision.wait_window:
         services.site_rollout_transition(
             site_rollout=rows[code], to=SiteRolloutState.WAITING_WINDOW, actor=ACTOR, source=SOURCE
@@ -296,16 +344,27 @@ def _start_sites(site_rollouts: list[SiteRollout], *, deadline: dt.datetime) -> 
         return len(services.site_rollouts_start(run_ids=run_ids))
 
 
-def _skip_site(site_rollout: SiteRollout, *, reason: str) -> None:
+def _last_status(row: SiteRollout) -> str:
+    """What the site's run last saw (the converge step's wait reason, or why the push keeps failing)."""
+    run = row.workflow_run
+    return str((run.context or {}).get("last_status") or "") if run is not None else ""
+
+
+def _end_overdue(site_rollout: SiteRollout, *, to: str, reason: str, skip_reason: str | None = None) -> None:
+    """A site past its deadline: record the verdict first (the cancelled run's hook then finds the site
+    done and leaves it), then stop its run."""
+    try:
+        services.site_rollout_transition(
+            site_rollout=site_rollout, to=to, actor=ACTOR, source=SOURCE, error=reason[:2000], skip_reason=skip_reason
+        )
+    except Conflict:
+        return  # it ended meanwhile, with its own verdict
     run = site_rollout.workflow_run
     if run is not None and run.state in ACTIVE_STATES:
         try:
             workflow_cancel(run=run, actor=ACTOR, source=SOURCE, reason=reason)
         except Conflict:
-            pass  # it ended meanwhile; its hook found the site done or records its end
-    services.site_rollout_transition(
-        site_rollout=site_rollout, to=SiteRolloutState.SKIPPED, actor=ACTOR, source=SOURCE, error=reason
-    )
+            pass  # it ended meanwhile; its hook found the site done
 
 
 def _cancel_runs(rollout: Rollout, *, kind: str, waiting_only: bool, reason: str) -> int:
@@ -343,7 +402,13 @@ def _roll_back(rollout: Rollout) -> Outcome:
     active = _cancel_runs(rollout, kind=SITE_KIND, waiting_only=False, reason="the rollout is being rolled back")
     if active:
         return Wait(DRIVE_POLL_SECONDS, f"roll back: {active} site run(s) stopping first")
-    touched = SiteRollout.objects.filter(rollout=rollout, state__in=SITE_TOUCHED_STATES).select_related("workflow_run")
+    touched = (
+        SiteRollout.objects.filter(rollout=rollout)
+        .filter(
+            Q(state__in=SITE_TOUCHED_STATES) | Q(state=SiteRolloutState.SKIPPED, skip_reason__in=SKIP_MAY_HOLD_RELEASE)
+        )
+        .select_related("workflow_run")
+    )
     running = 0
     for row in touched:
         run = row.workflow_run
@@ -388,7 +453,7 @@ def _site_rollout(run: WorkflowRun, *, release: bool = False) -> SiteRollout:
     """The run's SiteRollout with its site and cluster; with `release`, its rollout, release and
     application too (the steps that write; polling needs none of them, and reading the release's
     templates on every poll would cost more than the poll)."""
-    related = ["site__cluster", "rollout__release__application"] if release else ["site__cluster"]
+    related = ["site__cluster", "rollout__release__application", "wave"] if release else ["site__cluster"]
     row = SiteRollout.objects.select_related(*related).filter(pk=run.subject_id).first()
     if row is None:
         raise LookupError(f"site rollout {run.subject_id} no longer exists")
@@ -417,13 +482,24 @@ def site_commit(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     under `apps/<application>/`: one commit, marked with the rollout's trailer, pushed."""
     row = _site_rollout(run, release=True)
     if row.state in SITE_DONE_STATES:
-        return Fail(f"the site is already {row.state}")
+        return _stop(run, f"the site is already {row.state}")
+    closed = _gate_closed(row)
+    if closed:
+        try:
+            pushed = run.attempt > 1 and SiteRepo.for_site(row.site).find_trailer(rollout_trailer(row)) is not None
+        except RepoUnavailable as exc:
+            return Retry(str(exc))
+        if not pushed:  # (a re-run after a crash that had pushed records its push, as if open)
+            _move(row, SiteRolloutState.SKIPPED, skip_reason=SkipReason.NOT_STARTED, error=f"not started: {closed}")
+            return _stop(run, f"not started: {closed}")
     if row.rollout.plan_snapshot.get("respect_windows"):
         now = timezone.now()
         if not site_window_open(row.site, now):
             next_open = site_next_open(row.site, now)
             if next_open is None:
-                return Fail(f"{row.site.code} has no maintenance window left to change it in")
+                why = f"not started: {row.site.code} has no maintenance window left to change it in"
+                _move(row, SiteRolloutState.SKIPPED, skip_reason=SkipReason.NOT_STARTED, error=why)
+                return _stop(run, why)
             _move(row, SiteRolloutState.WAITING_WINDOW)
             seconds = min(max((next_open - now).total_seconds(), 0.05), WINDOW_RECHECK_SECONDS)
             return Wait(seconds, f"outside the maintenance window; it opens at {next_open.isoformat()}")
@@ -451,16 +527,54 @@ def site_commit(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
         )
         previous = result.previous if result.changed else _previous_of_unchanged(repo, row, result.revision)
     except RepoUnavailable as exc:
+        # Out of attempts, this ends the run with the site skipped as unreachable, not failed.
+        ctx["skip"] = SkipReason.UNREACHABLE
+        ctx["last_status"] = f"cannot push to the site's repository: {exc}"
         return Retry(str(exc))
     except RepoError as exc:
         return Fail(str(exc))
+    ctx.pop("skip", None)
     if result.revision is None:
         return Fail("the repository is still empty after the write")
     _move(row, SiteRolloutState.SYNCING, revision=result.revision, previous_revision=previous or "")
     deployments = [list(key) for key in rendered.deployments()]
-    data = {"revision": result.revision, "changed": result.changed, "previous": previous, "deployments": deployments}
+    snapshot = row.rollout.plan_snapshot
+    data = {
+        "revision": result.revision,
+        "changed": result.changed,
+        "previous": previous,
+        "deployments": deployments,
+        # The health rules' knobs, so that polls need not read the rollout.
+        "progress_deadline_seconds": snapshot_progress_deadline(snapshot),
+        "min_success_seconds": snapshot_min_success(snapshot),
+    }
     # The edge cannot have applied a commit it has not fetched yet: the first look is one poll later.
     return Done(data, after=SYNC_POLL_SECONDS)
+
+
+def _gate_closed(row: SiteRollout) -> str:
+    """Why this site must not start now ("" when it may): the rollout halted, was cancelled or is being
+    rolled back, or its wave has more failures than the plan's threshold (the driver halts it next)."""
+    rollout = row.rollout
+    if rollout.rollback_requested_at is not None:
+        return "the rollout is being rolled back"
+    if rollout.state in (RolloutState.HALTED, *ROLLOUT_FINISHED_STATES):
+        return f"the rollout is {rollout.state}"
+    threshold = snapshot_threshold(rollout.plan_snapshot)
+    wave = row.wave
+    if threshold_exceeded(threshold, failed=wave.n_failed, size=wave.size):
+        limit = describe_threshold(threshold)
+        return f"{wave.n_failed} site(s) of wave {wave.index} failed, more than the threshold of {limit}"
+    return ""
+
+
+def _stop(run: WorkflowRun, reason: str) -> Outcome:
+    """End this run as cancelled: nothing failed, the site is not to be changed (its state is recorded)."""
+    try:
+        workflow_cancel(run=run, actor=ACTOR, source=SOURCE, reason=reason)
+    except Conflict:
+        pass
+    return Wait(0.05, reason)  # the engine ends a run asked to stop instead of waiting
 
 
 def _previous_of_unchanged(repo: SiteRepo, row: SiteRollout, head: str | None) -> str | None:
@@ -471,57 +585,33 @@ def _previous_of_unchanged(repo: SiteRepo, row: SiteRollout, head: str | None) -
     return marked.parent if marked is not None else head
 
 
-def _sync_status(row: SiteRollout) -> SyncStatus | None | Outcome:
-    try:
-        cluster = SiteCluster.for_cluster(row.site.cluster)
-        return cluster.sync_status()
-    except ClusterUnavailable as exc:
-        return Wait(SYNC_POLL_SECONDS * 5, f"site unreachable: {exc}")
-    except (ClusterError, Cluster.DoesNotExist) as exc:
-        return Fail(f"cannot read the site's sync status: {exc}")
-
-
 def site_converge(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     """Poll the edge until it applied the commit (Ready True naming our SHA; Fail with the edge's message
-    when it reports the commit failed), then until the release's Deployments are available at their new
-    generation. An unreachable site is a Wait, not a failure."""
+    when it reports the commit failed), then judge the release's health (rollouts.health) until it is
+    healthy, or not. An unreachable site is a Wait, not a failure."""
     row = _site_rollout(run)
     sha = ctx["revision"]
     if row.state == SiteRolloutState.SYNCING:
-        status = _sync_status(row)
+        status = converge.sync_status(row, ctx)
         if isinstance(status, Done | Wait | Retry | Fail):
             return status
         if status is None:
-            return Wait(SYNC_POLL_SECONDS, "the site has no GitOps status yet")
+            return converge.waiting(ctx, SYNC_POLL_SECONDS, "the site has no GitOps status yet")
         if status.failed_at(sha):
-            return Fail(status.message or f"the edge reports {status.reason or 'a failure'} applying {sha[:12]}")
+            return Fail(converge.sync_failure(row, status, sha))
         if not status.applied(sha):
             at = status.last_applied_revision
-            return Wait(SYNC_POLL_SECONDS, f"waiting for the edge to apply {sha[:12]} (at {at})")
-    waiting = _unavailable_deployments(row, ctx.get("deployments") or [])
-    if isinstance(waiting, Wait | Fail):
-        return waiting
-    if waiting:
-        if row.state == SiteRolloutState.SYNCING:
-            _move(row, SiteRolloutState.VERIFYING)
-        return Wait(SYNC_POLL_SECONDS, f"not available yet: {', '.join(waiting[:5])}")
-    return Done()  # on_finish records the success
-
-
-def _unavailable_deployments(row: SiteRollout, wanted: list[list[str]]) -> list[str] | Wait | Fail:
-    """`namespace/name` of the wanted Deployments that are not available at their new generation yet."""
-    if not wanted:
-        return []
-    try:
-        cluster = SiteCluster.for_cluster(row.site.cluster)
-        by_ns: dict[str, dict[str, Any]] = {}
-        for namespace in sorted({ns for ns, _ in wanted}):
-            by_ns[namespace] = {d.name: d for d in cluster.deployments(namespace)}
-    except ClusterUnavailable as exc:
-        return Wait(SYNC_POLL_SECONDS * 5, f"site unreachable: {exc}")
-    except (ClusterError, Cluster.DoesNotExist) as exc:
-        return Fail(f"cannot read the site's deployments: {exc}")
-    return [f"{ns}/{name}" for ns, name in wanted if name not in by_ns[ns] or not by_ns[ns][name].healthy]
+            return converge.waiting(ctx, SYNC_POLL_SECONDS, f"waiting for the edge to apply {sha[:12]} (at {at})")
+    verdict = converge.judge(row, ctx)
+    if isinstance(verdict, Wait | Fail):
+        return verdict
+    if verdict.failed:
+        return Fail(verdict.message)
+    if verdict.healthy:
+        return Done()  # on_finish records the success
+    if row.state == SiteRolloutState.SYNCING:
+        _move(row, SiteRolloutState.VERIFYING)
+    return converge.waiting(ctx, SYNC_POLL_SECONDS, verdict.message)
 
 
 def site_finished(run: WorkflowRun) -> None:
@@ -540,14 +630,19 @@ def site_finished(run: WorkflowRun) -> None:
             except (FleetError, DatabaseError):
                 log.warning("rollout %s: handing %s's slot over failed", row.rollout_id, row.pk, exc_info=True)
         elif run.state == RunState.FAILED:
-            to = SiteRolloutState.FAILED if row.state in SITE_IN_FLIGHT_STATES else SiteRolloutState.SKIPPED
-            _move(row, to, error=run.error)
+            skip = (run.context or {}).get("skip")
+            if skip in SkipReason.values:  # the step ended it because the site could not be reached
+                _move(row, SiteRolloutState.SKIPPED, error=run.error, skip_reason=skip)
+            elif row.state in SITE_IN_FLIGHT_STATES:
+                _move(row, SiteRolloutState.FAILED, error=run.error)
+            else:
+                _move(row, SiteRolloutState.SKIPPED, error=run.error, skip_reason=SkipReason.NOT_STARTED)
         elif row.rollout.rollback_requested_at is None:
-            # Cancelled (rollout cancelled, or the site skipped by the driver). During a roll back the
-            # state is kept, so the roll back knows the site may hold the release.
-            to = SiteRolloutState.SKIPPED
-            if to in SITE_ROLLOUT_TRANSITIONS[row.state]:
-                _move(row, to, error=run.error)
+            # Cancelled (the rollout was cancelled; sites the driver ended are done before their run is).
+            # During a roll back the state is kept, so the roll back knows the site may hold the release.
+            reason = SkipReason.NOT_STARTED if row.state in SITE_NOT_STARTED_STATES else SkipReason.CANCELLED
+            if SiteRolloutState.SKIPPED in SITE_ROLLOUT_TRANSITIONS[row.state]:
+                _move(row, SiteRolloutState.SKIPPED, error=run.error, skip_reason=reason)
     transaction.on_commit(lambda: _wake_driver_on_commit(row.rollout_id), robust=True)
 
 
@@ -631,7 +726,9 @@ def rollback_sync(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     if not sha:
         return Done()
     row = _site_rollout(run)
-    status = _sync_status(row)
+    if row.state == SiteRolloutState.SKIPPED:
+        return Done()  # it could not be reached: the revert waits in its repository for the site's return
+    status = converge.sync_status(row)
     if isinstance(status, Done | Wait | Retry | Fail):
         return status
     if status is not None and status.applied(sha):
@@ -648,6 +745,9 @@ def rollback_finished(run: WorkflowRun) -> None:
     if run.state == RunState.SUCCEEDED:
         if SiteRolloutState.ROLLED_BACK in SITE_ROLLOUT_TRANSITIONS[row.state]:
             _move(row, SiteRolloutState.ROLLED_BACK)
+        elif row.state == SiteRolloutState.SKIPPED and (run.context or {}).get("revert_revision"):
+            note = "; the release was reverted in its repository, applied when the site is back"
+            _move(row, row.state, error=f"{row.error}{note}"[:2000])
     else:
         _move(row, row.state, error=f"roll back {run.state}: {run.error}"[:2000])
     transaction.on_commit(lambda: _wake_driver_on_commit(row.rollout_id), robust=True)

@@ -14,10 +14,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from simulator import podfaults
 from simulator.apiserver import ApiServer, random_suffix
 from simulator.errors import ApiError
 from simulator.resources import BY_PLURAL
 from simulator.store import now_iso
+from simulator.workload_status import daemonset_status, deployment_status, pod_available
 from simulator.workloads import (
     EnvUnresolved,
     condition,
@@ -28,8 +30,8 @@ from simulator.workloads import (
     pdb_status,
     pod_finished,
     pod_ready,
-    scaled,
 )
+from simulator.workloads import set_condition as _set_condition
 
 PODS, REPLICASETS, DEPLOYMENTS = BY_PLURAL["pods"], BY_PLURAL["replicasets"], BY_PLURAL["deployments"]
 DAEMONSETS, JOBS, PDBS, NODES = (
@@ -71,36 +73,13 @@ def _tolerates(pod_spec: dict[str, Any], taint: dict[str, Any]) -> bool:
     return False
 
 
-def _set_condition(
-    conditions: list[dict[str, Any]], kind: str, status: str, reason: str, message: str, *, update_time: bool = False
-) -> list[dict[str, Any]]:
-    """Replace one condition, keeping its transition time when its status did not change."""
-    previous = next((c for c in conditions if c.get("type") == kind), None)
-    if previous and (previous.get("status"), previous.get("reason"), previous.get("message")) == (
-        status,
-        reason,
-        message,
-    ):
-        return conditions
-    now = now_iso()
-    new = {"type": kind, "status": status, "reason": reason, "message": message}
-    new["lastTransitionTime"] = (
-        previous["lastTransitionTime"]
-        if previous and previous.get("status") == status and previous.get("lastTransitionTime")
-        else now
-    )
-    if update_time:
-        new["lastUpdateTime"] = now
-    result = [c for c in conditions if c.get("type") != kind]
-    index = next((i for i, c in enumerate(conditions) if c.get("type") == kind), len(result))
-    result.insert(index, new)
-    return result
-
-
 class Controllers:
     """All controllers of one site. Hooks connect them to the rest of the simulated site:
 
-    - `pod_unavailable(pod)`: a fault says this workload pod must never become ready;
+    - `pod_fault(pod)`: what a fault does to this workload pod: None (nothing), "unavailable" (it
+      runs but never becomes ready), "crashloop" (its containers exit and are restarted with a
+      growing back-off: CrashLoopBackOff) or "image_pull" (its image cannot be pulled: ErrImagePull,
+      then ImagePullBackOff);
     - `job_finished(job, pod, env)`: a Job pod ran to completion on its node with this environment (its
       literal values and what its Secret and ConfigMap references resolved to): log it, obey a wipe;
     - `wake_at(monotonic_time)`: run `reconcile` again then.
@@ -112,7 +91,7 @@ class Controllers:
         *,
         pod_start_seconds: float,
         job_seconds: float,
-        pod_unavailable: Callable[[dict[str, Any]], bool],
+        pod_fault: Callable[[dict[str, Any]], str | None],
         job_finished: Callable[[dict[str, Any], dict[str, Any], dict[str, str]], None],
         wake_at: Callable[[float], None],
     ):
@@ -120,7 +99,7 @@ class Controllers:
         self.store = api.store
         self.pod_start_seconds = pod_start_seconds
         self.job_seconds = job_seconds
-        self.pod_unavailable = pod_unavailable
+        self.pod_fault = pod_fault
         self.job_finished = job_finished
         self.wake_at = wake_at
         # Monotonic times the simulated kubelet keeps about pods; not part of the API objects.
@@ -130,6 +109,12 @@ class Controllers:
         # The environment a Job pod's process got at its start (a kubelet resolves Secret references
         # then; the Secret may be deleted later). Kept for Job pods only: devices read it when one ends.
         self.job_env: dict[str, dict[str, str]] = {}
+        # A crash-looping pod's next restart (monotonic), by uid: the back-off doubles up to 5 minutes.
+        self.crash_restart_at: dict[str, float] = {}
+        # Per pass: the ReplicaSets created in it (a Deployment's new rollout starts) and the number of
+        # nodes each DaemonSet should run on.
+        self._created: set[str] = set()
+        self._ds_desired: dict[str, int] = {}
         self._next_wake: float | None = None
         # Parsed objects of the current pass, by stored version: a pass reads pods in several steps, and
         # parsing JSON is most of its cost. A write makes a new stored version, so edits are never stale.
@@ -140,6 +125,8 @@ class Controllers:
     def reconcile(self) -> None:
         self._next_wake = None
         self._parsed = {}
+        self._created = set()
+        self._ds_desired = {}
         try:
             self._reconcile()
         finally:
@@ -173,6 +160,11 @@ class Controllers:
         if self._next_wake is None or at < self._next_wake:
             self._next_wake = at
 
+    def _wake_wall(self, at: float | None) -> None:
+        """Wake at a wall-clock time (status timestamps are wall clock; timers are monotonic)."""
+        if at is not None:
+            self._wake(time.monotonic() + max(0.0, at - time.time()))
+
     def _create(self, rt: Any, obj: dict[str, Any]) -> dict[str, Any] | None:
         try:
             return self.api.create(rt, obj["metadata"].get("namespace"), obj)
@@ -205,6 +197,7 @@ class Controllers:
                 self.bound_at.pop(uid, None)
                 self.running_at.pop(uid, None)
                 self.job_env.pop(uid, None)
+                self.crash_restart_at.pop(uid, None)
         for secret in self._load_all("secrets"):
             refs = secret["metadata"].get("ownerReferences") or []
             if refs and all(r.get("kind") in OWNER_KINDS and r.get("uid") not in owners for r in refs):
@@ -235,7 +228,10 @@ class Controllers:
                     ),
                     default=0,
                 )
-                self._create(
+                rs_spec = {"replicas": replicas, "selector": selector, "template": pod_template}
+                if spec.get("minReadySeconds"):
+                    rs_spec["minReadySeconds"] = spec["minReadySeconds"]
+                made = self._create(
                     REPLICASETS,
                     {
                         "apiVersion": "apps/v1",
@@ -247,9 +243,11 @@ class Controllers:
                             "annotations": {"deployment.kubernetes.io/revision": str(revision)},
                             "ownerReferences": [owner_reference(deploy)],
                         },
-                        "spec": {"replicas": replicas, "selector": selector, "template": pod_template},
+                        "spec": rs_spec,
                     },
                 )
+                if made is not None:
+                    self._created.add(f"{meta['namespace']}/{name}")
             elif current["spec"].get("replicas") != replicas:
                 current["spec"]["replicas"] = replicas
                 self.api.write(REPLICASETS, current)
@@ -310,6 +308,7 @@ class Controllers:
                 for name, node in nodes.items()
                 if all(node["metadata"].get("labels", {}).get(k) == v for k, v in node_selector.items())
             }
+            self._ds_desired[meta["uid"]] = len(eligible)
             mine = [p for p in pods if owned_by(p, meta["uid"])]
             covered = set()
             for pod in mine:
@@ -463,11 +462,16 @@ class Controllers:
             alive = node is not None and node_ready(node)
             bound = self.bound_at.setdefault(uid, now)
             phase = status.get("phase", "Pending")
+            fault = self.pod_fault(pod) if alive else None
             if phase == "Pending":
                 if not alive:
                     continue
                 if now < bound + self.pod_start_seconds:
                     self._wake(bound + self.pod_start_seconds)
+                    continue
+                if fault == "image_pull":
+                    if self._pull_fails(pod, node, bound, now):
+                        self.api.write(PODS, pod)
                     continue
                 try:
                     resolved = container_env(pod, self.store.load)
@@ -493,10 +497,40 @@ class Controllers:
                         self.job_finished(job, pod, env)
                     continue
                 self._wake(started + self.job_seconds)
-            ready = alive and not self.pod_unavailable(pod)
-            if ready != pod_ready(pod) or phase == "Pending":
+            if fault == "crashloop":
+                if self._crash(pod, uid, now):
+                    self.api.write(PODS, pod)
+                continue
+            recovered = self._recover(pod, uid)
+            ready = alive and fault in (None, "image_pull")  # an image already pulled stays pulled
+            if ready != pod_ready(pod) or phase == "Pending" or recovered:
                 self._set_ready(pod, ready)
                 self.api.write(PODS, pod)
+
+    def _pull_fails(self, pod: dict[str, Any], node: dict[str, Any] | None, bound: float, now: float) -> bool:
+        """ErrImagePull on the first try, ImagePullBackOff once the kubelet backs off (one pod start later)."""
+        backing_off = now >= bound + 2 * self.pod_start_seconds
+        if not backing_off:
+            self._wake(bound + 2 * self.pod_start_seconds)
+        return podfaults.image_pull_fails(pod, node, backing_off=backing_off)
+
+    def _crash(self, pod: dict[str, Any], uid: str, now: float) -> bool:
+        """Restart the crashing containers when their back-off is over; until then nothing changes."""
+        due = self.crash_restart_at.get(uid)
+        if due is not None and now < due and podfaults.waiting_reason(pod) == podfaults.CRASH_LOOP:
+            self._wake(due)
+            return False
+        backoff = podfaults.crash(pod)
+        self.crash_restart_at[uid] = now + backoff
+        self._wake(now + backoff)
+        return True
+
+    def _recover(self, pod: dict[str, Any], uid: str) -> bool:
+        """A crash-looping pod whose fault is gone: its containers run again (restarts are kept)."""
+        if self.crash_restart_at.pop(uid, None) is None and podfaults.waiting_reason(pod) != podfaults.CRASH_LOOP:
+            return False
+        podfaults.run_again(pod)
+        return True
 
     def _start(self, pod: dict[str, Any], node: dict[str, Any] | None) -> None:
         spec, status = pod["spec"], pod["status"]
@@ -585,6 +619,7 @@ class Controllers:
     # --- statuses -----------------------------------------------------------------------------------
 
     def _statuses(self) -> None:
+        now = time.time()  # status timestamps and minReadySeconds are wall clock, as in Kubernetes
         pods = [p for p in self._load_all("pods") if not p["metadata"].get("deletionTimestamp")]
         replicasets = self._load_all("replicasets")
         rs_pods: dict[str, list[dict[str, Any]]] = {}
@@ -595,11 +630,13 @@ class Controllers:
         for rs in replicasets:
             mine = rs_pods.get(rs["metadata"]["uid"], [])
             ready = sum(1 for p in mine if pod_ready(p))
+            min_ready = int((rs.get("spec") or {}).get("minReadySeconds") or 0)
+            available = sum(1 for p in mine if pod_available(p, min_ready, now)[0])
             status = {
                 "replicas": len(mine),
                 "fullyLabeledReplicas": len(mine),
                 "readyReplicas": ready,
-                "availableReplicas": ready,
+                "availableReplicas": available,
                 "observedGeneration": rs["metadata"].get("generation", 1),
             }
             status = {k: v for k, v in status.items() if v or k in ("replicas", "observedGeneration")}
@@ -607,27 +644,20 @@ class Controllers:
                 rs["status"] = status
                 self.api.write(REPLICASETS, rs)
         for deploy in self._load_all("deployments"):
-            self._deployment_status(deploy, replicasets, rs_pods)
+            self._deployment_status(deploy, replicasets, rs_pods, now)
         for ds in self._load_all("daemonsets"):
-            mine = [p for p in pods if owned_by(p, ds["metadata"]["uid"])]
-            ready = sum(1 for p in mine if pod_ready(p))
-            digest = template_hash((ds.get("spec") or {}).get("template") or {})
-            before = ds.get("status")
-            ds["status"] = {
-                "currentNumberScheduled": len(mine),
-                "desiredNumberScheduled": len(mine),
-                "numberMisscheduled": 0,
-                "numberReady": ready,
-                "numberAvailable": ready,
-                "numberUnavailable": len(mine) - ready,
-                "updatedNumberScheduled": sum(
-                    1 for p in mine if p["metadata"].get("labels", {}).get("controller-revision-hash") == digest
-                ),
-                "observedGeneration": ds["metadata"].get("generation", 1),
-            }
-            if not ds["status"]["numberUnavailable"]:
-                del ds["status"]["numberUnavailable"]
-            if ds["status"] != before:
+            uid = ds["metadata"]["uid"]
+            mine = [p for p in pods if owned_by(p, uid)]
+            status, wake = daemonset_status(
+                ds,
+                desired=self._ds_desired.get(uid, len(mine)),
+                pods=mine,
+                revision=template_hash((ds.get("spec") or {}).get("template") or {}),
+                now=now,
+            )
+            self._wake_wall(wake)
+            if ds.get("status") != status:
+                ds["status"] = status
                 self.api.write(DAEMONSETS, ds)
         for pdb in self._load_all("poddisruptionbudgets"):
             status = pdb_status(pdb, [p for p in pods if p["metadata"]["namespace"] == pdb["metadata"]["namespace"]])
@@ -646,56 +676,25 @@ class Controllers:
                 self.api.write(PDBS, pdb)
 
     def _deployment_status(
-        self, deploy: dict[str, Any], replicasets: list[dict[str, Any]], rs_pods: dict[str, list[dict[str, Any]]]
+        self,
+        deploy: dict[str, Any],
+        replicasets: list[dict[str, Any]],
+        rs_pods: dict[str, list[dict[str, Any]]],
+        now: float,
     ) -> None:
         meta, spec = deploy["metadata"], deploy.get("spec") or {}
         owned = [rs for rs in replicasets if owned_by(rs, meta["uid"])]
         new_name = f"{meta['name']}-{template_hash(spec.get('template') or {})}"
-        all_pods = [p for rs in owned for p in rs_pods.get(rs["metadata"]["uid"], [])]
         new_rs = next((rs for rs in owned if rs["metadata"]["name"] == new_name), None)
-        updated = rs_pods.get(new_rs["metadata"]["uid"], []) if new_rs else []
-        ready = sum(1 for p in all_pods if pod_ready(p))
-        replicas = int(spec.get("replicas", 1))
-        rolling = (spec.get("strategy") or {}).get("rollingUpdate") or {}
-        max_unavailable = scaled(rolling.get("maxUnavailable", "25%"), replicas, round_up=False)
-        if (spec.get("strategy") or {}).get("type") == "Recreate":
-            max_unavailable = 0
-        available_ok = ready >= replicas - max_unavailable
-        status = deploy.get("status") or {}
-        conditions = list(status.get("conditions") or [])
-        conditions = _set_condition(
-            conditions,
-            "Available",
-            "True" if available_ok else "False",
-            "MinimumReplicasAvailable" if available_ok else "MinimumReplicasUnavailable",
-            "Deployment has minimum availability."
-            if available_ok
-            else "Deployment does not have minimum availability.",
-            update_time=True,
+        status, wake = deployment_status(
+            deploy,
+            new_name=new_name,
+            created=f"{meta['namespace']}/{new_name}" in self._created,
+            all_pods=[p for rs in owned for p in rs_pods.get(rs["metadata"]["uid"], [])],
+            updated_pods=rs_pods.get(new_rs["metadata"]["uid"], []) if new_rs else [],
+            now=now,
         )
-        done = len(updated) == replicas and ready >= replicas and len(all_pods) == replicas
-        conditions = _set_condition(
-            conditions,
-            "Progressing",
-            "True",
-            "NewReplicaSetAvailable" if done else "ReplicaSetUpdated",
-            f'ReplicaSet "{new_name}" has successfully progressed.'
-            if done
-            else f'ReplicaSet "{new_name}" is progressing.',
-            update_time=True,
-        )
-        # Kubernetes lists Progressing before Available once both exist; keep a stable order.
-        conditions.sort(key=lambda c: 0 if c["type"] == "Progressing" else 1)
-        new_status: dict[str, Any] = {
-            "observedGeneration": meta.get("generation", 1),
-            "replicas": len(all_pods),
-            "updatedReplicas": len(updated),
-            "readyReplicas": ready,
-            "availableReplicas": ready,
-            "unavailableReplicas": max(0, replicas - ready),
-            "conditions": conditions,
-        }
-        new_status = {k: v for k, v in new_status.items() if v or k in ("observedGeneration", "conditions")}
-        if deploy.get("status") != new_status:
-            deploy["status"] = new_status
+        self._wake_wall(wake)
+        if deploy.get("status") != status:
+            deploy["status"] = status
             self.api.write(DEPLOYMENTS, deploy)

@@ -10,7 +10,12 @@ A fault is `{"site": code or None (all sites), "kind", "rate", "node", "seconds"
   heartbeating; `seconds`, when given, is how long the site stays offline.
 - `sync_failure`: the GitOps agent reports Ready False and applies nothing.
 - `sync_delay`: applying a new revision waits a random delay, exponentially distributed with mean `seconds`.
-- `unavailable_workloads`: Deployment pods never become ready, so Deployments never become Available.
+- `unavailable_workloads`: Deployment pods run but never become ready, so Deployments never become
+  Available (and report ProgressDeadlineExceeded after their `progressDeadlineSeconds`).
+- `crashloop_workloads`: Deployment pods' containers exit as soon as they start and are restarted with
+  a growing back-off: `CrashLoopBackOff` (a pod that was running starts crashing too).
+- `image_pull_failure`: new Deployment pods cannot pull their image: `ErrImagePull`, then
+  `ImagePullBackOff`, and they stay Pending.
 - `node_death`: the device `node` dies (Ready Unknown, no leases, heartbeats or jobs) until the fault is
   removed or `seconds` pass; `rate` is not used.
 """
@@ -30,6 +35,8 @@ KINDS = (
     "sync_failure",
     "sync_delay",
     "unavailable_workloads",
+    "crashloop_workloads",
+    "image_pull_failure",
     "node_death",
 )
 API_KINDS = ("offline", "timeout", "throttle", "api_error", "slow")

@@ -38,6 +38,12 @@ RECONCILE_ON = frozenset(
     }
 )
 MAX_JOB_LOG = 500
+# Fault kinds that break Deployment pods, and what they make the kubelet do (simulator.controllers).
+WORKLOAD_FAULTS = (
+    ("image_pull_failure", "image_pull"),
+    ("crashloop_workloads", "crashloop"),
+    ("unavailable_workloads", "unavailable"),
+)
 
 
 class Site:
@@ -55,7 +61,7 @@ class Site:
             self.api,
             pod_start_seconds=fleet.config.pod_start_seconds,
             job_seconds=fleet.config.job_seconds,
-            pod_unavailable=self._pod_unavailable,
+            pod_fault=self._pod_fault,
             job_finished=self._job_finished,
             wake_at=self._wake_at,
         )
@@ -152,19 +158,20 @@ class Site:
 
     # --- hooks from the controllers -----------------------------------------------------------------
 
-    def _pod_unavailable(self, pod: dict[str, Any]) -> bool:
-        faults = self.fleet.faults.active(self.code, "unavailable_workloads") if self.fleet.faults else []
-        if not faults:
-            return False
+    def _pod_fault(self, pod: dict[str, Any]) -> str | None:
+        """What the site's workload faults do to this pod (see Controllers): the first kind that strikes."""
+        if not self.fleet.faults:
+            return None
         owner = controller_of(pod)
         if not owner or owner.get("kind") != "ReplicaSet":
-            return False
-        # The same workload stays unavailable for the life of the fault: decide per ReplicaSet, not per pass.
+            return None
+        # The same workload stays broken for the life of the fault: decide per ReplicaSet, not per pass.
         key = f"{pod['metadata']['namespace']}/{owner.get('name')}"
-        for fault in faults:
-            if fault.rate >= 1.0 or (hash((fault.id, key)) % 10_000) / 10_000 < fault.rate:
-                return True
-        return False
+        for kind, effect in WORKLOAD_FAULTS:
+            for fault in self.fleet.faults.active(self.code, kind):
+                if fault.rate >= 1.0 or (hash((fault.id, key)) % 10_000) / 10_000 < fault.rate:
+                    return effect
+        return None
 
     def _job_finished(self, job: dict[str, Any], pod: dict[str, Any], env: dict[str, str]) -> None:
         containers = (pod.get("spec") or {}).get("containers") or []

@@ -1,5 +1,6 @@
 """Pure helpers about workload objects shared by the API semantics and the controllers: pod readiness,
-owner references, a container's environment, int-or-percent arithmetic and PodDisruptionBudget accounting."""
+conditions, owner references, a container's environment, int-or-percent arithmetic and PodDisruptionBudget
+accounting."""
 
 import base64
 import binascii
@@ -8,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from simulator.selectors import selector_from_label_selector
+from simulator.store import now_iso
 
 
 def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
@@ -15,6 +17,32 @@ def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
         if isinstance(cond, dict) and cond.get("type") == kind:
             return cond
     return None
+
+
+def set_condition(
+    conditions: list[dict[str, Any]], kind: str, status: str, reason: str, message: str, *, update_time: bool = False
+) -> list[dict[str, Any]]:
+    """Replace one condition, keeping its transition time when its status did not change."""
+    previous = next((c for c in conditions if c.get("type") == kind), None)
+    if previous and (previous.get("status"), previous.get("reason"), previous.get("message")) == (
+        status,
+        reason,
+        message,
+    ):
+        return conditions
+    now = now_iso()
+    new = {"type": kind, "status": status, "reason": reason, "message": message}
+    new["lastTransitionTime"] = (
+        previous["lastTransitionTime"]
+        if previous and previous.get("status") == status and previous.get("lastTransitionTime")
+        else now
+    )
+    if update_time:
+        new["lastUpdateTime"] = now
+    result = [c for c in conditions if c.get("type") != kind]
+    index = next((i for i, c in enumerate(conditions) if c.get("type") == kind), len(result))
+    result.insert(index, new)
+    return result
 
 
 def pod_ready(pod: dict[str, Any]) -> bool:

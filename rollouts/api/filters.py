@@ -2,7 +2,7 @@
 
 import django_filters
 
-from rollouts.choices import DriftState, RolloutState, SiteRolloutState
+from rollouts.choices import DriftState, RolloutState, SiteRolloutState, SkipReason
 from rollouts.models import Application, Release, Rollout, RolloutPlan, SiteRollout, SiteSyncState
 
 
@@ -41,13 +41,14 @@ class RolloutFilter(django_filters.FilterSet):
 
 class SiteRolloutFilter(django_filters.FilterSet):
     state = django_filters.MultipleChoiceFilter(choices=SiteRolloutState.choices)
+    skip_reason = django_filters.MultipleChoiceFilter(choices=SkipReason.choices)
     wave = django_filters.NumberFilter(field_name="wave__index")
     site = django_filters.CharFilter(field_name="site__code")
     region = django_filters.CharFilter(field_name="site__region")
 
     class Meta:
         model = SiteRollout
-        fields = ["state", "wave", "site", "region"]
+        fields = ["state", "skip_reason", "wave", "site", "region"]
 
 
 class DriftFilter(django_filters.FilterSet):

@@ -98,6 +98,9 @@ class RolloutPlanSerializer(serializers.ModelSerializer):
             "cron",
             "timezone",
             "site_deadline_seconds",
+            "progress_deadline_seconds",
+            "min_success_seconds",
+            "allow_unreachable_waves",
             "created_by",
             "last_edited_by",
             "created_at",
@@ -125,6 +128,18 @@ class RolloutPlanWriteSerializer(serializers.Serializer):
     cron = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=100)
     timezone = serializers.CharField(required=False, max_length=64)
     site_deadline_seconds = serializers.IntegerField(required=False)
+    progress_deadline_seconds = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        help_text="a site fails when a Deployment makes no progress this long (null: each Deployment's own)",
+    )
+    min_success_seconds = serializers.IntegerField(
+        required=False, min_value=0, help_text="a site counts as succeeded only after staying healthy this long"
+    )
+    allow_unreachable_waves = serializers.BooleanField(
+        required=False, help_text="a wave whose every site was skipped passes instead of halting"
+    )
 
     def validate_cron(self, value: str | None) -> str:
         return (value or "").strip()
@@ -136,6 +151,12 @@ class DryRunSerializer(serializers.Serializer):
 
 class WaveSerializer(serializers.ModelSerializer):
     counts = serializers.DictField(child=serializers.IntegerField(), read_only=True)
+    skipped = serializers.DictField(
+        source="skipped_counts",
+        child=serializers.IntegerField(),
+        read_only=True,
+        help_text="skipped sites by reason: unreachable, not_started, cancelled (failed ones are in counts)",
+    )
     approved_by = serializers.CharField(source="approved_by.username", read_only=True, default=None)
 
     class Meta:
@@ -146,6 +167,7 @@ class WaveSerializer(serializers.ModelSerializer):
             "size",
             "state",
             "counts",
+            "skipped",
             "opened_at",
             "closed_at",
             "bake_until",
@@ -160,6 +182,12 @@ class RolloutSerializer(serializers.ModelSerializer):
     application = serializers.CharField(source="release.application.name", read_only=True)
     release_version = serializers.CharField(source="release.version", read_only=True)
     counts = serializers.DictField(child=serializers.IntegerField(), read_only=True)
+    skipped = serializers.DictField(
+        source="skipped_counts",
+        child=serializers.IntegerField(),
+        read_only=True,
+        help_text="skipped sites by reason: unreachable, not_started, cancelled (failed ones are in counts)",
+    )
     total = serializers.IntegerField(read_only=True)
     waves = WaveSerializer(many=True, read_only=True)
     started_by = serializers.CharField(source="started_by_name", read_only=True)
@@ -178,6 +206,7 @@ class RolloutSerializer(serializers.ModelSerializer):
             "state",
             "current_wave",
             "counts",
+            "skipped",
             "total",
             "waves",
             "started_by",
@@ -206,6 +235,7 @@ class SiteRolloutSerializer(serializers.ModelSerializer):
             "wave",
             "wave_name",
             "state",
+            "skip_reason",
             "revision",
             "previous_revision",
             "error",

@@ -218,6 +218,7 @@ class RolloutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(
         parameters=[
             OpenApiParameter("state", str, many=True),
+            OpenApiParameter("skip_reason", str, many=True, description="unreachable, not_started, cancelled"),
             OpenApiParameter("wave", int),
             OpenApiParameter("site", str),
             OpenApiParameter("region", str),
@@ -226,7 +227,7 @@ class RolloutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     )
     @action(detail=True, methods=["get"])
     def sites(self, request: Request, pk: str | None = None) -> Response:
-        """The rollout's sites in planned order, filterable by state and wave; cursor-paginated."""
+        """The rollout's sites in planned order, filterable by state, skip reason and wave; cursor-paginated."""
         # Not self.get_object(): the rollout list's filters must not read this list's query parameters.
         rollout = get_object_or_404(Rollout, pk=pk)
         self.check_object_permissions(request, rollout)

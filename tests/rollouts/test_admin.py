@@ -66,6 +66,34 @@ def test_rollout_page_shows_progress_failures_and_buttons(staff: Client, rollout
     assert "/action/resume/" not in page
 
 
+def test_rollout_page_says_which_sites_failed_and_why_the_others_were_skipped(staff: Client, rollout: Rollout) -> None:
+    rows = list(SiteRollout.objects.filter(rollout=rollout, state="pending").order_by("position"))
+    services.site_rollout_transition(site_rollout=rows[0], to="committing", actor="w", source="workflow")
+    services.site_rollout_transition(
+        site_rollout=rows[0], to="skipped", actor="w", source="workflow", skip_reason="unreachable", error="offline"
+    )
+    services.site_rollout_transition(site_rollout=rows[1], to="skipped", actor="w", source="workflow")
+
+    page = staff.get(f"/admin/rollouts/rollout/{rollout.pk}/change/").content.decode()
+
+    assert "failing sites (count against the threshold)" in page.lower()
+    assert "skipped sites (do not count as failed)" in page.lower()
+    assert "1 could not be reached, 1 never started" in page
+    assert "a site fails when a Deployment of the release exceeds its own progressDeadlineSeconds" in page
+    assert "a wave of only skipped sites halts" in page
+    listing = staff.get(
+        f"/admin/rollouts/siterollout/?rollout__id__exact={rollout.pk}&skip_reason__exact=unreachable"
+    ).content.decode()
+    assert rows[0].site.code in listing and rows[1].site.code not in listing
+    assert "could not be reached" in listing
+
+
+def test_plan_form_has_the_health_gates(staff: Client) -> None:
+    page = staff.get("/admin/rollouts/rolloutplan/add/").content.decode()
+    for field in ("progress_deadline_seconds", "min_success_seconds", "allow_unreachable_waves"):
+        assert f'name="{field}"' in page
+
+
 def test_locked_release_is_read_only(staff: Client, rollout: Rollout) -> None:
     page = staff.get(f"/admin/rollouts/release/{rollout.release_id}/change/").content.decode()
     assert 'name="templates"' not in page
@@ -111,6 +139,7 @@ def test_plan_dry_run_and_start_pages(staff: Client) -> None:
     run_to_end(dry_run.run_id)
     page = staff.get(url).content.decode()
     assert str(site.code) in page and "next window" in page and "succeeded" in page
+    assert "fails if it was reached, and is skipped if not" in page and "skipped sites do not count" in page
     assert not Rollout.objects.exists()
 
     assert b"Yes, start" in staff.get(f"/admin/rollouts/rolloutplan/{plan.pk}/start/").content

@@ -125,6 +125,11 @@ def test_create_plan_per_the_contract(admin_api: APIClient) -> None:
         ({"max_parallel": 0}, "max_parallel", "at least 1"),
         ({"target": {"sites": ["QQ-0001"]}}, "target", "unknown site codes: QQ-0001"),
         ({"release": 999999}, "release", "object does not exist"),
+        ({"progress_deadline_seconds": 0}, "progress_deadline_seconds", "greater than or equal to 1"),
+        ({"progress_deadline_seconds": "soon"}, "progress_deadline_seconds", "valid integer"),
+        ({"min_success_seconds": -5}, "min_success_seconds", "greater than or equal to 0"),
+        ({"min_success_seconds": 30000}, "min_success_seconds", "must be shorter than site_deadline_seconds"),
+        ({"allow_unreachable_waves": "perhaps"}, "allow_unreachable_waves", "valid boolean"),
     ],
 )
 def test_bad_plan_is_400_and_nothing_is_written(
@@ -136,6 +141,23 @@ def test_bad_plan_is_400_and_nothing_is_written(
     assert message in str(response.json()[field])
     assert response.json()["detail"]
     assert not RolloutPlan.objects.exists()
+
+
+def test_a_plan_with_health_gates_round_trips(admin_api: APIClient) -> None:
+    body = plan_body(
+        ReleaseFactory(), progress_deadline_seconds=300, min_success_seconds=60, allow_unreachable_waves=True
+    )
+    response = admin_api.post("/api/v1/rollout-plans/", body, format="json")
+    assert response.status_code == 201, response.content
+    got = response.json()
+    assert (got["progress_deadline_seconds"], got["min_success_seconds"], got["allow_unreachable_waves"]) == (
+        300,
+        60,
+        True,
+    )
+    # empty means each Deployment's own deadline; it is the default
+    default = admin_api.post("/api/v1/rollout-plans/", plan_body(ReleaseFactory(), name="other"), format="json")
+    assert (default.json()["progress_deadline_seconds"], default.json()["min_success_seconds"]) == (None, 0)
 
 
 def test_dry_run_is_a_background_run_whose_result_get_shows_and_it_writes_nothing(admin_api: APIClient) -> None:
@@ -161,6 +183,9 @@ def test_dry_run_is_a_background_run_whose_result_get_shows_and_it_writes_nothin
     assert body["progress"] == {"rendered": 10, "total": 10}
     assert body["at"].startswith("2025-03-03T18:00:00")
     assert [w["size"] for w in body["result"]["waves"]] == [1, 9]
+    gates = body["result"]["gates"]
+    assert (gates["progress_deadline_seconds"], gates["min_success_seconds"]) == (None, 0)
+    assert gates["allow_unreachable_waves"] is False and gates["site_deadline_seconds"] == 6 * 3600
     assert not Rollout.objects.exists()
     assert Release.objects.get().locked_at is None
 
@@ -310,6 +335,19 @@ def test_rollout_sites_list_filters_and_paginates(admin_api: APIClient) -> None:
         "finished_at",
     }
     assert [(r["site"], r["state"], r["error"]) for r in failed["results"]] == [(row.site.code, "failed", "boom")]
+    other = SiteRollout.objects.filter(rollout=rollout).order_by("position")[1]
+    services.site_rollout_transition(site_rollout=other, to="committing", actor="w", source="workflow")
+    services.site_rollout_transition(
+        site_rollout=other, to="skipped", actor="w", source="workflow", skip_reason="unreachable", error="offline"
+    )
+    unreachable = admin_api.get(f"/api/v1/rollouts/{rollout.pk}/sites/?skip_reason=unreachable").json()["results"]
+    assert [(r["site"], r["state"], r["skip_reason"]) for r in unreachable] == [
+        (other.site.code, "skipped", "unreachable")
+    ]
+    assert admin_api.get(f"/api/v1/rollouts/{rollout.pk}/sites/?skip_reason=bored").status_code == 400
+    detail = admin_api.get(f"/api/v1/rollouts/{rollout.pk}/").json()
+    assert detail["skipped"] == {"unreachable": 1, "not_started": 0, "cancelled": 0}
+    assert detail["waves"][0]["skipped"] == {"unreachable": 1, "not_started": 0, "cancelled": 0}
     assert len(first_wave["results"]) == 2 and {r["wave"] for r in first_wave["results"]} == {0}
     assert admin_api.get(f"/api/v1/rollouts/{rollout.pk}/sites/?state=exploded").status_code == 400
     assert admin_api.get(f"/api/v1/rollouts/{rollout.pk}/").json()["counts"]["failed"] == 1

@@ -139,16 +139,64 @@ def test_a_closed_last_wave_is_success() -> None:
     assert decide(view(wave(0, sites("succeeded"), closed_at=EARLIER)), NOW).succeed
 
 
-def test_sites_past_their_deadline_are_skipped_and_can_complete_the_wave() -> None:
-    stuck = SiteView("A", "syncing", started_at=NOW - dt.timedelta(hours=2))
-    fresh = SiteView("B", "syncing", started_at=NOW - dt.timedelta(minutes=1))
-    decision = decide(view(wave(0, (stuck, fresh, *sites("pending"))), site_deadline_seconds=3600, max_parallel=2), NOW)
-    assert decision.skip == ("A",)
-    assert decision.start == ("S0",)  # the skipped site's slot is free
-    assert decision.wake_at == fresh.started_at + dt.timedelta(hours=1)  # type: ignore[operator]
+def test_sites_past_their_deadline_fail_when_reached_and_are_skipped_when_not() -> None:
+    # Given a wave with two sites past the deadline of an hour: one answered after its push, one never did
+    late = NOW - dt.timedelta(hours=2)
+    unhealthy = SiteView("A", "verifying", started_at=late, reached=True)
+    silent = SiteView("B", "syncing", started_at=late, reached=False)
+    fresh = SiteView("C", "syncing", started_at=NOW - dt.timedelta(minutes=1))
+    w = wave(0, (unhealthy, silent, fresh, *sites("pending")))
 
-    only_stuck = decide(view(wave(0, (stuck, *sites("succeeded"))), site_deadline_seconds=3600), NOW)
-    assert only_stuck.skip == ("A",) and only_stuck.close_wave == 0 and only_stuck.succeed
+    decision = decide(view(w, site_deadline_seconds=3600, max_parallel=3, failure_threshold={"count": 5}), NOW)
+
+    # Then the reached one fails (it counts against the threshold), the other is skipped, and nothing else
+    # is decided with them: the next decision sees the new counts before it starts or closes anything.
+    assert decision.fail == ("A",) and decision.skip == ("B",)
+    assert decision.start == () and decision.close_wave is None and not decision.idle
+    assert "fail 1 site(s) not healthy and skip 1 site(s) not reached" in decision.reason
+
+    after = wave(0, (fresh, *sites("pending")), state_counts={"failed": 1, "skipped": 1, "syncing": 1, "pending": 1})
+    next_decision = decide(view(after, site_deadline_seconds=3600, max_parallel=3, failure_threshold={"count": 5}), NOW)
+    assert next_decision.start == ("S0",)
+    assert next_decision.wake_at == fresh.started_at + dt.timedelta(hours=1)  # type: ignore[operator]
+
+
+def test_a_site_failed_at_its_deadline_can_halt_the_wave_before_it_closes() -> None:
+    late = SiteView("A", "verifying", started_at=NOW - dt.timedelta(hours=2), reached=True)
+    first = decide(view(wave(0, (late, *sites("succeeded"))), site_deadline_seconds=3600), NOW)
+    assert first.fail == ("A",) and first.close_wave is None and not first.succeed
+    # once recorded, the threshold (0 failures tolerated) halts the rollout instead of closing the wave
+    then = decide(view(wave(0, sites("failed", "succeeded"))), NOW)
+    assert then.halt and then.close_wave is None
+
+
+def test_a_wave_whose_every_site_was_skipped_halts_unless_the_plan_allows_it() -> None:
+    w0 = wave(0, (), state_counts={"skipped": 3}, skipped_counts={"unreachable": 2, "not_started": 1, "cancelled": 0})
+    w1 = wave(1, sites("pending", prefix="T"), opened_at=None)
+    decision = decide(view(w0, w1, auto_rollback=True), NOW)
+    assert decision.halt and decision.rollback and decision.close_wave is None
+    assert decision.reason == (
+        "no site of wave 0 (w0) could be reached: all 3 skipped (2 could not be reached, 1 never started)"
+    )
+    allowed = decide(view(w0, w1, allow_unreachable_waves=True), NOW)
+    assert allowed.close_wave == 0 and not allowed.halt
+    # one success among the skipped sites is a pass
+    mixed = wave(0, (), state_counts={"skipped": 2, "succeeded": 1})
+    assert decide(view(mixed, w1), NOW).close_wave == 0
+
+
+def test_the_halt_reason_names_the_failed_sites_and_why() -> None:
+    errors = (
+        ("TX-0001", "Deployment pos/pos-bridge reports ProgressDeadlineExceeded since 14:02:11 UTC: timed out"),
+        ("TX-0002", "pod pos/pos-bridge-x of Deployment pos/pos-bridge is in CrashLoopBackOff since 14:03:00 UTC " * 5),
+    )
+    w = wave(0, (), state_counts={"failed": 2, "succeeded": 3, "pending": 3}, failed_sites=errors)
+    decision = decide(view(w, failure_threshold={"count": 1}), NOW)
+    assert decision.halt
+    assert decision.reason.startswith("wave 0 (w0): 2 of 8 sites failed, more than the threshold of 1 site(s): ")
+    assert "TX-0001 (Deployment pos/pos-bridge reports ProgressDeadlineExceeded" in decision.reason
+    assert "TX-0002 (pod pos/pos-bridge-x" in decision.reason
+    assert len(decision.reason) <= 500
 
 
 def test_a_wave_known_by_its_counters_decides_as_the_whole_wave_would() -> None:

@@ -103,6 +103,9 @@ def test_a_locked_release_is_immutable() -> None:
         ({"waves": [{"sites": ["ZZ-0001"]}, {"percent": 100}]}, "waves", "unknown site codes: ZZ-0001"),
         ({"start_at": dt.datetime(2020, 1, 1, tzinfo=dt.UTC)}, "start_at", "in the past"),
         ({"name": ""}, "name", "blank"),
+        ({"progress_deadline_seconds": 0}, "progress_deadline_seconds", "at least 1"),
+        ({"min_success_seconds": 3600, "site_deadline_seconds": 600}, "min_success_seconds", "must be shorter"),
+        ({"min_success_seconds": -1}, "min_success_seconds", "greater than or equal to 0"),
     ],
 )
 def test_bad_plans_are_refused_and_nothing_is_written(overrides: dict, field: str, message: str) -> None:
@@ -373,6 +376,56 @@ def test_site_transitions_keep_the_counters_exact(rollout: Rollout) -> None:
     assert services.rollout_recount(rollout=rollout)
     rollout.refresh_from_db()
     assert rollout.n_pending == 4
+
+
+def test_skipped_sites_say_why_and_only_failed_ones_count_against_the_threshold(rollout: Rollout) -> None:
+    rows = list(SiteRollout.objects.filter(rollout=rollout).order_by("position"))
+    services.site_rollout_transition(site_rollout=rows[0], to="committing", actor="workflow", source="workflow")
+    services.site_rollout_transition(
+        site_rollout=rows[0], to="skipped", actor="workflow", source="workflow", skip_reason="unreachable", error="x"
+    )
+    services.site_rollout_transition(site_rollout=rows[1], to="skipped", actor="workflow", source="workflow")
+    services.site_rollout_transition(site_rollout=rows[2], to="committing", actor="workflow", source="workflow")
+    services.site_rollout_transition(site_rollout=rows[2], to="failed", actor="workflow", source="workflow")
+    with pytest.raises(Invalid, match="not a skip reason"):
+        services.site_rollout_transition(
+            site_rollout=rows[3], to="skipped", actor="workflow", source="workflow", skip_reason="bored"
+        )
+
+    rollout.refresh_from_db()
+    assert rollout.skipped_counts == {"unreachable": 1, "not_started": 1, "cancelled": 0}
+    assert (rollout.n_skipped, rollout.n_failed) == (2, 1)
+    assert SiteRollout.objects.get(pk=rows[1].pk).skip_reason == "not_started"
+    audit = {e.payload["site"]: e.payload for e in AuditEvent.objects.filter(verb__in=["site_skipped", "site_failed"])}
+    assert audit[rows[0].site.code]["skip_reason"] == "unreachable"
+    assert audit[rows[0].site.code]["counts_against_threshold"] is False
+    assert audit[rows[2].site.code]["counts_against_threshold"] is True
+
+    # Cancelling skips the rest as never started, with a sentence, and the recount agrees with the counters
+    services.rollout_cancel(rollout=rollout, actor="t", source="test", reason="wrong release")
+    rollout.refresh_from_db()
+    assert rollout.skipped_counts == {"unreachable": 1, "not_started": 4, "cancelled": 0}
+    assert SiteRollout.objects.get(pk=rows[3].pk).error == "not started: the rollout was cancelled"
+    assert not services.rollout_recount(rollout=rollout)
+    Rollout.objects.filter(pk=rollout.pk).update(n_skipped_unreachable=7)
+    assert services.rollout_recount(rollout=rollout)
+    rollout.refresh_from_db()
+    assert rollout.n_skipped_unreachable == 1
+
+
+def test_the_plan_snapshot_and_the_dry_run_carry_the_health_gates() -> None:
+    SiteFactory()
+    plan = services.rollout_plan_create(
+        actor="t", source="test",
+        **plan_fields(ReleaseFactory(), progress_deadline_seconds=120, min_success_seconds=30),
+    )  # fmt: skip
+    gates = services.rollout_plan_dry_run(plan=plan)["gates"]
+    assert (gates["progress_deadline_seconds"], gates["min_success_seconds"]) == (120, 30)
+    assert "makes no progress for 120 s" in gates["progress_deadline_text"]
+    rollout = services.rollout_start(plan=plan, actor="t", source="test")
+    snapshot = rollout.plan_snapshot
+    assert (snapshot["progress_deadline_seconds"], snapshot["min_success_seconds"]) == (120, 30)
+    assert snapshot["allow_unreachable_waves"] is False
 
 
 def test_progress_view_from_the_database_drives_decide(rollout: Rollout) -> None:

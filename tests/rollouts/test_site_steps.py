@@ -7,12 +7,12 @@ import pytest
 from django.db import transaction
 
 from fleet.workflows.models import WorkflowRun
-from fleet.workflows.outcomes import Done, Fail
+from fleet.workflows.outcomes import Done, Fail, Wait
 from fleet.workflows.services import workflow_start
 from rollouts import services
-from rollouts.choices import SiteRolloutState
-from rollouts.models import SiteRollout
-from rollouts.workflows import ROLLBACK_KIND, SITE_KIND, rollback_revert, site_commit
+from rollouts.choices import RolloutState, SiteRolloutState, SkipReason
+from rollouts.models import RolloutWave, SiteRollout
+from rollouts.workflows import ROLLBACK_KIND, SITE_KIND, rollback_revert, site_commit, site_finished
 from simulator.testing import Simulator
 from sites.models import Site
 from sites.repos import Author, SiteRepo
@@ -143,3 +143,51 @@ def test_a_site_whose_repo_url_was_planted_fails_with_the_reason(settings: objec
         assert isinstance(outcome, Fail)
         assert "TX-0666: repository URL refused" in outcome.reason
         assert "git host attacker.example is not in FLEET_GIT_HOSTS" in outcome.reason
+
+
+@pytest.mark.parametrize("closed_by", ["failures", "halt"])
+def test_the_commit_step_pushes_nothing_once_the_gate_is_closed(
+    site_run: tuple[Simulator, SiteRollout, WorkflowRun, str], closed_by: str
+) -> None:
+    sim, row, run, _ = site_run
+    bare = sim.repo_path(row.site.code)
+    before = commit_count(bare)
+    # Given a site started just before its wave went past the threshold (none tolerated), or the rollout halted
+    if closed_by == "failures":
+        RolloutWave.objects.filter(pk=row.wave_id).update(n_failed=1)
+    else:
+        services.rollout_transition(rollout=row.rollout, to=RolloutState.HALTED, actor="t", source="test")
+
+    # When its commit step runs
+    outcome = site_commit(run, {})
+
+    # Then nothing is pushed; the site is skipped as never started and its run asked to stop
+    assert isinstance(outcome, Wait)
+    assert commit_count(bare) == before
+    row.refresh_from_db()
+    assert (row.state, row.skip_reason) == (SiteRolloutState.SKIPPED, SkipReason.NOT_STARTED)
+    expected = "more than the threshold of 0 site(s)" if closed_by == "failures" else "the rollout is halted"
+    assert row.error.startswith("not started: ") and expected in row.error
+    assert WorkflowRun.objects.get(pk=run.pk).cancel_requested
+
+
+@pytest.mark.parametrize(
+    ("context", "expected"),
+    [
+        ({"skip": "unreachable"}, (SiteRolloutState.SKIPPED, SkipReason.UNREACHABLE)),
+        ({}, (SiteRolloutState.FAILED, "")),
+    ],
+)
+def test_a_failed_run_fails_its_site_unless_the_site_could_not_be_reached(
+    site_run: tuple[Simulator, SiteRollout, WorkflowRun, str], context: dict, expected: tuple[str, str]
+) -> None:
+    _, row, run, _ = site_run
+    services.site_rollout_transition(site_rollout=row, to=SiteRolloutState.SYNCING, actor="t", source="test")
+    WorkflowRun.objects.filter(pk=run.pk).update(state="failed", context=context, error="it ended")
+    run.refresh_from_db()
+
+    site_finished(run)
+
+    row.refresh_from_db()
+    assert (row.state, row.skip_reason) == expected
+    assert row.error == "it ended"

@@ -254,20 +254,24 @@ def test_killing_the_worker_mid_wave_loses_no_site_and_commits_none_twice(
     assert_converged(sim, rollout, before)
 
 
-def test_a_site_past_its_deadline_is_skipped_and_the_rollout_goes_on(
+def test_a_reached_site_past_its_deadline_fails_and_counts_against_the_threshold(
     celery_worker: Worker, simulated_fleet: Callable[[int], Simulator]
 ) -> None:
     sim = simulated_fleet(3)
     stuck = sim.codes[0]
     sim.add_fault("unavailable_workloads", site=stuck)  # its Deployment never becomes available
 
-    rollout = start(release("1.0.0"), waves=[{"percent": 100}], site_deadline_seconds=4)
+    # A deadline far shorter than the Deployment's own progress deadline (600 s): the site deadline decides.
+    rollout = start(release("1.0.0"), waves=[{"percent": 100}], site_deadline_seconds=4, failure_threshold={"count": 1})
     wait_for(lambda: state(rollout) == RolloutState.SUCCEEDED, 40, "the rollout finishing without the stuck site")
 
     rows = {row.site.code: row for row in SiteRollout.objects.filter(rollout=rollout).select_related("site")}
-    assert rows[stuck].state == SiteRolloutState.SKIPPED
-    assert "skipped" in rows[stuck].error
+    # It was reached (the edge applied the commit): the release is not healthy there, so it failed.
+    assert rows[stuck].state == SiteRolloutState.FAILED
+    assert "not healthy within the site deadline of 4 s" in rows[stuck].error
+    assert "not available yet: Deployment pos/pos-bridge: 0 of 1 replica(s) available" in rows[stuck].error
     assert {rows[code].state for code in sim.codes[1:]} == {SiteRolloutState.SUCCEEDED}
+    assert (Rollout.objects.get(pk=rollout.pk).n_failed, Rollout.objects.get(pk=rollout.pk).n_skipped) == (1, 0)
     run = rows[stuck].workflow_run
     assert run is not None
     # The driver asks the run to stop and goes on; a run caught in its step stops at its next wake-up.
@@ -296,5 +300,8 @@ def test_cancel_skips_the_sites_not_started_and_stops_the_waiting_ones(
 
     assert state(rollout) == RolloutState.CANCELLED
     assert set(SiteRollout.objects.filter(rollout=rollout).values_list("state", flat=True)) == {"skipped"}
+    # The one that had started was stopped by the cancel; the others never started. Neither counts as failed.
+    reasons = sorted(SiteRollout.objects.filter(rollout=rollout).values_list("skip_reason", flat=True))
+    assert reasons == ["cancelled", "not_started", "not_started", "not_started"]
     assert not WorkflowRun.objects.filter(kind=SITE_KIND, state__in=["pending", "running", "waiting"]).exists()
     assert sum(new_commits(sim, before, sim.codes).values()) == 1  # only the site that had started

@@ -170,3 +170,90 @@ def test_unavailable_workloads(sim: Simulator, site_code: str, api: Any) -> None
         lambda: apps.read_namespaced_deployment("never", "default").status.available_replicas == 1,
         what="available once the fault is gone",
     )
+
+
+def _deployment(apps: Any, name: str) -> None:
+    apps.create_namespaced_deployment(
+        "default",
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": "c", "image": f"registry.example/{name}:1"}]},
+                },
+            },
+        },
+    )
+
+
+def _waiting(core: Any, name: str) -> tuple[str, str, int] | None:
+    """(phase, the first container's waiting reason, its restarts) of the Deployment's pod, if it has one."""
+    pods = core.list_namespaced_pod("default", label_selector=f"app={name}").items
+    for pod in pods:
+        for container in pod.status.container_statuses or []:
+            if container.state and container.state.waiting:
+                return pod.status.phase, container.state.waiting.reason, container.restart_count
+    return None
+
+
+def test_crashloop_workloads(sim: Simulator, site_code: str, api: Any) -> None:
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    sim.add_fault("crashloop_workloads", site=site_code)
+    _deployment(apps, "crashy")
+
+    phase, reason, restarts = wait_for(lambda: _waiting(core, "crashy"), what="the container crash-looping")
+    assert (phase, reason) == ("Running", "CrashLoopBackOff") and restarts >= 1
+    pod: Any = core.list_namespaced_pod("default", label_selector="app=crashy").items[0]
+    last = pod.status.container_statuses[0].last_state.terminated
+    assert (last.exit_code, last.reason) == (1, "Error")
+    assert "back-off 10s restarting failed container=c" in pod.status.container_statuses[0].state.waiting.message
+    assert not apps.read_namespaced_deployment("crashy", "default").status.available_replicas
+
+    sim.clear_faults()
+    wait_for(
+        lambda: apps.read_namespaced_deployment("crashy", "default").status.available_replicas == 1,
+        what="available once the fault is gone",
+    )
+    assert _waiting(core, "crashy") is None
+
+
+def test_a_running_pod_starts_crashing_and_the_complete_rollout_is_not_timed_out(
+    sim: Simulator, site_code: str, api: Any
+) -> None:
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    _deployment(apps, "healthy-then-not")
+    wait_for(
+        lambda: apps.read_namespaced_deployment("healthy-then-not", "default").status.available_replicas == 1,
+        what="available",
+    )
+    sim.add_fault("crashloop_workloads", site=site_code)
+    wait_for(lambda: _waiting(core, "healthy-then-not"), what="the running pod crashing")
+    deploy = apps.read_namespaced_deployment("healthy-then-not", "default")
+    conditions = {c.type: c for c in deploy.status.conditions}
+    assert not deploy.status.available_replicas
+    assert conditions["Available"].status == "False"
+    # Kubernetes does not time a complete rollout out: the Deployment is unavailable, not "not progressing".
+    assert (conditions["Progressing"].status, conditions["Progressing"].reason) == ("True", "NewReplicaSetAvailable")
+
+
+def test_image_pull_failure(sim: Simulator, site_code: str, api: Any) -> None:
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    sim.add_fault("image_pull_failure", site=site_code)
+    _deployment(apps, "unpullable")
+
+    first = wait_for(lambda: _waiting(core, "unpullable"), what="the pull failing")
+    assert first[0] == "Pending" and first[1] in ("ErrImagePull", "ImagePullBackOff")
+    wait_for(lambda: (_waiting(core, "unpullable") or ("", "", 0))[1] == "ImagePullBackOff", what="the back-off")
+    pod: Any = core.list_namespaced_pod("default", label_selector="app=unpullable").items[0]
+    assert (
+        pod.status.container_statuses[0].state.waiting.message
+        == 'Back-off pulling image "registry.example/unpullable:1"'
+    )
+
+    sim.clear_faults()
+    wait_for(
+        lambda: apps.read_namespaced_deployment("unpullable", "default").status.available_replicas == 1,
+        what="available once the image can be pulled",
+    )

@@ -1,5 +1,6 @@
 """kubectl, unchanged, against a site through its kubeconfig from DIR/kubeconfigs/."""
 
+import datetime as dt
 import json
 import subprocess
 import threading
@@ -147,4 +148,137 @@ def test_drain_waits_for_the_disruption_budget(
     assert f"node/{node} drained" in "".join(output)
     wait_for(lambda: (n := _pod_node(kubectl, ns)) and n != node, timeout=15, what="pod rescheduled")
     kubectl("uncordon", node)
+    kubectl("delete", "namespace", ns)
+
+
+BROKEN = """\
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: {ns}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: pos
+  namespace: {ns}
+spec:
+  replicas: 1
+  progressDeadlineSeconds: {deadline}
+  minReadySeconds: {min_ready}
+  selector:
+    matchLabels: {{app: pos}}
+  template:
+    metadata:
+      labels: {{app: pos}}
+    spec:
+      containers:
+      - name: pos
+        image: registry.example/pos:{version}
+"""
+
+DAEMONSET = """\
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {{name: agent, namespace: {ns}}}
+spec:
+  selector:
+    matchLabels: {{app: agent}}
+  template:
+    metadata:
+      labels: {{app: agent}}
+    spec:
+      containers:
+      - name: agent
+        image: registry.example/agent:{version}
+"""
+
+
+def _conditions(kubectl: Kubectl, kind: str, name: str, ns: str) -> dict[str, dict[str, str]]:
+    found = json.loads(kubectl("get", kind, name, "-n", ns, "-o", "json").stdout)
+    return {c["type"]: c for c in found.get("status", {}).get("conditions", [])}
+
+
+def test_rollout_status_fails_with_the_progress_deadline_of_a_deployment_that_never_becomes_ready(
+    kubectl: Kubectl, sim: Simulator, site_code: str, tmp_path: Path
+) -> None:
+    # Given a release whose pods never become ready, with a short progress deadline
+    ns = "kubectl-deadline"
+    sim.add_fault("unavailable_workloads", site=site_code)
+    manifest = _write(tmp_path, "broken.yaml", BROKEN.format(ns=ns, deadline=3, min_ready=0, version="1"))
+    kubectl("apply", "--server-side", "-f", manifest)
+
+    # When kubectl waits for its rollout
+    status = kubectl("rollout", "status", "deployment/pos", "-n", ns, "--timeout=60s", check=False)
+
+    # Then it gives up with Kubernetes' own message, because the Deployment says so
+    assert status.returncode != 0, status.stdout
+    assert 'deployment "pos" exceeded its progress deadline' in status.stderr
+    progressing = _conditions(kubectl, "deployment", "pos", ns)["Progressing"]
+    assert (progressing["status"], progressing["reason"]) == ("False", "ProgressDeadlineExceeded")
+    assert progressing["message"].endswith("has timed out progressing.")
+    assert _conditions(kubectl, "deployment", "pos", ns)["Available"]["status"] == "False"
+
+    # When the pods recover, the rollout makes progress again and completes
+    sim.clear_faults()
+    done = kubectl("rollout", "status", "deployment/pos", "-n", ns, "--timeout=60s")
+    assert 'deployment "pos" successfully rolled out' in done.stdout
+    progressing = _conditions(kubectl, "deployment", "pos", ns)["Progressing"]
+    assert (progressing["status"], progressing["reason"]) == ("True", "NewReplicaSetAvailable")
+    kubectl("delete", "namespace", ns)
+
+
+def test_a_new_template_restarts_the_deadline_and_reports_progress(kubectl: Kubectl, tmp_path: Path) -> None:
+    ns = "kubectl-progress"
+    kubectl(
+        "apply",
+        "--server-side",
+        "-f",
+        _write(tmp_path, "v1.yaml", BROKEN.format(ns=ns, deadline=600, min_ready=0, version="1")),
+    )
+    kubectl("rollout", "status", "deployment/pos", "-n", ns, "--timeout=60s")
+    first = _conditions(kubectl, "deployment", "pos", ns)["Progressing"]
+    assert first["reason"] == "NewReplicaSetAvailable"
+
+    kubectl(
+        "apply",
+        "--server-side",
+        "-f",
+        _write(tmp_path, "v2.yaml", BROKEN.format(ns=ns, deadline=600, min_ready=0, version="2")),
+    )
+    kubectl("rollout", "status", "deployment/pos", "-n", ns, "--timeout=60s")
+    second = _conditions(kubectl, "deployment", "pos", ns)["Progressing"]
+    # The condition names the new ReplicaSet: a complete rollout of the old one says nothing about it.
+    assert second["reason"] == "NewReplicaSetAvailable" and second["message"] != first["message"]
+    kubectl("delete", "namespace", ns)
+
+
+def test_min_ready_seconds_delays_availability(kubectl: Kubectl, tmp_path: Path) -> None:
+    ns = "kubectl-min-ready"
+    manifest = _write(tmp_path, "slow.yaml", BROKEN.format(ns=ns, deadline=600, min_ready=4, version="1"))
+    kubectl("apply", "--server-side", "-f", manifest)
+    kubectl("rollout", "status", "deployment/pos", "-n", ns, "--timeout=60s")
+
+    pod = json.loads(kubectl("get", "pods", "-n", ns, "-l", "app=pos", "-o", "json").stdout)["items"][0]
+    ready_at = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")["lastTransitionTime"]
+    available_at = _conditions(kubectl, "deployment", "pos", ns)["Available"]["lastTransitionTime"]
+    # Available only once the pod had been ready for minReadySeconds (timestamps have whole seconds).
+    gap = dt.datetime.fromisoformat(available_at) - dt.datetime.fromisoformat(ready_at)
+    assert gap >= dt.timedelta(seconds=3), (ready_at, available_at)
+    kubectl("delete", "namespace", ns)
+
+
+def test_rollout_status_of_a_daemonset(kubectl: Kubectl, sim: Simulator, site_code: str, tmp_path: Path) -> None:
+    ns = "kubectl-daemonset"
+    kubectl("create", "namespace", ns)
+    kubectl("apply", "--server-side", "-f", _write(tmp_path, "ds.yaml", DAEMONSET.format(ns=ns, version="1")))
+    done = kubectl("rollout", "status", "daemonset/agent", "-n", ns, "--timeout=60s")
+    assert 'daemon set "agent" successfully rolled out' in done.stdout
+    status = json.loads(kubectl("get", "daemonset", "agent", "-n", ns, "-o", "json").stdout)["status"]
+    nodes = len(sim.site(site_code)["nodes"])
+    assert (status["desiredNumberScheduled"], status["numberAvailable"], status["updatedNumberScheduled"]) == (
+        nodes,
+        nodes,
+        nodes,
+    )
     kubectl("delete", "namespace", ns)

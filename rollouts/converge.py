@@ -1,0 +1,112 @@
+"""What a site run's converge step reads from the site, and the sentences it writes for people.
+
+`sync_status` reads the edge GitOps agent's status (the Flux Kustomization contract); `judge` reads
+the release's Deployments, one list per namespace per poll, and their pods only when rollouts.health
+asks for them (a Deployment unavailable for a few seconds), and returns the health verdict. Both
+record in the run's context what later decisions need: `reached_at` (the site answered after the
+push: it will be judged, not skipped), `unreachable_since`, `last_status` (what the driver quotes if
+the site deadline passes), `skip` (the run ends because the site cannot be reached: skip it, do not
+fail it) and the health rules' memory. The step itself, and the outcomes, are in rollouts.workflows.
+"""
+
+import datetime as dt
+import time
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from fleet.workflows.outcomes import Fail, Outcome, Wait
+from rollouts.choices import SkipReason
+from rollouts.health import HealthPolicy, Verdict, assess, clock
+from rollouts.models import SiteRollout
+from sites.clusters import ClusterError, ClusterUnavailable, SiteCluster, SyncStatus
+from sites.models import Cluster
+
+# How often a site run polls the edge's sync status and workload health (FLEET_ROLLOUT_SYNC_POLL_SECONDS).
+SYNC_POLL_SECONDS = float(getattr(settings, "FLEET_ROLLOUT_SYNC_POLL_SECONDS", 1.0))
+# How long a pod of the release may wait in CrashLoopBackOff / ImagePullBackOff / ErrImagePull before
+# its site fails (as seen by us: a registry that blinks once is not a broken release).
+POD_GRACE_SECONDS = float(getattr(settings, "FLEET_ROLLOUT_POD_GRACE_SECONDS", 60.0))
+
+
+def sync_status(row: SiteRollout, ctx: dict[str, Any] | None = None) -> SyncStatus | None | Outcome:
+    """The edge agent's status, or the outcome when it cannot be read: a Wait while the site does not
+    answer, a Fail marked `skip` when it refuses us (credentials, no cluster recorded)."""
+    try:
+        cluster = SiteCluster.for_cluster(row.site.cluster)
+        status = cluster.sync_status()
+    except ClusterUnavailable as exc:
+        return unreachable(ctx, exc)
+    except (ClusterError, Cluster.DoesNotExist) as exc:
+        if ctx is not None:
+            ctx["skip"] = SkipReason.UNREACHABLE
+        return Fail(f"cannot read the sync status of {row.site.code}: {exc}")
+    answered(ctx)
+    return status
+
+
+def answered(ctx: dict[str, Any] | None) -> None:
+    """The site answered after our push: it is reached, so it will be judged (failed), not skipped."""
+    if ctx is not None:
+        ctx.setdefault("reached_at", timezone.now().isoformat())
+        ctx.pop("unreachable_since", None)
+
+
+def unreachable(ctx: dict[str, Any] | None, exc: Exception) -> Wait:
+    """Look again later, saying since when the site has not answered."""
+    message = f"site unreachable: {exc}"
+    if ctx is not None:
+        since = ctx.setdefault("unreachable_since", time.time())
+        message = f"site unreachable since {clock(since)}: {exc}"
+        ctx["last_status"] = message
+    return Wait(SYNC_POLL_SECONDS * 5, message)
+
+
+def waiting(ctx: dict[str, Any], seconds: float, message: str) -> Wait:
+    """Look again in `seconds`; `message` is also what the driver quotes if the site deadline passes."""
+    ctx["last_status"] = message
+    return Wait(seconds, message)
+
+
+def sync_failure(row: SiteRollout, status: SyncStatus, sha: str) -> str:
+    """The agent's failure to apply our commit as a sentence: where, what, since when, its message."""
+    try:
+        since = clock(dt.datetime.fromisoformat(status.since)) if status.since else "an unknown time"
+    except ValueError:
+        since = status.since
+    return (
+        f"the GitOps agent at {row.site.code} reports {status.reason or 'a failure'} applying {sha[:12]} "
+        f"since {since}: {status.message or 'no message'}"
+    )
+
+
+def judge(row: SiteRollout, ctx: dict[str, Any]) -> Verdict | Wait | Fail:
+    """Read the release's Deployments (one list per namespace), and their pods only when the rules ask
+    for them, and give the verdict of rollouts.health."""
+    wanted = [(str(ns), str(name)) for ns, name in ctx.get("deployments") or []]
+    policy = HealthPolicy(
+        progress_deadline_seconds=ctx.get("progress_deadline_seconds") or None,
+        min_success_seconds=int(ctx.get("min_success_seconds") or 0),
+        pod_grace_seconds=POD_GRACE_SECONDS,
+        pods_after_seconds=min(5.0, POD_GRACE_SECONDS),
+    )
+    memory = ctx.setdefault("health", {})
+    now = time.time()
+    try:
+        cluster = SiteCluster.for_cluster(row.site.cluster)
+        found = {}
+        for namespace in sorted({ns for ns, _ in wanted}):
+            found.update({(namespace, d.name): d for d in cluster.deployments(namespace)})
+        verdict = assess(wanted=wanted, deployments=found, pods=None, memory=memory, policy=policy, now=now)
+        if verdict.read_pods:
+            pods = [pod for namespace in verdict.namespaces for pod in cluster.pod_health(namespace)]
+            verdict = assess(wanted=wanted, deployments=found, pods=pods, memory=memory, policy=policy, now=now)
+    except ClusterUnavailable as exc:
+        return unreachable(ctx, exc)
+    except (ClusterError, Cluster.DoesNotExist) as exc:
+        ctx["skip"] = SkipReason.UNREACHABLE
+        return Fail(f"cannot read the workloads of {row.site.code}: {exc}")
+    if wanted:
+        answered(ctx)
+    return verdict
