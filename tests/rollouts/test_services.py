@@ -419,7 +419,10 @@ def test_the_plan_snapshot_and_the_dry_run_carry_the_health_gates() -> None:
         actor="t", source="test",
         **plan_fields(ReleaseFactory(), progress_deadline_seconds=120, min_success_seconds=30),
     )  # fmt: skip
-    gates = services.rollout_plan_dry_run(plan=plan)["gates"]
+    dry_run = dry_runs.dry_run_start(plan=plan, actor="t", source="test")
+    run_to_end(dry_run.run_id)
+    dry_run.refresh_from_db()
+    gates = dry_run.result["gates"]
     assert (gates["progress_deadline_seconds"], gates["min_success_seconds"]) == (120, 30)
     assert "makes no progress for 120 s" in gates["progress_deadline_text"]
     rollout = services.rollout_start(plan=plan, actor="t", source="test")

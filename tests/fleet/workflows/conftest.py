@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db.models.functions import Now
 
@@ -131,21 +132,44 @@ class PrivateRedis:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.started = False
 
     def start(self) -> None:
+        """Start it on its port. At the first start, if another process took the port meanwhile (free_port()
+        only found it free a moment ago), move to a new one, so a test never talks to somebody else's
+        server; a restart keeps the port its clients know, and fails if it cannot have it."""
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.skip("redis-server is not installed")
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+        for _ in range(5):
+            self.proc = subprocess.Popen(
+                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                 "--dir", str(self.directory)],
+                stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+            if self._serving():
+                self.started = True
+                return
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            if self.started:
+                break
+            self.port = free_port()
+            self.url = f"redis://127.0.0.1:{self.port}/0"
+        raise RuntimeError("private redis-server did not start")
+
+    def _serving(self) -> bool:
+        """True once our own process answers on the port (not another server that holds it)."""
+        assert self.proc is not None
         deadline = time.monotonic() + 10
-        while not tcp_open("127.0.0.1", self.port):
-            if time.monotonic() > deadline:
-                raise RuntimeError("private redis-server did not start")
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False  # it could not bind: the port is someone else's
+            if tcp_open("127.0.0.1", self.port):
+                pid = redis.Redis(port=self.port, socket_timeout=2).info("server").get("process_id")
+                return bool(pid == self.proc.pid)
             time.sleep(0.05)
+        return False
 
     def stop(self) -> None:
         if self.proc is not None:
