@@ -164,13 +164,19 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["fleet.api.permissions.ModelPermissions"],
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "fleet.api.filters.FleetFilterBackend",  # django-filter's, with bounded numbers and times
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_PAGINATION_CLASS": "fleet.api.pagination.StandardPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # JSON bounded in size, depth and content (fleet.api.parsers); forms as DRF parses them.
+    "DEFAULT_PARSER_CLASSES": [
+        "fleet.api.parsers.FleetJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "fleet.api.schema.FleetAutoSchema",  # integer ids stay integers (fleet.api.routers)
     "EXCEPTION_HANDLER": "fleet.api.exceptions.exception_handler",
     "DEFAULT_THROTTLE_RATES": {"device": env.str("FLEET_DEVICE_THROTTLE", default="120/min")},
 }

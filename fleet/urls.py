@@ -11,6 +11,9 @@ admin.site.site_header = "edgefleet"
 admin.site.site_title = "edgefleet"
 admin.site.index_title = "Fleet administration"
 
+# A path under /api/ that matches no route (a malformed id, say) answers JSON like every other API error.
+handler404 = "fleet.api.exceptions.not_found"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("fleet.api.urls")),

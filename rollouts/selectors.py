@@ -7,7 +7,7 @@ from django.db.models import Prefetch, QuerySet
 from fleet.errors import Invalid
 from rollouts.choices import SITE_IN_FLIGHT_STATES, SITE_NOT_STARTED_STATES, SiteRolloutState
 from rollouts.models import Rollout, RolloutPlan, RolloutWave, SiteRollout
-from rollouts.planning import snapshot_site_deadline, snapshot_threshold
+from rollouts.planning import snapshot_number, snapshot_site_deadline, snapshot_threshold
 from rollouts.progress import RolloutView, SiteView, WaveView
 from rollouts.schedule import site_next_open, site_window_open
 from sites.choices import SiteState
@@ -75,7 +75,7 @@ def rollout_progress_view(rollout: Rollout, at: dt.datetime) -> RolloutView:
     the sites a decision can act on (see WaveView): a few queries whatever the size of the wave."""
     snapshot = rollout.plan_snapshot
     respect = bool(snapshot.get("respect_windows"))
-    max_parallel = int(snapshot.get("max_parallel", 1))
+    max_parallel = snapshot_number(snapshot, "max_parallel", 1)
     deadline = snapshot_site_deadline(snapshot)
     waves = list(rollout.waves.order_by("index"))
     sites: dict[int, tuple[SiteView, ...]] = {}
@@ -102,7 +102,7 @@ def rollout_progress_view(rollout: Rollout, at: dt.datetime) -> RolloutView:
         ),
         max_parallel=max_parallel,
         failure_threshold=snapshot_threshold(snapshot),
-        bake_seconds=int(snapshot.get("bake_seconds", 0)),
+        bake_seconds=snapshot_number(snapshot, "bake_seconds", 0),
         require_approval=bool(snapshot.get("require_approval")),
         respect_windows=respect,
         auto_rollback=bool(snapshot.get("auto_rollback")),

@@ -5,7 +5,9 @@ from typing import Any
 
 from rest_framework import serializers
 
+from fleet.api.fields import BoundedJSONField, bounded_integer
 from rollouts.models import Application, Release, Rollout, RolloutPlan, RolloutWave, SiteRollout, SiteSyncState
+from rollouts.planning import PLAN_NUMBER_RANGES
 
 
 class ApplicationSerializer(serializers.ModelSerializer):
@@ -31,8 +33,8 @@ class ApplicationWriteSerializer(serializers.Serializer):
     team = serializers.CharField(max_length=100)
     namespace = serializers.CharField(max_length=63)
     stateful = serializers.BooleanField(required=False)
-    extra_namespaces = serializers.JSONField(required=False)
-    allowed_cluster_kinds = serializers.JSONField(required=False)
+    extra_namespaces = BoundedJSONField(required=False)
+    allowed_cluster_kinds = BoundedJSONField(required=False)
     description = serializers.CharField(required=False, allow_blank=True)
 
 
@@ -61,8 +63,8 @@ class ReleaseSerializer(serializers.ModelSerializer):
 class ReleaseWriteSerializer(serializers.Serializer):
     application = serializers.PrimaryKeyRelatedField(queryset=Application.objects.all())
     version = serializers.CharField(max_length=64)
-    templates = serializers.JSONField()
-    values = serializers.JSONField(required=False)
+    templates = BoundedJSONField()
+    values = BoundedJSONField(required=False)
 
 
 class RolloutPlanSerializer(serializers.ModelSerializer):
@@ -98,14 +100,19 @@ class RolloutPlanSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+def _plan_number(name: str) -> serializers.IntegerField:
+    low, high = PLAN_NUMBER_RANGES[name]
+    return bounded_integer(min_value=low, max_value=high, required=False)
+
+
 class RolloutPlanWriteSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     release = serializers.PrimaryKeyRelatedField(queryset=Release.objects.all())
-    target = serializers.JSONField()
-    waves = serializers.JSONField()
-    max_parallel = serializers.IntegerField(required=False)
-    failure_threshold = serializers.JSONField()
-    bake_seconds = serializers.IntegerField(required=False)
+    target = BoundedJSONField()
+    waves = BoundedJSONField()
+    max_parallel = _plan_number("max_parallel")
+    failure_threshold = BoundedJSONField()
+    bake_seconds = _plan_number("bake_seconds")
     require_approval = serializers.BooleanField(required=False)
     two_person_rule = serializers.BooleanField(required=False)
     respect_windows = serializers.BooleanField(required=False)
@@ -113,7 +120,7 @@ class RolloutPlanWriteSerializer(serializers.Serializer):
     start_at = serializers.DateTimeField(required=False, allow_null=True)
     cron = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=100)
     timezone = serializers.CharField(required=False, max_length=64)
-    site_deadline_seconds = serializers.IntegerField(required=False)
+    site_deadline_seconds = _plan_number("site_deadline_seconds")
 
     def validate_cron(self, value: str | None) -> str:
         return (value or "").strip()
