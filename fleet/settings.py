@@ -170,11 +170,11 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PAGINATION_CLASS": "fleet.api.pagination.StandardPagination",
     "PAGE_SIZE": 50,
-    # JSON bounded in size, depth and content (fleet.api.parsers); forms as DRF parses them.
+    # Bodies bounded in depth and content: no NUL, lone surrogate or non-finite number (fleet.api.parsers).
     "DEFAULT_PARSER_CLASSES": [
         "fleet.api.parsers.FleetJSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
+        "fleet.api.parsers.FleetFormParser",
+        "fleet.api.parsers.FleetMultiPartParser",
     ],
     "DEFAULT_SCHEMA_CLASS": "fleet.api.schema.FleetAutoSchema",  # integer ids stay integers (fleet.api.routers)
     "EXCEPTION_HANDLER": "fleet.api.exceptions.exception_handler",

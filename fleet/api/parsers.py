@@ -8,14 +8,15 @@ of that into a 400 that names the field, before any view sees the data. It is th
 (REST_FRAMEWORK's DEFAULT_PARSER_CLASSES); the device endpoints use it behind their smaller body cap.
 
 `json_problem` is the same check for JSON that arrives another way (a JSON string in a form field,
-see fleet.api.fields.BoundedJSONField).
+see fleet.api.fields.BoundedJSONField). The form parsers make the string checks on every form field.
 """
 
 import math
 from typing import Any
 
+from django.http import QueryDict
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import DataAndFiles, FormParser, JSONParser, MultiPartParser
 
 # A request body deeper than this is refused. Real bodies (release values, plan waves, heartbeats)
 # are a handful of levels deep; Python's recursion limit is ~1000 and the stack is shared with Django.
@@ -50,8 +51,11 @@ def json_problem(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> tuple[list[s
 def _string_problem(text: str) -> str | None:
     if "\x00" in text:
         return "contains a NUL character"
-    if not text.isascii() and any("\ud800" <= char <= "\udfff" for char in text):
-        return "contains an unpaired surrogate character"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")  # in C: only a lone surrogate cannot be encoded
+        except UnicodeEncodeError:
+            return "contains an unpaired surrogate character"
     return None
 
 
@@ -75,6 +79,32 @@ class FleetJSONParser(JSONParser):
         if problem is not None:
             raise _refusal(*problem)
         return data
+
+
+class FleetFormParser(FormParser):
+    """URL-encoded forms, refusing a value (or name) that holds a NUL character: PostgreSQL cannot compare or
+    store one, so a form's `site=%00` was a 500 at the first lookup."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        data = super().parse(stream, media_type, parser_context)
+        _check_form(data)
+        return data
+
+
+class FleetMultiPartParser(MultiPartParser):
+    """Multipart forms, with the same check of every field as FleetFormParser."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        result = super().parse(stream, media_type, parser_context)
+        _check_form(result.data if isinstance(result, DataAndFiles) else result)
+        return result
+
+
+def _check_form(data: QueryDict) -> None:
+    for name, values in data.lists():
+        for text in (name, *values):
+            if isinstance(text, str) and (reason := _string_problem(text)):
+                raise _refusal([name], reason)
 
 
 def _refusal(path: list[str | int], reason: str) -> ParseError:

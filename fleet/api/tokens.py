@@ -6,11 +6,10 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from fleet.api.parsers import FleetJSONParser
+from fleet.api.parsers import FleetFormParser, FleetJSONParser, FleetMultiPartParser
 from fleet.audit.services import Actor, audit_record
 
 
@@ -32,8 +31,8 @@ def api_token_revoke(*, token: Token, actor: Actor, source: str) -> None:
 class ObtainTokenView(ObtainAuthToken):
     """`POST auth/token/` with username and password -> `{"token"}`; the first issue is audited."""
 
-    # ObtainAuthToken names DRF's own JSONParser; the API's bounds deep JSON (fleet.api.parsers).
-    parser_classes = [FleetJSONParser, FormParser, MultiPartParser]
+    # ObtainAuthToken names DRF's own parsers; the API's bound what a body may hold (fleet.api.parsers).
+    parser_classes = [FleetJSONParser, FleetFormParser, FleetMultiPartParser]
 
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = self.get_serializer(data=request.data)

@@ -9,12 +9,15 @@ FilterSet base, the router. Run them on PostgreSQL too: several only failed ther
 import datetime as dt
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
+from django.urls import URLResolver, get_resolver
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
 from fleet.api.filters import FleetFilterSet
+from fleet.api.parsers import FleetFormParser, FleetJSONParser, FleetMultiPartParser
 from fleet.api.urls import router
 from fleet.errors import Invalid
 from rollouts import services
@@ -110,6 +113,39 @@ def test_device_heartbeat_parser_checks_depth_too(api: APIClient) -> None:
 
     assert response.status_code == 400, response.content
     assert "nested deeper than 32 levels" in response.json()["detail"]
+
+
+def test_every_api_view_parses_with_the_bounded_parsers() -> None:
+    """A view that lists its own parsers (DRF's ObtainAuthToken does) must not bring back DRF's plain ones."""
+    views = []
+    pending = list(get_resolver().url_patterns)
+    while pending:
+        pattern = pending.pop()
+        if isinstance(pattern, URLResolver):
+            pending.extend(pattern.url_patterns)
+        elif hasattr(pattern.callback, "cls"):
+            views.append(pattern.callback.cls)
+    assert len(views) > 20
+    ours = (FleetJSONParser, FleetFormParser, FleetMultiPartParser)
+    for view in views:
+        assert all(issubclass(parser, ours) for parser in view.parser_classes), view
+
+
+# --- forms ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form_format", ["multipart", "urlencoded"])
+def test_nul_in_a_form_field_is_400_naming_the_field(admin_api: APIClient, form_format: str) -> None:
+    """`site` is looked up in the database: PostgreSQL cannot compare a string holding NUL (it was a 500)."""
+    form = {"serial": "SN1", "site": "\x00J", "hostname": "n1", "mac": "52:54:00:12:34:56", "role": "server"}
+
+    if form_format == "multipart":
+        response = admin_api.post("/api/v1/nodes/", form, format="multipart")
+    else:
+        response = admin_api.post("/api/v1/nodes/", urlencode(form), content_type="application/x-www-form-urlencoded")
+
+    assert response.status_code == 400, response.content
+    assert response.json()["site"] == ["contains a NUL character"]
 
 
 # --- JSON in a form field ------------------------------------------------------------------------
