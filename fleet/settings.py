@@ -172,13 +172,19 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["fleet.api.permissions.ModelPermissions"],
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "fleet.api.filters.FleetFilterBackend",  # django-filter's, with bounded numbers and times
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_PAGINATION_CLASS": "fleet.api.pagination.StandardPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Bodies bounded in depth and content: no NUL, lone surrogate or non-finite number (fleet.api.parsers).
+    "DEFAULT_PARSER_CLASSES": [
+        "fleet.api.parsers.FleetJSONParser",
+        "fleet.api.parsers.FleetFormParser",
+        "fleet.api.parsers.FleetMultiPartParser",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "fleet.api.schema.FleetAutoSchema",  # integer ids stay integers (fleet.api.routers)
     "EXCEPTION_HANDLER": "fleet.api.exceptions.exception_handler",
     # Throttles are keyed by fleet.api.throttling.client_ip (FLEET_TRUSTED_PROXIES, below).
     "DEFAULT_THROTTLE_RATES": {

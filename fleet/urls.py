@@ -12,6 +12,9 @@ admin.site.site_header = "edgefleet"
 admin.site.site_title = "edgefleet"
 admin.site.index_title = "Fleet administration"
 
+# A path under /api/ that matches no route (a malformed id, say) answers JSON like every other API error.
+handler404 = "fleet.api.exceptions.not_found"
+
 urlpatterns = [
     # Before the admin's own URLs, so its login form is throttled like auth/token/ (same name, same path).
     path("admin/login/", throttled_admin_login),

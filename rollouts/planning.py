@@ -32,6 +32,22 @@ from typing import Any, Protocol
 from fleet.errors import Invalid
 
 TARGET_KINDS = ("all", "labels", "sites")
+# The most site codes a plan may list (target or canaries): a fleet's worth, and far below the number of
+# parameters one PostgreSQL query takes when they are looked up.
+MAX_LISTED_SITES = 20_000
+DAY = 86_400
+# The range of each of a plan's numbers, checked on every write (API, admin, services) and applied again
+# when a rollout reads its snapshot, so a value stored some other way cannot overflow a timedelta in the
+# driver: a plan says "bake for 10**18 seconds" nowhere.
+PLAN_NUMBER_RANGES: dict[str, tuple[int, int]] = {
+    "max_parallel": (1, 100_000),
+    "bake_seconds": (0, 30 * DAY),
+    "site_deadline_seconds": (1, 30 * DAY),
+    "progress_deadline_seconds": (1, 30 * DAY),
+    "min_success_seconds": (0, 30 * DAY),
+}
+# Numbers a plan may leave empty (None: progress_deadline_seconds then means each Deployment's own).
+NULLABLE_PLAN_NUMBERS = frozenset({"progress_deadline_seconds"})
 
 
 class PlannableSite(Protocol):
@@ -130,6 +146,8 @@ def check_target(target: Any) -> dict[str, Any]:
     if kind == "sites":
         if not isinstance(value, list) or not value or not all(isinstance(c, str) for c in value):
             raise Invalid("target sites must be a non-empty list of site codes", field="target")
+        if len(value) > MAX_LISTED_SITES:
+            raise Invalid(f"target sites lists more than {MAX_LISTED_SITES} sites", field="target")
         if len(set(value)) != len(value):
             raise Invalid("target sites lists a site twice", field="target")
     return target
@@ -164,6 +182,8 @@ def check_waves(waves: Any, target: dict[str, Any]) -> list[dict[str, Any]]:
             if twice or len(set(value)) != len(value):
                 raise Invalid(f"{where} lists a site twice: {', '.join(sorted(twice) or value)}", field="waves")
             seen_sites.update(value)
+            if len(seen_sites) > MAX_LISTED_SITES:
+                raise Invalid(f"the waves list more than {MAX_LISTED_SITES} sites", field="waves")
             continue
         if isinstance(value, bool) or not isinstance(value, int):
             raise Invalid(f"{where}: {kind} must be a whole number", field="waves")
@@ -217,7 +237,34 @@ def snapshot_threshold(snapshot: dict[str, Any]) -> dict[str, int]:
 
 def snapshot_site_deadline(snapshot: dict[str, Any]) -> int:
     """Seconds a started site may take, from a rollout's plan snapshot (RolloutPlan's default if absent)."""
-    return int(snapshot.get("site_deadline_seconds", 6 * 3600))
+    return snapshot_number(snapshot, "site_deadline_seconds", 6 * 3600)
+
+
+def check_plan_numbers(values: dict[str, Any]) -> None:
+    """Each of PLAN_NUMBER_RANGES' numbers present in `values` is a whole number in its range; Invalid naming
+    the field otherwise."""
+    for name, (low, high) in PLAN_NUMBER_RANGES.items():
+        if name not in values:
+            continue
+        value = values[name]
+        if value is None and name in NULLABLE_PLAN_NUMBERS:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Invalid(f"{name} must be a whole number", field=name)
+        if value < low:
+            raise Invalid(f"{name} must be at least {low}, not {value}", field=name)
+        if value > high:
+            raise Invalid(f"{name} must be at most {high}, not {value}", field=name)
+
+
+def snapshot_number(snapshot: dict[str, Any], name: str, default: int) -> int:
+    """One of a plan snapshot's numbers, brought into its range (a stored value was checked when the plan
+    was written; this keeps a driver pass safe from one that was not)."""
+    low, high = PLAN_NUMBER_RANGES[name]
+    value = snapshot.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        value = default
+    return int(min(max(value, low), high))
 
 
 def threshold_exceeded(threshold: dict[str, int], *, failed: int, size: int) -> bool:
@@ -233,13 +280,14 @@ def describe_threshold(threshold: dict[str, int]) -> str:
 
 def snapshot_progress_deadline(snapshot: dict[str, Any]) -> int | None:
     """The plan's progress deadline in seconds (None: each Deployment's own progressDeadlineSeconds)."""
-    value = snapshot.get("progress_deadline_seconds")
-    return int(value) if value else None
+    if not snapshot.get("progress_deadline_seconds"):
+        return None
+    return snapshot_number(snapshot, "progress_deadline_seconds", 600)
 
 
 def snapshot_min_success(snapshot: dict[str, Any]) -> int:
     """How long a site must stay healthy before it counts as succeeded (0: at once)."""
-    return int(snapshot.get("min_success_seconds") or 0)
+    return snapshot_number(snapshot, "min_success_seconds", 0)
 
 
 def describe_gates(snapshot: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from fleet.errors import Invalid
 from fleet.workflows.models import WorkflowRun
 from rollouts.choices import SITE_IN_FLIGHT_STATES, SITE_NOT_STARTED_STATES, SiteRolloutState
 from rollouts.models import DryRun, Rollout, RolloutPlan, RolloutWave, SiteRollout
-from rollouts.planning import snapshot_site_deadline, snapshot_threshold
+from rollouts.planning import snapshot_number, snapshot_site_deadline, snapshot_threshold
 from rollouts.progress import RolloutView, SiteView, WaveView
 from rollouts.schedule import site_next_open, site_window_open
 from sites.choices import SiteState
@@ -109,7 +109,7 @@ def rollout_progress_view(rollout: Rollout, at: dt.datetime) -> RolloutView:
     the sites a decision can act on (see WaveView): a few queries whatever the size of the wave."""
     snapshot = rollout.plan_snapshot
     respect = bool(snapshot.get("respect_windows"))
-    max_parallel = int(snapshot.get("max_parallel", 1))
+    max_parallel = snapshot_number(snapshot, "max_parallel", 1)
     deadline = snapshot_site_deadline(snapshot)
     waves = list(rollout.waves.order_by("index"))
     sites: dict[int, tuple[SiteView, ...]] = {}
@@ -141,7 +141,7 @@ def rollout_progress_view(rollout: Rollout, at: dt.datetime) -> RolloutView:
         ),
         max_parallel=max_parallel,
         failure_threshold=snapshot_threshold(snapshot),
-        bake_seconds=int(snapshot.get("bake_seconds", 0)),
+        bake_seconds=snapshot_number(snapshot, "bake_seconds", 0),
         require_approval=bool(snapshot.get("require_approval")),
         approve_first_wave=bool(snapshot.get("approve_first_wave")),
         respect_windows=respect,

@@ -359,10 +359,11 @@ def rollout_plan_delete(*, plan: RolloutPlan, actor: Actor, source: str) -> None
 
 def _validate_plan(plan: RolloutPlan, *, changed: set[str]) -> None:
     """Everything about a plan that can be checked before it runs. Raises Invalid naming the field."""
+    planning.check_plan_numbers({name: getattr(plan, name) for name in planning.PLAN_NUMBER_RANGES})
     full_clean_or_invalid(plan, exclude=["created_by", "periodic_task", "target", "waves", "failure_threshold"])
     target = planning.check_target(plan.target)
     if "labels" in target:
-        LabelSelector.parse(target["labels"])
+        LabelSelector.parse(target["labels"], field="target")
     if "sites" in target:
         selectors.unknown_site_codes(target["sites"], field="target")
     planning.check_waves(plan.waves, target)
@@ -370,8 +371,6 @@ def _validate_plan(plan: RolloutPlan, *, changed: set[str]) -> None:
     if canaries:
         selectors.unknown_site_codes(canaries, field="waves")
     planning.check_threshold(plan.failure_threshold)
-    if plan.max_parallel < 1:
-        raise Invalid("max_parallel must be at least 1", field="max_parallel")
     _check_health_gates(plan)
     if plan.cron:
         parse_cron(plan.cron)

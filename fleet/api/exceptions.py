@@ -2,8 +2,11 @@
 
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import page_not_found
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -12,7 +15,8 @@ from fleet.errors import FleetError
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, plus FleetError (its own status), Django ValidationError (400) and IntegrityError (409)."""
+    """DRF's handler, plus FleetError (its own status), Django ValidationError (400), a request body over
+    Django's upload limits (400) and IntegrityError (409)."""
     if isinstance(exc, FleetError):
         body: dict[str, Any] = {"detail": exc.message}
         body.update(exc.errors)
@@ -23,6 +27,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             first = next(iter(errors.items()))
             return Response({"detail": f"{first[0]}: {first[1][0]}", **errors}, status=status.HTTP_400_BAD_REQUEST)
         return Response({"detail": "; ".join(exc.messages)}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, RequestDataTooBig | TooManyFieldsSent | TooManyFilesSent):
+        # Django refuses these before any parser runs; answered here so the refusal is JSON like the rest.
+        return Response({"detail": f"the request is too large: {exc}"}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, IntegrityError):
         # The services check uniqueness first; this only answers a race between two requests.
         return Response({"detail": "conflicts with an existing object"}, status=status.HTTP_409_CONFLICT)
@@ -42,3 +49,10 @@ def _first(value: Any) -> str:
         key, inner = next(iter(value.items()))
         return f"{key}: {_first(inner)}"
     return str(value)
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's handler404: JSON under /api/ (a path no route matches, e.g. a malformed id), HTML elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "not found: no such endpoint or object"}, status=404)
+    return page_not_found(request, exception)

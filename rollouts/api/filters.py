@@ -2,17 +2,18 @@
 
 import django_filters
 
+from fleet.api.filters import FleetFilterSet, IntegerFilter
 from rollouts.choices import DriftState, RolloutState, SiteRolloutState, SkipReason
 from rollouts.models import Application, Release, Rollout, RolloutPlan, SiteRollout, SiteSyncState
 
 
-class ApplicationFilter(django_filters.FilterSet):
+class ApplicationFilter(FleetFilterSet):
     class Meta:
         model = Application
         fields = ["team", "namespace", "stateful"]
 
 
-class ReleaseFilter(django_filters.FilterSet):
+class ReleaseFilter(FleetFilterSet):
     locked = django_filters.BooleanFilter(field_name="locked_at", lookup_expr="isnull", exclude=True)
 
     class Meta:
@@ -20,17 +21,17 @@ class ReleaseFilter(django_filters.FilterSet):
         fields = ["application", "version", "locked"]
 
 
-class RolloutPlanFilter(django_filters.FilterSet):
-    application = django_filters.NumberFilter(field_name="release__application")
+class RolloutPlanFilter(FleetFilterSet):
+    application = IntegerFilter(field_name="release__application")
 
     class Meta:
         model = RolloutPlan
         fields = ["release", "application"]
 
 
-class RolloutFilter(django_filters.FilterSet):
+class RolloutFilter(FleetFilterSet):
     state = django_filters.MultipleChoiceFilter(choices=RolloutState.choices)
-    application = django_filters.NumberFilter(field_name="release__application")
+    application = IntegerFilter(field_name="release__application")
     started_after = django_filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="gte")
     started_before = django_filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="lt")
 
@@ -39,10 +40,10 @@ class RolloutFilter(django_filters.FilterSet):
         fields = ["state", "plan", "release", "application", "started_after", "started_before"]
 
 
-class SiteRolloutFilter(django_filters.FilterSet):
+class SiteRolloutFilter(FleetFilterSet):
     state = django_filters.MultipleChoiceFilter(choices=SiteRolloutState.choices)
     skip_reason = django_filters.MultipleChoiceFilter(choices=SkipReason.choices)
-    wave = django_filters.NumberFilter(field_name="wave__index")
+    wave = IntegerFilter(field_name="wave__index")
     site = django_filters.CharFilter(field_name="site__code")
     region = django_filters.CharFilter(field_name="site__region")
 
@@ -51,7 +52,7 @@ class SiteRolloutFilter(django_filters.FilterSet):
         fields = ["state", "skip_reason", "wave", "site", "region"]
 
 
-class DriftFilter(django_filters.FilterSet):
+class DriftFilter(FleetFilterSet):
     state = django_filters.MultipleChoiceFilter(choices=DriftState.choices)
     site = django_filters.CharFilter(field_name="site__code")
     region = django_filters.CharFilter(field_name="site__region")

@@ -5,7 +5,9 @@ from typing import Any
 
 from rest_framework import serializers
 
+from fleet.api.fields import BoundedJSONField, bounded_integer
 from rollouts.models import Application, Release, Rollout, RolloutPlan, RolloutWave, SiteRollout, SiteSyncState
+from rollouts.planning import PLAN_NUMBER_RANGES
 
 
 class ApplicationSerializer(serializers.ModelSerializer):
@@ -33,8 +35,8 @@ class ApplicationWriteSerializer(serializers.Serializer):
     namespace = serializers.CharField(max_length=63)
     stateful = serializers.BooleanField(required=False)
     restore_image = serializers.CharField(required=False, allow_blank=True, max_length=500)
-    extra_namespaces = serializers.JSONField(required=False)
-    allowed_cluster_kinds = serializers.JSONField(required=False)
+    extra_namespaces = BoundedJSONField(required=False)
+    allowed_cluster_kinds = BoundedJSONField(required=False)
     description = serializers.CharField(required=False, allow_blank=True)
 
 
@@ -63,8 +65,8 @@ class ReleaseSerializer(serializers.ModelSerializer):
 class ReleaseWriteSerializer(serializers.Serializer):
     application = serializers.PrimaryKeyRelatedField(queryset=Application.objects.all())
     version = serializers.CharField(max_length=64)
-    templates = serializers.JSONField()
-    values = serializers.JSONField(required=False)
+    templates = BoundedJSONField()
+    values = BoundedJSONField(required=False)
 
 
 class RolloutPlanSerializer(serializers.ModelSerializer):
@@ -109,14 +111,19 @@ class RolloutPlanSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+def _plan_number(name: str) -> serializers.IntegerField:
+    low, high = PLAN_NUMBER_RANGES[name]
+    return bounded_integer(min_value=low, max_value=high, required=False)
+
+
 class RolloutPlanWriteSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     release = serializers.PrimaryKeyRelatedField(queryset=Release.objects.all())
-    target = serializers.JSONField()
-    waves = serializers.JSONField()
-    max_parallel = serializers.IntegerField(required=False)
-    failure_threshold = serializers.JSONField()
-    bake_seconds = serializers.IntegerField(required=False)
+    target = BoundedJSONField()
+    waves = BoundedJSONField()
+    max_parallel = _plan_number("max_parallel")
+    failure_threshold = BoundedJSONField()
+    bake_seconds = _plan_number("bake_seconds")
     require_approval = serializers.BooleanField(required=False)
     two_person_rule = serializers.BooleanField(required=False)
     low_risk = serializers.BooleanField(
@@ -127,15 +134,19 @@ class RolloutPlanWriteSerializer(serializers.Serializer):
     start_at = serializers.DateTimeField(required=False, allow_null=True)
     cron = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=100)
     timezone = serializers.CharField(required=False, max_length=64)
-    site_deadline_seconds = serializers.IntegerField(required=False)
-    progress_deadline_seconds = serializers.IntegerField(
+    site_deadline_seconds = _plan_number("site_deadline_seconds")
+    progress_deadline_seconds = bounded_integer(
+        min_value=PLAN_NUMBER_RANGES["progress_deadline_seconds"][0],
+        max_value=PLAN_NUMBER_RANGES["progress_deadline_seconds"][1],
         required=False,
         allow_null=True,
-        min_value=1,
         help_text="a site fails when a Deployment makes no progress this long (null: each Deployment's own)",
     )
-    min_success_seconds = serializers.IntegerField(
-        required=False, min_value=0, help_text="a site counts as succeeded only after staying healthy this long"
+    min_success_seconds = bounded_integer(
+        min_value=PLAN_NUMBER_RANGES["min_success_seconds"][0],
+        max_value=PLAN_NUMBER_RANGES["min_success_seconds"][1],
+        required=False,
+        help_text="a site counts as succeeded only after staying healthy this long",
     )
     allow_unreachable_waves = serializers.BooleanField(
         required=False, help_text="a wave whose every site was skipped passes instead of halting"

@@ -14,13 +14,13 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import exceptions, viewsets
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
 from fleet.api.idempotency import withhold_from_replay
+from fleet.api.parsers import FleetJSONParser
 from fleet.api.throttling import FleetThrottleMixin
 from sites import devices, heartbeats, registration, selectors
 from sites.api.device_serializers import (
@@ -109,8 +109,9 @@ class DeviceThrottle(FleetThrottleMixin, ScopedRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
 
-class LimitedJSONParser(JSONParser):
-    """JSON with a size cap, read before parsing, so a huge body costs a bounded read and gets a 400."""
+class LimitedJSONParser(FleetJSONParser):
+    """JSON with a size cap, read before parsing, so a huge body costs a bounded read and gets a 400; then
+    the API's own checks (nesting depth, NUL characters...: fleet.api.parsers)."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         body = stream.read(MAX_BODY_BYTES + 1) if stream is not None else b""

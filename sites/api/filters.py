@@ -3,11 +3,12 @@
 import django_filters
 from django.db.models import QuerySet
 
+from fleet.api.filters import FleetFilterSet
 from sites.labels import LabelSelector
 from sites.models import Node, Site
 
 
-class SiteFilter(django_filters.FilterSet):
+class SiteFilter(FleetFilterSet):
     labels = django_filters.CharFilter(method="filter_labels", help_text="label selector, e.g. tier=pilot,!legacy")
     heartbeat_before = django_filters.IsoDateTimeFilter(field_name="last_heartbeat_at", lookup_expr="lt")
     heartbeat_after = django_filters.IsoDateTimeFilter(field_name="last_heartbeat_at", lookup_expr="gte")
@@ -21,7 +22,7 @@ class SiteFilter(django_filters.FilterSet):
         return LabelSelector.parse(value).filter(queryset)
 
 
-class NodeFilter(django_filters.FilterSet):
+class NodeFilter(FleetFilterSet):
     site = django_filters.CharFilter(field_name="site__code")
     region = django_filters.CharFilter(field_name="site__region")
     seen_before = django_filters.IsoDateTimeFilter(field_name="last_seen_at", lookup_expr="lt")

@@ -5,6 +5,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from fleet.api.fields import BoundedJSONField
 from sites.choices import NodeRole, NodeState, SiteState
 from sites.models import Cluster, Node, Site
 
@@ -101,9 +102,9 @@ class SiteWriteSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     region = serializers.CharField(max_length=64)
     timezone = serializers.CharField(max_length=64)
-    labels = serializers.JSONField(required=False)
-    business_hours = serializers.JSONField(required=False)
-    maintenance_windows = serializers.JSONField(required=False)
+    labels = BoundedJSONField(required=False)
+    business_hours = BoundedJSONField(required=False)
+    maintenance_windows = BoundedJSONField(required=False)
     repo_url = serializers.CharField(required=False, allow_blank=True, max_length=500)
     state = serializers.ChoiceField(choices=SiteState.choices, required=False)
     reason = serializers.CharField(required=False, allow_blank=True, max_length=500, write_only=True)

@@ -98,7 +98,7 @@ def test_a_locked_release_is_immutable() -> None:
         ({"cron": "0 3 * * *", "timezone": "Mars/Olympus"}, "timezone", "not an IANA time zone"),
         ({"max_parallel": 0}, "max_parallel", "at least 1"),
         ({"target": {"sites": ["TX-9999", "TX-9998"]}}, "target", "unknown site codes: TX-9998, TX-9999"),
-        ({"target": {"labels": "tier in ("}}, "labels", "unbalanced"),
+        ({"target": {"labels": "tier in ("}}, "target", "unbalanced"),
         ({"target": {"everything": True}}, "target", "target must be one of"),
         ({"waves": [{"sites": ["ZZ-0001"]}, {"percent": 100}]}, "waves", "unknown site codes: ZZ-0001"),
         ({"start_at": dt.datetime(2020, 1, 1, tzinfo=dt.UTC)}, "start_at", "in the past"),

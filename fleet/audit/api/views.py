@@ -1,12 +1,13 @@
 import django_filters
 from rest_framework import viewsets
 
+from fleet.api.filters import FleetFilterSet
 from fleet.api.pagination import FleetCursorPagination
 from fleet.audit.api.serializers import AuditEventSerializer
 from fleet.audit.models import AuditEvent
 
 
-class AuditEventFilter(django_filters.FilterSet):
+class AuditEventFilter(FleetFilterSet):
     actor = django_filters.CharFilter(field_name="actor_repr")
     since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")

@@ -2,11 +2,12 @@
 
 import django_filters
 
+from fleet.api.filters import FleetFilterSet
 from fleet.workflows.choices import RunState
 from fleet.workflows.models import WorkflowRun
 
 
-class WorkflowRunFilter(django_filters.FilterSet):
+class WorkflowRunFilter(FleetFilterSet):
     state = django_filters.MultipleChoiceFilter(choices=RunState.choices)
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
