@@ -34,7 +34,6 @@ from django.db import close_old_connections, transaction
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
 from hypothesis import strategies as st
-from rest_framework.authtoken.models import Token
 from schemathesis.config import SchemathesisConfig
 
 from fleet.workflows.models import WorkflowRun
@@ -42,7 +41,7 @@ from rollouts.models import Application, Release, Rollout, RolloutPlan
 from sites import devices
 from sites.api.device import DeviceThrottle
 from sites.models import Node
-from tests.factories import NodeFactory, SiteFactory, UserFactory
+from tests.factories import NodeFactory, SiteFactory, UserFactory, api_key_for
 from tests.rollouts.factories import ApplicationFactory, ReleaseFactory, RolloutPlanFactory
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "5"))
@@ -95,7 +94,7 @@ def fuzz_fleet(db: None) -> FuzzFleet:
     site = SiteFactory(code="TX-0412")
     node = NodeFactory(site=site)
     _credential, node_token = devices.node_credentials_issue(node=node, actor="test", source="test")
-    bootstrap, _plaintext = devices.bootstrap_token_issue(site=site, actor="test", source="test")
+    bootstrap, _plaintext = devices.bootstrap_token_issue(site=site, actor="test", source="test", any_serial=True)
     plan = RolloutPlanFactory(release=ReleaseFactory(application=ApplicationFactory()))
     rollout = Rollout.objects.create(plan=plan, release=plan.release, plan_snapshot={})
     run = WorkflowRun.objects.create(kind="node.provision", subject_type="node", subject_id=str(node.pk))
@@ -108,7 +107,7 @@ def fuzz_fleet(db: None) -> FuzzFleet:
         WorkflowRun: run.pk,
     }
     return FuzzFleet(
-        user_token=Token.objects.create(user=user).key,
+        user_token=api_key_for(user),
         node_token=node_token,
         site_code=site.code,
         ids=ids,

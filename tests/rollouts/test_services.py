@@ -105,7 +105,7 @@ def test_a_locked_release_is_immutable() -> None:
         ({"name": ""}, "name", "blank"),
         ({"progress_deadline_seconds": 0}, "progress_deadline_seconds", "at least 1"),
         ({"min_success_seconds": 3600, "site_deadline_seconds": 600}, "min_success_seconds", "must be shorter"),
-        ({"min_success_seconds": -1}, "min_success_seconds", "greater than or equal to 0"),
+        ({"min_success_seconds": -1}, "min_success_seconds", "must be at least 0"),
     ],
 )
 def test_bad_plans_are_refused_and_nothing_is_written(overrides: dict, field: str, message: str) -> None:
