@@ -23,7 +23,8 @@ Why it is written this way:
   hook path must not change what a worker does), no prompts, no credential helpers. Credentials come
   from settings only, through the environment: an HTTPS token as an `http.<url>.extraHeader` set with
   GIT_CONFIG_COUNT/KEY/VALUE (never in the URL or argv, where `ps` and error messages would show it),
-  an SSH deploy key through GIT_SSH_COMMAND.
+  an SSH deploy key through GIT_SSH_COMMAND. A private CA for the HTTPS server (FLEET_GIT_CA_FILE)
+  becomes `http.sslCAInfo` the same way; certificate verification is never turned off.
 - The URL is checked before any git call (`sites.repo_urls.GitPolicy`: listed hosts, local roots, no
   remote helpers; a refusal is `UnsafeUrl`, permanent), and git may use only that URL's transport:
   `protocol.allow=never` plus the one transport, GIT_ALLOW_PROTOCOL for the same, and
@@ -175,15 +176,20 @@ class GitCredentials:
     username: str = "x-access-token"
     #: The one server (`host` or `host:port`) the token is sent to; without it the token is never sent.
     token_host: str = ""
+    #: A CA bundle git trusts for HTTPS servers (a private CA, the simulator's): `http.sslCAInfo`.
+    ca_file: str = ""
 
     @classmethod
     def from_settings(cls) -> "GitCredentials":
+        from sites.crypto import setting_secret
+
         return cls(
             ssh_key_file=settings.FLEET_GIT_SSH_KEY_FILE,
             known_hosts_file=settings.FLEET_GIT_KNOWN_HOSTS_FILE,
-            token=settings.FLEET_GIT_TOKEN,
+            token=setting_secret(settings.FLEET_GIT_TOKEN, "FLEET_GIT_TOKEN"),
             username=settings.FLEET_GIT_USERNAME,
             token_host=settings.FLEET_GIT_TOKEN_HOST,
+            ca_file=settings.FLEET_GIT_CA_FILE,
         )
 
 
@@ -685,6 +691,9 @@ class SiteRepo:
             ("gc.autoDetach", "false"),
             ("maintenance.auto", "false"),
         ]
+        if self.credentials.ca_file and transport == "https":
+            # Trust this CA for the server's certificate (verification itself is never switched off).
+            config.append(("http.sslCAInfo", self.credentials.ca_file))
         header_url = token_scope(self.location, self.credentials.token_host)
         if header_url and self.credentials.token:
             basic = base64.b64encode(f"{self.credentials.username}:{self.credentials.token}".encode()).decode()
