@@ -244,7 +244,8 @@ _PERMANENT_RE = re.compile(
     r"does not appear to be a git repository|repository .*not found|not found|could not be found"
     r"|returned error: (40[0134]|30[12378])|authentication failed|permission denied|could not read (username|password)"
     r"|terminal prompts disabled|host key verification failed|invalid username or password|access denied"
-    r"|unable to find remote helper|not supported|not allowed|invalid credentials",
+    r"|unable to find remote helper|not supported|not allowed|invalid credentials"
+    r"|certificate verification failed|ssl certificate problem|certificate verify failed",
     re.IGNORECASE,
 )
 # Our clone is damaged: re-create it and try again.
@@ -325,6 +326,12 @@ class SiteRepo:
         self.credentials = credentials or GitCredentials()
         self.timeout = float(timeout)
         self.lock_timeout = float(lock_timeout)
+        if os.environ.get("GIT_SSL_NO_VERIFY") is not None:
+            # git reads it from the environment GitPython hands on, whatever we configure: refuse to run.
+            raise RepoError(
+                f"{code}: GIT_SSL_NO_VERIFY is set in this process's environment, which would switch off "
+                "certificate verification; unset it (a private CA goes in FLEET_GIT_CA_FILE)"
+            )
         self.path = self.cache_dir / code
         self._lock_path = self.cache_dir / f"{code}.lock"
         self._base_env = self._build_env()
@@ -692,8 +699,10 @@ class SiteRepo:
             ("maintenance.auto", "false"),
         ]
         if self.credentials.ca_file and transport == "https":
-            # Trust this CA for the server's certificate (verification itself is never switched off).
+            # Trust this CA for the server's certificate (verification itself is never switched off). The
+            # variable too: git prefers an inherited GIT_SSL_CAINFO to its configuration.
             config.append(("http.sslCAInfo", self.credentials.ca_file))
+            env["GIT_SSL_CAINFO"] = self.credentials.ca_file
         header_url = token_scope(self.location, self.credentials.token_host)
         if header_url and self.credentials.token:
             basic = base64.b64encode(f"{self.credentials.username}:{self.credentials.token}".encode()).decode()

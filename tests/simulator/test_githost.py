@@ -108,12 +108,14 @@ def test_errors_have_gitlabs_status_codes_and_bodies(sim: Simulator) -> None:
     with pytest.raises(gitlab.GitlabCreateError) as taken:
         _project(sim, path=project.path, gl=gl)
     assert taken.value.response_code == 400
-    assert taken.value.error_message["path"] == ["has already been taken"]
+    said: Any = taken.value.error_message  # GitLab's per-field messages: a dict, not a string
+    assert said["path"] == ["has already been taken"]
 
     with pytest.raises(gitlab.GitlabCreateError) as bad_path:
         _project(sim, path="ends-with.git", gl=gl)
     assert bad_path.value.response_code == 400
-    assert "end in '.git'" in bad_path.value.error_message["path"][0]
+    said = bad_path.value.error_message
+    assert "end in '.git'" in said["path"][0]
 
     with pytest.raises(gitlab.GitlabCreateError) as exists:
         project.protectedbranches.create({"name": "main"})
@@ -358,4 +360,3 @@ def test_projects_and_tokens_survive_a_restart(tmp_path: Path) -> None:
     with running_simulator(sites=1, state_dir=state) as second:
         assert second.gitlab_token == token
         assert second.gitlab().projects.get(f"{second.git_group}/kept").id == made.id
-
