@@ -107,6 +107,10 @@ class GitHost:
             await asyncio.sleep(fault.seconds if fault.seconds is not None else 0.5)
         return None
 
+    def down(self) -> bool:
+        """Whether the git host is offline now (a fault): what a site's fetch would find."""
+        return bool(self.faults) and self._roll("offline") is not None
+
     def _roll(self, kind: str) -> Any:
         for fault in self.faults.all():
             if fault.site == TARGET and fault.kind == kind:

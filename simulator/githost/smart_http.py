@@ -24,7 +24,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from simulator.githost.state import DEVELOPER, GIT_READ, GIT_WRITE, REPORTER, GitHostState, Principal, Project
+from simulator.githost.state import DEVELOPER, GIT_WRITE, GitHostState, Principal, Project, may_read
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +55,6 @@ def _credentials(request: web.Request) -> tuple[str, str] | None:
         return None
     username, colon, password = decoded.partition(":")
     return (username, password) if colon else None
-
-
-def _may_read(principal: Principal, project: Project) -> bool:
-    if principal.kind == "deploy":
-        return principal.project_id == project.id and "read_repository" in principal.scopes
-    return principal.has_scope(GIT_READ) and principal.level_on(project) >= REPORTER
 
 
 def _write_refusal(principal: Principal, project: Project) -> str | None:
@@ -95,7 +89,7 @@ async def handle(state: GitHostState, request: web.Request, timeout: float) -> w
                           "password was incorrect or you're required to use a token instead of a password.\n",
                      challenge)  # fmt: skip
     project = state.find_project(match.group("project").removesuffix(".git"))
-    if project is None or not _may_read(principal, project):
+    if project is None or not may_read(principal, project):
         return _text(404, NOT_FOUND)
     writer = service == "git-receive-pack"
     if writer:

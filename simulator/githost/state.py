@@ -198,7 +198,7 @@ class GitHostState:
         self.deploy_tokens: dict[int, DeployToken] = {}
         self.next_id: dict[str, int] = {"group": 1, "project": 1, "token": 1, "deploy_token": 1, "user": 2, "branch": 1}
         self.root_token = ""
-        self.requests = 0
+        self._by_value: dict[str, AccessToken | DeployToken] = {}
 
     # --- persistence ----------------------------------------------------------------------------------
 
@@ -219,6 +219,8 @@ class GitHostState:
                 self.projects[project.id] = project
             self.tokens = {t["id"]: _load(AccessToken, t) for t in data.get("tokens", [])}
             self.deploy_tokens = {t["id"]: _load(DeployToken, t) for t in data.get("deploy_tokens", [])}
+        self._by_value = {t.token: t for t in self.tokens.values()}
+        self._by_value.update({t.token: t for t in self.deploy_tokens.values()})
         self.ensure_group_path(self.sites_group_path)
         root = next((t for t in self.tokens.values() if t.name == "edgefleet-control-plane" and t.admin), None)
         if root is None:
@@ -362,6 +364,7 @@ class GitHostState:
             created_at=iso(_now()),
         )
         self.tokens[token.id] = token
+        self._by_value[token.token] = token
         self.save()
         return token
 
@@ -380,16 +383,16 @@ class GitHostState:
             created_at=iso(_now()),
         )
         self.deploy_tokens[token.id] = token
+        self._by_value[token.token] = token
         self.save()
         return token
 
     def api_principal(self, value: str | None) -> Principal:
         """The caller of an API request from its token, or GitLab's 401 for a missing or unusable one."""
-        if not value:
+        found = self._by_value.get(value) if value else None
+        if not isinstance(found, AccessToken) or not secrets.compare_digest(found.token, value or ""):
             raise message(401, "401 Unauthorized")
-        token = next((t for t in self.tokens.values() if secrets.compare_digest(t.token, value)), None)
-        if token is None:
-            raise message(401, "401 Unauthorized")
+        token = found
         if token.revoked:
             raise _invalid_token("Token was revoked. You have to re-authorize from the user.")
         if token.expired():
@@ -410,18 +413,26 @@ class GitHostState:
     def git_principal(self, username: str, password: str) -> Principal | None:
         """The caller of a git request from HTTP Basic credentials: an access token (any user name) or a
         deploy token (its own user name); None when they open nothing."""
-        for deploy in self.deploy_tokens.values():
-            if secrets.compare_digest(deploy.token, password):
-                if deploy.revoked or deploy.expired() or username != deploy.username:
-                    return None
-                return Principal(
-                    kind="deploy", name=deploy.username, scopes=tuple(deploy.scopes), project_id=deploy.project_id,
-                    access_level=REPORTER,
-                )  # fmt: skip
-        token = next((t for t in self.tokens.values() if secrets.compare_digest(t.token, password)), None)
-        if token is None or token.revoked or token.expired() or not username:
+        found = self._by_value.get(password)
+        if found is None or not secrets.compare_digest(found.token, password):
             return None
-        return self._principal(token)
+        if isinstance(found, DeployToken):
+            if found.revoked or found.expired() or username != found.username:
+                return None
+            return Principal(
+                kind="deploy", name=found.username, scopes=tuple(found.scopes), project_id=found.project_id,
+                access_level=REPORTER,
+            )  # fmt: skip
+        if found.revoked or found.expired() or not username:
+            return None
+        return self._principal(found)
+
+
+def may_read(principal: Principal, project: Project) -> bool:
+    """Whether `principal` may clone or fetch `project` over git."""
+    if principal.kind == "deploy":
+        return principal.project_id == project.id and "read_repository" in principal.scopes
+    return principal.has_scope(GIT_READ) and principal.level_on(project) >= REPORTER
 
 
 def _invalid_token(description: str) -> HostError:

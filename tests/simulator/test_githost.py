@@ -360,3 +360,57 @@ def test_projects_and_tokens_survive_a_restart(tmp_path: Path) -> None:
     with running_simulator(sites=1, state_dir=state) as second:
         assert second.gitlab_token == token
         assert second.gitlab().projects.get(f"{second.git_group}/kept").id == made.id
+
+
+def test_the_agent_follows_its_gitrepository_to_the_git_host(sim: Simulator, tmp_path: Path) -> None:
+    from kubernetes import client as k8s
+
+    code = sim.codes[SPARE_SITE]
+    gl = sim.gitlab()
+    try:
+        project = gl.projects.get(f"{sim.git_group}/{code}")
+    except gitlab.GitlabGetError:
+        project = _project(sim, path=code, gl=gl)
+    other = _project(sim, gl=gl)
+    wrong = other.deploytokens.create({"name": "edge", "scopes": ["read_repository"]})
+    right = project.deploytokens.create({"name": "edge", "scopes": ["read_repository"]})
+
+    with sim.api_client(code) as api:
+        core, custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
+        flux = ("source.toolkit.fluxcd.io", "v1", "flux-system", "gitrepositories", "site")
+
+        def source_says(words: str) -> bool:
+            conditions = custom.get_namespaced_custom_object(*flux).get("status", {}).get("conditions") or []
+            return bool(conditions) and words in conditions[0]["message"]
+
+        def secret(token: Any) -> dict[str, Any]:
+            return {
+                "metadata": {"name": "site-git"},
+                "stringData": {"username": token.username, "password": token.token},
+            }
+
+        # Another project's deploy token: the source-controller cannot see the project
+        core.create_namespaced_secret("flux-system", secret(wrong))
+        patch = {"spec": {"url": project.http_url_to_repo, "secretRef": {"name": "site-git"}}}
+        custom.patch_namespaced_custom_object(*flux, patch)
+        wait_for(lambda: source_says("repository not found"), timeout=20, what="the source refusing the wrong token")
+
+        # Its own deploy token: a commit pushed over HTTPS is applied
+        core.replace_namespaced_secret("site-git", "flux-system", secret(right))
+        clone = tmp_path / "clone"
+        _git(sim, "clone", "-q", _with_credentials(project.http_url_to_repo, "edgefleet", sim.gitlab_token), str(clone))
+        sha = _commit(sim, clone, "follow.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: follow}\n")
+        _git(sim, "push", "-q", "origin", "HEAD:main", cwd=clone)
+        wait_for(lambda: sim.summary(code)["sync"]["applied"] == sha, timeout=20, what="the commit applied")
+
+        # The git host down: the fetch fails, and comes back with it
+        fault = sim.add_fault("offline", site="githost")
+        wait_for(lambda: source_says("connection refused"), timeout=20, what="the source reporting the host down")
+        sim.remove_fault(fault)
+        wait_for(lambda: source_says("stored artifact"), timeout=20, what="the source recovering")
+
+        # A file:// URL outside the simulator's state directory is not followed
+        custom.patch_namespaced_custom_object(*flux, {"spec": {"url": "file:///etc", "secretRef": None}})
+        wait_for(lambda: source_says("outside the simulator's state directory"), timeout=20, what="a refused path")
+        custom.patch_namespaced_custom_object(*flux, {"spec": {"url": sim.site(code)["repo_url"]}})
+        wait_for(lambda: source_says("stored artifact"), timeout=20, what="the site's own repository again")

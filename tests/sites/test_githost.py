@@ -163,20 +163,69 @@ def test_project_first_commit_over_https_edge_applies_then_archive_and_revoke(
     pushed = _git("push", "origin", "HEAD:main", cwd=edge, ca=sim.ca_cert)
     assert pushed.returncode != 0 and "403" in pushed.stderr
 
-    # When the site is decommissioned: archive + revoke
-    archived = host.archive_project(code)
-    assert host.revoke_deploy_tokens(code) == [token.id]
+    # The edge pulls from the git host with it, as Flux does: GitRepository url + a basic-auth Secret
+    with sim.api_client(code) as api:
+        cluster = SiteCluster(api, site_code=code, timeout=10)
+        _point_edge_at(api, project.clone_url, token.username, token.token)
+        second = repo.write(
+            {"base/extra.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra, namespace: kube-system}\n"},
+            owned_prefix=None,
+            message="More",
+            author=Author.of("onboarding"),
+        )
+        _wait_for(lambda: _applied(cluster, second.revision), 30, "the commit read through the git host applied")
 
-    # Then the old deploy token clones nothing, the project is read-only, and both calls are idempotent
+        # When the site is decommissioned: its deploy tokens revoked, then its project archived
+        assert host.revoke_deploy_tokens(code) == [token.id]
+
+        # Then the edge's fetch is refused (the last applied revision stays) and a new commit is not applied
+        def source_refused() -> bool:
+            source: Any = k8s.CustomObjectsApi(api).get_namespaced_custom_object(
+                "source.toolkit.fluxcd.io", "v1", "flux-system", "gitrepositories", "site"
+            )
+            ready = source["status"]["conditions"][0]
+            return ready["status"] == "False" and "authentication required" in ready["message"]
+
+        _wait_for(source_refused, 30, "the GitRepository reporting the revoked credentials")
+        third = repo.write({"base/late.yaml": "a: b\n"}, owned_prefix=None, message="late", author=Author.of("x"))
+        with pytest.raises(RuntimeError):
+            _wait_for(lambda: _applied(cluster, third.revision), 2, "a commit the edge may no longer fetch")
+        assert _applied(cluster, second.revision)
+
+    archived = host.archive_project(code)
+
+    # And the old deploy token clones nothing, the project is read-only, and both calls are idempotent
     assert archived is not None and archived.archived
     gone = _git("clone", "-q", edge_url, str(tmp_path / "gone"), ca=sim.ca_cert)
     assert gone.returncode != 0 and "Authentication failed" in gone.stderr
     with pytest.raises(RepoError, match="archived"):
-        repo.write({"base/more.yaml": "a: b\n"}, owned_prefix=None, message="late", author=Author.of("x"))
+        repo.write({"base/more.yaml": "a: b\n"}, owned_prefix=None, message="later", author=Author.of("x"))
     assert host.archive_project(code).archived  # type: ignore[union-attr]
     assert host.revoke_deploy_tokens(code) == []
     with pytest.raises(ProjectConflict, match="archived"):
         host.ensure_project(code)
+
+
+def _applied(cluster: SiteCluster, sha: str | None) -> bool:
+    status = cluster.sync_status()
+    return status is not None and bool(sha) and status.applied(sha or "")
+
+
+def _point_edge_at(api: Any, url: str, username: str, password: str) -> None:
+    """What onboarding will do at the edge: Flux's GitRepository `site` pulls `url` with these credentials."""
+    core = k8s.CoreV1Api(api)
+    core.create_namespaced_secret(
+        "flux-system",
+        {"metadata": {"name": "site-git"}, "stringData": {"username": username, "password": password}},
+    )
+    k8s.CustomObjectsApi(api).patch_namespaced_custom_object(
+        "source.toolkit.fluxcd.io",
+        "v1",
+        "flux-system",
+        "gitrepositories",
+        "site",
+        {"spec": {"url": url, "secretRef": {"name": "site-git"}}},
+    )
 
 
 def test_https_without_the_ca_fails_on_the_certificate(sim: Simulator, gitlab_settings: Any) -> None:
