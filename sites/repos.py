@@ -267,6 +267,7 @@ _PUSH_RACE_RE = re.compile(
     r"|incorrect old value|stale info",
     re.IGNORECASE,
 )
+_CREDENTIALS_RE = re.compile(r"could not read (username|password)|authentication failed", re.IGNORECASE)
 _URL_USERINFO_RE = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
 
 
@@ -751,6 +752,12 @@ class SiteRepo:
             return RepoUnavailable(f"{self.code}: git {verb} did not finish within {self.timeout:g}s")
         text = self._scrub(out.stderr or out.stdout.decode(errors="replace"))
         message = f"{self.code}: git {verb} failed: {_summary(text)}"
+        if _CREDENTIALS_RE.search(text):
+            # git answers a 401 to our header by asking for a user name, which reads like a prompt problem.
+            message = (
+                f"{self.code}: git {verb} failed: the git server refused edgefleet's credentials (401; check "
+                f"FLEET_GIT_TOKEN, its scopes and FLEET_GIT_TOKEN_HOST): {_summary(text)}"
+            )
         if network:
             if str(self.path) in text and _CORRUPT_RE.search(text):
                 # A network command tripping over our own damaged clone (e.g. fetch reading a bad index).
