@@ -1,6 +1,7 @@
 """Benchmark: a rollout driven by the workflow engine against a plain script doing the same I/O.
 
     .venv/bin/python bench/rollout.py [--sites 300] [--concurrency 2] [--max-parallel 50] [--timeout 1800]
+                                      [--git-transport file|https]
 
 One simulator serves `--sites` virtual sites (GitOps agents polling every --sync-interval s: "instant"
 sync). Both sides roll a release of the demo application (rollouts.demo: a Deployment and a ConfigMap)
@@ -19,12 +20,18 @@ runnable starves the simulator, whose agents then poll less often and cost less 
 script's 100 threads did, and its figure was cheaper by CPU that belongs to the edge (`--niceness 0`
 shows that).
 
+`--git-transport https` puts every site's repository on the simulator's git host (FLEET_GIT_HOST=gitlab:
+each project ensured through the adapter before the clock starts) and both sides write over HTTPS with
+the control plane's token, verifying the simulator's CA; `file` (the default) writes the same bare
+repositories through their paths. The agents read the same repositories either way.
+
 Printed: wall time of each, their ratio, the orchestration's overhead per site, the worker's memory
 (RSS of the main process and its children) before and after, and the git processes left behind.
 Uses a throwaway SQLite database (or FLEET_DATABASE_URL) and a private redis-server.
 """
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -40,6 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 WAVES = [{"name": "1%", "percent": 1}, {"name": "10%", "percent": 10}, {"name": "100%", "percent": 100}]
@@ -141,11 +149,19 @@ def plain_site(job: dict[str, Any]) -> float:
     from kubernetes import config
 
     from sites.clusters import SiteCluster
-    from sites.repos import Author, SiteRepo
+    from sites.repos import Author, GitCredentials, SiteRepo
 
     started = time.perf_counter()
-    # Its own clone cache, so it pays for its first clones as the orchestrated run did.
-    repo = SiteRepo(job["code"], job["repo_url"], cache_dir=job["cache_dir"], timeout=30, lock_timeout=30)
+    # Its own clone cache, so it pays for its first clones as the orchestrated run did; the same transport
+    # and credentials (token, CA) as the workers.
+    repo = SiteRepo(
+        job["code"],
+        job["repo_url"],
+        cache_dir=job["cache_dir"],
+        credentials=GitCredentials.from_settings(),
+        timeout=30,
+        lock_timeout=30,
+    )
     result = repo.write(job["files"], owned_prefix="apps/pos-bridge", message="plain", author=Author.of("bench"))
     sha = result.revision
     cluster = SiteCluster(
@@ -195,10 +211,37 @@ def main() -> None:
         "--warmup", type=int, default=20, help="sites of a first, small rollout before memory is measured (0: none)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    parser.add_argument(
+        "--git-transport",
+        choices=["file", "https"],
+        default="file",
+        help="file: bare repositories by path; https: projects on the simulator's git host, over HTTPS",
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="edgefleet-bench-rollout-"))
     binary = shutil.which("redis-server") or sys.exit("bench: needs redis-server on PATH")
+    sys.path.insert(0, str(ROOT))  # `simulator` is the package, not bench/simulator.py
+    from simulator.testing import running_simulator
+
+    # The simulator first: with https the settings (read once, at django.setup) name its git host.
+    simulated = contextlib.ExitStack()
+    sim = simulated.enter_context(
+        running_simulator(
+            sites=args.sites, state_dir=tmp / "sim", sync_interval=args.sync_interval, startup_timeout=600
+        )
+    )
+    if args.git_transport == "https":
+        os.environ.update(
+            {
+                "FLEET_GIT_HOST": "gitlab",
+                "FLEET_GITLAB_URL": sim.gitlab_url,
+                "FLEET_GITLAB_TOKEN": sim.gitlab_token,
+                "FLEET_GITLAB_GROUP": sim.git_group,
+                "FLEET_GIT_CA_FILE": str(sim.ca_cert),
+                "FLEET_GIT_HOSTS": urlsplit(sim.gitlab_url).netloc,
+            }
+        )
     port = free_port()
     nice = ["nice", "-n", str(args.niceness)] if args.niceness else []
     redis_args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp)]
@@ -235,25 +278,30 @@ def main() -> None:
     from rollouts.choices import RolloutState
     from rollouts.models import Application, Rollout
     from rollouts.rendering import render_site_files
-    from simulator.testing import running_simulator
+    from sites.githost import git_host
     from sites.imports import fleet_import
     from sites.models import Site
 
     call_command("migrate", verbosity=0)
     logging.getLogger("sites.repos").setLevel(logging.WARNING)  # one line per push, thousands of them
+    logging.getLogger("sites.githost").setLevel(logging.WARNING)  # one line per project ensured
     workers: list[subprocess.Popen[bytes]] = []
     sweeper = None
     stop = threading.Event()
     try:
-        with running_simulator(
-            sites=args.sites, state_dir=tmp / "sim", sync_interval=args.sync_interval, startup_timeout=600
-        ) as sim:
+        with simulated:
             t0 = time.perf_counter()
             # Without their machines: a rollout does not need them, and the generated fleet may repeat a
             # MAC address at thousands of sites (the import rightly refuses that).
             fleet = json.loads((sim.state_dir / "fleet.json").read_text())
             for entry in fleet["sites"]:
                 entry["nodes"] = []
+            if args.git_transport == "https":
+                host = git_host()
+                for entry in fleet["sites"]:
+                    entry["repo_url"] = host.ensure_project(entry["code"]).clone_url
+                print(f"{args.sites} projects ensured on the git host in {time.perf_counter() - t0:.1f} s")
+                t0 = time.perf_counter()
             fleet_import(data=fleet, actor="bench", kubeconfig_dir=sim.state_dir / "kubeconfigs")
             Site.objects.update(business_hours=[], maintenance_windows=[])
             print(f"{args.sites} simulated sites imported in {time.perf_counter() - t0:.1f} s")
@@ -418,6 +466,7 @@ def main() -> None:
             cpu_plain = cpu_delta(cpu_before, cpu_snapshot())
             plain_leaked = git_processes(os.getpid())
     finally:
+        simulated.close()  # (already closed unless set-up failed before the run)
         stop.set()
         for worker in workers:
             worker.terminate()
@@ -438,7 +487,7 @@ def main() -> None:
         f"\nrollout of {args.sites} sites in 3 waves ({', '.join(str(s) for s in sizes)}), zero bake, "
         f"max_parallel {args.max_parallel}, agents polling every {args.sync_interval:g} s, "
         f"{args.concurrency} processes each side ({pool_shape}, niceness {args.niceness}), {database}, "
-        f"{os.cpu_count()} CPUs"
+        f"{os.cpu_count()} CPUs, git over {args.git_transport}"
     )
     print(f"orchestrated final state: {rollout.state}, sites {dict((k, v) for k, v in counts.items() if v)}")
     print(f"  rollout_start (plan + render every site + rows): {start_seconds:.2f} s; {runs} runs, {steps} steps")

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from simulator.faults import FaultError, parse_cli_fault
 from simulator.fleet import Config, Fleet
+from simulator.githost.paths import path_problem
 from simulator.server import build_app
 from simulator.tls import server_context
 
@@ -66,10 +67,19 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument(
         "--no-tls", action="store_true", help="serve plain HTTP (kubectl then sends no token: only for clients that do)"
     )
+    parser.add_argument(
+        "--git-group",
+        default="fleet",
+        help="the git host's group (path, e.g. acme/restaurants) whose projects are the sites' repositories",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     if args.sites < 1:
         parser.error("--sites must be at least 1")
+    for part in args.git_group.strip("/").split("/"):
+        problem = path_problem(part)
+        if problem:
+            parser.error(f"--git-group {args.git_group!r}: {part!r} {problem}")
     faults = []
     for text in args.fault:
         try:
@@ -101,6 +111,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         bookmark_seconds=args.bookmark_seconds,
         faults=faults,
         tls=not args.no_tls,
+        git_group=args.git_group,
     )
 
 

@@ -18,6 +18,7 @@ from aiohttp import web
 from simulator.errors import ApiError
 from simulator.faults import FaultError
 from simulator.fleet import FLEET_KEY, Fleet
+from simulator.githost.host import add_control_routes as add_githost_routes
 from simulator.store import now_iso
 
 MAX_CONTROL_BODY = 64 * 1024
@@ -169,4 +170,5 @@ def add_control_routes(app: web.Application, fleet: Fleet) -> None:
     control.router.add_get("/sites", list_sites)
     control.router.add_get("/sites/{code}", site_summary)
     control.router.add_get("/sites/{code}/jobs", site_jobs)
+    add_githost_routes(control, fleet.githost)
     app.add_subapp("/_sim", control)

@@ -21,8 +21,11 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from simulator.faults import Faults
+from simulator.faults import FaultError, Faults
 from simulator.fleetgen import SiteSpec, reconcile
+from simulator.githost.host import FAULT_KINDS as GIT_HOST_FAULT_KINDS
+from simulator.githost.host import TARGET as GIT_HOST_TARGET
+from simulator.githost.host import GitHost
 from simulator.gitrepo import init_bare
 from simulator.site import Site
 from simulator.tls import ensure_certificates
@@ -56,6 +59,7 @@ class Config:
     bookmark_seconds: float = 5.0
     faults: list[dict[str, Any]] = field(default_factory=list)
     tls: bool = True
+    git_group: str = "fleet"
 
 
 class Fleet:
@@ -76,6 +80,8 @@ class Fleet:
         self.startup_seconds = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
+        # The sites group's projects are the sites' own repositories (repos/<code>.git).
+        self.githost = GitHost(self.state_dir / "githost", self.state_dir / "repos", config.git_group, self.faults)
 
     # --- set-up -------------------------------------------------------------------------------------
 
@@ -85,6 +91,7 @@ class Fleet:
         (self.state_dir / "repos").mkdir(parents=True, exist_ok=True)
         (self.state_dir / "kubeconfigs").mkdir(parents=True, exist_ok=True)
         self.admin_token = self._admin_token()
+        self.githost.prepare()
         if self.config.tls:
             self.ca_path, self.cert_path, self.key_path = ensure_certificates(self.state_dir / "tls", self.config.host)
         previous: list[SiteSpec] = []
@@ -123,6 +130,7 @@ class Fleet:
         """Write fleet.json, the kubeconfigs and simulator.json once the listening port is known."""
         scheme = "https" if self.ca_path else "http"
         self.base_url = f"{scheme}://{host}:{port}"
+        self.githost.set_base_url(self.base_url)
         ca_data = base64.b64encode(self.ca_path.read_bytes()).decode() if self.ca_path else None
         sites = []
         for code, site in self.sites.items():
@@ -141,6 +149,7 @@ class Fleet:
             "ca_cert": str(self.ca_path) if self.ca_path else None,
             "sites": len(self.sites),
             "startup_seconds": round(self.startup_seconds, 3),
+            "git_host": self.githost.info(),
         }
         _write_if_changed(self.state_dir / "simulator.json", json.dumps(info, indent=1) + "\n")
 
@@ -221,13 +230,16 @@ class Fleet:
         return {host: code for code, site in self.sites.items() for host in site.devices.by_hostname}
 
     def add_fault(self, spec: dict[str, Any]) -> Any:
+        if spec.get("site") == GIT_HOST_TARGET and spec.get("kind") not in GIT_HOST_FAULT_KINDS:
+            kinds = ", ".join(GIT_HOST_FAULT_KINDS)
+            raise FaultError(f"the git host takes the fault kinds {kinds}, not {spec.get('kind')!r}")
         fault = self.faults.add(
             kind=spec.get("kind"),
             site=spec.get("site"),
             rate=spec.get("rate", 1.0),
             node=spec.get("node"),
             seconds=spec.get("seconds"),
-            known_sites=set(self.sites),
+            known_sites={*self.sites, GIT_HOST_TARGET},
             known_nodes=self.known_nodes(),
         )
         self._faults_changed([fault])

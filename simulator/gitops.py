@@ -3,6 +3,12 @@ new commit, prunes what it applied before and no longer finds, and reports like 
 Kustomization `site` in `flux-system` (`lastAppliedRevision: main@sha1:<sha>`, `lastAttemptedRevision`,
 `observedGeneration`, a `Ready` condition).
 
+Which repository: the one the GitRepository `site` names (`spec.url`, `spec.secretRef`), as Flux's
+source-controller reads it (simulator.githost.source): the site's own `file://` repository from the
+start, or a project of the simulator's git host with credentials that may read it. A source it cannot
+read (credentials refused or revoked, the git host down) is reported on the GitRepository
+(`GitOperationFailed`) and the last applied revision stays.
+
 A revision is applied all or nothing: if any file fails to parse or any object is invalid, the agent
 reports Ready False with the reason and leaves the running state untouched.
 """
@@ -11,12 +17,14 @@ import asyncio
 import copy
 import logging
 import posixpath
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from simulator.errors import ApiError
+from simulator.githost.source import resolve, source_key
 from simulator.gitrepo import RefWatch, RepoError, read_ref, read_tree
 from simulator.resources import BY_PLURAL, ResourceType, lookup
 from simulator.store import now_iso
@@ -31,6 +39,7 @@ KUSTOMIZATION = ("flux-system", "site")
 NAME_LABEL = "kustomize.toolkit.fluxcd.io/name"
 NAMESPACE_LABEL = "kustomize.toolkit.fluxcd.io/namespace"
 KUSTOMIZE_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+SOURCE_RECHECK_SECONDS = 2.0  # how often credentials for the git host are checked again, as a fetch would
 
 
 class ManifestError(Exception):
@@ -161,12 +170,54 @@ class GitOpsAgent:
         self._ks_rv = -1
         self._ks_generation = 0
         self._ks_suspended = False
+        self._source_rv = -1
+        self._source_spec: dict[str, Any] = {}
+        self._source_key: tuple[Any, ...] = ()
+        self._source_remote = False
+        self._source_checked = 0.0
+        self._source_error: str | None = None
+
+    def _follow_source(self) -> bool:
+        """Point the agent at the repository its GitRepository names; False when it cannot read one now.
+
+        Cheap on the common path: nothing is resolved again unless the GitRepository changed, or, for the
+        git host, its Secret changed or SOURCE_RECHECK_SECONDS passed."""
+        stored = self.site.store.get("gitrepositories", *KUSTOMIZATION)
+        if stored is None:
+            return True
+        fresh = stored.rv != self._source_rv
+        if fresh:
+            self._source_rv = stored.rv
+            self._source_spec = stored.load().get("spec") or {}
+        elif not self._source_remote:
+            return self._source_error is None
+        now = time.monotonic()
+        key = source_key(self.site, self._source_spec)
+        if not fresh and key == self._source_key and now - self._source_checked < SOURCE_RECHECK_SECONDS:
+            return self._source_error is None
+        self._source_key, self._source_checked = key, now
+        source = resolve(self.site, self._source_spec)
+        self._source_remote = source.remote
+        if source.error is not None:
+            if source.error != self._source_error:
+                self._source_error = source.error
+                self._report_source_failure(source.error)
+            return False
+        recovered, self._source_error = self._source_error is not None, None
+        if source.path is not None and source.path != self.repo:
+            self.repo, self.ref = source.path, RefWatch(source.path)
+            self.reported_missing = False
+        if recovered and self.applied_sha:
+            self._report_source(self.applied_sha, force=True)
+        return True
 
     def poll(self) -> None:
         if self.busy or self.site.offline():
             return
         stored = self.site.store.get("kustomizations", *KUSTOMIZATION)
         if stored is None:
+            return
+        if not self._follow_source():
             return
         if stored.rv != self._ks_rv:  # parse the Kustomization only when it changed
             ks = stored.load()
@@ -302,10 +353,12 @@ class GitOpsAgent:
         status["lastHandledReconcileAt"] = now_iso()
         self.site.api.write(BY_PLURAL["kustomizations"], ks)
 
-    def _report_source(self, sha: str) -> None:
+    def _report_source(self, sha: str, *, force: bool = False) -> None:
         """The source-controller's half: the GitRepository `site` has an artifact for the new revision."""
         repo = self.site.store.load("gitrepositories", *KUSTOMIZATION)
-        if repo is None or (repo.get("status") or {}).get("artifact", {}).get("revision") == revision(sha):
+        if repo is None:
+            return
+        if not force and (repo.get("status") or {}).get("artifact", {}).get("revision") == revision(sha):
             return
         now = now_iso()
         message = f"stored artifact for revision '{revision(sha)}'"
@@ -330,8 +383,29 @@ class GitOpsAgent:
         }
         self.site.api.write(BY_PLURAL["gitrepositories"], repo)
 
+    def _report_source_failure(self, message: str) -> None:
+        """The source-controller cannot fetch: Ready False, GitOperationFailed; the artifact it had stays."""
+        repo = self.site.store.load("gitrepositories", *KUSTOMIZATION)
+        if repo is None:
+            return
+        status = repo.setdefault("status", {})
+        status["observedGeneration"] = repo["metadata"].get("generation", 1)
+        status["conditions"] = [
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": "GitOperationFailed",
+                "message": message,
+                "observedGeneration": status["observedGeneration"],
+                "lastTransitionTime": now_iso(),
+            }
+        ]
+        self.site.api.write(BY_PLURAL["gitrepositories"], repo)
+
     def summary(self) -> dict[str, Any]:
         return {
+            "source": str(self.repo),
+            "source_error": self._source_error,
             "head": read_ref(self.repo),
             "applied": self.applied_sha,
             "attempted": self.attempted_sha,

@@ -53,6 +53,7 @@ def build_app(fleet: Fleet) -> web.Application:
     app[FLEET_KEY] = fleet
     app.router.add_route("*", "/sites/{code}/{tail:.*}", handle_site)
     app.router.add_route("*", "/sites/{code}", handle_site)
+    app.router.add_route("*", "/gitlab/{tail:.*}", fleet.githost.handle)
     add_control_routes(app, fleet)
     app.router.add_route("*", "/{tail:.*}", handle_unknown)
     return app

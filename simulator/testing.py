@@ -11,8 +11,13 @@ on a free port and yields a `Simulator` handle; leaving the block stops it (SIGT
         sim.unbox(code, serial="G6TEST000001", mac="94:c6:91:00:00:01", bootstrap_token="...")
         sim.jobs(code)                              # the Jobs that ran at the site (name, node, image, env)
         sim.clear_faults()
+        sim.gitlab_url, sim.gitlab_token, sim.git_group  # the git host (GitLab API v4 + git smart HTTP)
+        sim.git_url(code)                           # https clone URL of the site's project
+        sim.gitlab()                                # gitlab.Gitlab for it (python-gitlab), trusting the CA
+        sim.create_git_token(scopes=["read_api"])   # another access token (role, project, expiry, revoked)
 
-Only the standard library is needed here, except `api_client()` which imports `kubernetes`.
+Only the standard library is needed here, except `api_client()` which imports `kubernetes` and `gitlab()`
+which imports python-gitlab.
 """
 
 import contextlib
@@ -53,6 +58,7 @@ class Simulator:
     process: subprocess.Popen[bytes]
     ca_cert: Path | None = None
     timeout: float = 10.0
+    git_host: dict[str, Any] | None = None
 
     # --- the fleet ----------------------------------------------------------------------------------
 
@@ -78,6 +84,65 @@ class Simulator:
         from kubernetes import config  # imported here so that the rest of this module needs no dependency
 
         return config.new_client_from_config(config_file=str(self.kubeconfig_path(code)))
+
+    # --- the git host -------------------------------------------------------------------------------
+
+    @property
+    def gitlab_url(self) -> str:
+        """The git host's base URL (`https://127.0.0.1:PORT/gitlab`): python-gitlab's `url`, FLEET_GITLAB_URL."""
+        return str((self.git_host or {})["url"])
+
+    @property
+    def gitlab_token(self) -> str:
+        """The control plane's access token (an administrator's, scope `api`): FLEET_GITLAB_TOKEN."""
+        return Path((self.git_host or {})["token_file"]).read_text().strip()
+
+    @property
+    def git_group(self) -> str:
+        """The group whose projects are the sites' repositories: FLEET_GITLAB_GROUP."""
+        return str((self.git_host or {})["group"])
+
+    def git_url(self, code: str) -> str:
+        """The https clone URL of a site's project (it exists once created through the API)."""
+        return f"{self.gitlab_url}/{self.git_group}/{code}.git"
+
+    def gitlab(self, token: str | None = None, **kwargs: Any) -> Any:
+        """A `gitlab.Gitlab` client for the git host, verifying its certificate against the simulator's CA."""
+        import gitlab  # imported here so that the rest of this module needs no dependency
+
+        return gitlab.Gitlab(
+            self.gitlab_url,
+            private_token=token if token is not None else self.gitlab_token,
+            ssl_verify=str(self.ca_cert) if self.ca_cert else True,
+            timeout=self.timeout,
+            **kwargs,
+        )
+
+    def create_git_token(
+        self,
+        *,
+        name: str = "test-token",
+        scopes: Sequence[str] = ("api",),
+        access_level: int = 50,
+        project: str | int | None = None,
+        expires_at: str | None = None,
+        revoked: bool = False,
+    ) -> dict[str, Any]:
+        """A new access token on the git host: a user's with `access_level` on the group, or a project
+        access token for `project` (id or path). The answer has its `token` and `id`."""
+        body: dict[str, Any] = {"name": name, "scopes": list(scopes), "access_level": access_level, "revoked": revoked}
+        if project is not None:
+            body["project"] = project
+        if expires_at is not None:
+            body["expires_at"] = expires_at
+        return dict(self._call("POST", "/_sim/githost/tokens", body, expect=201))
+
+    def revoke_git_token(self, token_id: int) -> None:
+        self._call("DELETE", f"/_sim/githost/tokens/{token_id}")
+
+    def git_host_summary(self) -> dict[str, Any]:
+        """Projects (with the repository each lives in), tokens (no values) and request counts."""
+        return dict(self._call("GET", "/_sim/githost"))
 
     # --- the control API ----------------------------------------------------------------------------
 
@@ -258,6 +323,7 @@ def _wait_started(process: subprocess.Popen[bytes], state_dir: Path, timeout: fl
             fleet=json.loads((state_dir / "fleet.json").read_text()),
             process=process,
             ca_cert=ca,
+            git_host=info.get("git_host"),
         )
         try:
             status, _ = sim.request("GET", "/_sim/healthz", auth=False)

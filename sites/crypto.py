@@ -35,6 +35,20 @@ def decrypt(token: str) -> str:
         raise ImproperlyConfigured("a stored secret cannot be decrypted with any key in FLEET_SECRET_KEYS") from exc
 
 
+SETTING_PREFIX = "fernet:"
+
+
+def setting_secret(value: str, name: str) -> str:
+    """A secret given in a setting: as is, or decrypted when written `fernet:<token>` (manage.py
+    encrypt_secret), so a .env file or a deployment's environment need not hold it in clear text."""
+    if not value.startswith(SETTING_PREFIX):
+        return value
+    try:
+        return fernet().decrypt(value[len(SETTING_PREFIX) :].encode()).decode()
+    except InvalidToken as exc:
+        raise ImproperlyConfigured(f"{name} cannot be decrypted with any key in FLEET_SECRET_KEYS") from exc
+
+
 def rotate(token: str) -> str:
     """Re-encrypt under the first key (a no-op in effect when it already is)."""
     return fernet().rotate(token.encode()).decode()

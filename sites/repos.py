@@ -23,7 +23,8 @@ Why it is written this way:
   hook path must not change what a worker does), no prompts, no credential helpers. Credentials come
   from settings only, through the environment: an HTTPS token as an `http.<url>.extraHeader` set with
   GIT_CONFIG_COUNT/KEY/VALUE (never in the URL or argv, where `ps` and error messages would show it),
-  an SSH deploy key through GIT_SSH_COMMAND.
+  an SSH deploy key through GIT_SSH_COMMAND. A private CA for the HTTPS server (FLEET_GIT_CA_FILE)
+  becomes `http.sslCAInfo` the same way; certificate verification is never turned off.
 - The URL is checked before any git call (`sites.repo_urls.GitPolicy`: listed hosts, local roots, no
   remote helpers; a refusal is `UnsafeUrl`, permanent), and git may use only that URL's transport:
   `protocol.allow=never` plus the one transport, GIT_ALLOW_PROTOCOL for the same, and
@@ -175,15 +176,20 @@ class GitCredentials:
     username: str = "x-access-token"
     #: The one server (`host` or `host:port`) the token is sent to; without it the token is never sent.
     token_host: str = ""
+    #: A CA bundle git trusts for HTTPS servers (a private CA, the simulator's): `http.sslCAInfo`.
+    ca_file: str = ""
 
     @classmethod
     def from_settings(cls) -> "GitCredentials":
+        from sites.crypto import setting_secret
+
         return cls(
             ssh_key_file=settings.FLEET_GIT_SSH_KEY_FILE,
             known_hosts_file=settings.FLEET_GIT_KNOWN_HOSTS_FILE,
-            token=settings.FLEET_GIT_TOKEN,
+            token=setting_secret(settings.FLEET_GIT_TOKEN, "FLEET_GIT_TOKEN"),
             username=settings.FLEET_GIT_USERNAME,
             token_host=settings.FLEET_GIT_TOKEN_HOST,
+            ca_file=settings.FLEET_GIT_CA_FILE,
         )
 
 
@@ -238,7 +244,8 @@ _PERMANENT_RE = re.compile(
     r"does not appear to be a git repository|repository .*not found|not found|could not be found"
     r"|returned error: (40[0134]|30[12378])|authentication failed|permission denied|could not read (username|password)"
     r"|terminal prompts disabled|host key verification failed|invalid username or password|access denied"
-    r"|unable to find remote helper|not supported|not allowed|invalid credentials",
+    r"|unable to find remote helper|not supported|not allowed|invalid credentials"
+    r"|certificate verification failed|ssl certificate problem|certificate verify failed",
     re.IGNORECASE,
 )
 # Our clone is damaged: re-create it and try again.
@@ -260,6 +267,7 @@ _PUSH_RACE_RE = re.compile(
     r"|incorrect old value|stale info",
     re.IGNORECASE,
 )
+_CREDENTIALS_RE = re.compile(r"could not read (username|password)|authentication failed", re.IGNORECASE)
 _URL_USERINFO_RE = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
 
 
@@ -319,6 +327,12 @@ class SiteRepo:
         self.credentials = credentials or GitCredentials()
         self.timeout = float(timeout)
         self.lock_timeout = float(lock_timeout)
+        if os.environ.get("GIT_SSL_NO_VERIFY") is not None:
+            # git reads it from the environment GitPython hands on, whatever we configure: refuse to run.
+            raise RepoError(
+                f"{code}: GIT_SSL_NO_VERIFY is set in this process's environment, which would switch off "
+                "certificate verification; unset it (a private CA goes in FLEET_GIT_CA_FILE)"
+            )
         self.path = self.cache_dir / code
         self._lock_path = self.cache_dir / f"{code}.lock"
         self._base_env = self._build_env()
@@ -685,6 +699,11 @@ class SiteRepo:
             ("gc.autoDetach", "false"),
             ("maintenance.auto", "false"),
         ]
+        if self.credentials.ca_file and transport == "https":
+            # Trust this CA for the server's certificate (verification itself is never switched off). The
+            # variable too: git prefers an inherited GIT_SSL_CAINFO to its configuration.
+            config.append(("http.sslCAInfo", self.credentials.ca_file))
+            env["GIT_SSL_CAINFO"] = self.credentials.ca_file
         header_url = token_scope(self.location, self.credentials.token_host)
         if header_url and self.credentials.token:
             basic = base64.b64encode(f"{self.credentials.username}:{self.credentials.token}".encode()).decode()
@@ -733,6 +752,12 @@ class SiteRepo:
             return RepoUnavailable(f"{self.code}: git {verb} did not finish within {self.timeout:g}s")
         text = self._scrub(out.stderr or out.stdout.decode(errors="replace"))
         message = f"{self.code}: git {verb} failed: {_summary(text)}"
+        if _CREDENTIALS_RE.search(text):
+            # git answers a 401 to our header by asking for a user name, which reads like a prompt problem.
+            message = (
+                f"{self.code}: git {verb} failed: the git server refused edgefleet's credentials (401; check "
+                f"FLEET_GIT_TOKEN, its scopes and FLEET_GIT_TOKEN_HOST): {_summary(text)}"
+            )
         if network:
             if str(self.path) in text and _CORRUPT_RE.search(text):
                 # A network command tripping over our own damaged clone (e.g. fetch reading a bad index).

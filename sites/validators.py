@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from sites.githost.paths import path_problem
 from sites.repo_urls import GitPolicy, RepoUrlRefused
 
 SITE_CODE_RE = re.compile(r"^[A-Z]{2,3}-[0-9]{3,6}$")
@@ -20,8 +21,13 @@ HOSTNAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 def validate_site_code(value: str) -> None:
+    """Our pattern, and GitLab's rules for a project path, since the code names the site's project
+    (`<group>/<code>`): a code the git host would refuse must never be accepted here."""
     if not SITE_CODE_RE.match(value):
         raise ValidationError(f"{value!r} is not a site code: expected two or three capitals, a dash, digits (TX-0412)")
+    problem = path_problem(value)
+    if problem:
+        raise ValidationError(f"{value!r} cannot name the site's project on the git host: {problem}")
 
 
 def validate_timezone(value: str) -> None:
