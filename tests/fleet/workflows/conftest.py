@@ -145,7 +145,7 @@ class PrivateRedis:
             self.proc = subprocess.Popen(
                 [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                  "--dir", str(self.directory)],
-                stdout=subprocess.DEVNULL,
+                stdout=(self.directory / "redis.log").open("ab"), stderr=subprocess.STDOUT,
             )  # fmt: skip
             if self._serving():
                 self.started = True
