@@ -11,7 +11,7 @@ from kubernetes import client as k8s
 from rest_framework.test import APIClient
 
 from fleet.audit.models import AuditEvent
-from fleet.workflows import engine
+from fleet.workflows import dispatch
 from fleet.workflows.choices import RunState
 from fleet.workflows.models import WorkflowRun
 from fleet.workflows.outcomes import Done
@@ -39,7 +39,7 @@ def fleet(sim: Simulator, db: None, settings: Any, monkeypatch: pytest.MonkeyPat
     """The simulated fleet imported; fast timings; no wake-up messages sent (this process advances runs)."""
     for name, value in FAST_TIMINGS.items():
         setattr(settings, name, value)
-    monkeypatch.setattr(engine, "enqueue_advance", lambda *args, **kwargs: True)
+    monkeypatch.setattr(dispatch, "enqueue_advance", lambda *args, **kwargs: True)
     sites = import_fleet(sim)
     yield sites
     sim.clear_faults()
@@ -334,7 +334,7 @@ def test_replace_restores_nothing_for_an_application_no_longer_stateful(
 
 @pytest.fixture
 def quiet(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine, "enqueue_advance", lambda *args, **kwargs: True)
+    monkeypatch.setattr(dispatch, "enqueue_advance", lambda *args, **kwargs: True)
 
 
 def wipe_body(node: Node, **extra: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from fleet.workflows import engine
+from fleet.workflows import dispatch
 from fleet.workflows.models import WorkflowRun
 from simulator.testing import Simulator, running_simulator
 from sites import devices, lifecycle, workflows
@@ -49,7 +49,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
 def fleet(sim: Simulator, db: None, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Site]]:
     for name, value in FAST_TIMINGS.items():
         setattr(settings, name, value)
-    monkeypatch.setattr(engine, "enqueue_advance", lambda *args, **kwargs: True)  # this process advances runs
+    monkeypatch.setattr(dispatch, "enqueue_advance", lambda *args, **kwargs: True)  # this process advances runs
     yield import_fleet(sim)
     sim.clear_faults()
 

@@ -11,7 +11,7 @@ import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db.models.functions import Now
 
-from fleet.workflows import engine
+from fleet.workflows import dispatch, engine
 from fleet.workflows.definitions import Step, Workflow, register
 from fleet.workflows.models import WorkflowRun
 from fleet.workflows.outcomes import Done, Fail, Outcome, Retry, Wait
@@ -92,7 +92,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
             messages[-1]["lease_token"] = lease_token
         return True
 
-    monkeypatch.setattr(engine, "enqueue_advance", enqueue)
+    monkeypatch.setattr(dispatch, "enqueue_advance", enqueue)
     return messages
 
 

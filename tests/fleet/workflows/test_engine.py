@@ -10,11 +10,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from fleet.audit.models import AuditEvent
-from fleet.workflows import engine
-from fleet.workflows.choices import RunState, StepState
-from fleet.workflows.engine import LEASE_LOST, NOT_DUE, advance, backoff_delay, sweep
+from fleet.workflows import engine, runs
+from fleet.workflows.choices import Advanced, RunState, StepState
+from fleet.workflows.engine import advance, sweep
 from fleet.workflows.models import StepRun, WorkflowRun
 from fleet.workflows.services import workflow_cancel
+from fleet.workflows.timing import backoff_delay
 from tests.fleet.workflows.conftest import deliver, make_due
 
 pytestmark = pytest.mark.django_db
@@ -34,10 +35,10 @@ def reload(run: WorkflowRun) -> WorkflowRun:
 def test_done_runs_every_step_and_merges_data_into_the_context(start: Any, sent: list[dict[str, Any]]) -> None:
     run = start(["done", "done"])
 
-    assert deliver(run) == StepState.DONE
+    assert deliver(run) == Advanced.DONE
     middle = reload(run)
     assert (middle.state, middle.current_step, middle.step_index) == (RunState.RUNNING, "second", 1)
-    assert deliver(run) == RunState.SUCCEEDED
+    assert deliver(run) == Advanced.FINISHED
 
     run = reload(run)
     assert run.state == RunState.SUCCEEDED
@@ -51,9 +52,9 @@ def test_done_runs_every_step_and_merges_data_into_the_context(start: Any, sent:
 
 def test_a_kind_that_is_not_audited_leaves_its_story_on_the_run_only(start: Any) -> None:
     audited, quiet = start(["done", "done"]), start(["done"], kind="unit.unaudited")
-    while deliver(audited) not in RunState.values:
+    while deliver(audited) != Advanced.FINISHED:
         pass
-    assert deliver(quiet) == RunState.SUCCEEDED
+    assert deliver(quiet) == Advanced.FINISHED
 
     def verbs(run: WorkflowRun) -> set[str]:
         events = AuditEvent.objects.filter(object_type="workflows.workflowrun", object_id=str(run.pk))
@@ -82,7 +83,7 @@ def test_done_after_makes_the_next_step_due_later_without_a_lease(
     sent.clear()
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert deliver(run) == StepState.DONE
+        assert deliver(run) == Advanced.DONE
 
     run = reload(run)
     assert (run.state, run.current_step, run.step_index, run.attempt) == (RunState.WAITING, "second", 1, 0)
@@ -90,9 +91,9 @@ def test_done_after_makes_the_next_step_due_later_without_a_lease(
     assert run.lease_owner == "" and run.lease_until is None and run.enqueued_at is None
     assert run.context["later"] is True
     assert sent == []  # as long as a Wait that long: the sweeper's business
-    assert advance(run.pk, worker_id="w") == NOT_DUE
+    assert advance(run.pk, worker_id="w") == Advanced.NOT_DUE
     make_due(run)
-    assert deliver(run) == RunState.SUCCEEDED
+    assert deliver(run) == Advanced.FINISHED
     assert steps_of(run) == [("first", 1, StepState.DONE), ("second", 1, StepState.DONE)]
 
 
@@ -103,7 +104,7 @@ def test_done_after_a_moment_hands_the_lease_over_in_a_delayed_message(
     sent.clear()
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert deliver(run) == StepState.DONE
+        assert deliver(run) == Advanced.DONE
 
     token = sent[0]["lease_token"]
     assert sent == [{"run": run.pk, "queue": "io", "countdown": 0.5, "lease_token": token}]
@@ -112,14 +113,14 @@ def test_done_after_a_moment_hands_the_lease_over_in_a_delayed_message(
     assert run.wake_at is not None and run.lease_until is not None
     # Leased from now until a full lease after it is due: the sweeper leaves it to that message.
     assert run.lease_until - run.wake_at >= dt.timedelta(seconds=settings.FLEET_WORKFLOW_LEASE_SECONDS)
-    assert advance(run.pk, worker_id="other") == NOT_DUE  # no one else can take it meanwhile
+    assert advance(run.pk, worker_id="other") == Advanced.NOT_DUE  # no one else can take it meanwhile
 
     # Delivered early (a clock a second and more behind), the message finds it not due yet.
     WorkflowRun.objects.filter(pk=run.pk).update(wake_at=Now() + dt.timedelta(seconds=30))
-    assert advance(run.pk, worker_id="early", lease_token=token) == NOT_DUE
+    assert advance(run.pk, worker_id="early", lease_token=token) == Advanced.NOT_DUE
     WorkflowRun.objects.filter(pk=run.pk).update(wake_at=Now())
     with django_capture_on_commit_callbacks(execute=True):
-        assert advance(run.pk, worker_id="receiver", lease_token=token) == RunState.SUCCEEDED
+        assert advance(run.pk, worker_id="receiver", lease_token=token) == Advanced.FINISHED
     assert steps_of(run) == [("first", 1, StepState.DONE), ("second", 1, StepState.DONE)]
 
 
@@ -130,7 +131,7 @@ def test_wait_stores_a_wake_up_and_sends_no_message(
     sent.clear()
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert deliver(run) == StepState.WAITING
+        assert deliver(run) == Advanced.WAITING
 
     run = reload(run)
     assert run.state == RunState.WAITING
@@ -145,26 +146,26 @@ def test_advance_is_idempotent_while_a_run_is_not_due(start: Any) -> None:
     run = start(["wait", "done"])
     deliver(run)
 
-    assert deliver(run) == NOT_DUE
-    assert deliver(run) == NOT_DUE
+    assert deliver(run) == Advanced.NOT_DUE
+    assert deliver(run) == Advanced.NOT_DUE
     assert StepRun.objects.filter(run=run).count() == 1
 
     make_due(run)
-    assert deliver(run) == StepState.DONE
+    assert deliver(run) == Advanced.DONE
     assert reload(run).context["calls"] == 2
 
 
 def test_retry_backs_off_then_fails_the_run_after_max_attempts(start: Any) -> None:
     run = start(["retry", "retry", "retry"])
 
-    assert deliver(run) == StepState.RETRYING
+    assert deliver(run) == Advanced.RETRYING
     retrying = reload(run)
     assert retrying.state == RunState.WAITING and retrying.attempt == 1
     assert retrying.wake_at is not None and retrying.wake_at <= timezone.now() + dt.timedelta(seconds=1.1)
     make_due(run)
-    assert deliver(run) == StepState.RETRYING
+    assert deliver(run) == Advanced.RETRYING
     make_due(run)
-    assert deliver(run) == RunState.FAILED
+    assert deliver(run) == Advanced.FINISHED
 
     run = reload(run)
     assert run.state == RunState.FAILED
@@ -188,7 +189,7 @@ def test_retry_after_uses_the_given_delay(start: Any) -> None:
 def test_fail_ends_the_run_with_the_reason(start: Any) -> None:
     run = start(["fail"])
 
-    assert deliver(run) == RunState.FAILED
+    assert deliver(run) == Advanced.FINISHED
 
     run = reload(run)
     assert (run.state, run.error) == (RunState.FAILED, "serial unknown")
@@ -198,24 +199,24 @@ def test_fail_ends_the_run_with_the_reason(start: Any) -> None:
 def test_an_exception_is_a_retry_with_its_traceback_kept(start: Any) -> None:
     run = start(["raise", "done", "done"])
 
-    assert deliver(run) == StepState.RETRYING
+    assert deliver(run) == Advanced.RETRYING
 
     step = StepRun.objects.get(run=run)
     assert step.message == "RuntimeError: boom"
     assert "Traceback" in step.error and "boom" in step.error
     make_due(run)
-    assert deliver(run) == StepState.DONE
+    assert deliver(run) == Advanced.DONE
 
 
 def test_a_step_returning_something_else_is_a_retry(start: Any) -> None:
     run = start(["garbage"])
-    assert deliver(run) == StepState.RETRYING
+    assert deliver(run) == Advanced.RETRYING
     assert "not Done, Wait, Retry or Fail" in StepRun.objects.get(run=run).message
 
 
 def test_a_context_that_is_not_json_is_a_retry_and_is_not_stored(start: Any) -> None:
     run = start(["unstorable"])
-    assert deliver(run) == StepState.RETRYING
+    assert deliver(run) == Advanced.RETRYING
     run = reload(run)
     assert "handle" not in run.context and "calls" not in run.context
     assert "not JSON serializable" in StepRun.objects.get(run=run).message
@@ -223,7 +224,7 @@ def test_a_context_that_is_not_json_is_a_retry_and_is_not_stored(start: Any) -> 
 
 def test_celerys_soft_time_limit_is_a_timed_out_attempt(start: Any) -> None:
     run = start(["soft_limit"])
-    assert deliver(run) == StepState.TIMED_OUT
+    assert deliver(run) == Advanced.RETRYING
     assert StepRun.objects.get(run=run).message == "step first timed out after 0.1 s"
 
 
@@ -233,7 +234,7 @@ def test_a_short_wait_is_also_sent_with_a_countdown(
     run = start(kind="demo.sleepless_wait", context={"seconds": 1})
     sent.clear()
     with django_capture_on_commit_callbacks(execute=True):
-        assert deliver(run) == StepState.WAITING
+        assert deliver(run) == Advanced.WAITING
     assert sent == [{"run": run.pk, "queue": "control", "countdown": 1.0}]
     assert reload(run).enqueued_at is not None  # the sweeper leaves it to that message
 
@@ -241,7 +242,7 @@ def test_a_short_wait_is_also_sent_with_a_countdown(
 def test_a_step_over_its_timeout_is_timed_out_and_retried(start: Any) -> None:
     run = start(["slow", "done"])
 
-    assert deliver(run) == StepState.TIMED_OUT
+    assert deliver(run) == Advanced.RETRYING
 
     run = reload(run)
     assert run.state == RunState.WAITING and run.step_index == 0
@@ -253,7 +254,7 @@ def test_a_run_past_its_deadline_fails_before_its_step(start: Any) -> None:
     run = start(["done"])
     WorkflowRun.objects.filter(pk=run.pk).update(deadline=timezone.now() - dt.timedelta(seconds=1))
 
-    assert deliver(run) == RunState.FAILED
+    assert deliver(run) == Advanced.FINISHED
 
     run = reload(run)
     assert run.error.startswith("deadline") and "before step first" in run.error
@@ -270,7 +271,7 @@ def test_a_wait_past_the_deadline_wakes_at_the_deadline(start: Any) -> None:
 def test_unknown_kind_fails_the_run(start: Any) -> None:
     run = start(["done"])
     WorkflowRun.objects.filter(pk=run.pk).update(kind="gone.kind")
-    assert deliver(run) == RunState.FAILED
+    assert deliver(run) == Advanced.FINISHED
     assert reload(run).error == "unknown workflow kind 'gone.kind'"
 
 
@@ -287,7 +288,7 @@ def test_cancelling_a_waiting_run_ends_it_at_its_next_advance(
     with django_capture_on_commit_callbacks(execute=True):
         workflow_cancel(run=run, actor="test", source="test", reason="wrong node")
     assert sent == [{"run": run.pk, "queue": "control", "countdown": None}]  # woken at once, not at wake_at
-    assert deliver(run) == RunState.CANCELLED
+    assert deliver(run) == Advanced.FINISHED
 
     run = reload(run)
     assert (run.state, run.error) == (RunState.CANCELLED, "cancelled: wrong node")
@@ -298,19 +299,19 @@ def test_cancelling_a_waiting_run_ends_it_at_its_next_advance(
 
 def test_a_cancel_during_a_step_is_acted_on_when_it_returns(start: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     run = start(["wait"])
-    real_run_step = engine._run_step
+    real_run_step = engine.execute
 
     def cancel_meanwhile(run_: WorkflowRun, step: Any) -> Any:
         workflow_cancel(run=run_, actor="test", source="test", reason="meanwhile")
         return real_run_step(run_, step)
 
-    monkeypatch.setattr(engine, "_run_step", cancel_meanwhile)
+    monkeypatch.setattr(engine, "execute", cancel_meanwhile)
     deliver(run)
     monkeypatch.undo()
 
     waiting = reload(run)
     assert waiting.wake_at is not None and waiting.wake_at <= timezone.now()  # not in 10 minutes
-    assert deliver(run) == RunState.CANCELLED
+    assert deliver(run) == Advanced.FINISHED
 
 
 # --- the lease --------------------------------------------------------------------------------------
@@ -318,18 +319,18 @@ def test_a_cancel_during_a_step_is_acted_on_when_it_returns(start: Any, monkeypa
 
 def test_only_one_of_two_advancers_takes_the_lease(start: Any) -> None:
     run = start(["done"])
-    assert engine._take_lease(run.pk, "w1/a") is not None
-    assert engine._take_lease(run.pk, "w2/b") is None
-    assert deliver(run) == NOT_DUE
+    assert runs.claim(run.pk, "w1/a", 60) is not None
+    assert runs.claim(run.pk, "w2/b", 60) is None
+    assert deliver(run) == Advanced.NOT_DUE
     assert reload(run).lease_owner == "w1/a"
 
 
 def test_an_expired_lease_is_taken_over_and_the_lost_attempt_shows(start: Any) -> None:
     run = start(["done", "done"])
-    assert engine._take_lease(run.pk, "dead-worker/x")  # ... and then the worker was SIGKILLed
+    assert runs.claim(run.pk, "dead-worker/x", 60)  # ... and then the worker was SIGKILLed
     WorkflowRun.objects.filter(pk=run.pk).update(lease_until=Now() - dt.timedelta(seconds=1))
 
-    assert deliver(run) == StepState.DONE
+    assert deliver(run) == Advanced.DONE
 
     assert steps_of(run) == [("first", 1, StepState.TIMED_OUT), ("first", 2, StepState.DONE)]
     assert "worker was lost" in StepRun.objects.filter(run=run).first().message  # type: ignore[union-attr]
@@ -338,16 +339,16 @@ def test_an_expired_lease_is_taken_over_and_the_lost_attempt_shows(start: Any) -
 def test_a_step_that_keeps_killing_its_worker_runs_out_of_attempts(start: Any) -> None:
     run = start(["done"])
     for n in range(3):
-        assert engine._take_lease(run.pk, f"dead/{n}")
+        assert runs.claim(run.pk, f"dead/{n}", 60)
         WorkflowRun.objects.filter(pk=run.pk).update(lease_until=Now() - dt.timedelta(seconds=1))
 
-    assert deliver(run) == RunState.FAILED
+    assert deliver(run) == Advanced.FINISHED
     assert "gave no outcome in 3 attempts" in reload(run).error
 
 
 def test_a_worker_that_lost_its_lease_records_nothing(start: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     run = start(["done", "done"])
-    real_run_step = engine._run_step
+    real_run_step = engine.execute
 
     def overrun_and_lose_the_lease(run_: WorkflowRun, step: Any) -> Any:
         result = real_run_step(run_, step)
@@ -355,8 +356,8 @@ def test_a_worker_that_lost_its_lease_records_nothing(start: Any, monkeypatch: p
         WorkflowRun.objects.filter(pk=run_.pk).update(lease_owner="w2/other", lease_until=Now())
         return result
 
-    monkeypatch.setattr(engine, "_run_step", overrun_and_lose_the_lease)
-    assert deliver(run) == LEASE_LOST
+    monkeypatch.setattr(engine, "execute", overrun_and_lose_the_lease)
+    assert deliver(run) == Advanced.LEASE_LOST
 
     run = reload(run)
     assert run.step_index == 0 and run.lease_owner == "w2/other"
@@ -373,9 +374,9 @@ def test_done_hands_the_next_steps_lease_to_its_message(
         deliver(run)
     token = sent[0]["lease_token"]
 
-    assert advance(run.pk, worker_id="intruder") == NOT_DUE  # leased for the message's receiver
-    assert advance(run.pk, worker_id="receiver", lease_token=token) == RunState.SUCCEEDED
-    assert advance(run.pk, worker_id="again", lease_token=token) == NOT_DUE  # a duplicate does nothing
+    assert advance(run.pk, worker_id="intruder") == Advanced.NOT_DUE  # leased for the message's receiver
+    assert advance(run.pk, worker_id="receiver", lease_token=token) == Advanced.FINISHED
+    assert advance(run.pk, worker_id="again", lease_token=token) == Advanced.NOT_DUE  # a duplicate does nothing
     assert steps_of(run) == [("first", 1, StepState.DONE), ("second", 1, StepState.DONE)]
 
 
@@ -388,9 +389,9 @@ def test_a_handed_over_lease_that_expired_is_not_used(
         deliver(run)
     token = sent[0]["lease_token"]
     WorkflowRun.objects.filter(pk=run.pk).update(lease_until=Now() - dt.timedelta(seconds=1))  # message was lost
-    assert advance(run.pk, worker_id="sweeper-woken") == RunState.SUCCEEDED  # taken over as usual...
+    assert advance(run.pk, worker_id="sweeper-woken") == Advanced.FINISHED  # taken over as usual...
 
-    assert advance(run.pk, worker_id="late", lease_token=token) == NOT_DUE  # ...and the late message is void
+    assert advance(run.pk, worker_id="late", lease_token=token) == Advanced.NOT_DUE  # ...and the late message is void
     timeline = steps_of(run)
     assert timeline[1] == ("second", 1, StepState.TIMED_OUT)  # the attempt the lost message stood for
     assert timeline[2] == ("second", 2, StepState.DONE)
@@ -407,7 +408,7 @@ def test_a_step_costs_one_transaction_after_a_handoff(
 
     # The claim (a read), then UPDATE + INSERT in one transaction (a savepoint inside the test's).
     with django_assert_num_queries(5), django_capture_on_commit_callbacks(execute=True):
-        assert advance(run.pk, worker_id="w", lease_token=token) == StepState.DONE
+        assert advance(run.pk, worker_id="w", lease_token=token) == Advanced.DONE
     assert sent[-1]["lease_token"] != token
 
 
@@ -443,7 +444,7 @@ def test_sweep_wakes_due_runs_once_and_skips_the_rest(start: Any, sent: list[dic
     deliver(waiting)
     deliver(sleeping)
     make_due(waiting)
-    engine._take_lease(leased.pk, "busy/1")
+    runs.claim(leased.pk, "busy/1", 60)
     sent.clear()
 
     assert sweep() == 1  # `fresh` has its start message in flight; `sleeping` is not due; `leased` is busy
