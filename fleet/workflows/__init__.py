@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from fleet.workflows.choices import ACTIVE_STATES, TERMINAL_STATES, RunState, StepState
 from fleet.workflows.definitions import Step, Workflow, register
-from fleet.workflows.outcomes import Done, Fail, Outcome, Retry, Stop, Wait, errors_as_outcomes
+from fleet.workflows.outcomes import Done, Fail, Outcome, Retry, StepFn, Stop, Wait, errors_as_outcomes
 
 if TYPE_CHECKING:
     from django.db.models import Model, QuerySet
@@ -36,6 +36,7 @@ __all__ = [
     "RunState",
     "Step",
     "StepRun",
+    "StepFn",
     "StepState",
     "Stop",
     "Wait",

@@ -4,6 +4,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from fleet.workflows import selectors
 from fleet.workflows.models import StepRun, WorkflowRun
 
 # Context keys that may hold secrets (tokens, join configs) are never shown; a step that must keep a
@@ -90,6 +91,12 @@ class WorkflowRunSerializer(serializers.ModelSerializer):
         data = dict(super().to_representation(instance))
         data["context"] = public_context(instance.context or {})
         return data
+
+
+def run_shape(run: WorkflowRun) -> dict[str, Any]:
+    """The run as the API shows it, read again with its timeline: what other apps' views answer with
+    after starting a run (202)."""
+    return dict(WorkflowRunSerializer(selectors.run_list().get(pk=run.pk)).data)
 
 
 class CancelSerializer(serializers.Serializer):
