@@ -12,6 +12,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.db.models.functions import Now
 
 from fleet.workflows import dispatch, engine
+from fleet.workflows.choices import Advanced
 from fleet.workflows.definitions import Step, Workflow, register
 from fleet.workflows.models import WorkflowRun
 from fleet.workflows.outcomes import Done, Fail, Outcome, Retry, Wait
@@ -110,7 +111,7 @@ def start(sent: list[dict[str, Any]]) -> Any:
     return _start
 
 
-def deliver(run: WorkflowRun, worker_id: str = "w") -> str:
+def deliver(run: WorkflowRun, worker_id: str = "w") -> Advanced:
     """What a worker does with the engine's wake-up message: advance the run, with the lease the
     previous step handed over (if any)."""
     owner = WorkflowRun.objects.filter(pk=run.pk).values_list("lease_owner", flat=True).first() or ""

@@ -50,6 +50,44 @@ def test_done_runs_every_step_and_merges_data_into_the_context(start: Any, sent:
     assert AuditEvent.objects.filter(object_id=str(run.pk), verb="workflow_succeeded").exists()
 
 
+@pytest.mark.parametrize(
+    ("plan", "advanced", "run_state", "step_state"),
+    [
+        (["done"], Advanced.DONE, RunState.RUNNING, StepState.DONE),  # moved on, the next step leased
+        (["wait"], Advanced.WAITING, RunState.WAITING, StepState.WAITING),
+        (["retry"], Advanced.RETRYING, RunState.WAITING, StepState.RETRYING),
+        (["raise"], Advanced.RETRYING, RunState.WAITING, StepState.RETRYING),
+        (["slow"], Advanced.RETRYING, RunState.WAITING, StepState.TIMED_OUT),
+        (["fail"], Advanced.FINISHED, RunState.FAILED, StepState.FAILED),
+    ],
+)
+def test_advance_says_what_it_did_in_one_word(
+    start: Any, plan: list[str], advanced: Advanced, run_state: str, step_state: str
+) -> None:
+    run = start(plan)
+
+    assert deliver(run) == advanced
+
+    assert reload(run).state == run_state
+    assert steps_of(run) == [("first", 1, step_state)]
+
+
+def test_advance_says_not_due_and_lease_lost(start: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    waiting = start(["wait"])
+    deliver(waiting)
+    assert deliver(waiting) == Advanced.NOT_DUE
+
+    run = start(["done"])
+    real = engine.execute
+
+    def lose_the_lease(run_: WorkflowRun, step: Any) -> Any:
+        WorkflowRun.objects.filter(pk=run_.pk).update(lease_owner="w2/other")
+        return real(run_, step)
+
+    monkeypatch.setattr(engine, "execute", lose_the_lease)
+    assert deliver(run) == Advanced.LEASE_LOST
+
+
 def test_a_kind_that_is_not_audited_leaves_its_story_on_the_run_only(start: Any) -> None:
     audited, quiet = start(["done", "done"]), start(["done"], kind="unit.unaudited")
     while deliver(audited) != Advanced.FINISHED:
