@@ -14,7 +14,7 @@ from django.db.models.functions import Now
 from fleet.workflows import dispatch, engine
 from fleet.workflows.choices import Advanced
 from fleet.workflows.definitions import Step, Workflow, register
-from fleet.workflows.models import WorkflowRun
+from fleet.workflows.models import StepRun, WorkflowRun
 from fleet.workflows.outcomes import Done, Fail, Outcome, Retry, Wait
 from fleet.workflows.services import workflow_start
 from tests.services import Worker, free_port, tcp_open
@@ -116,6 +116,15 @@ def deliver(run: WorkflowRun, worker_id: str = "w") -> Advanced:
     previous step handed over (if any)."""
     owner = WorkflowRun.objects.filter(pk=run.pk).values_list("lease_owner", flat=True).first() or ""
     return engine.advance(run.pk, worker_id=worker_id, lease_token=owner if owner.startswith("handoff/") else None)
+
+
+def reload(run: WorkflowRun) -> WorkflowRun:
+    return WorkflowRun.objects.get(pk=run.pk)
+
+
+def steps_of(run: WorkflowRun) -> list[tuple[str, int, str]]:
+    """The run's timeline as (step, attempt, state), oldest first."""
+    return list(StepRun.objects.filter(run=run).order_by("id").values_list("step", "attempt", "state"))
 
 
 def make_due(run: WorkflowRun) -> None:
