@@ -27,6 +27,7 @@ test-sqlite: $(STAMP)
 	FLEET_ENV=test FLEET_DATABASE_URL=sqlite:///$(CURDIR)/var/test-sqlite.sqlite3 $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
+	$(PY) scripts/check_workflow_boundary.py
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .

@@ -271,6 +271,7 @@ def main() -> None:
 
     django.setup()
     from django.core.management import call_command
+    from django.db.models import Sum
 
     from fleet.workflows.engine import sweep
     from fleet.workflows.models import StepRun, WorkflowRun
@@ -281,6 +282,14 @@ def main() -> None:
     from sites.githost import git_host
     from sites.imports import fleet_import
     from sites.models import Site
+
+    def executed_steps() -> int:
+        """Attempts at the rollout's steps: a waiting row of the timeline counts each of its polls."""
+        total = StepRun.objects.filter(run__kind__startswith="rollout.").aggregate(n=Sum("polls"))["n"]
+        return int(total or 0)
+
+    def timeline_rows() -> int:
+        return StepRun.objects.filter(run__kind__startswith="rollout.").count()
 
     call_command("migrate", verbosity=0)
     logging.getLogger("sites.repos").setLevel(logging.WARNING)  # one line per push, thousands of them
@@ -372,7 +381,7 @@ def main() -> None:
 
                 wait_for(warmed, args.timeout, "the warm-up rollout", every=0.2)
                 time.sleep(1)
-            steps_before = StepRun.objects.filter(run__kind__startswith="rollout.").count()
+            steps_before, rows_before = executed_steps(), timeline_rows()
             runs_before = WorkflowRun.objects.filter(kind__startswith="rollout.").count()
             rss_before = sum(sum(rss_each(worker.pid)) for worker in workers)
             each_before = [mb for worker in workers for mb in rss_each(worker.pid)]
@@ -425,7 +434,7 @@ def main() -> None:
             each_after = [mb for worker in workers for mb in rss_each(worker.pid)]
             leaked = sum(git_processes(worker.pid) for worker in workers)
             counts = rollout.counts
-            steps = StepRun.objects.filter(run__kind__startswith="rollout.").count() - steps_before
+            steps, step_rows = executed_steps() - steps_before, timeline_rows() - rows_before
             runs = WorkflowRun.objects.filter(kind__startswith="rollout.").count() - runs_before
 
             # --- plain: the same I/O (a new version, so every site gets a commit) ---
@@ -490,7 +499,10 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, git over {args.git_transport}"
     )
     print(f"orchestrated final state: {rollout.state}, sites {dict((k, v) for k, v in counts.items() if v)}")
-    print(f"  rollout_start (plan + render every site + rows): {start_seconds:.2f} s; {runs} runs, {steps} steps")
+    print(
+        f"  rollout_start (plan + render every site + rows): {start_seconds:.2f} s; {runs} runs, {steps} steps"
+        f" in {step_rows} timeline rows"
+    )
     print(f"{'':34}{'wall s':>9}{'ms/site':>10}")
     print(f"{'orchestrated (workflow engine)':34}{orchestrated:9.2f}{orchestrated / args.sites * 1000:10.1f}")
     print(f"{'plain script (same I/O)':34}{plain:9.2f}{plain / args.sites * 1000:10.1f}")

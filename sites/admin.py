@@ -21,7 +21,7 @@ from django.utils.html import format_html
 from fleet.admin_display import badge
 from fleet.admin_forms import ServiceAdminMixin, ServiceForm
 from fleet.errors import FleetError
-from fleet.workflows.models import WorkflowRun
+from fleet.workflows import runs_of
 from sites import devices, lifecycle, services
 from sites.admin_devices import NodeCredentialInline, issue_bootstrap_tokens, issue_site_wide_bootstrap_tokens
 from sites.choices import NODE_MANUAL_TRANSITIONS, NodeState, SiteState
@@ -527,7 +527,7 @@ class NodeAdmin(ServiceAdminMixin, admin.ModelAdmin):
     @admin.display(description="workflow runs")
     def workflow_runs(self, node: Node) -> str:
         url = reverse("admin:workflows_workflowrun_changelist")
-        count = WorkflowRun.objects.filter(subject_type="sites.node", subject_id=str(node.pk)).count()
+        count = runs_of(node).count()
         return format_html('<a href="{}?subject_type=sites.node&amp;subject_id={}">{} run(s)</a>', url, node.pk, count)
 
     @admin.action(description="Revoke device credentials", permissions=["change"])

@@ -20,9 +20,8 @@ from django.utils import timezone
 from fleet.audit.services import Actor, audit_record
 from fleet.errors import Conflict, Invalid
 from fleet.permissions import require_perm
-from fleet.workflows import selectors as run_selectors
-from fleet.workflows.models import WorkflowRun
-from fleet.workflows.services import subject_key, workflow_start
+from fleet.workflows import WorkflowRun, active_run
+from fleet.workflows import start as workflow_start
 from sites import services, workflows
 from sites.choices import NODE_RETIRABLE_STATES, NodeRole, NodeState, SiteState
 from sites.models import Node, Site
@@ -55,7 +54,7 @@ def _run_deadline(kind: str) -> dt.datetime | None:
 
 
 def _refuse_if_busy(node: Node) -> None:
-    active = run_selectors.active_run_for_key(subject_key(node))
+    active = active_run(node)
     if active is not None:
         step = f" at step {active.current_step}" if active.current_step else ""
         raise Conflict(

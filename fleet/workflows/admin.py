@@ -36,10 +36,10 @@ MAX_RUNS_PER_CANCEL = 200
 
 
 class StepRunInline(admin.TabularInline):
-    """The run's timeline, oldest first, newest last."""
+    """The run's timeline, oldest first, newest last; a waiting row counts its polls (first to last)."""
 
     model = StepRun
-    fields = ("step", "attempt", "state_badge", "started_at", "finished_at", "message", "error_summary")
+    fields = ("step", "attempt", "state_badge", "polls", "started_at", "finished_at", "message", "error_summary")
     readonly_fields = fields
     extra = 0
     can_delete = False

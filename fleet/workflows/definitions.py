@@ -3,7 +3,7 @@
 An app declares its workflows in its own `workflows.py`, imported when Django starts (see apps.py), so
 the web process, beat and every worker know the same kinds:
 
-    from fleet.workflows.definitions import Step, Workflow, register
+    from fleet.workflows import Step, Workflow, register
 
     register(Workflow(
         kind="node.wipe",
@@ -19,17 +19,16 @@ This module imports no models, so a `workflows.py` can import it at any time.
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from fleet.workflows.outcomes import Outcome
+from fleet.workflows.outcomes import StepFn
 
 if TYPE_CHECKING:
     from fleet.workflows.models import WorkflowRun
 
-StepFn = Callable[["WorkflowRun", dict[str, Any]], Outcome]
 Hook = Callable[["WorkflowRun"], None]
 
 

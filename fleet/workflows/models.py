@@ -10,6 +10,7 @@ from django.apps import apps
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 
 from fleet.workflows.choices import ACTIVE_STATES, RunState, StepState
 
@@ -19,9 +20,11 @@ class WorkflowRun(models.Model):
 
     The subject is named generically (`subject_type` is `app_label.model`, `subject_id` its primary key)
     so any app can run workflows without this app knowing its models. `step_index`/`current_step` say
-    which step runs next; `attempt` counts the failed attempts at it in a row. A run is due when
-    `wake_at` has passed; a worker advancing it holds a lease (`lease_owner` until `lease_until`);
-    `enqueued_at` is when the last wake-up message was sent, so the sweeper re-sends only lost ones.
+    which step runs next; `attempt` counts the leases taken for it since the run last made progress. A
+    run is due when `wake_at` has passed; a worker advancing it holds a lease (`lease_owner` until
+    `lease_until`); `enqueued_at` is when the last wake-up message was sent (NULL: none in flight), so the
+    sweeper re-sends only lost ones. Those four are written by fleet/workflows/runs.py only, on the
+    database's clock (a new run is due at once: their database default).
     """
 
     kind = models.CharField(max_length=64, db_index=True)
@@ -36,9 +39,13 @@ class WorkflowRun(models.Model):
     step_index = models.PositiveIntegerField(default=0)
     current_step = models.CharField(max_length=64, blank=True)
     context = models.JSONField(default=dict, blank=True)
-    attempt = models.PositiveIntegerField(default=0, help_text="attempts at the current step since it last moved on")
-    wake_at = models.DateTimeField(null=True, blank=True)
-    enqueued_at = models.DateTimeField(null=True, blank=True)
+    attempt = models.PositiveIntegerField(
+        default=0, help_text="leases taken for the current step since the run last made progress"
+    )
+    wake_at = models.DateTimeField(null=True, blank=True, db_default=Now(), help_text="due from then on")
+    enqueued_at = models.DateTimeField(
+        null=True, blank=True, db_default=Now(), help_text="when the last wake-up message was sent (empty: none)"
+    )
     lease_owner = models.CharField(max_length=200, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     deadline = models.DateTimeField(null=True, blank=True)
@@ -53,6 +60,11 @@ class WorkflowRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # Not columns: computed by the database on the rows fleet/workflows/runs.py claims (seconds of lease
+    # left, and whether the deadline has passed), so the engine never compares its clock with the rows'.
+    lease_left: float
+    overdue: bool
 
     class Meta:
         ordering = ["-id"]
@@ -91,8 +103,10 @@ class WorkflowRun(models.Model):
 class StepRun(models.Model):
     """One attempt at one step of a run and what came of it: the run's timeline, newest last.
 
-    Written with the outcome, in the transaction that moves the run on; `error` keeps a traceback when
-    the step raised, `result` the data a Done merged into the context.
+    Written with the outcome, in the transaction that moves the run on (fleet/workflows/timeline.py);
+    `error` keeps a traceback when the step raised, `result` the data a Done merged into the context.
+    Consecutive waits of one step are one row: `polls` counts them, `started_at` is the first poll's
+    start and `finished_at` the last one's end, `message` the last one's.
     """
 
     run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="steps")
@@ -105,6 +119,8 @@ class StepRun(models.Model):
     error = models.TextField(blank=True)
     result = models.JSONField(default=dict, blank=True)
     worker = models.CharField(max_length=200, blank=True)
+    # A database default too, so a worker still running the previous release inserts rows during a deploy.
+    polls = models.PositiveIntegerField(default=1, db_default=1, help_text="polls merged into this waiting row")
 
     class Meta:
         ordering = ["id"]

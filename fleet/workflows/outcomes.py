@@ -2,10 +2,16 @@
 
 A step is `fn(run, ctx) -> Outcome`. `ctx` is the run's JSON context: changes the step makes to it are
 saved with the outcome (whatever the outcome), so a step can leave idempotency markers there.
+`errors_as_outcomes` turns the exceptions an app's adapters raise into outcomes, once per app.
 """
 
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from fleet.workflows.models import WorkflowRun
 
 
 @dataclass(frozen=True)
@@ -51,3 +57,62 @@ class Fail:
 
 
 Outcome = Done | Wait | Retry | Fail
+
+
+class Stop(Exception):  # noqa: N818  # control flow, not an error: a helper decided the step's outcome
+    """Raised by a helper deep inside a step to end the step with `outcome` (e.g. `Stop(Fail("gone"))`);
+    a step wrapped by `errors_as_outcomes` returns it."""
+
+    def __init__(self, outcome: Outcome):
+        super().__init__(str(outcome))
+        self.outcome = outcome
+
+
+ErrorTypes = type[Exception] | tuple[type[Exception], ...]
+# What an error becomes: `Retry` or `Fail` (with the error's message), or a function of (run, ctx, error).
+OutcomeFor = type[Retry] | type[Fail] | Callable[["WorkflowRun", dict[str, Any], Any], Outcome]
+StepFn = Callable[["WorkflowRun", dict[str, Any]], Outcome]
+
+
+def errors_as_outcomes(mapping: Mapping[ErrorTypes, OutcomeFor]) -> Callable[[StepFn], StepFn]:
+    """A step decorator that turns the declared exceptions into outcomes, so an app writes its mapping
+    once and every step uses it instead of its own try/except:
+
+        site_step = errors_as_outcomes({
+            ClusterUnavailable: wait_for_the_site,   # (run, ctx, error) -> Outcome
+            ClusterRefused: Fail,                     # Fail(<the error's message>)
+            ClusterError: Retry,                      # Retry(<the error's message>)
+        })
+
+    Entries are tried in order, so name a subclass before its base. `Stop(outcome)` always returns its
+    outcome. Anything else propagates: the engine records it as a Retry with its traceback.
+    """
+    entries = list(mapping.items())
+
+    def decorate(fn: StepFn) -> StepFn:
+        @functools.wraps(fn)
+        def step(run: "WorkflowRun", ctx: dict[str, Any]) -> Outcome:
+            try:
+                return fn(run, ctx)
+            except Stop as stop:
+                return stop.outcome
+            except Exception as exc:
+                for types, outcome_for in entries:
+                    if isinstance(exc, types):
+                        return _outcome(outcome_for, run, ctx, exc)
+                raise
+
+        return step
+
+    return decorate
+
+
+def _outcome(outcome_for: OutcomeFor, run: "WorkflowRun", ctx: dict[str, Any], exc: Exception) -> Outcome:
+    message = getattr(exc, "message", None)
+    text = message if isinstance(message, str) and message else str(exc)
+    if outcome_for is Retry:
+        return Retry(text)
+    if outcome_for is Fail:
+        return Fail(text)
+    function = cast(Callable[["WorkflowRun", dict[str, Any], Any], Outcome], outcome_for)
+    return function(run, ctx, exc)

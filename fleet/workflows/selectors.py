@@ -3,7 +3,7 @@
 import datetime as dt
 
 from django.conf import settings
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Model, Prefetch, Q, QuerySet
 from django.db.models.functions import Now
 
 from fleet.workflows.choices import ACTIVE_STATES
@@ -18,6 +18,11 @@ def run_list() -> QuerySet[WorkflowRun]:
 def runs_for_subject(subject_type: str, subject_id: object) -> QuerySet[WorkflowRun]:
     """Every run on one subject (e.g. `"sites.node", 42`), newest first."""
     return WorkflowRun.objects.filter(subject_type=subject_type, subject_id=str(subject_id)).order_by("-id")
+
+
+def runs_of(subject: Model) -> QuerySet[WorkflowRun]:
+    """Every run on `subject` (a model instance), newest first."""
+    return runs_for_subject(subject._meta.label_lower, subject.pk)
 
 
 def active_run_for_key(key: str) -> WorkflowRun | None:

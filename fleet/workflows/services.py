@@ -1,25 +1,30 @@
-"""Starting, cancelling and retrying workflow runs. Admin, API, beat and other apps' services call these."""
+"""Starting, cancelling, retrying and waking workflow runs: the doors the admin, the API, beat and other
+apps use (through fleet.workflows). Each checks, writes through fleet.workflows.runs, audits, and sends
+the wake-up message after the caller's transaction commits."""
 
 import datetime as dt
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, models, transaction
-from django.db.models.functions import Now
 from django.utils import timezone
 
 from fleet.audit.services import Actor, actor_name, audit_record
 from fleet.errors import Conflict, Invalid
-from fleet.workflows import selectors
-from fleet.workflows.choices import ACTIVE_STATES, RUN_TRANSITIONS, RunState
+from fleet.workflows import dispatch, runs, selectors
+from fleet.workflows.choices import RUN_TRANSITIONS, RunState
 from fleet.workflows.definitions import get_workflow, workflow_kinds
-from fleet.workflows.engine import schedule_now
 from fleet.workflows.models import WorkflowRun
 
 
 def subject_key(subject: models.Model) -> str:
-    """The default exclusive key of a subject: `<model>:<pk>`, e.g. `node:42`."""
+    """The default exclusive key of a subject: `<model>:<pk>`, e.g. `node:42`. Only this app builds keys."""
     return f"{subject._meta.model_name}:{subject.pk}"
+
+
+def subject_type(subject: models.Model) -> str:
+    """How a run names its subject's model: `app_label.model`, e.g. `sites.node`."""
+    return subject._meta.label_lower
 
 
 def workflow_start(
@@ -37,7 +42,8 @@ def workflow_start(
     An exclusive kind gets the subject's key (`node:42`) unless `exclusive_key` is given; a second active
     run with the same key is refused by the database and answered with Conflict naming the active run.
     `deadline` defaults to now + the kind's deadline. Call it inside the transaction that changes the
-    subject (e.g. node -> wiping), so the change and the run commit together.
+    subject (e.g. node -> wiping), so the change and the run commit together. The run is due at once
+    (`wake_at` and `enqueued_at` are the database's clock, by their column defaults).
     """
     definition = get_workflow(kind)
     if definition is None:
@@ -49,7 +55,7 @@ def workflow_start(
     deadline = deadline or timezone.now() + definition.deadline
     run = WorkflowRun(
         kind=kind,
-        subject_type=subject._meta.label_lower if subject is not None else "",
+        subject_type=subject_type(subject) if subject is not None else "",
         subject_id=str(subject.pk) if subject is not None else "",
         subject_repr=str(subject)[:200] if subject is not None else "",
         exclusive_key=exclusive_key,
@@ -59,8 +65,6 @@ def workflow_start(
         deadline=deadline,
         created_by=actor if isinstance(actor, AbstractBaseUser) else None,  # type: ignore[misc]  # any user model
         created_by_repr=actor_name(actor)[:150],
-        wake_at=timezone.now(),
-        enqueued_at=timezone.now(),
     )
     with transaction.atomic():
         try:
@@ -76,7 +80,7 @@ def workflow_start(
                 source=source,
                 payload={"kind": kind, "exclusive_key": exclusive_key, "deadline": deadline.isoformat()},
             )
-        schedule_now(run)
+        dispatch.send_after_commit(run)
     return run
 
 
@@ -85,15 +89,11 @@ def workflow_cancel(*, run: WorkflowRun, actor: Actor, source: str, reason: str 
     pending or waiting run, after the current step for a running one. Conflict if the run has ended."""
     with transaction.atomic():
         locked = WorkflowRun.objects.select_for_update().get(pk=run.pk)
-        if locked.state not in ACTIVE_STATES:
+        if RunState.CANCELLED not in RUN_TRANSITIONS[locked.state]:
             raise Conflict(f"workflow run {locked.pk} ({locked.kind}) is {locked.state}; it cannot be cancelled")
-        if not locked.cancel_requested:
-            # wake_at = now makes a waiting run due; a leased one is cancelled when its step returns.
-            WorkflowRun.objects.filter(pk=locked.pk).update(
-                cancel_requested=True, cancel_reason=reason[:2000], wake_at=Now(), enqueued_at=Now(), updated_at=Now()
-            )
+        if runs.request_cancel(locked.pk, reason):
             audit_record(actor=actor, verb="workflow_cancel", obj=locked, source=source, payload={"reason": reason})
-            schedule_now(locked)
+            dispatch.send_after_commit(locked)
     locked.refresh_from_db()
     return locked
 
@@ -112,16 +112,7 @@ def workflow_retry(*, run: WorkflowRun, actor: Actor, source: str) -> WorkflowRu
             raise Conflict(f"workflow run {locked.pk} ({locked.kind}) is {locked.state}; only a failed run is retried")
         try:
             with transaction.atomic():
-                WorkflowRun.objects.filter(pk=locked.pk).update(
-                    state=RunState.PENDING,
-                    attempt=0,
-                    error="",
-                    finished_at=None,
-                    deadline=timezone.now() + definition.deadline,
-                    wake_at=Now(),
-                    enqueued_at=Now(),
-                    updated_at=Now(),
-                )
+                runs.restart(locked.pk, deadline_seconds=definition.deadline.total_seconds())
         except IntegrityError:
             raise _exclusive_conflict(locked.exclusive_key) from None
         audit_record(
@@ -131,9 +122,19 @@ def workflow_retry(*, run: WorkflowRun, actor: Actor, source: str) -> WorkflowRu
             source=source,
             payload={"step": locked.current_step, "previous_error": locked.error},
         )
-        schedule_now(locked)
+        dispatch.send_after_commit(locked)
     locked.refresh_from_db()
     return locked
+
+
+def workflow_wake(*, run: WorkflowRun) -> bool:
+    """Make a pending or waiting run due now and wake a worker after commit, unless it is already due
+    with a message on its way (wake-ups coalesce). False when nothing was sent (already due, running, or
+    ended: a running run sees the change at its next step)."""
+    if not runs.make_due(run.pk):
+        return False
+    dispatch.send_after_commit(run)
+    return True
 
 
 def _exclusive_conflict(key: str | None) -> Conflict:

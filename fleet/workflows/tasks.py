@@ -11,12 +11,12 @@ from fleet.workflows import engine
 def workflow_advance_task(self: Task, run_id: int, lease_token: str | None = None, lease: float | None = None) -> str:
     """Advance one run by one step if it is due. A duplicate or stale message finds nothing to do.
 
-    The sender sets the soft/hard time limits from the step's timeout (fleet.workflows.dispatch) and
-    either hands over the lease it took for this message (`lease_token`) or says how long a lease the
-    step needs (`lease`, seconds).
+    The message is the engine's wire protocol (fleet.workflows.dispatch): the sender sets the soft and
+    hard time limits from the step's timeout and either hands over the lease it took for this message
+    (`lease_token`) or says how long a lease the step needs (`lease`, seconds).
     """
     worker_id = f"{self.request.hostname}:{os.getpid()}"
-    return engine.advance(run_id, worker_id=worker_id, lease_token=lease_token, lease_seconds=lease)
+    return str(engine.advance(run_id, worker_id=worker_id, lease_token=lease_token, lease_seconds=lease))
 
 
 @shared_task(name="workflows.sweep", ignore_result=True)

@@ -11,9 +11,8 @@ from rest_framework.response import Response
 
 from fleet.api.pagination import FleetCursorPagination
 from fleet.api.permissions import ActionPermission
-from fleet.workflows import selectors as run_selectors
-from fleet.workflows.api.serializers import WorkflowRunSerializer
-from fleet.workflows.models import WorkflowRun
+from fleet.workflows import WorkflowRun
+from fleet.workflows.api.serializers import WorkflowRunSerializer, run_shape
 from sites import devices, lifecycle, selectors, services
 from sites.api.device_serializers import BackupSerializer
 from sites.api.filters import NodeFilter, SiteFilter
@@ -233,9 +232,7 @@ class NodeViewSet(
 
 def _accepted(run: WorkflowRun) -> Response:
     """202 with the run in the engine's run shape (its steps so far)."""
-    return Response(
-        WorkflowRunSerializer(run_selectors.run_list().get(pk=run.pk)).data, status=status.HTTP_202_ACCEPTED
-    )
+    return Response(run_shape(run), status=status.HTTP_202_ACCEPTED)
 
 
 def _validated(serializer_class: type, data: Any, *, partial: bool = False) -> dict[str, Any]:

@@ -11,16 +11,17 @@ from kubernetes import client as k8s
 from rest_framework.test import APIClient
 
 from fleet.audit.models import AuditEvent
-from fleet.workflows import engine
+from fleet.workflows import dispatch
 from fleet.workflows.choices import RunState
 from fleet.workflows.models import WorkflowRun
 from fleet.workflows.outcomes import Done
 from rollouts.models import Application
 from simulator.testing import Simulator, running_simulator
-from sites import devices, lifecycle, registration, services, workflows
+from sites import devices, lifecycle, registration, services
 from sites.choices import NodeState
 from sites.clusters import SiteCluster
 from sites.models import Backup, Node, NodeCredential, Site
+from sites.workflows import wipe as wipe_workflow
 from tests.factories import NodeFactory, UserFactory
 from tests.sites.conftest import POS_RESTORE_IMAGE
 from tests.sites.test_lifecycle_support import FAST_SIM, FAST_TIMINGS, agent, at_step, drive, import_fleet, wipe_jobs
@@ -39,7 +40,7 @@ def fleet(sim: Simulator, db: None, settings: Any, monkeypatch: pytest.MonkeyPat
     """The simulated fleet imported; fast timings; no wake-up messages sent (this process advances runs)."""
     for name, value in FAST_TIMINGS.items():
         setattr(settings, name, value)
-    monkeypatch.setattr(engine, "enqueue_advance", lambda *args, **kwargs: True)
+    monkeypatch.setattr(dispatch, "enqueue_advance", lambda *args, **kwargs: True)
     sites = import_fleet(sim)
     yield sites
     sim.clear_faults()
@@ -186,8 +187,8 @@ def test_wipe_revokes_before_the_job_and_ends_wiped_with_the_node_object_gone(
     assert history.index("revoke_credentials") < history.index("transition", history.index("revoke_credentials"))
     jobs = wipe_jobs(sim, site.code)
     assert len(jobs) == 1
-    assert jobs[0]["node"] == node.hostname and jobs[0]["image"] == workflows.WIPE_IMAGE
-    assert workflows.BOOTSTRAP_TOKEN_ENV not in jobs[0]["env"]  # no rejoin asked: no token handed out
+    assert jobs[0]["node"] == node.hostname and jobs[0]["image"] == wipe_workflow.WIPE_IMAGE
+    assert wipe_workflow.BOOTSTRAP_TOKEN_ENV not in jobs[0]["env"]  # no rejoin asked: no token handed out
     wipe = k8s.BatchV1Api(sim.api_client(site.code)).read_namespaced_job(jobs[0]["name"], "kube-system")
     assert [t.operator for t in wipe.spec.template.spec.tolerations] == ["Exists"]  # our own image, on any taint
     assert cluster(site).node(node.hostname) is None
@@ -201,12 +202,12 @@ def test_wipe_steps_are_idempotent(sim: Simulator, fleet: list[Site]) -> None:
     ctx: dict[str, Any] = dict(run.context)
     run.refresh_from_db()
 
-    checked = workflows.wipe_check_site(run, ctx)
+    checked = wipe_workflow.wipe_check_site(run, ctx)
     assert isinstance(checked, Done)
     assert checked.data is not None and checked.data["k8s_name"] == node.hostname
     ctx["k8s_name"] = node.hostname
-    first = workflows.wipe_cordon(run, ctx)
-    second = workflows.wipe_cordon(run, ctx)
+    first = wipe_workflow.wipe_cordon(run, ctx)
+    second = wipe_workflow.wipe_cordon(run, ctx)
 
     assert type(first).__name__ == type(second).__name__ == "Done"
     node.refresh_from_db()
@@ -214,7 +215,7 @@ def test_wipe_steps_are_idempotent(sim: Simulator, fleet: list[Site]) -> None:
     assert verbs(node).count("transition") == 1  # cordoned once
     assert cluster(site).node(node.hostname).unschedulable is True  # type: ignore[union-attr]
     # A step that runs again after the run went past the drain does nothing at the site.
-    assert type(workflows.wipe_drain(run, {**ctx, "wipe_job": "edgefleet-wipe-1"})).__name__ == "Done"
+    assert type(wipe_workflow.wipe_drain(run, {**ctx, "wipe_job": "edgefleet-wipe-1"})).__name__ == "Done"
     cluster(site).uncordon(node.hostname)
 
 
@@ -334,7 +335,7 @@ def test_replace_restores_nothing_for_an_application_no_longer_stateful(
 
 @pytest.fixture
 def quiet(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine, "enqueue_advance", lambda *args, **kwargs: True)
+    monkeypatch.setattr(dispatch, "enqueue_advance", lambda *args, **kwargs: True)
 
 
 def wipe_body(node: Node, **extra: Any) -> dict[str, Any]:

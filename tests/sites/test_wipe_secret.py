@@ -11,14 +11,15 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from fleet.workflows import engine
+from fleet.workflows import dispatch
 from fleet.workflows.models import WorkflowRun
 from simulator.testing import Simulator, running_simulator
-from sites import devices, lifecycle, workflows
+from sites import devices, lifecycle
 from sites.choices import NodeState
 from sites.clusters import SiteCluster
 from sites.crypto import hash_secret
 from sites.models import BootstrapToken, Node, Site
+from sites.workflows import wipe as wipe_workflow
 from tests.sites.test_lifecycle_support import (
     FAST_SIM,
     FAST_TIMINGS,
@@ -32,8 +33,8 @@ from tests.sites.test_lifecycle_support import (
 
 pytestmark = pytest.mark.integration
 
-TOKEN_ENV = workflows.BOOTSTRAP_TOKEN_ENV
-NAMESPACE = workflows.JOB_NAMESPACE
+TOKEN_ENV = wipe_workflow.BOOTSTRAP_TOKEN_ENV
+NAMESPACE = wipe_workflow.JOB_NAMESPACE
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
 def fleet(sim: Simulator, db: None, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Site]]:
     for name, value in FAST_TIMINGS.items():
         setattr(settings, name, value)
-    monkeypatch.setattr(engine, "enqueue_advance", lambda *args, **kwargs: True)  # this process advances runs
+    monkeypatch.setattr(dispatch, "enqueue_advance", lambda *args, **kwargs: True)  # this process advances runs
     yield import_fleet(sim)
     sim.clear_faults()
 
@@ -160,7 +161,7 @@ def test_a_job_whose_secret_was_never_created_gets_one_with_a_fresh_token(sim: S
             "metadata": {"name": name, "labels": {"edgefleet.io/action": "wipe"}},
             "spec": {"template": {"spec": {
                 "nodeName": node.hostname, "restartPolicy": "Never",
-                "containers": [{"name": "main", "image": workflows.WIPE_IMAGE,
+                "containers": [{"name": "main", "image": wipe_workflow.WIPE_IMAGE,
                                 "env": [{"name": TOKEN_ENV, "valueFrom": reference}]}],
             }}},
         },
@@ -195,7 +196,7 @@ def test_a_failed_rejoining_wipe_revokes_its_unused_token(sim: Simulator, fleet:
     token = BootstrapToken.objects.get(note=f"rejoin after wipe run {run.pk}")
     assert token.revoked_at is None
 
-    workflows.wipe_failed(WorkflowRun.objects.get(pk=run.pk))
+    wipe_workflow.wipe_failed(WorkflowRun.objects.get(pk=run.pk))
 
     token.refresh_from_db()
     assert token.revoked_at is not None

@@ -4,6 +4,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from fleet.workflows import selectors
 from fleet.workflows.models import StepRun, WorkflowRun
 
 # Context keys that may hold secrets (tokens, join configs) are never shown; a step that must keep a
@@ -26,12 +27,32 @@ def public_context(context: dict[str, Any]) -> dict[str, Any]:
 
 
 class StepRunSerializer(serializers.ModelSerializer):
+    """One row of a run's timeline. A waiting row stands for `polls` consecutive waits of the step, from
+    `started_at` (the first poll) to `finished_at` (the last), with the last poll's message."""
+
     name = serializers.CharField(source="step")
+    duration_seconds = serializers.SerializerMethodField()
 
     class Meta:
         model = StepRun
-        fields = ["name", "state", "attempt", "started_at", "finished_at", "message", "error"]
+        fields = [
+            "name",
+            "state",
+            "attempt",
+            "started_at",
+            "finished_at",
+            "message",
+            "error",
+            "polls",
+            "duration_seconds",
+        ]
         read_only_fields = fields
+
+    def get_duration_seconds(self, step: StepRun) -> float | None:
+        """From the start of the attempt (the first poll) to its end (the last poll), in seconds."""
+        if step.started_at is None or step.finished_at is None:
+            return None
+        return round((step.finished_at - step.started_at).total_seconds(), 3)
 
 
 class WorkflowRunSerializer(serializers.ModelSerializer):
@@ -70,6 +91,12 @@ class WorkflowRunSerializer(serializers.ModelSerializer):
         data = dict(super().to_representation(instance))
         data["context"] = public_context(instance.context or {})
         return data
+
+
+def run_shape(run: WorkflowRun) -> dict[str, Any]:
+    """The run as the API shows it, read again with its timeline: what other apps' views answer with
+    after starting a run (202)."""
+    return dict(WorkflowRunSerializer(selectors.run_list().get(pk=run.pk)).data)
 
 
 class CancelSerializer(serializers.Serializer):

@@ -12,9 +12,10 @@ import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db.models.functions import Now
 
-from fleet.workflows import engine
+from fleet.workflows import dispatch, engine
+from fleet.workflows.choices import Advanced
 from fleet.workflows.definitions import Step, Workflow, register
-from fleet.workflows.models import WorkflowRun
+from fleet.workflows.models import StepRun, WorkflowRun
 from fleet.workflows.outcomes import Done, Fail, Outcome, Retry, Wait
 from fleet.workflows.services import workflow_start
 from tests.services import Worker, free_port, tcp_open
@@ -93,7 +94,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
             messages[-1]["lease_token"] = lease_token
         return True
 
-    monkeypatch.setattr(engine, "enqueue_advance", enqueue)
+    monkeypatch.setattr(dispatch, "enqueue_advance", enqueue)
     return messages
 
 
@@ -111,11 +112,20 @@ def start(sent: list[dict[str, Any]]) -> Any:
     return _start
 
 
-def deliver(run: WorkflowRun, worker_id: str = "w") -> str:
+def deliver(run: WorkflowRun, worker_id: str = "w") -> Advanced:
     """What a worker does with the engine's wake-up message: advance the run, with the lease the
     previous step handed over (if any)."""
     owner = WorkflowRun.objects.filter(pk=run.pk).values_list("lease_owner", flat=True).first() or ""
     return engine.advance(run.pk, worker_id=worker_id, lease_token=owner if owner.startswith("handoff/") else None)
+
+
+def reload(run: WorkflowRun) -> WorkflowRun:
+    return WorkflowRun.objects.get(pk=run.pk)
+
+
+def steps_of(run: WorkflowRun) -> list[tuple[str, int, str]]:
+    """The run's timeline as (step, attempt, state), oldest first."""
+    return list(StepRun.objects.filter(run=run).order_by("id").values_list("step", "attempt", "state"))
 
 
 def make_due(run: WorkflowRun) -> None:

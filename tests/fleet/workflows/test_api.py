@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from fleet.workflows.choices import RunState
+from fleet.workflows.choices import Advanced, RunState
 from fleet.workflows.models import WorkflowRun
 from tests.factories import NodeFactory, UserFactory
 from tests.fleet.workflows.conftest import deliver
@@ -75,7 +75,8 @@ def test_cancel_answers_202_with_the_run(admin_api: APIClient, start: Any) -> No
 
     assert response.status_code == 202
     assert response.json()["cancel_requested"] is True and response.json()["id"] == run.pk
-    assert deliver(run) == RunState.CANCELLED
+    assert deliver(run) == Advanced.FINISHED
+    assert WorkflowRun.objects.get(pk=run.pk).state == RunState.CANCELLED
 
 
 def test_cancel_of_an_ended_run_is_409_naming_its_state(admin_api: APIClient, start: Any) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet.workflows import engine
+from fleet.workflows import dispatch
 from fleet.workflows.choices import RunState, StepState
 from fleet.workflows.models import StepRun, WorkflowRun
 from fleet.workflows.services import workflow_start
@@ -82,7 +82,7 @@ def test_waiting_runs_complete_through_a_broker_restart(
     )  # fmt: skip
     try:
         # This process sends nothing: the private sweeper finds the new runs and wakes them on its Redis.
-        monkeypatch.setattr(engine, "enqueue_advance", lambda *args, **kwargs: True)
+        monkeypatch.setattr(dispatch, "enqueue_advance", lambda *args, **kwargs: True)
         runs = [
             workflow_start(
                 kind="demo.sleepless_wait", subject=None, actor="test", source="test", context={"seconds": 3}
