@@ -5,7 +5,8 @@ onboarding and decommissioning need, each call idempotent so that a workflow ste
 
 - `ensure_project(code)`: the project exists under the configured group, is edgefleet's (it carries the
   marker commit below), has `main` as its default branch and `main` protected from force pushes.
-  Calling it again after a failure continues where it stopped; it never half-creates.
+  Calling it again after a failure continues where it stopped; it never half-creates. `mark=False`
+  leaves an empty project empty for a caller whose own first commit carries the marker (onboarding).
 - `issue_deploy_token(code)` / `deploy_tokens(code)` / `revoke_deploy_tokens(code, keep=...)`: a
   read-only credential for the edge, scoped to that one project. Rotation is: issue a new one, give it
   to the edge, then revoke the others with `keep=<the new id>`, so the edge is never without one.
@@ -110,7 +111,11 @@ class GitHost(Protocol):
 
     kind: str
 
-    def ensure_project(self, code: str) -> ProjectInfo: ...
+    def ensure_project(self, code: str, *, mark: bool = True) -> ProjectInfo:
+        """The site's project, created or adopted, protected. With `mark=False` an empty project stays
+        empty (no marker commit): the caller's first commit must carry the marker file itself, as
+        onboarding's base-stack commit does, so the project's first commit is the whole base stack."""
+        ...
 
     def find_project(self, code: str) -> ProjectInfo | None: ...
 

@@ -114,7 +114,7 @@ class GitLabHost:
         project = self._project(code)
         return None if project is None else self._info(code, project)
 
-    def ensure_project(self, code: str) -> ProjectInfo:
+    def ensure_project(self, code: str, *, mark: bool = True) -> ProjectInfo:
         self._check_code(code)
         changes: list[str] = []
         project = self._project(code)
@@ -134,14 +134,17 @@ class GitLabHost:
                     f"edgefleet did not write (no {MARKER_PATH} naming {code}); edgefleet will not take it "
                     "over: empty it, move it, or add that file by hand if it really is this site's"
                 )
-            self._write_marker(code, project)
-            changes.append("marked" if "created" in changes else "adopted")
+            if mark:
+                self._write_marker(code, project)
+                changes.append("marked" if "created" in changes else "adopted")
+            elif "created" not in changes:
+                changes.append("adopted")  # empty: the caller's first commit carries the marker
         elif marked != code:
             raise ProjectConflict(
                 f"the project {self._path(code)} on the git host at {self.host} belongs to site {marked} (its "
                 f"{MARKER_PATH} says so), not to {code}; edgefleet will not take it over"
             )
-        if project.default_branch != BRANCH:
+        if project.default_branch != BRANCH and not project.empty_repo:
             project.default_branch = BRANCH
             self._call(f"make {BRANCH} the default branch of {self._path(code)}", lambda: project.save(**self._opts))
             changes.append("default branch")

@@ -61,7 +61,8 @@ class LocalHost:
             return None
         return self._info(code, repo)
 
-    def ensure_project(self, code: str) -> ProjectInfo:
+    def ensure_project(self, code: str, *, mark: bool = True) -> ProjectInfo:
+        # `mark` is the GitLab host's: a local repository carries no marker commit (nothing else writes here).
         repo = self._repo(code)
         changes = []
         if not (repo / "HEAD").is_file():
