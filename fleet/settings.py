@@ -379,6 +379,21 @@ if PRODUCTION and env.list("FLEET_GIT_LOCAL_ROOTS", default=[]):
 if git_problems:
     raise ImproperlyConfigured("refusing to start: " + "; ".join(git_problems))
 FLEET_GIT_TIMEOUT = env.float("FLEET_GIT_TIMEOUT", default=30.0)
+# Onboarding a site (sites.workflows.onboard) and its base stack (templates/base-stack/<version>/, rendered
+# by rollouts.base_stack): where the base stack's Vector agents ship the sites' logs (an http(s) endpoint
+# that accepts Vector's `http` sink; empty: logs stay at the edge, Vector drops them), which template
+# version new sites get (default: the newest folder), and how often a waiting onboarding looks again at
+# the site (its cluster answering, the base stack applied) and at a git host that keeps failing.
+FLEET_LOG_SINK = env.str("FLEET_LOG_SINK", default="").strip()
+FLEET_BASE_STACK_VERSION = env.str("FLEET_BASE_STACK_VERSION", default="").strip()
+FLEET_ONBOARD_POLL_SECONDS = env.float("FLEET_ONBOARD_POLL_SECONDS", default=30.0)
+_log_sink = urlsplit(FLEET_LOG_SINK)
+if FLEET_LOG_SINK and (_log_sink.scheme not in ("http", "https") or not _log_sink.hostname or "@" in _log_sink.netloc):
+    raise ImproperlyConfigured(
+        "refusing to start: FLEET_LOG_SINK must be an http(s):// URL with a host and no user name"
+    )
+if PRODUCTION and FLEET_LOG_SINK and _log_sink.scheme != "https":
+    raise ImproperlyConfigured("refusing to start: FLEET_LOG_SINK must use https:// in production")
 FLEET_GIT_LOCK_TIMEOUT = env.float("FLEET_GIT_LOCK_TIMEOUT", default=30.0)
 KUBE_TIMEOUT_SECONDS = env.float("FLEET_KUBE_TIMEOUT", default=10.0)
 # Kubernetes API clients kept per worker process (least recently used dropped): each holds a TLS context
