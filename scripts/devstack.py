@@ -1,8 +1,9 @@
 """`make dev`: the whole edgefleet stack on one machine, in the foreground; Ctrl-C stops everything.
 
-Migrates, makes sure an admin user exists (credentials printed), starts a simulated fleet and imports
-it, and runs web (:8000), a Celery worker, Celery beat, Flower (:5555), the simulator (:8700) and,
-when no Redis answers at FLEET_REDIS_URL, a private redis-server.
+Migrates, makes sure an admin user exists (credentials printed), starts a simulated fleet, imports it and
+onboards every site (its base stack committed through the local git host), and runs web (:8000), a
+Celery worker, Celery beat, Flower (:5555), the simulator (:8700) and, when no Redis answers at
+FLEET_REDIS_URL, a private redis-server.
 """
 
 import os
@@ -80,18 +81,22 @@ def main() -> int:
     run("ensure_admin", env=env)
 
     sim_dir = data_dir / "sim"
+    # The local git host's repositories are the simulated sites' own (the simulator serves them to its
+    # agents from that directory): onboarding commits each site's base stack there.
+    env.setdefault("FLEET_REPO_ROOT", str(sim_dir / "repos"))
     control_plane = f"http://127.0.0.1:{WEB_PORT}"
     simulator = f"{PY} -m simulator --sites {SIM_SITES} --port {SIM_PORT} --state-dir {sim_dir}"
     manager.add_process(
         "simulator", supervised("simulator", f"{simulator} --control-plane {control_plane}"), cwd=str(ROOT), env=env
     )
-    # The web process imports the simulated fleet once the simulator has written it, starts the demo
-    # rollout of a sample release across it (FLEET_DEV_DEMO=0 to skip; a rerun reports the one going),
-    # then serves, supervised from then on (a failed import still stops the stack: nothing would work).
+    # The web process imports the simulated fleet once the simulator has written it and onboards it (each
+    # site's base stack committed through the local git host, its edge pointed at it: the worker does it),
+    # starts the demo rollout of a sample release across it (FLEET_DEV_DEMO=0 to skip; a rerun reports the
+    # one going), then serves, supervised from then on (a failed import still stops the stack).
     demo = f"{PY} manage.py demo_rollout --bake 15 && " if env.get("FLEET_DEV_DEMO", "1") != "0" else ""
     manager.add_process(
         "web",
-        f"{PY} manage.py fleet_import --wait 60 {sim_dir / 'fleet.json'} && {demo}"
+        f"{PY} manage.py fleet_import --onboard --wait 60 {sim_dir / 'fleet.json'} && {demo}"
         f"exec {supervised('web', f'{PY} manage.py runserver 0.0.0.0:{WEB_PORT} --noreload')}",
         cwd=str(ROOT),
         env=env,

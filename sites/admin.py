@@ -24,6 +24,7 @@ from fleet.errors import FleetError
 from fleet.workflows import runs_of
 from sites import devices, lifecycle, services
 from sites.admin_devices import NodeCredentialInline, issue_bootstrap_tokens, issue_site_wide_bootstrap_tokens
+from sites.admin_lifecycle import SiteLifecycleAdminMixin
 from sites.choices import NODE_MANUAL_TRANSITIONS, NodeState, SiteState
 from sites.models import Cluster, Node, Site
 
@@ -96,7 +97,9 @@ class SiteForm(ServiceForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.instance.pk is not None and "state" in self.fields:
-            self.fields["state"].help_text = "decommissioning is an action of the site list (reason, code to confirm)"
+            self.fields[
+                "state"
+            ].help_text = "decommissioning is the Decommission button above (reason, code to confirm)"
 
     class Meta:
         model = Site
@@ -131,11 +134,6 @@ class SiteForm(ServiceForm):
         return site
 
 
-class DecommissionForm(forms.Form):
-    reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 2}))
-    confirm = forms.CharField(max_length=16, label="Type the site's code to confirm")
-
-
 class NodeInline(admin.TabularInline):
     model = Node
     fields = ("hostname", "serial", "role", "state_badge", "mac", "hardware_model", "last_seen_at")
@@ -164,7 +162,7 @@ class ClusterInline(admin.StackedInline):
 
 
 @admin.register(Site)
-class SiteAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class SiteAdmin(SiteLifecycleAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     form = SiteForm
     list_display = [
         "code",
@@ -223,39 +221,6 @@ class SiteAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     def has_probe_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("sites.probe_site")
-
-    def has_decommission_site_permission(self, request: HttpRequest) -> bool:
-        return bool(request.user.has_perm("sites.decommission_site"))
-
-    @admin.action(description="Decommission site…", permissions=["decommission_site"])
-    def decommission_site(self, request: HttpRequest, queryset: QuerySet[Site]) -> HttpResponse | None:
-        """One site at a time: a reason and its code typed out, then lifecycle.site_decommission decides."""
-        sites = list(queryset[:2])
-        if len(sites) != 1:
-            self.message_user(request, "Decommission one site at a time: select exactly one.", messages.ERROR)
-            return None
-        site = sites[0]
-        form = DecommissionForm(request.POST if "confirm" in request.POST else None)
-        if form.is_bound and form.is_valid():
-            try:
-                lifecycle.site_decommission(site=site, actor=request.user, source="admin", **form.cleaned_data)
-            except FleetError as exc:
-                _errors_to_form(form, exc)
-                if not any(f in form.fields for f in exc.errors):
-                    self.message_user(request, exc.message, messages.ERROR)
-                    return None
-            else:
-                self.message_user(request, f"Site {site.code} is decommissioned.")
-                return None
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Decommission site {site.code}",
-            "site": site,
-            "form": form,
-            "opts": self.model._meta,
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        }
-        return TemplateResponse(request, "admin/sites/site/decommission_confirmation.html", context)
 
     def has_issue_bootstrap_token_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("sites.add_bootstraptoken")

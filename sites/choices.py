@@ -14,14 +14,17 @@ class SiteState(models.TextChoices):
 
 SITE_TRANSITIONS: dict[str, frozenset[str]] = {
     SiteState.PLANNED: frozenset({SiteState.PROVISIONING, SiteState.ACTIVE, SiteState.DECOMMISSIONED}),
-    SiteState.PROVISIONING: frozenset({SiteState.ACTIVE, SiteState.DEGRADED, SiteState.OFFLINE, SiteState.PLANNED}),
+    # A site whose onboarding never finished may be given up: provisioning -> decommissioned.
+    SiteState.PROVISIONING: frozenset(
+        {SiteState.ACTIVE, SiteState.DEGRADED, SiteState.OFFLINE, SiteState.PLANNED, SiteState.DECOMMISSIONED}
+    ),
     SiteState.ACTIVE: frozenset({SiteState.DEGRADED, SiteState.OFFLINE, SiteState.DECOMMISSIONED}),
     SiteState.DEGRADED: frozenset({SiteState.ACTIVE, SiteState.OFFLINE, SiteState.DECOMMISSIONED}),
     SiteState.OFFLINE: frozenset({SiteState.ACTIVE, SiteState.DEGRADED, SiteState.DECOMMISSIONED}),
     SiteState.DECOMMISSIONED: frozenset(),
 }
 # What a person may do by changing a site's state (API PATCH `state`, the admin's state field): every move
-# but decommissioning, which has its own door (sites.lifecycle.site_decommission: the
+# but decommissioning, which has its own door (sites.site_lifecycle.site_decommission_request: the
 # sites.decommission_site permission, a reason and the site's code typed to confirm).
 SITE_MANUAL_TRANSITIONS: dict[str, frozenset[str]] = {
     state: targets - {SiteState.DECOMMISSIONED} for state, targets in SITE_TRANSITIONS.items()

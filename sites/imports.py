@@ -45,7 +45,9 @@ class ImportSummary:
         )
 
 
-def fleet_import_file(*, path: Path, actor: Actor, source: str = "command") -> ImportSummary:
+def fleet_import_file(
+    *, path: Path, actor: Actor, source: str = "command", new_site_state: str = SiteState.ACTIVE
+) -> ImportSummary:
     """Read and import a fleet file; raise Invalid if it cannot be read or parsed."""
     try:
         data = json.loads(path.read_text())
@@ -53,33 +55,62 @@ def fleet_import_file(*, path: Path, actor: Actor, source: str = "command") -> I
         raise Invalid(f"cannot read {path}: {exc.strerror}") from exc
     except json.JSONDecodeError as exc:
         raise Invalid(f"{path} is not JSON: {exc}") from exc
-    return fleet_import(data=data, actor=actor, source=source, kubeconfig_dir=path.parent / "kubeconfigs")
+    return fleet_import(
+        data=data,
+        actor=actor,
+        source=source,
+        kubeconfig_dir=path.parent / "kubeconfigs",
+        new_site_state=new_site_state,
+    )
 
 
 def fleet_import(
-    *, data: Any, actor: Actor, source: str = "command", kubeconfig_dir: Path | None = None
+    *,
+    data: Any,
+    actor: Actor,
+    source: str = "command",
+    kubeconfig_dir: Path | None = None,
+    new_site_state: str = SiteState.ACTIVE,
 ) -> ImportSummary:
-    """Create or update the sites, clusters and nodes `data` lists, in one transaction: all or nothing."""
+    """Create or update the sites, clusters and nodes `data` lists, in one transaction: all or nothing.
+
+    New sites start `new_site_state` (`active`: they run already; `planned` when they are onboarded next,
+    `fleet_import --onboard`); existing sites keep theirs."""
     if not isinstance(data, dict) or not isinstance(data.get("sites"), list):
         raise Invalid('a fleet file is an object with a list "sites"')
     summary = ImportSummary()
     with transaction.atomic():
         for index, entry in enumerate(data["sites"]):
             try:
-                _import_site(entry, actor=actor, source=source, kubeconfig_dir=kubeconfig_dir, summary=summary)
+                _import_site(
+                    entry,
+                    actor=actor,
+                    source=source,
+                    kubeconfig_dir=kubeconfig_dir,
+                    summary=summary,
+                    new_site_state=new_site_state,
+                )
             except Invalid as exc:
                 raise Invalid(f"sites[{index}]: {exc.message}", errors=exc.errors) from exc
     return summary
 
 
-def _import_site(entry: Any, *, actor: Actor, source: str, kubeconfig_dir: Path | None, summary: ImportSummary) -> None:
+def _import_site(
+    entry: Any,
+    *,
+    actor: Actor,
+    source: str,
+    kubeconfig_dir: Path | None,
+    summary: ImportSummary,
+    new_site_state: str,
+) -> None:
     if not isinstance(entry, dict) or not isinstance(entry.get("code"), str):
         raise Invalid("each site needs a string code")
     code = entry["code"]
     wanted = {key: entry[key] for key in ("name", "region", "timezone", "repo_url", "labels") if key in entry}
     site = Site.objects.filter(code=code).first()
     if site is None:
-        site = services.site_create(actor=actor, source=source, code=code, state=SiteState.ACTIVE, **wanted)
+        site = services.site_create(actor=actor, source=source, code=code, state=new_site_state, **wanted)
         summary.sites_created += 1
     else:
         before = site.updated_at

@@ -1,10 +1,11 @@
-"""The doors into the machine lifecycle workflows: provision, wipe and replace a node.
+"""The doors into the machine lifecycle workflows: provision, wipe and replace a node (the site workflows'
+doors, onboard and decommission, are sites.site_lifecycle).
 
 Admin, API and scripts call these; each validates, refuses while another exclusive workflow holds the
 node (409 naming it) or while the node's state does not allow the action (409 naming the state),
 audits the request with its actor, and starts the workflow run in the same transaction.
-Retiring and decommissioning are final, so like a wipe they need their own permission (checked here
-too, not only at the doors), a reason and the node's hostname or the site's code typed to confirm.
+Retiring is final, so like a wipe it needs its own permission (checked here too, not only at the
+doors), a reason and the node's hostname typed to confirm.
 Timings (polls, drain and wipe deadlines, the run's deadline) come from settings and travel in the run's
 context, so the worker uses what the request was made with.
 """
@@ -23,8 +24,8 @@ from fleet.permissions import require_perm
 from fleet.workflows import WorkflowRun, active_run
 from fleet.workflows import start as workflow_start
 from sites import services, workflows
-from sites.choices import NODE_RETIRABLE_STATES, NodeRole, NodeState, SiteState
-from sites.models import Node, Site
+from sites.choices import NODE_RETIRABLE_STATES, NodeRole, NodeState
+from sites.models import Node
 from sites.validators import normalize_mac, validate_hostname
 
 PROVISIONABLE_STATES = frozenset({NodeState.PREREGISTERED, NodeState.WIPED, NodeState.JOINING})
@@ -219,23 +220,3 @@ def node_retire(*, node: Node, actor: Actor, source: str, reason: str, confirm: 
         _refuse_state(node, NODE_RETIRABLE_STATES, "retired")
         audit_record(actor=actor, verb="retire_request", obj=node, source=source, payload={"reason": reason})
         return services.node_transition(node=node, to=NodeState.RETIRED, actor=actor, source=source, reason=reason)
-
-
-def site_decommission(*, site: Site, actor: Actor, source: str, reason: str, confirm: str) -> Site:
-    """Decommission a site (needs sites.decommission_site): rollouts leave it out, it takes no new machines
-    and its bootstrap tokens stop working. Final: the state machine has no way back.
-
-    `confirm` must be the site's code (Invalid naming `confirm` otherwise); Conflict when it already is.
-    """
-    require_perm(actor, "sites.decommission_site")
-    reason = _check_reason(reason)
-    if (confirm or "").strip() != site.code:
-        raise Invalid(f"type the site's code ({site.code}) to confirm", field="confirm")
-    with transaction.atomic():
-        site = Site.objects.select_for_update().get(pk=site.pk)
-        if site.state == SiteState.DECOMMISSIONED:
-            raise Conflict(f"site {site.code} is already decommissioned", field="state")
-        audit_record(actor=actor, verb="decommission_request", obj=site, source=source, payload={"reason": reason})
-        return services.site_transition(
-            site=site, to=SiteState.DECOMMISSIONED, actor=actor, source=source, reason=reason
-        )

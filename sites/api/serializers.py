@@ -6,6 +6,7 @@ from typing import Any
 from rest_framework import serializers
 
 from fleet.api.fields import BoundedJSONField
+from fleet.workflows.api.serializers import WorkflowRunSerializer
 from sites.choices import NodeRole, NodeState, SiteState
 from sites.models import Cluster, Node, Site
 
@@ -183,6 +184,30 @@ class NodeWipeSerializer(serializers.Serializer):
 class NodeRetireSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=500)
     confirm = serializers.CharField(max_length=63, help_text="the node's hostname, typed to confirm")
+
+
+class SiteOnboardSerializer(serializers.Serializer):
+    """`{}`: onboarding needs nothing but the site (and the git host's settings)."""
+
+
+class FirstBootTokenSerializer(serializers.Serializer):
+    """The bootstrap token an onboarding issued for the site's machines waiting to register: shown once."""
+
+    id = serializers.IntegerField()
+    token = serializers.CharField(help_text="shown in this answer only: it goes on the machines' boot media")
+    prefix = serializers.CharField()
+    serials = serializers.ListField(child=serializers.CharField())
+    expires_at = serializers.DateTimeField()
+
+
+class OnboardAcceptedSerializer(WorkflowRunSerializer):
+    """The onboarding run (202), with the first bootstrap token when machines were waiting to register."""
+
+    first_boot = FirstBootTokenSerializer(required=False, read_only=True)
+
+    class Meta(WorkflowRunSerializer.Meta):
+        fields = [*WorkflowRunSerializer.Meta.fields, "first_boot"]
+        read_only_fields = fields
 
 
 class SiteDecommissionSerializer(serializers.Serializer):

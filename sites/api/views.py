@@ -9,26 +9,30 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from fleet.api.idempotency import withhold_from_replay
 from fleet.api.pagination import FleetCursorPagination
 from fleet.api.permissions import ActionPermission
 from fleet.workflows import WorkflowRun
 from fleet.workflows.api.serializers import WorkflowRunSerializer, run_shape
-from sites import devices, lifecycle, selectors, services
+from sites import devices, lifecycle, selectors, services, site_lifecycle
 from sites.api.device_serializers import BackupSerializer
 from sites.api.filters import NodeFilter, SiteFilter
 from sites.api.serializers import (
     ClusterCredentialsSerializer,
     ClusterSerializer,
+    FirstBootTokenSerializer,
     NodeProvisionSerializer,
     NodeReplaceSerializer,
     NodeRetireSerializer,
     NodeSerializer,
     NodeWipeSerializer,
     NodeWriteSerializer,
+    OnboardAcceptedSerializer,
     ProbeAcceptedSerializer,
     RevokeCredentialsSerializer,
     RevokedCredentialsSerializer,
     SiteDecommissionSerializer,
+    SiteOnboardSerializer,
     SiteSerializer,
     SiteWriteSerializer,
 )
@@ -56,6 +60,7 @@ class SiteViewSet(viewsets.ModelViewSet):
         "probe": ["sites.probe_site"],
         "backups": ["sites.view_site", "sites.view_backup"],
         "decommission": ["sites.view_site", "sites.decommission_site"],
+        "onboard": ["sites.view_site", "sites.onboard_site"],
     }
 
     @extend_schema(request=SiteWriteSerializer, responses={201: SiteSerializer})
@@ -123,13 +128,39 @@ class SiteViewSet(viewsets.ModelViewSet):
         services.site_probe_request(sites=[site], actor=request.user, source="api")
         return Response({"site": site.code, "queued": True}, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=SiteDecommissionSerializer, responses=SiteSerializer)
+    @extend_schema(request=SiteOnboardSerializer, responses={202: OnboardAcceptedSerializer})
+    @action(detail=True, methods=["post"])
+    def onboard(self, request: Request, code: str | None = None) -> Response:
+        """Start `site.onboard` (needs `sites.onboard_site`): the git host project, the base stack as its
+        first commit, the edge pointed at it, then `active` once applied. When machines wait to register
+        at the site, their first bootstrap token is in this answer (`first_boot`), once."""
+        _validated(SiteOnboardSerializer, request.data or {})
+        onboarding = site_lifecycle.site_onboard_request(site=self.get_object(), actor=request.user, source="api")
+        body = run_shape(onboarding.run)
+        first_boot = onboarding.first_boot
+        if first_boot is None:
+            return Response(body, status=status.HTTP_202_ACCEPTED)
+        token = first_boot.token
+        body["first_boot"] = FirstBootTokenSerializer(
+            {
+                "id": token.pk,
+                "token": first_boot.plaintext,
+                "prefix": token.prefix,
+                "serials": token.serials,
+                "expires_at": token.expires_at,
+            }
+        ).data
+        response = Response(body, status=status.HTTP_202_ACCEPTED)
+        return withhold_from_replay(response, resource_id=onboarding.run.pk)  # the token is shown once
+
+    @extend_schema(request=SiteDecommissionSerializer, responses={202: WorkflowRunSerializer})
     @action(detail=True, methods=["post"])
     def decommission(self, request: Request, code: str | None = None) -> Response:
-        """Decommission the site (needs `sites.decommission_site`; final); `confirm` must be the site's code."""
+        """Decommission the site (needs `sites.decommission_site`; final; `confirm` must be its code) and start
+        `site.decommission`: node credentials, bootstrap and deploy tokens revoked, the project archived."""
         data = _validated(SiteDecommissionSerializer, request.data)
-        site = lifecycle.site_decommission(site=self.get_object(), actor=request.user, source="api", **data)
-        return Response(self._present(site))
+        run = site_lifecycle.site_decommission_request(site=self.get_object(), actor=request.user, source="api", **data)
+        return _accepted(run)
 
     def _present(self, site: Site) -> dict[str, Any]:
         return dict(SiteSerializer(selectors.site_list().get(pk=site.pk)).data)

@@ -38,6 +38,9 @@ class Site(models.Model):
             ("probe_site", "Can probe a site's cluster"),
             # Final (the state machine has no way back): support staff get it deliberately, apart from change_site.
             ("decommission_site", "Can decommission a site (final)"),
+            # Creates the site's project on the git host, commits its base stack, issues its first bootstrap
+            # token for the machines waiting there and points its edge at the project (sites.site_lifecycle).
+            ("onboard_site", "Can onboard a site (git host project, base stack, first bootstrap token)"),
         ]
 
     def __str__(self) -> str:

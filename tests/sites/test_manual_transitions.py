@@ -362,8 +362,10 @@ def test_decommission_needs_the_permission_a_reason_and_the_code() -> None:
 
     done = closer.post(url, {"reason": "restaurant closed", "confirm": site.code}, format="json")
 
-    assert done.status_code == 200, done.content
-    assert done.json()["state"] == SiteState.DECOMMISSIONED
+    # The site is decommissioned at once; the workflow revokes its credentials and archives its project
+    assert done.status_code == 202, done.content
+    assert (done.json()["kind"], done.json()["subject"]) == ("site.decommission", site.code)
+    assert Site.objects.get(pk=site.pk).state == SiteState.DECOMMISSIONED
     event = AuditEvent.objects.get(object_type="sites.site", verb="transition")
     assert event.payload == {"from": "active", "to": "decommissioned", "reason": "restaurant closed"}
     assert event.actor_repr == "closer"
