@@ -64,7 +64,8 @@ def _refuse_if_busy(site: Site) -> None:
 
 
 def _deadline(kind: str) -> dt.datetime | None:
-    """FLEET_SITE_RUN_DEADLINES = {"site.onboard": seconds, ...} overrides a kind's default deadline."""
+    """A Django setting FLEET_SITE_RUN_DEADLINES = {"site.onboard": seconds, ...} (tests, rehearsals)
+    overrides a kind's default deadline, as FLEET_NODE_RUN_DEADLINES does for the node workflows."""
     seconds = (getattr(settings, "FLEET_SITE_RUN_DEADLINES", None) or {}).get(kind)
     return timezone.now() + dt.timedelta(seconds=float(seconds)) if seconds else None
 
