@@ -118,13 +118,17 @@ def test_a_new_template_version_is_a_new_release_and_can_be_pinned(templates: Pa
     # Given a version 1.1.0 beside 1.0.0 that changes Vector's configuration
     shutil.copytree(templates / "1.0.0", templates / "1.1.0")
     config = templates / "1.1.0" / "vector" / "config.yaml"
-    config.write_text(config.read_text().replace("max_size: 536870912", "max_size: 1073741824"))
+    config.write_text(config.read_text().replace("enabled: false", "enabled: true"))
     old = base_stack.base_stack_release("1.0.0")
 
     # Then the newest is current, made into its own release; FLEET_BASE_STACK_VERSION pins another
     assert base_stack.template_versions() == ["1.0.0", "1.1.0"]
     new = base_stack.base_stack_release()
     assert new.version == "1.1.0" and new.pk != old.pk
+    assert (
+        "enabled: true" in new.templates["vector/config.yaml"]
+        and "enabled: false" in old.templates["vector/config.yaml"]
+    )
     settings.FLEET_BASE_STACK_VERSION = "1.0.0"
     assert base_stack_for(SiteFactory()).version == "1.0.0"
     settings.FLEET_BASE_STACK_VERSION = "9.9"

@@ -6,6 +6,7 @@ The whole path with a real worker, deploy token and decommission is tests/sites/
 
 import io
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -25,8 +26,11 @@ from fleet.audit.models import AuditEvent
 from fleet.workflows import dispatch, engine, retry
 from fleet.workflows.choices import TERMINAL_STATES, RunState
 from fleet.workflows.models import WorkflowRun
+from rollouts import base_stack
 from rollouts.choices import DriftState
 from rollouts.drift import drift_check_site
+from rollouts.models import Rollout
+from rollouts.services import rollout_plan_create, rollout_start
 from simulator.testing import Simulator, running_simulator
 from sites import services, site_lifecycle
 from sites.base_stack import OWNED_PREFIX
@@ -106,6 +110,20 @@ def drive(run: WorkflowRun, *, until: Callable[[WorkflowRun], bool] | None = Non
         time.sleep(0.05)
 
 
+def drive_all(done: Callable[[], bool], seconds: float = 60) -> None:
+    """Advance every active run here (a rollout's driver and its site runs) until `done()`."""
+    give_up = time.monotonic() + seconds
+    while not done():
+        if time.monotonic() > give_up:
+            pytest.fail(f"not done within {seconds} s: {list(WorkflowRun.objects.exclude(state__in=TERMINAL_STATES))}")
+        for run in WorkflowRun.objects.exclude(state__in=TERMINAL_STATES).exclude(kind="node.provision"):
+            handed_over = run.lease_owner if run.lease_owner.startswith("handoff/") else None
+            if handed_over is None:
+                WorkflowRun.objects.filter(pk=run.pk).update(wake_at=Now())
+            engine.advance(run.pk, worker_id="test", lease_token=handed_over)
+        time.sleep(0.05)
+
+
 def timeline(run: WorkflowRun) -> list[tuple[str, str, str]]:
     return list(run.steps.order_by("id").values_list("step", "state", "message"))
 
@@ -122,7 +140,7 @@ def git(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) 
 
 
 def test_fleet_import_onboard_commits_the_base_stack_and_the_sites_become_active(
-    sim: Simulator, local_host: Any
+    sim: Simulator, local_host: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given the simulated fleet as planned sites, one with a machine pre-registered and not shipped yet
     fleet_file = sim.state_dir / "fleet.json"
@@ -188,6 +206,35 @@ def test_fleet_import_onboard_commits_the_base_stack_and_the_sites_become_active
     sim.remove_fault(fault)
     assert (drift.state, drift.head_revision) == (DriftState.DRIFTED, changed.revision)
     assert drift.applied_revision == done[second.code].context["base_stack"]["revision"]
+
+    # A base-stack upgrade is a rollout like any other: version 1.1.0 turns Vector's API on, in waves
+    templates = tmp_path / "base-stack"
+    shutil.copytree(base_stack.templates_root(), templates)
+    monkeypatch.setattr(base_stack, "templates_root", lambda: templates)
+    shutil.copytree(templates / "1.0.0", templates / "1.1.0")
+    config = templates / "1.1.0" / "vector" / "config.yaml"
+    config.write_text(config.read_text().replace("enabled: false", "enabled: true"))
+    release = base_stack.base_stack_release("1.1.0")
+    plan = rollout_plan_create(
+        actor="test",
+        source="test",
+        name="base stack 1.1.0",
+        release=release,
+        target={"sites": [first.code, second.code]},
+        waves=[{"name": "canary", "count": 1}, {"percent": 100}],
+        failure_threshold={"count": 0},
+        respect_windows=False,
+    )
+    rollout = rollout_start(plan=plan, actor="test", source="test", reason="Vector's API")
+    drive_all(lambda: Rollout.objects.get(pk=rollout.pk).state in ("succeeded", "halted", "cancelled"))
+    assert Rollout.objects.get(pk=rollout.pk).state == "succeeded"
+    for site in (first, second):
+        repo = sim.state_dir / "repos" / f"{site.code}.git"
+        touched = git("diff", "--name-only", "main~1", "main", cwd=repo).split()
+        assert f"{OWNED_PREFIX}/vector/config.yaml" in touched and all(p.startswith(OWNED_PREFIX) for p in touched)
+        with sim.api_client(site.code) as api:
+            edge_config = k8s.CoreV1Api(api).read_namespaced_config_map("vector", "edgefleet-system")
+            assert "enabled: true" in edge_config.data["vector.yaml"]
 
     # Importing again with --onboard starts nothing for sites onboarded already
     again = io.StringIO()
