@@ -233,7 +233,7 @@ def test_fleet_import_onboard_commits_the_base_stack_and_the_sites_become_active
         touched = git("diff", "--name-only", "main~1", "main", cwd=repo).split()
         assert f"{OWNED_PREFIX}/vector/config.yaml" in touched and all(p.startswith(OWNED_PREFIX) for p in touched)
         with sim.api_client(site.code) as api:
-            edge_config = k8s.CoreV1Api(api).read_namespaced_config_map("vector", "edgefleet-system")
+            edge_config: Any = k8s.CoreV1Api(api).read_namespaced_config_map("vector", "edgefleet-system")
             assert "enabled: true" in edge_config.data["vector.yaml"]
 
     # Importing again with --onboard starts nothing for sites onboarded already
