@@ -38,7 +38,7 @@ RECONCILE_ON = frozenset(
     }
 )
 MAX_JOB_LOG = 500
-# Fault kinds that break Deployment pods, and what they make the kubelet do (simulator.controllers).
+# Fault kinds that break Deployment pods, and what they make the kubelet do (simulator.controllers.kubelet).
 WORKLOAD_FAULTS = (
     ("image_pull_failure", "image_pull"),
     ("crashloop_workloads", "crashloop"),
@@ -159,7 +159,7 @@ class Site:
     # --- hooks from the controllers -----------------------------------------------------------------
 
     def _pod_fault(self, pod: dict[str, Any]) -> str | None:
-        """What the site's workload faults do to this pod (see Controllers): the first kind that strikes."""
+        """The controllers' `pod_fault` hook: what the site's workload faults do to this pod (the first that hits)."""
         if not self.fleet.faults:
             return None
         owner = controller_of(pod)
