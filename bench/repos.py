@@ -10,8 +10,10 @@ For N sites it times, in the same run and on the same machine:
   `remote add`, write, `add`, `commit`, `push`);
 - an idempotent re-write (no change, no commit) and `head()` (ls-remote), as the drift check uses it.
 
-It prints milliseconds per site for each, the ratio SiteRepo / plain git, and this process's child
-processes and open file descriptors before and after (a long-running worker must not collect any).
+It prints milliseconds per site for each (wall clock, and CPU time: this process's own, which is the
+adapter's Python, and its git children's, which hardly move with the machine's load as wall clock
+does), the ratio SiteRepo / plain git, and this process's child processes and open file descriptors
+before and after (a long-running worker must not collect any).
 Needs no database and no Django settings.
 """
 
@@ -82,12 +84,22 @@ def fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def timed(label: str, codes: list[str], action: object, results: dict[str, list[float]]) -> float:
-    start = time.perf_counter()
+def cpu() -> tuple[float, float]:
+    """CPU seconds so far: (this process, its finished children)."""
+    times = os.times()
+    return times.user + times.system, times.children_user + times.children_system
+
+
+def timed(label: str, codes: list[str], action: object, results: dict[str, list[tuple[float, float, float]]]) -> float:
+    """Run `action` for every code; record (wall, own CPU, children's CPU) in ms per site; return the wall."""
+    start, (own, kids) = time.perf_counter(), cpu()
     for code in codes:
         action(code)  # type: ignore[operator]
     per_site = (time.perf_counter() - start) * 1000 / len(codes)
-    results.setdefault(label, []).append(per_site)
+    own_after, kids_after = cpu()
+    results.setdefault(label, []).append(
+        (per_site, (own_after - own) * 1000 / len(codes), (kids_after - kids) * 1000 / len(codes))
+    )
     return per_site
 
 
@@ -114,7 +126,7 @@ def main() -> None:
     print(f"{args.sites} sites, 1 + {args.rounds} rounds, {git_version}, {os.cpu_count()} CPUs, work dir {work}")
 
     before = (children(), fds())
-    results: dict[str, list[float]] = {}
+    results: dict[str, list[tuple[float, float, float]]] = {}
     for round_no in range(args.rounds + 1):
         phase = "first write" if round_no == 0 else "write"
 
@@ -143,11 +155,12 @@ def main() -> None:
     after = (children(), fds())
 
     print()
-    print(f"{'operation':34} {'ms/site (median of rounds)':>28}")
+    print(f"{'operation':34} {'ms/site (median of rounds): wall':>33} {'CPU own':>8} {'CPU git':>8}")
     for label, values in results.items():
-        print(f"{label:34} {statistics.median(values):28.1f}")
-    steady_ours = statistics.median(results["SiteRepo write"]) if args.rounds else float("nan")
-    steady_plain = statistics.median(results["plain git write"]) if args.rounds else float("nan")
+        wall, own, kids = (statistics.median(column) for column in zip(*values, strict=True))
+        print(f"{label:34} {wall:33.1f} {own:8.1f} {kids:8.1f}")
+    steady_ours = statistics.median(v[0] for v in results["SiteRepo write"]) if args.rounds else float("nan")
+    steady_plain = statistics.median(v[0] for v in results["plain git write"]) if args.rounds else float("nan")
     print(f"\nsteady-state write+push: SiteRepo / plain git = {steady_ours / steady_plain:.2f}")
     print(
         f"child processes (all, git) before {before[0]} after {after[0]}; open fds before {before[1]} after {after[1]}"

@@ -308,7 +308,7 @@ FLOWER_MAX_TASKS = env.int("FLEET_FLOWER_MAX_TASKS", default=10000)
 # --- Edge and adapters ----------------------------------------------------------------------------
 REPO_ROOT = Path(env.str("FLEET_REPO_ROOT", default=str(DATA_DIR / "repos")))
 REPO_CACHE_DIR = Path(env.str("FLEET_REPO_CACHE_DIR", default=str(DATA_DIR / "repo-cache")))
-# Git servers (sites/repos.py); local bare repositories need none of this. An SSH deploy key (with the
+# Git servers (sites/repos/); local bare repositories need none of this. An SSH deploy key (with the
 # known_hosts file that pins host keys on first contact), or an HTTPS token sent as a Basic-auth header
 # from the environment, never in a URL or on a command line. Timeouts bound every git command and the
 # wait for a site's working clone (held by another worker).
