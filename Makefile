@@ -28,6 +28,7 @@ test-sqlite: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) scripts/check_workflow_boundary.py
+	$(PY) scripts/check_import_cycles.py
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .

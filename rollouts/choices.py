@@ -1,4 +1,5 @@
-"""States of rollouts, their waves and their sites, and the transitions each state machine allows."""
+"""States of rollouts, their waves and their sites, the transitions each state machine allows, and the
+kinds of the rollout workflows."""
 
 from django.db import models
 
@@ -156,3 +157,10 @@ class DryRunState(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
+
+
+# The kinds of the rollout workflows (rollouts/workflows/), named here beside the states they drive so
+# that the services start a driver without importing the workflows, which call the services.
+DRIVE_KIND = "rollout.drive"
+SITE_KIND = "rollout.site"
+ROLLBACK_KIND = "rollout.site_rollback"

@@ -1,30 +1,8 @@
-"""Dry runs of a rollout plan, in the background: which sites would go in which wave if the plan started
-at a given time, when each site's window opens, and whether the release renders at every targeted
-site within the renderer's limits. Writes nothing anywhere but its own DryRun row.
-
-A dry run used to render the release for the whole fleet inside a web request, for anyone who could
-view plans. Now `dry_run_start` (permission `rollouts.add_dryrun`; API `POST rollout-plans/{id}/dry-run/`,
-the admin's dry-run page) stores a DryRun and starts a `rollout.dry_run` workflow run, and answers at
-once (202). The run has three steps:
-
-    plan (control) -> render (io, repeated) -> report (control)
-
-- plan: checks the plan and stores the waves it would make (rollouts.services.rollout_plan_waves) on
-  the DryRun; a plan that cannot start (no site in the target, unknown canaries...) fails the run.
-- render: renders the release for the next sites in wave order in the renderer process
-  (rollouts.isolation: per-site CPU, memory and time limits), for up to STEP_SECONDS, then Waits a
-  moment and goes on (a short step: the worker is shared, and a cancel takes effect between steps).
-  The wall-clock time spent rendering counts against FLEET_RENDER_RELEASE_SECONDS over all the steps,
-  as at a rollout start: a dry run that passes predicts a start that passes. The first site that fails
-  or passes a limit fails the run, and the DryRun's error names the site and the limit.
-- report: each site's window (when the plan respects windows) and the warnings; the run succeeds.
-
-Bounded: at most one active dry run per plan (the run's exclusive key; a second is a 409 naming it), at
-most FLEET_DRY_RUN_MAX_ACTIVE in all, each within its per-site limits, its release limit and the run's
-deadline (DEADLINE). Cancelled like any run: `POST workflow-runs/{run}/cancel/` or the runs' admin.
-Each plan keeps its last KEEP dry runs. The API and the admin show the latest one (`GET` on the same
-address; 404 while there is none).
-"""
+"""Dry runs of a rollout plan, in the background: `dry_run_start` stores a DryRun and starts a
+`rollout.dry_run` run on the plan (plan -> render, in short repeated steps -> report) that works out the
+waves the plan would make, each site's window, and whether the release renders at every targeted site
+within the renderer's limits; it writes nothing but its DryRun row. docs/ARCHITECTURE.md ("Dry runs")
+tells the steps and their bounds."""
 
 import datetime as dt
 import time
@@ -36,19 +14,29 @@ from django.utils import timezone
 
 from fleet.audit.services import Actor, actor_name, field_values
 from fleet.errors import Conflict, FleetError, Invalid
-from fleet.workflows.choices import ACTIVE_STATES, RunState
-from fleet.workflows.definitions import Step, Workflow, register
-from fleet.workflows.models import WorkflowRun
-from fleet.workflows.outcomes import Done, Fail, Outcome, Retry, Wait
-from fleet.workflows.selectors import active_run_for_key
-from fleet.workflows.services import workflow_start
+from fleet.workflows import (
+    ACTIVE_STATES,
+    Done,
+    Fail,
+    Outcome,
+    Retry,
+    RunState,
+    Step,
+    Wait,
+    Workflow,
+    WorkflowRun,
+    active_run,
+    register,
+    start,
+)
 from rollouts import isolation, planning
 from rollouts.choices import DryRunState
 from rollouts.models import DryRun, RolloutPlan
 from rollouts.rendering import ReleaseRenderer
 from rollouts.schedule import site_next_open, site_window_open
 from rollouts.selectors import SITE_FIELDS_FOR_PLANNING
-from rollouts.services import PLAN_SNAPSHOT_FIELDS, _require_perm, _user, plan_dropped_canaries, rollout_plan_waves
+from rollouts.services import PLAN_SNAPSHOT_FIELDS, plan_dropped_canaries, rollout_plan_waves
+from rollouts.services.actors import require_perm, user_of
 from sites.models import Site
 
 DRY_RUN_KIND = "rollout.dry_run"
@@ -62,20 +50,16 @@ KEEP = 10
 RENDER_STEP_TIMEOUT = STEP_SECONDS + 2 * float(getattr(settings, "FLEET_RENDER_TIMEOUT_SECONDS", 5.0)) + 10.0
 
 
-def dry_run_key(plan: RolloutPlan) -> str:
-    return f"dry-run:rolloutplan:{plan.pk}"
-
-
 def dry_run_start(*, plan: RolloutPlan, actor: Actor, source: str, at: dt.datetime | None = None) -> DryRun:
     """Start a dry run of the plan as if it started at `at` (default: now). Forbidden without
     `rollouts.add_dryrun`; Conflict while one of this plan runs, or FLEET_DRY_RUN_MAX_ACTIVE in all."""
-    _require_perm(actor, "rollouts.add_dryrun")
+    require_perm(actor, "rollouts.add_dryrun")
     at = at or timezone.now()
     if timezone.is_naive(at):
         raise Invalid("at needs a time zone (e.g. 2025-03-01T06:00:00Z)", field="at")
     with transaction.atomic():
         plan = RolloutPlan.objects.select_for_update().get(pk=plan.pk)
-        running = active_run_for_key(dry_run_key(plan))
+        running = active_run(plan)
         if running is not None:
             raise Conflict(
                 f"dry run of plan {plan.name} is already {running.state} (workflow run {running.pk}); "
@@ -88,16 +72,11 @@ def dry_run_start(*, plan: RolloutPlan, actor: Actor, source: str, at: dt.dateti
             plan=plan,
             release_id=plan.release_id,
             at=at,
-            requested_by=_user(actor),  # type: ignore[misc]  # any AUTH_USER_MODEL
+            requested_by=user_of(actor),  # type: ignore[misc]  # any AUTH_USER_MODEL
             requested_by_name=actor_name(actor)[:150],
         )
-        dry_run.run = workflow_start(
-            kind=DRY_RUN_KIND,
-            subject=plan,
-            actor=actor,
-            source=source,
-            context={"dry_run": dry_run.pk},
-            exclusive_key=dry_run_key(plan),
+        dry_run.run = start(
+            kind=DRY_RUN_KIND, subject=plan, actor=actor, source=source, context={"dry_run": dry_run.pk}
         )
         dry_run.save(update_fields=["run"])
         stale = list(DryRun.objects.filter(plan=plan).values_list("pk", flat=True)[KEEP:])

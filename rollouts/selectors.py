@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from django.db.models import Prefetch, QuerySet
 
 from fleet.errors import Invalid
-from fleet.workflows.models import WorkflowRun
 from rollouts.choices import SITE_IN_FLIGHT_STATES, SITE_NOT_STARTED_STATES, SiteRolloutState
 from rollouts.models import DryRun, Rollout, RolloutPlan, RolloutWave, SiteRollout
 from rollouts.planning import snapshot_number, snapshot_site_deadline, snapshot_threshold
@@ -221,9 +220,9 @@ def _reached(overdue: Iterable[SiteRollout]) -> set[int]:
     its context, set by the converge step). Read only for sites past their deadline: a few rows."""
     rows = list(overdue)
     reached = {row.pk for row in rows if row.state == SiteRolloutState.VERIFYING}
-    runs = {row.workflow_run_id: row.pk for row in rows if row.pk not in reached and row.workflow_run_id}
-    if runs:
-        for run_id, context in WorkflowRun.objects.filter(pk__in=runs).values_list("pk", "context"):
+    asked = [row.pk for row in rows if row.pk not in reached and row.workflow_run_id]
+    if asked:
+        for pk, context in SiteRollout.objects.filter(pk__in=asked).values_list("pk", "workflow_run__context"):
             if isinstance(context, dict) and context.get("reached_at"):
-                reached.add(runs[run_id])
+                reached.add(pk)
     return reached

@@ -111,11 +111,12 @@ def active_run(subject: "Model | None" = None, *, key: str | None = None) -> "Wo
     return selectors.active_run_for_key(key)
 
 
-def runs_of(subject: "Model") -> "QuerySet[WorkflowRun]":
-    """Every run on `subject`, newest first."""
+def runs_of(subjects: "Model | QuerySet[Any]") -> "QuerySet[WorkflowRun]":
+    """Every run on `subjects`, newest first: one model instance (`runs_of(node)`), or a queryset of one
+    model's rows (`runs_of(rollout.site_rollouts.all())`, one query however many rows it names)."""
     from fleet.workflows import selectors
 
-    return selectors.runs_of(subject)
+    return selectors.runs_of(subjects)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,7 +1,7 @@
 """Workflow definitions and their registry.
 
-An app declares its workflows in its own `workflows.py`, imported when Django starts (see apps.py), so
-the web process, beat and every worker know the same kinds:
+An app declares its workflows in its own `workflows` module or package, imported when Django starts
+(see apps.py), so the web process, beat and every worker know the same kinds:
 
     from fleet.workflows import Step, Workflow, register
 

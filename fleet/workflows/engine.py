@@ -92,7 +92,3 @@ def sweep(*, limit: int | None = None) -> int:
         queue, timeout = dispatch.route(kind, index)
         dispatch.enqueue_advance(run_id, queue=queue, step_timeout=timeout)
     return len(rows)
-
-
-# compat: rollouts migrates to fleet.workflows API in part 2 (rollouts.workflows imports it from here).
-schedule_now = dispatch.send_after_commit

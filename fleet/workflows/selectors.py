@@ -1,10 +1,11 @@
 """Reads of workflow runs that other apps, the API, the admin and the sweeper share."""
 
 import datetime as dt
+from typing import Any
 
 from django.conf import settings
-from django.db.models import Model, Prefetch, Q, QuerySet
-from django.db.models.functions import Now
+from django.db.models import CharField, Model, Prefetch, Q, QuerySet
+from django.db.models.functions import Cast, Now
 
 from fleet.workflows.choices import ACTIVE_STATES
 from fleet.workflows.models import StepRun, WorkflowRun
@@ -20,9 +21,15 @@ def runs_for_subject(subject_type: str, subject_id: object) -> QuerySet[Workflow
     return WorkflowRun.objects.filter(subject_type=subject_type, subject_id=str(subject_id)).order_by("-id")
 
 
-def runs_of(subject: Model) -> QuerySet[WorkflowRun]:
-    """Every run on `subject` (a model instance), newest first."""
-    return runs_for_subject(subject._meta.label_lower, subject.pk)
+def runs_of(subjects: Model | QuerySet[Any]) -> QuerySet[WorkflowRun]:
+    """Every run on `subjects`, newest first: a model instance, or a queryset of one model's rows (their
+    keys are a subquery, so a rollout's thousands of site rollouts are one query, not a list of ids)."""
+    if isinstance(subjects, QuerySet):
+        keys = subjects.order_by().annotate(run_subject_id=Cast("pk", CharField())).values("run_subject_id")
+        return WorkflowRun.objects.filter(subject_type=subjects.model._meta.label_lower, subject_id__in=keys).order_by(
+            "-id"
+        )
+    return runs_for_subject(subjects._meta.label_lower, subjects.pk)
 
 
 def active_run_for_key(key: str) -> WorkflowRun | None:

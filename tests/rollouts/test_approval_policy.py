@@ -1,7 +1,7 @@
 """The rollout approval policy (rollouts.approvals): with FLEET_ROLLOUT_APPROVAL_POLICY on, no site changes
 before a person approves the first wave and again between waves; who started the rollout, edited its
 plan or wrote its release cannot approve it; only rollouts.mark_low_risk lifts the gates; start, cancel
-and roll back need a reason. The driver here is the real one (rollouts.workflows.drive), run in-process."""
+and roll back need a reason. The driver here is the real one (rollouts.workflows.driver.drive), run in-process."""
 
 import os
 import subprocess
@@ -20,9 +20,10 @@ from fleet.audit.models import AuditEvent
 from fleet.errors import Conflict, Forbidden
 from fleet.workflows.models import WorkflowRun
 from rollouts import services
-from rollouts.choices import RolloutState, SiteRolloutState
+from rollouts.choices import DRIVE_KIND, RolloutState, SiteRolloutState
 from rollouts.models import Release, Rollout, RolloutPlan, RolloutWave, SiteRollout
-from rollouts.workflows import DRIVE_KIND, drive
+from rollouts.services import rollouts as starting
+from rollouts.workflows.driver import drive
 from tests.factories import SiteFactory, UserFactory
 from tests.rollouts.conftest import VIEW
 from tests.rollouts.factories import TEMPLATES, VALUES, ApplicationFactory
@@ -299,14 +300,14 @@ def test_a_plan_changed_while_a_start_renders_is_not_started_with_a_stale_mark(
 ) -> None:
     SiteFactory()
     plan = plan_by(person("officer", RISK_OFFICER), release_by(people["author"]), low_risk=True)
-    checked = services._plan_and_check
+    checked = starting._plan_and_check
 
     def check_then_someone_edits(plan_: RolloutPlan) -> Any:
         result = checked(plan_)  # the start has read and rendered the low-risk plan; then an edit lands
         services.rollout_plan_update(plan=plan_, actor=people["editor"], source="test", max_parallel=99)
         return result
 
-    monkeypatch.setattr(services, "_plan_and_check", check_then_someone_edits)
+    monkeypatch.setattr(starting, "_plan_and_check", check_then_someone_edits)
 
     with pytest.raises(Conflict, match="changed while the rollout was being prepared"):
         services.rollout_start(plan=plan, actor=people["starter"], source="test", reason="weekly")

@@ -110,6 +110,9 @@ def test_a_rollout_completes_through_redis_killed_twice_mid_wave_without_restart
         waves=[{"name": "canary", "percent": 10}, {"name": "all", "percent": 100}],
         max_parallel=3,
     )
+    # Beat past its start-up (on a loaded machine it may connect after the first sites are done): until
+    # it has sent a task, losing the broker is a start-up retry to it, never "Couldn't apply".
+    wait(lambda: log_has(beat.log_path, b"Sending due task"), 60, "beat sending its first task", worker=worker)
 
     for round_ in range(2):
         # Given sites in flight: some done, the rest still to go.

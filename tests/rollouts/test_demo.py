@@ -7,8 +7,8 @@ from django.core.management import call_command
 
 from fleet.workflows.models import WorkflowRun
 from rollouts import services
+from rollouts.choices import DRIVE_KIND
 from rollouts.models import Application, Release, Rollout
-from rollouts.workflows import DRIVE_KIND
 from tests.factories import SiteFactory
 
 pytestmark = pytest.mark.django_db

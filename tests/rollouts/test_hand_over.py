@@ -6,8 +6,9 @@ import pytest
 from fleet.workflows.choices import RunState
 from fleet.workflows.models import WorkflowRun
 from rollouts import services
+from rollouts.choices import SITE_KIND
 from rollouts.models import Rollout, SiteRollout
-from rollouts.workflows import SITE_KIND, site_finished
+from rollouts.workflows.site import site_finished
 from tests.factories import SiteFactory
 from tests.rollouts.factories import RolloutPlanFactory
 

@@ -9,12 +9,12 @@ import pytest
 from rest_framework.test import APIClient
 
 from fleet.errors import Invalid
+from fleet.workflows import active_run
 from fleet.workflows.outcomes import Done, Wait
-from fleet.workflows.selectors import active_run_for_key
 from rollouts import services
 from rollouts.models import Release, Rollout, RolloutPlan, SiteRollout
 from rollouts.planning import PLAN_NUMBER_RANGES, snapshot_number
-from rollouts.workflows import drive, driver_key
+from rollouts.workflows.driver import drive
 from tests.factories import SiteFactory
 from tests.rollouts.factories import TEMPLATES, ApplicationFactory, ReleaseFactory, RolloutPlanFactory
 
@@ -95,7 +95,7 @@ def test_a_driver_pass_survives_out_of_range_numbers_planted_in_a_snapshot() -> 
     )
     planted = {"site_deadline_seconds": 10**18, "bake_seconds": 10**18, "max_parallel": 10**30}
     Rollout.objects.filter(pk=rollout.pk).update(plan_snapshot={**rollout.plan_snapshot, **planted})
-    run = active_run_for_key(driver_key(rollout))
+    run = active_run(rollout)
     assert run is not None
 
     first = drive(run, {})

@@ -16,10 +16,10 @@ from fleet.errors import Invalid
 from fleet.workflows.outcomes import Fail
 from fleet.workflows.services import workflow_start
 from rollouts import dry_runs, isolation, services
-from rollouts.choices import RolloutState
+from rollouts.choices import SITE_KIND, RolloutState
 from rollouts.models import Application, Release, Rollout, RolloutWave, SiteRollout
 from rollouts.rendering import ReleaseRenderer
-from rollouts.workflows import SITE_KIND, site_commit
+from rollouts.workflows.site import site_commit
 from sites.models import Site
 from tests.factories import SiteFactory
 from tests.rollouts.factories import RolloutPlanFactory

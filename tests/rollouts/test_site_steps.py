@@ -10,9 +10,10 @@ from fleet.workflows.models import WorkflowRun
 from fleet.workflows.outcomes import Done, Fail, Wait
 from fleet.workflows.services import workflow_start
 from rollouts import services
-from rollouts.choices import RolloutState, SiteRolloutState, SkipReason
+from rollouts.choices import ROLLBACK_KIND, SITE_KIND, RolloutState, SiteRolloutState, SkipReason
 from rollouts.models import RolloutWave, SiteRollout
-from rollouts.workflows import ROLLBACK_KIND, SITE_KIND, rollback_revert, site_commit, site_finished
+from rollouts.workflows.rollback import rollback_revert
+from rollouts.workflows.site import site_commit, site_finished
 from simulator.testing import Simulator
 from sites.models import Site
 from sites.repos import Author, SiteRepo

@@ -12,10 +12,9 @@ import pytest
 from fleet.workflows.choices import RunState
 from fleet.workflows.models import WorkflowRun
 from rollouts import services
-from rollouts.choices import RolloutState, SiteRolloutState
+from rollouts.choices import DRIVE_KIND, ROLLBACK_KIND, SITE_KIND, RolloutState, SiteRolloutState
 from rollouts.models import Application, Release, Rollout, SiteRollout
 from rollouts.rendering import render_site_files
-from rollouts.workflows import DRIVE_KIND, ROLLBACK_KIND, SITE_KIND
 from simulator.testing import Simulator
 from sites.models import Site
 from sites.repos import Author, SiteRepo

@@ -1,10 +1,12 @@
 """scripts/check_workflow_boundary.py (`make lint`): no app outside fleet/workflows writes runs, imports the
-engine's internals or builds run keys; the allow-list of what rollouts still does is exact."""
+engine's internals or builds run keys; the allow-list (empty now) reports entries no longer needed."""
 
 import importlib.util
 import textwrap
 from pathlib import Path
 from types import ModuleType
+
+import pytest
 
 from tests.services import ROOT
 
@@ -77,19 +79,26 @@ def test_every_kind_of_crossing_is_refused(tmp_path: Path) -> None:
     assert {v.path for v in violations} == {"sites/bad.py"}
 
 
-def test_what_rollouts_still_does_is_allowed_and_an_entry_no_longer_needed_is_reported(tmp_path: Path) -> None:
+def test_an_allowed_entry_is_allowed_and_one_no_longer_needed_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tree(
         tmp_path,
         {
-            "rollouts/workflows.py": """
-                from fleet.workflows.engine import schedule_now
+            "rollouts/moving.py": """
                 from fleet.workflows.services import workflow_start
             """,
         },
     )
+    still = ("rollouts/moving.py", "import", "fleet.workflows.services")
+    gone = ("rollouts/moving.py", "write", "wake_at")
+    monkeypatch.setattr(checker, "ALLOWED", {still: "moves later", gone: "moved already"})
 
     violations, stale = checker.check(root)
 
     assert violations == []
-    assert ("rollouts/workflows.py", "import", "fleet.workflows.engine") not in stale
-    assert ("rollouts/workflows.py", "write", "wake_at") in stale  # part 2 deletes it with the code
+    assert stale == [gone]
+
+
+def test_rollouts_is_on_the_public_api_with_nothing_allowed() -> None:
+    assert [entry for entry in checker.ALLOWED if entry[0].startswith("rollouts/")] == []

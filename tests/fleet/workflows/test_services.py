@@ -7,10 +7,11 @@ from django.db import IntegrityError, transaction
 
 from fleet.audit.models import AuditEvent
 from fleet.errors import Conflict, Invalid
-from fleet.workflows import selectors
+from fleet.workflows import runs_of, selectors
 from fleet.workflows.choices import Advanced, RunState
 from fleet.workflows.models import WorkflowRun
 from fleet.workflows.services import workflow_cancel, workflow_retry, workflow_start
+from sites.models import Node
 from tests.factories import NodeFactory, UserFactory
 from tests.fleet.workflows.conftest import deliver, make_due
 
@@ -82,6 +83,18 @@ def test_the_key_is_free_again_once_the_run_ends(start: Any) -> None:
 
     assert second.exclusive_key == first.exclusive_key
     assert list(selectors.runs_for_subject("sites.node", node.pk)) == [second, first]
+
+
+def test_the_runs_of_a_queryset_of_subjects_are_read_in_one_query(start: Any, django_assert_num_queries: Any) -> None:
+    """`runs_of(queryset)`: what the rollout driver asks for a rollout's thousands of site rollouts."""
+    first, second, other = NodeFactory(), NodeFactory(), NodeFactory()
+    runs = [start(["done"], subject=node) for node in (first, second, other, first)]
+
+    with django_assert_num_queries(1):
+        found = list(runs_of(Node.objects.filter(pk__in=[first.pk, second.pk])))
+
+    assert found == [runs[3], runs[1], runs[0]]  # newest first; the other node's run is not among them
+    assert list(runs_of(Node.objects.none())) == []
 
 
 def test_cancelling_an_ended_run_is_a_conflict_naming_its_state(start: Any) -> None:

@@ -5,8 +5,8 @@ the release's Deployments, one list per namespace per poll, and their pods only 
 asks for them (a Deployment unavailable for a few seconds), and returns the health verdict. Both
 record in the run's context what later decisions need: `reached_at` (the site answered after the
 push: it will be judged, not skipped), `unreachable_since`, `last_status` (what the driver quotes if
-the site deadline passes), `skip` (the run ends because the site cannot be reached: skip it, do not
-fail it) and the health rules' memory. The step itself, and the outcomes, are in rollouts.workflows.
+the site deadline passes) and the health rules' memory. The adapter's errors are the steps' to turn
+into outcomes (rollouts.workflows.common.site_step, which uses `unreachable`).
 """
 
 import datetime as dt
@@ -16,11 +16,10 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from fleet.workflows.outcomes import Fail, Outcome, Wait
-from rollouts.choices import SkipReason
+from fleet.workflows import Wait
 from rollouts.health import HealthPolicy, Verdict, assess, clock
 from rollouts.models import SiteRollout
-from sites.clusters import ClusterError, ClusterUnavailable, SiteCluster, SyncStatus
+from sites.clusters import ClusterNotConfigured, SiteCluster, SyncStatus
 from sites.models import Cluster
 
 # How often a site run polls the edge's sync status and workload health (FLEET_ROLLOUT_SYNC_POLL_SECONDS).
@@ -30,20 +29,20 @@ SYNC_POLL_SECONDS = float(getattr(settings, "FLEET_ROLLOUT_SYNC_POLL_SECONDS", 1
 POD_GRACE_SECONDS = float(getattr(settings, "FLEET_ROLLOUT_POD_GRACE_SECONDS", 60.0))
 
 
-def sync_status(row: SiteRollout, ctx: dict[str, Any] | None = None) -> SyncStatus | None | Outcome:
-    """The edge agent's status, or the outcome when it cannot be read: a Wait while the site does not
-    answer, a Fail marked `skip` when it refuses us (credentials, no cluster recorded)."""
-    try:
-        cluster = SiteCluster.for_cluster(row.site.cluster)
-        status = cluster.sync_status()
-    except ClusterUnavailable as exc:
-        return unreachable(ctx, exc)
-    except (ClusterError, Cluster.DoesNotExist) as exc:
-        if ctx is not None:
-            ctx["skip"] = SkipReason.UNREACHABLE
-        return Fail(f"cannot read the sync status of {row.site.code}: {exc}")
+def sync_status(row: SiteRollout, ctx: dict[str, Any] | None = None) -> SyncStatus | None:
+    """The edge agent's status (None while it reports none), recording in `ctx` that the site answered."""
+    status = cluster_of(row).sync_status()
     answered(ctx)
     return status
+
+
+def cluster_of(row: SiteRollout) -> SiteCluster:
+    """The adapter for the site's cluster; ClusterNotConfigured (a refusal) when none is recorded."""
+    try:
+        cluster = row.site.cluster
+    except Cluster.DoesNotExist:
+        raise ClusterNotConfigured(f"site {row.site.code} has no cluster recorded") from None
+    return SiteCluster.for_cluster(cluster)
 
 
 def answered(ctx: dict[str, Any] | None) -> None:
@@ -53,13 +52,11 @@ def answered(ctx: dict[str, Any] | None) -> None:
         ctx.pop("unreachable_since", None)
 
 
-def unreachable(ctx: dict[str, Any] | None, exc: Exception) -> Wait:
+def unreachable(ctx: dict[str, Any], exc: Exception) -> Wait:
     """Look again later, saying since when the site has not answered."""
-    message = f"site unreachable: {exc}"
-    if ctx is not None:
-        since = ctx.setdefault("unreachable_since", time.time())
-        message = f"site unreachable since {clock(since)}: {exc}"
-        ctx["last_status"] = message
+    since = ctx.setdefault("unreachable_since", time.time())
+    message = f"site unreachable since {clock(since)}: {exc}"
+    ctx["last_status"] = message
     return Wait(SYNC_POLL_SECONDS * 5, message)
 
 
@@ -81,7 +78,7 @@ def sync_failure(row: SiteRollout, status: SyncStatus, sha: str) -> str:
     )
 
 
-def judge(row: SiteRollout, ctx: dict[str, Any]) -> Verdict | Wait | Fail:
+def judge(row: SiteRollout, ctx: dict[str, Any]) -> Verdict:
     """Read the release's Deployments (one list per namespace), and their pods only when the rules ask
     for them, and give the verdict of rollouts.health."""
     wanted = [(str(ns), str(name)) for ns, name in ctx.get("deployments") or []]
@@ -93,20 +90,14 @@ def judge(row: SiteRollout, ctx: dict[str, Any]) -> Verdict | Wait | Fail:
     )
     memory = ctx.setdefault("health", {})
     now = time.time()
-    try:
-        cluster = SiteCluster.for_cluster(row.site.cluster)
-        found = {}
-        for namespace in sorted({ns for ns, _ in wanted}):
-            found.update({(namespace, d.name): d for d in cluster.deployments(namespace)})
-        verdict = assess(wanted=wanted, deployments=found, pods=None, memory=memory, policy=policy, now=now)
-        if verdict.read_pods:
-            pods = [pod for namespace in verdict.namespaces for pod in cluster.pod_health(namespace)]
-            verdict = assess(wanted=wanted, deployments=found, pods=pods, memory=memory, policy=policy, now=now)
-    except ClusterUnavailable as exc:
-        return unreachable(ctx, exc)
-    except (ClusterError, Cluster.DoesNotExist) as exc:
-        ctx["skip"] = SkipReason.UNREACHABLE
-        return Fail(f"cannot read the workloads of {row.site.code}: {exc}")
+    cluster = cluster_of(row)
+    found = {}
+    for namespace in sorted({ns for ns, _ in wanted}):
+        found.update({(namespace, d.name): d for d in cluster.deployments(namespace)})
+    verdict = assess(wanted=wanted, deployments=found, pods=None, memory=memory, policy=policy, now=now)
+    if verdict.read_pods:
+        pods = [pod for namespace in verdict.namespaces for pod in cluster.pod_health(namespace)]
+        verdict = assess(wanted=wanted, deployments=found, pods=pods, memory=memory, policy=policy, now=now)
     if wanted:
         answered(ctx)
     return verdict

@@ -1,0 +1,203 @@
+"""Applications and releases: what can be rolled out. A release is rendered for the sample site and a
+few real sites when created or changed, and is immutable once a rollout used it."""
+
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from fleet.audit.services import Actor, audit_record, changes_between, field_values
+from fleet.errors import Conflict, Invalid
+from fleet.validation import full_clean_or_invalid
+from rollouts import approvals, selectors
+from rollouts.models import Application, Release
+from rollouts.rendering import validate_release
+from rollouts.services.actors import user_of
+from sites.models import Site
+
+APPLICATION_FIELDS = (
+    "name",
+    "team",
+    "namespace",
+    "stateful",
+    "restore_image",
+    "extra_namespaces",
+    "allowed_cluster_kinds",
+    "description",
+)
+RELEASE_FIELDS = ("version", "templates", "values")
+
+
+# --- applications -----------------------------------------------------------------------------------
+
+
+def application_create(*, actor: Actor, source: str, **fields: Any) -> Application:
+    """Create an application. Raises Invalid for bad fields or a duplicate name."""
+    unknown = set(fields) - set(APPLICATION_FIELDS)
+    if unknown:
+        raise Invalid(f"unknown application fields: {', '.join(sorted(unknown))}")
+    application = Application(**fields)
+    full_clean_or_invalid(application)
+    _check_namespaces(application)
+    with transaction.atomic():
+        if Application.objects.filter(name=application.name).exists():
+            raise Invalid(f"an application named {application.name} already exists", field="name")
+        application.save()
+        audit_record(
+            actor=actor,
+            verb="create",
+            obj=application,
+            source=source,
+            payload=field_values(application, APPLICATION_FIELDS),
+        )
+    return application
+
+
+def _check_namespaces(application: Application) -> None:
+    if application.namespace in application.extra_namespaces:
+        raise Invalid("extra_namespaces repeats the application's own namespace", field="extra_namespaces")
+
+
+def application_update(*, application: Application, actor: Actor, source: str, **changes: Any) -> Application:
+    """Change an application. Its name and namespaces are fixed once a rollout used one of its releases:
+    sites hold its objects there, under apps/<name>/."""
+    unknown = set(changes) - set(APPLICATION_FIELDS)
+    if unknown:
+        raise Invalid(f"these application fields cannot be changed here: {', '.join(sorted(unknown))}")
+    with transaction.atomic():
+        application = Application.objects.select_for_update().get(pk=application.pk)
+        before = field_values(application, APPLICATION_FIELDS)
+        for key, value in changes.items():
+            setattr(application, key, value)
+        full_clean_or_invalid(application)
+        _check_namespaces(application)
+        diff = changes_between(before, field_values(application, APPLICATION_FIELDS))
+        fixed = {"name", "namespace", "extra_namespaces", "allowed_cluster_kinds"} & set(diff)
+        if fixed and application.releases.filter(locked_at__isnull=False).exists():
+            raise Conflict(
+                f"application {before['name']} has released to sites; {', '.join(sorted(fixed))} cannot change",
+                field=sorted(fixed)[0],
+            )
+        if diff:
+            if Application.objects.exclude(pk=application.pk).filter(name=application.name).exists():
+                raise Invalid(f"an application named {application.name} already exists", field="name")
+            application.save()
+            audit_record(actor=actor, verb="update", obj=application, source=source, payload={"changes": diff})
+    return application
+
+
+def application_delete(*, application: Application, actor: Actor, source: str) -> None:
+    """Delete an application that has no release."""
+    with transaction.atomic():
+        if application.releases.exists():
+            raise Conflict(f"application {application.name} has releases; it cannot be deleted")
+        audit_record(actor=actor, verb="delete", obj=application, source=source, payload={"name": application.name})
+        application.delete()
+
+
+# --- releases ---------------------------------------------------------------------------------------
+
+
+def release_create(
+    *,
+    actor: Actor,
+    source: str,
+    application: Application,
+    version: str,
+    templates: Any,
+    values: Any = None,
+) -> Release:
+    """Create a release after rendering every template for the sample site and a few real sites (one per
+    region and label set, FLEET_RENDER_CHECK_SITES) in the renderer process, and checking the manifests.
+
+    Raises Invalid naming the template path, the site, the document and the reason, or the site and the
+    renderer limit passed; Invalid for a duplicate version. Every targeted site is rendered again when a
+    rollout starts (and by a dry run), so a template that fails at one site only is refused there.
+    """
+    values = {} if values is None else values
+    release = Release(application=application, version=version, templates=templates, values=values)
+    if Release.objects.filter(application=application, version=version).exists():
+        raise Invalid(f"{application.name} already has a release {version}", field="version")
+    full_clean_or_invalid(release, exclude=["created_by"])
+    validate_release(
+        application=application, version=version, templates=templates, values=values, sites=_release_check_sites()
+    )
+    with transaction.atomic():
+        if Release.objects.filter(application=application, version=version).exists():
+            raise Invalid(f"{application.name} already has a release {version}", field="version")
+        release.created_by = release.last_edited_by = user_of(actor)  # type: ignore[assignment]
+        release.save()
+        audit_record(
+            actor=actor,
+            verb="create",
+            obj=release,
+            source=source,
+            payload={"application": application.name, "version": version, "templates": sorted(templates)},
+        )
+    return release
+
+
+def release_update(*, release: Release, actor: Actor, source: str, **changes: Any) -> Release:
+    """Change a release that no rollout has used yet; a locked release is immutable (Conflict).
+
+    The changed release is rendered as at creation before the transaction (rendering takes up to
+    FLEET_RENDER_RELEASE_SECONDS, too long to hold a row lock, or SQLite's write lock); the transaction
+    then refuses (Conflict) if the release changed meanwhile, so what is saved is what was rendered.
+    """
+    unknown = set(changes) - set(RELEASE_FIELDS)
+    if unknown:
+        raise Invalid(f"these release fields cannot be changed: {', '.join(sorted(unknown))}")
+    release = Release.objects.select_related("application").get(pk=release.pk)
+    _check_unlocked(release)
+    before = field_values(release, RELEASE_FIELDS)
+    for key, value in changes.items():
+        setattr(release, key, value)
+    full_clean_or_invalid(release, exclude=["created_by"])
+    if changes_between(before, field_values(release, RELEASE_FIELDS)):
+        validate_release(
+            application=release.application,
+            version=release.version,
+            templates=release.templates,
+            values=release.values,
+            sites=_release_check_sites(),
+        )
+    with transaction.atomic():
+        locked = Release.objects.select_for_update().select_related("application").get(pk=release.pk)
+        _check_unlocked(locked)
+        if field_values(locked, RELEASE_FIELDS) != before:
+            raise Conflict(f"release {locked} changed while this change was being checked; try again")
+        diff = changes_between(before, field_values(release, RELEASE_FIELDS))
+        if not diff:
+            return locked
+        clash = Release.objects.exclude(pk=release.pk).filter(application=release.application, version=release.version)
+        if clash.exists():
+            raise Invalid(f"{release.application.name} already has a release {release.version}", field="version")
+        release.last_edited_by = user_of(actor)  # type: ignore[assignment]
+        release.save()
+        audit_record(actor=actor, verb="update", obj=release, source=source, payload={"changed": sorted(diff)})
+        approvals.low_risk_clear_for_release(release=release, actor=actor, source=source)
+    return release
+
+
+def _release_check_sites() -> list[Site]:
+    return selectors.release_check_sites(settings.FLEET_RENDER_CHECK_SITES)
+
+
+def release_delete(*, release: Release, actor: Actor, source: str) -> None:
+    """Delete a release that no rollout used and no plan names."""
+    with transaction.atomic():
+        release = Release.objects.select_for_update().get(pk=release.pk)
+        _check_unlocked(release)
+        if release.plans.exists():
+            raise Conflict(f"release {release} is named by a rollout plan; change or delete the plan first")
+        audit_record(actor=actor, verb="delete", obj=release, source=source, payload={"version": release.version})
+        release.delete()
+
+
+def _check_unlocked(release: Release) -> None:
+    if release.locked_at is not None:
+        raise Conflict(
+            f"release {release} is locked (used by a rollout since {release.locked_at.isoformat()}); "
+            "create a new version instead",
+            field="templates",
+        )
