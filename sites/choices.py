@@ -117,3 +117,12 @@ class BootstrapTokenState(models.TextChoices):
     USED = "used", "Used"
     EXPIRED = "expired", "Expired"
     REVOKED = "revoked", "Revoked"
+
+
+# The kinds of the lifecycle workflows (sites/workflows/), named here so the doors that start them
+# (sites.lifecycle, sites.site_lifecycle) need not import the workflows, which call back into the doors.
+PROVISION_KIND = "node.provision"
+WIPE_KIND = "node.wipe"
+REPLACE_KIND = "node.replace"
+ONBOARD_KIND = "site.onboard"
+DECOMMISSION_KIND = "site.decommission"

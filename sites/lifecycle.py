@@ -23,8 +23,15 @@ from fleet.errors import Conflict, Invalid
 from fleet.permissions import require_perm
 from fleet.workflows import WorkflowRun, active_run
 from fleet.workflows import start as workflow_start
-from sites import services, workflows
-from sites.choices import NODE_RETIRABLE_STATES, NodeRole, NodeState
+from sites import services
+from sites.choices import (
+    NODE_RETIRABLE_STATES,
+    PROVISION_KIND,
+    REPLACE_KIND,
+    WIPE_KIND,
+    NodeRole,
+    NodeState,
+)
 from sites.models import Node
 from sites.validators import normalize_mac, validate_hostname
 
@@ -113,7 +120,7 @@ def node_provision_request(*, node: Node, actor: Actor, source: str) -> Workflow
         node = _locked(node)
         _refuse_if_busy(node)
         _refuse_state(node, PROVISIONABLE_STATES, "provisioned")
-        return _start(node, workflows.PROVISION, actor, source, "provision_request", {})
+        return _start(node, PROVISION_KIND, actor, source, "provision_request", {})
 
 
 def node_wipe_request(
@@ -140,7 +147,7 @@ def node_wipe_request(
         _refuse_if_busy(node)
         _refuse_state(node, WIPEABLE_STATES, "wiped")
         context = {"reason": reason, "rejoin": bool(rejoin), "retire": bool(retire)}
-        return _start(node, workflows.WIPE, actor, source, "wipe_request", context)
+        return _start(node, WIPE_KIND, actor, source, "wipe_request", context)
 
 
 def node_replace_request(
@@ -201,7 +208,7 @@ def node_replace_request(
             "hostname": name,
             "role": role or node.role,
         }
-        return _start(node, workflows.REPLACE, actor, source, "replace_request", context)
+        return _start(node, REPLACE_KIND, actor, source, "replace_request", context)
 
 
 def node_retire(*, node: Node, actor: Actor, source: str, reason: str, confirm: str) -> Node:

@@ -30,8 +30,8 @@ from fleet.errors import Conflict, FleetError, Invalid
 from fleet.permissions import require_perm
 from fleet.workflows import RunState, WorkflowRun, active_run, runs_of
 from fleet.workflows import start as workflow_start
-from sites import devices, services, workflows
-from sites.choices import SiteState
+from sites import devices, services
+from sites.choices import DECOMMISSION_KIND, ONBOARD_KIND, SiteState
 from sites.models import BootstrapToken, Node, Site
 
 ONBOARD_PERMISSION = "sites.onboard_site"
@@ -101,12 +101,12 @@ def site_onboard_request(*, site: Site, actor: Actor, source: str) -> OnboardReq
                 "expires_at": token.expires_at.isoformat(),
             }
         run = workflow_start(
-            kind=workflows.ONBOARD,
+            kind=ONBOARD_KIND,
             subject=site,
             actor=actor,
             source=source,
             context=context,
-            deadline=_deadline(workflows.ONBOARD),
+            deadline=_deadline(ONBOARD_KIND),
         )
         payload = {"run": run.pk, "first_boot": context.get("first_boot", {}).get("prefix", "")}
         audit_record(actor=actor, verb="onboard_request", obj=site, source=source, payload=payload)
@@ -146,17 +146,17 @@ def site_decommission_request(*, site: Site, actor: Actor, source: str, reason: 
         audit_record(actor=actor, verb="decommission_request", obj=site, source=source, payload={"reason": reason})
         services.site_transition(site=site, to=SiteState.DECOMMISSIONED, actor=actor, source=source, reason=reason)
         return workflow_start(
-            kind=workflows.DECOMMISSION,
+            kind=DECOMMISSION_KIND,
             subject=site,
             actor=actor,
             source=source,
             context={"reason": reason, "poll": settings.FLEET_ONBOARD_POLL_SECONDS},
-            deadline=_deadline(workflows.DECOMMISSION),
+            deadline=_deadline(DECOMMISSION_KIND),
         )
 
 
 def _already_decommissioned(site: Site) -> str:
-    failed = runs_of(site).filter(kind=workflows.DECOMMISSION, state=RunState.FAILED).first()
+    failed = runs_of(site).filter(kind=DECOMMISSION_KIND, state=RunState.FAILED).first()
     if failed is None:
         return f"site {site.code} is already decommissioned"
     return (
@@ -175,7 +175,7 @@ def sites_onboard_imported(*, sites: list[Site], actor: Actor, source: str) -> d
         if site.state == SiteState.DECOMMISSIONED:
             outcome[site.code] = "decommissioned"
             continue
-        if runs_of(site).filter(kind=workflows.ONBOARD, state=RunState.SUCCEEDED).exists():
+        if runs_of(site).filter(kind=ONBOARD_KIND, state=RunState.SUCCEEDED).exists():
             outcome[site.code] = "onboarded"
             continue
         running = active_run(site)

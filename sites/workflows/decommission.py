@@ -21,13 +21,13 @@ from django.utils import timezone
 from fleet.audit.services import audit_record
 from fleet.workflows import Done, Fail, Outcome, Workflow, WorkflowRun, register
 from sites import devices
-from sites.choices import SiteState
+from sites.choices import DECOMMISSION_KIND, SiteState
 from sites.githost import ProjectConflict, git_host
 from sites.models import BootstrapToken, Node
 from sites.workflows.common import actor_of, db_step, io_step, step_timeout
 from sites.workflows.site_common import site_flow_step, subject_site
 
-DECOMMISSION = "site.decommission"
+DECOMMISSION = DECOMMISSION_KIND
 
 
 @site_flow_step

@@ -31,7 +31,7 @@ from fleet.errors import Invalid
 from fleet.workflows import Done, Fail, Outcome, Wait, Workflow, WorkflowRun, active_run, register
 from sites import services
 from sites.base_stack import EDGE_NAMESPACE, OWNED_PREFIX, base_stack_for, edge_repo_url, edge_secret_name
-from sites.choices import NodeState, SiteState
+from sites.choices import ONBOARD_KIND, NodeState, SiteState
 from sites.clusters import SiteCluster
 from sites.githost import GitHost, git_host
 from sites.githost.base import MARKER_PATH, MARKER_TRAILER, marker_content
@@ -40,7 +40,7 @@ from sites.repos import Author, SiteRepo
 from sites.workflows.common import actor_of, db_step, io_step, step_timeout
 from sites.workflows.site_common import site_flow_step, site_poll, subject_site
 
-ONBOARD = "site.onboard"
+ONBOARD = ONBOARD_KIND
 TOKEN_ID_ANNOTATION = "edgefleet.io/deploy-token-id"  # noqa: S105 - an annotation key
 MANAGED_BY = {"app.kubernetes.io/managed-by": "edgefleet"}
 BASE_STACK_TRAILER = "Edgefleet-Base-Stack"

@@ -4,7 +4,7 @@ import datetime as dt
 from typing import Any
 
 from fleet.workflows import Done, Outcome, Workflow, WorkflowRun, register
-from sites.choices import NodeState
+from sites.choices import PROVISION_KIND, NodeState
 from sites.workflows.common import (
     await_checkin,
     await_ready,
@@ -18,7 +18,7 @@ from sites.workflows.common import (
     verify_node,
 )
 
-PROVISION = "node.provision"
+PROVISION = PROVISION_KIND
 
 
 @site_step

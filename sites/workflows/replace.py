@@ -11,7 +11,7 @@ from fleet.audit.services import audit_record
 from fleet.errors import FleetError
 from fleet.workflows import Done, Fail, Outcome, Wait, Workflow, WorkflowRun, register
 from sites import devices, rehydration, selectors, services
-from sites.choices import NodeState
+from sites.choices import REPLACE_KIND, NodeState
 from sites.models import Node, NodeCredential
 from sites.workflows.common import (
     ACTION_LABEL,
@@ -34,7 +34,7 @@ from sites.workflows.common import (
     transition,
 )
 
-REPLACE = "node.replace"
+REPLACE = REPLACE_KIND
 OUT_OF_SERVICE_TAINT = "node.kubernetes.io/out-of-service"
 # A restore Job runs an application team's image on a fresh, Ready, untainted replacement, pinned by
 # nodeName: it needs no toleration, so it gets none.

@@ -14,7 +14,7 @@ from django.db import transaction
 
 from fleet.workflows import Done, Fail, Outcome, Retry, Wait, Workflow, WorkflowRun, register
 from sites import devices
-from sites.choices import NodeState
+from sites.choices import WIPE_KIND, NodeState
 from sites.models import BootstrapToken, Node
 from sites.workflows.common import (
     ACTION_LABEL,
@@ -36,7 +36,7 @@ from sites.workflows.common import (
     verify_node,
 )
 
-WIPE = "node.wipe"
+WIPE = WIPE_KIND
 WIPE_IMAGE = "edgefleet/wipe:1"
 JOB_NAMESPACE = "kube-system"
 # The wipe is our own image and must run on the machine whatever is tainted there (it is cordoned and
