@@ -27,8 +27,9 @@ from sites.choices import (
 )
 from sites.messages import clock
 
-# Heard from (a heartbeat, a lease renewal) within this: the machine is alive. Kubernetes marks a node
-# Unknown 40 s after its lease stops; devices heartbeat every few seconds to a minute.
+# A machine heard from within this is alive: its own heartbeat (devices heartbeat every few seconds to a
+# minute), or any sign of it while its cluster cannot be asked (Kubernetes marks a node Unknown 40 s after
+# its lease stops).
 SEEN_RECENTLY = dt.timedelta(seconds=90)
 # A site whose applied revision differs from its repository head for longer than this is degraded
 # (a rollout's commit takes the GitOps agent a poll or two to apply); a failing sync counts at once.
@@ -77,16 +78,19 @@ def node_health(
     observed: NodeObservation | None,
     cluster_answered: bool,
     now: dt.datetime,
+    heartbeat_at: dt.datetime | None = None,
 ) -> NodeVerdict:
     """The node's health from what its cluster said (`observed`; None when the cluster answered without
-    this node, or did not answer at all: `cluster_answered`) and when the machine was last heard from.
+    this node, or did not answer at all: `cluster_answered`), when the machine was last seen by anyone
+    (`last_seen`) and when it last heartbeat itself (`heartbeat_at`, the device API).
 
-    An unchanged health keeps its `since`, so "not ready since 14:02" does not move with every probe.
+    A kubelet the cluster no longer hears from is `not_seen`, unless the machine itself still heartbeats
+    (then it is alive and `not_ready`). An unchanged health keeps its `since`, so "not ready since 14:02"
+    does not move with every probe.
     """
     seen = _latest(last_seen, _not_after(observed.seen_at, now) if observed else None)
-    alive = seen is not None and now - seen <= SEEN_RECENTLY
     if not cluster_answered:
-        if alive or current.health == NodeHealth.NOT_SEEN:
+        if _recent(seen, now) or current.health == NodeHealth.NOT_SEEN:
             return _keep(current, seen)
         verdict = Health(NodeHealth.NOT_SEEN, seen or now, "no heartbeat, and its cluster cannot be reached")
     elif observed is not None and observed.ready is True:
@@ -96,7 +100,7 @@ def node_health(
         verdict = Health(NodeHealth.NOT_READY, _not_after(observed.ready_since, now) or now, f"kubelet: {why}")
     else:
         missing = "not in its cluster" if observed is None else "its kubelet stopped posting status"
-        if alive:
+        if _recent(heartbeat_at, now):
             since = _not_after(observed.ready_since, now) if observed else None
             verdict = Health(NodeHealth.NOT_READY, since or now, f"{missing}, but the machine is heard from")
         else:
@@ -111,6 +115,10 @@ def _settle(current: Health, verdict: Health, seen: dt.datetime | None) -> NodeV
 
 def _keep(current: Health, seen: dt.datetime | None) -> NodeVerdict:
     return NodeVerdict(current.health, current.since, current.reason, last_seen=seen)
+
+
+def _recent(at: dt.datetime | None, now: dt.datetime) -> bool:
+    return at is not None and now - at <= SEEN_RECENTLY
 
 
 def _latest(*times: dt.datetime | None) -> dt.datetime | None:

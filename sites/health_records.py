@@ -80,6 +80,7 @@ def nodes_record_observations(
             verdict = health.node_health(
                 current=Health(node.health, node.health_since, node.health_reason),
                 last_seen=node.last_seen_at,
+                heartbeat_at=node.last_heartbeat_at,
                 observed=seen,
                 cluster_answered=observed is not None,
                 now=now,

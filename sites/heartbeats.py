@@ -77,7 +77,7 @@ def device_heartbeat(
                 field="backups",
             )
     node = credential.node
-    node_fields: dict[str, Any] = {"last_seen_at": now}
+    node_fields: dict[str, Any] = {"last_seen_at": now, "last_heartbeat_at": now}
     if versions is not None:
         node_fields["versions"] = versions
     # Last report wins for a repeated (application, location) in one body; PostgreSQL refuses to upsert

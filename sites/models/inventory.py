@@ -119,6 +119,7 @@ class Node(models.Model):
     state_reason = models.CharField(max_length=500, blank=True)
     # The later of the machine's last heartbeat and the cluster's last word from its kubelet (the probe).
     last_seen_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="the machine's own last heartbeat")
     # Health (sites.health.node_health): from the cluster's Node object and the heartbeats; see sites.health.
     health = models.CharField(max_length=16, choices=NodeHealth.choices, default=NodeHealth.NOT_SEEN)
     health_since = models.DateTimeField(null=True, blank=True, db_index=True)

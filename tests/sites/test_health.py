@@ -75,14 +75,26 @@ def test_a_dead_machine_is_not_seen_since_its_last_lease_renewal() -> None:
     assert verdict.reason == "its kubelet stopped posting status"
 
 
-def test_a_machine_heard_from_whose_kubelet_is_silent_is_not_ready_not_unseen() -> None:
+def test_a_machine_that_heartbeats_whose_kubelet_is_silent_is_not_ready_not_unseen() -> None:
     heartbeat = NOW - SEEN_RECENTLY / 2
     observed = NodeObservation(ready=None, ready_since=T, seen_at=T)
 
-    verdict = node_health(current=READY, last_seen=heartbeat, observed=observed, cluster_answered=True, now=NOW)
+    verdict = node_health(
+        current=READY, last_seen=heartbeat, heartbeat_at=heartbeat, observed=observed, cluster_answered=True, now=NOW
+    )
 
     assert (verdict.health, verdict.since) == (NodeHealth.NOT_READY, T)
     assert verdict.reason == "its kubelet stopped posting status, but the machine is heard from"
+
+
+def test_a_recent_probe_is_no_sign_of_life_once_the_cluster_says_the_kubelet_went_silent() -> None:
+    # Seen Ready by a probe a minute ago, then its kubelet died (the imported machines never heartbeat)
+    probed = NOW - minutes(1)
+    observed = NodeObservation(ready=None, ready_since=NOW - minutes(0.5), seen_at=NOW - minutes(0.6))
+
+    verdict = node_health(current=READY, last_seen=probed, observed=observed, cluster_answered=True, now=NOW)
+
+    assert (verdict.health, verdict.since) == (NodeHealth.NOT_SEEN, NOW - minutes(0.6))
 
 
 def test_a_machine_missing_from_its_cluster_is_not_seen_and_one_never_seen_says_so() -> None:
