@@ -43,13 +43,15 @@ def site_inputs(site: Site, cluster: Cluster | None) -> SiteInputs:
     )
 
 
-def site_health_refresh(*, site: Site | int, now: dt.datetime | None = None) -> Health:
-    """Decide the site's health again from what is recorded, and write it if it changed."""
+def site_health_refresh(*, site: Site | int, now: dt.datetime | None = None, cluster: Cluster | None = None) -> Health:
+    """Decide the site's health again from what is recorded, and write it if it changed. `cluster`, when
+    given, is the site's cluster as its only writer (the probe) has just recorded it."""
     now = now or timezone.now()
     site_id = site if isinstance(site, int) else site.pk
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # within a caller's transaction, no savepoint needed
         locked = Site.objects.select_for_update().get(pk=site_id)
-        cluster = Cluster.objects.filter(site_id=site_id).first()
+        if cluster is None or cluster.site_id != site_id:
+            cluster = Cluster.objects.filter(site_id=site_id).first()
         current = Health(locked.health, locked.health_since, locked.health_reason)
         verdict = health.site_health(site_inputs(locked, cluster), current=current, now=now)
         if verdict != current:
@@ -72,7 +74,8 @@ def nodes_record_observations(
     """
     now = now or timezone.now()
     nodes = list(Node.objects.filter(site=site).exclude(state=NodeState.RETIRED).order_by("hostname"))
-    with transaction.atomic():
+    only_seen: dict[dt.datetime, list[Node]] = {}  # nodes whose one change is their last seen, by that time
+    with transaction.atomic(savepoint=False):
         for node in nodes:
             seen = observed.get(node.hostname) if observed is not None else None
             if seen is None and node.state not in _EXPECTED_IN_CLUSTER:
@@ -85,7 +88,22 @@ def nodes_record_observations(
                 cluster_answered=observed is not None,
                 now=now,
             )
-            _write_node(node, verdict, last_seen=verdict.last_seen)
+            changes = {
+                "health": verdict.health,
+                "health_since": verdict.since,
+                "health_reason": verdict.reason,
+                "last_seen_at": verdict.last_seen,
+            }
+            changed = {key: value for key, value in changes.items() if getattr(node, key) != value}
+            for key, value in changed.items():
+                setattr(node, key, value)
+            if set(changed) == {"last_seen_at"} and verdict.last_seen is not None:
+                only_seen.setdefault(verdict.last_seen, []).append(node)
+            elif changed:
+                Node.objects.filter(pk=node.pk).update(**changed)
+        # The steady state of a healthy site: every machine seen at the probe's time, one UPDATE for all.
+        for at, same in only_seen.items():
+            Node.objects.filter(pk__in=[node.pk for node in same]).update(last_seen_at=at)
     return nodes
 
 
@@ -149,18 +167,3 @@ def site_record_sync(
             rollout_error=rollout_error[:500],
         )
         return site_health_refresh(site=site.pk, now=now)
-
-
-def _write_node(node: Node, verdict: health.NodeVerdict, *, last_seen: dt.datetime | None) -> None:
-    """Write a node's verdict if anything changed (one UPDATE, none when nothing did)."""
-    changes = {
-        "health": verdict.health,
-        "health_since": verdict.since,
-        "health_reason": verdict.reason,
-        "last_seen_at": last_seen,
-    }
-    changed = {key: value for key, value in changes.items() if getattr(node, key) != value}
-    if changed:
-        Node.objects.filter(pk=node.pk).update(**changed)
-        for key, value in changed.items():
-            setattr(node, key, value)

@@ -16,6 +16,7 @@ call per node. It then records:
 import datetime as dt
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
 from sites import alerts, health_records
@@ -32,25 +33,19 @@ def site_probe(*, site: Site) -> Cluster:
     site = cluster.site
     now = timezone.now()
     observed: dict[str, NodeObservation] | None = None
-    try:
+    outcome: dict[str, Any] = {"reachability": ClusterReachability.REACHABLE}
+    try:  # the I/O, before any transaction
         adapter = SiteCluster.for_cluster(cluster)
-        version = adapter.version()
-        nodes = adapter.nodes()
-        observed = _observations(adapter, nodes, now)
+        outcome["k3s_version"] = adapter.version()
+        observed = _observations(adapter, adapter.nodes(), now)
     except ClusterError as exc:
-        cluster = cluster_record_probe(
-            cluster=cluster,
-            reachability=_reachability_of(exc),
-            problem=cluster_problem(exc, api_url=cluster.api_url),
-            at=now,
-        )
-    else:
-        cluster = cluster_record_probe(
-            cluster=cluster, reachability=ClusterReachability.REACHABLE, k3s_version=version, at=now
-        )
-    recorded = health_records.nodes_record_observations(site=site, observed=observed, now=now)
-    health_records.site_health_refresh(site=site, now=now)
-    alerts.node_down_alerts_sync(site=site, nodes=recorded, cluster_answered=observed is not None, now=now)
+        outcome = {"reachability": _reachability_of(exc), "problem": cluster_problem(exc, api_url=cluster.api_url)}
+    # Then everything it learnt in one transaction (one commit: what a probe costs is mostly commits).
+    with transaction.atomic():
+        cluster = cluster_record_probe(cluster=cluster, at=now, **outcome)
+        recorded = health_records.nodes_record_observations(site=site, observed=observed, now=now)
+        health_records.site_health_refresh(site=site, now=now, cluster=cluster)
+        alerts.node_down_alerts_sync(site=site, nodes=recorded, cluster_answered=observed is not None, now=now)
     return cluster
 
 
@@ -110,5 +105,6 @@ def cluster_record_probe(
         if problem is not None:
             fields.update(last_error=problem.sentence(since, at)[:2000], last_error_detail=problem.detail)
     Cluster.objects.filter(pk=cluster.pk).update(**fields, updated_at=at)
-    cluster.refresh_from_db()
+    for key, value in {**fields, "updated_at": at}.items():
+        setattr(cluster, key, value)
     return cluster
