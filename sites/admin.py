@@ -575,7 +575,7 @@ class NodeAdmin(ServiceAdminMixin, admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Node | None = None) -> Any:
         fixed = [
             "state_changed_at", "state_deadline", "state_reason", "last_seen_at", "facts", "versions", "workflow_runs",
-            "health", "health_since", "health_reason",
+            "health", "health_since", "health_reason", "last_heartbeat_at",
         ]  # fmt: skip
         return ["serial", *fixed] if obj else fixed
 
@@ -592,6 +592,7 @@ class NodeAdmin(ServiceAdminMixin, admin.ModelAdmin):
             "state_reason",
             "workflow_runs",
             "last_seen_at",
+            "last_heartbeat_at",
             "health",
             "health_since",
             "health_reason",

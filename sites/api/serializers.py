@@ -135,6 +135,7 @@ class NodeSerializer(serializers.ModelSerializer):
             "state_deadline",
             "state_reason",
             "last_seen_at",
+            "last_heartbeat_at",
             "health",
             "health_since",
             "health_reason",

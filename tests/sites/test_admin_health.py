@@ -42,7 +42,7 @@ def test_site_and_node_lists_show_health_and_filter_on_it(staff: Client) -> None
     nodes = staff.get("/admin/sites/node/", {"health__exact": "not_seen"}).content.decode()
     site_page = staff.get(f"/admin/sites/site/{sick.pk}/change/").content.decode()
 
-    assert sick.code in sites and "TX-9999" not in sites
+    assert str(sick.code) in sites and "TX-9999" not in sites
     assert "node nuc-2 not seen" in sites and ">degraded<" in sites
     assert "nuc-2" in nodes and ">not_seen<" in nodes
     assert ">not_seen<" in site_page  # the site's nodes with their health

@@ -25,11 +25,12 @@ def client(*perms: str) -> APIClient:
 
 
 def sites_with_health(*healths: str) -> list[Site]:
-    sites = []
-    for index, value in enumerate(healths):
-        site = SiteFactory(health=value, health_since=NOW - dt.timedelta(hours=index), health_reason=f"why {index}")
-        sites.append(site)
-    return sites
+    return [
+        Site.objects.get(
+            pk=SiteFactory(health=value, health_since=NOW - dt.timedelta(hours=i), health_reason=f"why {i}").pk
+        )
+        for i, value in enumerate(healths)
+    ]
 
 
 def codes(response: Any) -> list[str]:
@@ -104,6 +105,7 @@ def test_nodes_show_health_and_filter_and_order_on_it(admin_api: APIClient) -> N
     assert [row["id"] for row in old.json()["results"]] == [down.pk]
     assert [row["health"] for row in ordered] == ["not_ready", "not_seen", "ready"]
     assert {row["id"]: row["health_since"] for row in ordered}[unseen.pk] is None
+    assert all("last_heartbeat_at" in row and "health_reason" in row for row in ordered)
     assert ready.pk in [row["id"] for row in ordered]
 
 

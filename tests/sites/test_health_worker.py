@@ -14,6 +14,7 @@ import pytest
 from django.utils import timezone
 
 from fleet.audit.models import AuditEvent
+from fleet.celery import app as celery_app
 from simulator.testing import Simulator, running_simulator
 from sites import lifecycle
 from sites.choices import AlertKind, ClusterReachability, NodeHealth, NodeState, SiteHealth
@@ -56,18 +57,21 @@ def fleet(sim: Simulator, probe_worker: Worker) -> Iterator[list[Site]]:
     sim.clear_faults()
 
 
-def probe(site: Site) -> Site:
-    """One probe by the worker, waited for (its recorded time moves on)."""
+def probe(site: Site, worker: Worker) -> Site:
+    """One probe by the worker, waited for (its recorded time moves on). Sent on a connection to the
+    worker's own broker: the process's producer stays bound to whichever Redis it first published to
+    (tests/rollouts uses another), so the default one may not reach this worker."""
     before = Cluster.objects.get(site=site).last_probe_at
-    site_probe_task.apply_async(args=[site.pk], queue=QUEUE)
+    with celery_app.connection_for_write(url=worker.env["FLEET_REDIS_URL"]) as connection:
+        celery_app.send_task(site_probe_task.name, args=[site.pk], queue=QUEUE, connection=connection)
     wait_until(lambda: Cluster.objects.get(site=site).last_probe_at != before, 60, f"a probe of {site.code}")
     return Site.objects.get(pk=site.pk)
 
 
-def probe_until(site: Site, check: Any, what: str, seconds: float = 90) -> Site:
+def probe_until(site: Site, worker: Worker, check: Any, what: str, seconds: float = 90) -> Site:
     give_up = timezone.now() + dt.timedelta(seconds=seconds)
     while True:
-        site = probe(site)
+        site = probe(site, worker)
         if check(site):
             return site
         if timezone.now() > give_up:
@@ -75,7 +79,7 @@ def probe_until(site: Site, check: Any, what: str, seconds: float = 90) -> Site:
 
 
 def test_a_dead_machine_is_not_seen_its_site_degraded_and_a_node_down_alert_opens_then_resolves(
-    sim: Simulator, fleet: list[Site]
+    sim: Simulator, fleet: list[Site], probe_worker: Worker
 ) -> None:
     site = fleet[0]
     nodes = Node.objects.filter(site=site)
@@ -83,7 +87,7 @@ def test_a_dead_machine_is_not_seen_its_site_degraded_and_a_node_down_alert_open
     started = timezone.now()
 
     # The first probe: every imported machine is ready and seen, the site healthy
-    site = probe(site)
+    site = probe(site, probe_worker)
     assert (site.health, site.health_reason) == (SiteHealth.HEALTHY, "")
     assert all(n.health == NodeHealth.READY and n.last_seen_at >= started for n in nodes.all())  # type: ignore[operator]
 
@@ -93,7 +97,7 @@ def test_a_dead_machine_is_not_seen_its_site_degraded_and_a_node_down_alert_open
     died = timezone.now()
 
     # Within FLEET_NODE_DOWN_AFTER and a probe: not seen since it died, the site names it, an alert opens
-    site = probe_until(site, lambda s: Alert.objects.filter(node=victim).exists(), "a node-down alert")
+    site = probe_until(site, probe_worker, lambda s: Alert.objects.filter(node=victim).exists(), "a node-down alert")
     victim.refresh_from_db()
     assert victim.health == NodeHealth.NOT_SEEN
     assert victim.health_since is not None
@@ -110,7 +114,7 @@ def test_a_dead_machine_is_not_seen_its_site_degraded_and_a_node_down_alert_open
 
     # It comes back: ready again, the alert resolves itself, the site is healthy
     sim.remove_fault(fault)
-    site = probe_until(site, lambda s: s.health == SiteHealth.HEALTHY, "the site healthy again")
+    site = probe_until(site, probe_worker, lambda s: s.health == SiteHealth.HEALTHY, "the site healthy again")
     alert.refresh_from_db()
     victim.refresh_from_db()
     assert victim.health == NodeHealth.READY
@@ -118,12 +122,16 @@ def test_a_dead_machine_is_not_seen_its_site_degraded_and_a_node_down_alert_open
     assert Alert.objects.filter(resolved_at__isnull=True).count() == 0
 
 
-def test_a_dead_machine_being_replaced_resolves_its_alert(sim: Simulator, fleet: list[Site]) -> None:
+def test_a_dead_machine_being_replaced_resolves_its_alert(
+    sim: Simulator, fleet: list[Site], probe_worker: Worker
+) -> None:
     site = fleet[1]
-    probe(site)
+    probe(site, probe_worker)
     victim = agent(site)
     sim.add_fault("node_death", site=site.code, node=victim.hostname)
-    site = probe_until(site, lambda s: Alert.objects.filter(node=victim, resolved_at=None).exists(), "an alert")
+    site = probe_until(
+        site, probe_worker, lambda s: Alert.objects.filter(node=victim, resolved_at=None).exists(), "an alert"
+    )
 
     # Support answers the alert: replace the machine (the workflow, driven here up to the replacement's wait)
     run = lifecycle.node_replace_request(
@@ -138,20 +146,20 @@ def test_a_dead_machine_being_replaced_resolves_its_alert(sim: Simulator, fleet:
     alert = Alert.objects.get(node=victim)
     assert alert.resolved_at is not None and alert.resolution == f"node {victim.hostname} is broken"
     assert victim.state == NodeState.RETIRED
-    site = probe(site)
+    site = probe(site, probe_worker)
     assert (site.health, site.health_reason) == (SiteHealth.HEALTHY, "")
     assert not Alert.objects.filter(resolved_at__isnull=True).exists()
 
 
 def test_an_offline_site_is_unreachable_since_its_first_failed_probe_in_words(
-    sim: Simulator, fleet: list[Site]
+    sim: Simulator, fleet: list[Site], probe_worker: Worker
 ) -> None:
-    site = probe(fleet[0])
+    site = probe(fleet[0], probe_worker)
     assert site.health == SiteHealth.HEALTHY
     fault = sim.add_fault("offline", site=site.code)
     went = timezone.now()
 
-    site = probe(site)
+    site = probe(site, probe_worker)
     cluster = Cluster.objects.get(site=site)
 
     assert cluster.reachability == ClusterReachability.UNREACHABLE
@@ -171,10 +179,10 @@ def test_an_offline_site_is_unreachable_since_its_first_failed_probe_in_words(
 
     # Still offline: still unreachable since the first failure
     since = site.health_since
-    assert probe(site).health_since == since
+    assert probe(site, probe_worker).health_since == since
 
     # Back: healthy, the error cleared
     sim.remove_fault(fault)
-    site = probe_until(site, lambda s: s.health == SiteHealth.HEALTHY, "the site healthy again")
+    site = probe_until(site, probe_worker, lambda s: s.health == SiteHealth.HEALTHY, "the site healthy again")
     cluster.refresh_from_db()
     assert (cluster.last_error, cluster.last_error_detail, cluster.failing_since) == ("", "", None)
