@@ -85,7 +85,6 @@ def site_sync_state_record(
             health_records.site_record_sync(
                 site=site,
                 head=head,
-                applied=applied,
                 drifted_since=drifted_since,
                 sync_error=sync_error,
                 rollout_error=_last_rollout_error(site),

@@ -150,18 +150,17 @@ def site_record_sync(
     *,
     site: Site,
     head: str,
-    applied: str,
     drifted_since: dt.datetime | None,
     sync_error: str = "",
     rollout_error: str = "",
 ) -> Health:
-    """What the drift check learnt (rollouts.drift): the repository head, the applied revision, since when
-    they differ (None: in sync), the GitOps agent's failure and the latest rollout's failure here."""
+    """What the drift check learnt (rollouts.drift): the repository head, since when the applied revision
+    (which it records itself, as Site.last_applied_revision) differs from it (None: in sync), the GitOps
+    agent's failure and the latest rollout's failure here."""
     now = timezone.now()
     with transaction.atomic():
         Site.objects.filter(pk=site.pk).update(
             repo_head_revision=head[:64],
-            last_applied_revision=applied[:64] or site.last_applied_revision,
             drifted_since=drifted_since,
             sync_error=sync_error[:500],
             rollout_error=rollout_error[:500],
