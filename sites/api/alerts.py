@@ -10,6 +10,7 @@ from rest_framework import serializers, viewsets
 
 from fleet.api.filters import FleetFilterSet
 from fleet.api.pagination import FleetCursorPagination
+from sites import selectors
 from sites.choices import AlertKind
 from sites.models import Alert
 
@@ -65,7 +66,7 @@ class AlertPagination(FleetCursorPagination):
 class AlertViewSet(viewsets.ReadOnlyModelViewSet):
     """Alerts, newest first (`?open=true&site=TX-0412`); needs `sites.view_alert`."""
 
-    queryset = Alert.objects.select_related("site", "node")
+    queryset = selectors.alert_list()
     serializer_class = AlertSerializer
     filterset_class = AlertFilter
     pagination_class = AlertPagination

@@ -131,6 +131,7 @@ def test_http_answers_read_as_what_the_server_said(
     assert isinstance(error, kind)
     assert problem.what == what.format(url[7:])
     assert problem.detail.startswith(type(error).__name__)
+    assert TOKEN not in problem.detail and TOKEN not in problem.what  # the raw error carries no credential
 
 
 def test_our_own_refusals_are_sentences_already_and_carry_no_since() -> None:
