@@ -4,10 +4,19 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 BADGE_COLOURS = {
-    "green": ("active", "reachable", "succeeded", "running"),
+    "green": ("active", "reachable", "succeeded", "running", "healthy", "ready"),
     "blue": ("planned", "preregistered", "joining", "provisioning", "pending", "waiting", "scheduled"),
-    "orange": ("degraded", "cordoned", "draining", "wiping", "paused", "awaiting_approval", "waiting_window"),
-    "red": ("offline", "broken", "quarantined", "unreachable", "unauthorized", "failed", "halted"),
+    "orange": (
+        "degraded",
+        "cordoned",
+        "draining",
+        "wiping",
+        "paused",
+        "awaiting_approval",
+        "waiting_window",
+        "not_ready",
+    ),
+    "red": ("offline", "broken", "quarantined", "unreachable", "unauthorized", "failed", "halted", "not_seen"),
     "grey": ("decommissioned", "retired", "wiped", "unknown", "cancelled", "skipped", "rolled_back"),
 }
 _HEX = {"green": "#1e7e34", "blue": "#1f5fa8", "orange": "#b45f06", "red": "#b00020", "grey": "#666"}

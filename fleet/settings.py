@@ -413,6 +413,12 @@ FLEET_NODE_POLL_SECONDS = env.float("FLEET_NODE_POLL_SECONDS", default=10.0)
 FLEET_NODE_CHECKIN_POLL_SECONDS = env.float("FLEET_NODE_CHECKIN_POLL_SECONDS", default=60.0)
 FLEET_NODE_DRAIN_SECONDS = env.float("FLEET_NODE_DRAIN_SECONDS", default=30 * 60.0)
 FLEET_NODE_WIPE_SECONDS = env.float("FLEET_NODE_WIPE_SECONDS", default=30 * 60.0)
+# Health (sites.health, sites.alerts): a machine in service that has not been ready for this many seconds,
+# while its cluster answers, raises a node-down alert on its site (resolved when it is ready again or
+# leaves service). The probe notices it, so an alert opens within this plus FLEET_PROBE_INTERVAL.
+FLEET_NODE_DOWN_AFTER = env.float("FLEET_NODE_DOWN_AFTER", default=300.0)
+if not 0 <= FLEET_NODE_DOWN_AFTER <= 7 * 24 * 3600:
+    raise ImproperlyConfigured("FLEET_NODE_DOWN_AFTER must be between 0 and 604800 seconds (a week)")
 # Rollouts (rollouts.workflows): the driver's look-again while running and while paused/halted/awaiting
 # approval, a site's sync and health polling, and the time limits of a site step and a driver step.
 FLEET_ROLLOUT_POLL_SECONDS = env.float("FLEET_ROLLOUT_POLL_SECONDS", default=2.0)

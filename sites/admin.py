@@ -10,11 +10,12 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -24,6 +25,7 @@ from fleet.errors import FleetError
 from fleet.workflows import runs_of
 from sites import devices, lifecycle, services
 from sites.admin_devices import NodeCredentialInline, issue_bootstrap_tokens, issue_site_wide_bootstrap_tokens
+from sites.admin_health import health_badge
 from sites.admin_lifecycle import SiteLifecycleAdminMixin
 from sites.choices import NODE_MANUAL_TRANSITIONS, NodeState, SiteState
 from sites.models import Cluster, Node, Site
@@ -136,7 +138,7 @@ class SiteForm(ServiceForm):
 
 class NodeInline(admin.TabularInline):
     model = Node
-    fields = ("hostname", "serial", "role", "state_badge", "mac", "hardware_model", "last_seen_at")
+    fields = ("hostname", "serial", "role", "state_badge", "health_column", "mac", "hardware_model", "last_seen_at")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -149,10 +151,17 @@ class NodeInline(admin.TabularInline):
     def state_badge(self, node: Node) -> str:
         return badge(node.state)
 
+    @admin.display(description="health")
+    def health_column(self, node: Node) -> str:
+        return health_badge(node.health, node.health_since, node.health_reason)
+
 
 class ClusterInline(admin.StackedInline):
     model = Cluster
-    fields = ("api_url", "reachability", "k3s_version", "last_contact_at", "last_probe_at", "last_error")
+    fields = (
+        "api_url", "reachability", "k3s_version", "last_contact_at", "last_probe_at", "last_error", "failing_since",
+        "last_error_detail",
+    )  # fmt: skip
     readonly_fields = fields
     can_delete = False
     show_change_link = True
@@ -170,12 +179,14 @@ class SiteAdmin(SiteLifecycleAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
         "region",
         "timezone",
         "state_badge",
+        "health_column",
+        "health_reason",
         "cluster_badge",
         "k3s_version",
         "nodes_summary",
         "last_heartbeat_at",
     ]
-    list_filter = ["state", "region", "cluster__reachability", LabelFilter, HeartbeatFilter, "timezone"]
+    list_filter = ["health", "state", "region", "cluster__reachability", LabelFilter, HeartbeatFilter, "timezone"]
     search_fields = ["code", "name"]
     inlines = [ClusterInline, NodeInline]
     actions = ["probe_clusters", issue_bootstrap_tokens, issue_site_wide_bootstrap_tokens, "decommission_site"]
@@ -194,11 +205,16 @@ class SiteAdmin(SiteLifecycleAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
         )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Site | None = None) -> Any:
-        return ["code", "last_heartbeat_at", "last_applied_revision"] if obj else []
+        health = ["health", "health_since", "health_reason", "repo_head_revision", "drifted_since", "sync_error"]
+        return ["code", "last_heartbeat_at", "last_applied_revision", *health, "rollout_error"] if obj else []
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, site: Site) -> str:
         return badge(site.state)
+
+    @admin.display(description="health", ordering="health")
+    def health_column(self, site: Site) -> str:
+        return health_badge(site.health, site.health_since, site.health_reason)
 
     @admin.display(description="cluster", ordering="cluster__reachability")
     def cluster_badge(self, site: Site) -> str:
@@ -390,8 +406,11 @@ class ReplaceForm(forms.Form):
 @admin.register(Node)
 class NodeAdmin(ServiceAdminMixin, admin.ModelAdmin):
     form = NodeForm
-    list_display = ["hostname", "serial", "site_link", "role", "state_badge", "mac", "hardware_model", "last_seen_at"]
-    list_filter = ["state", "role", "site__region", LastSeenFilter, "hardware_model"]
+    list_display = [
+        "hostname", "serial", "site_link", "role", "state_badge", "health_column", "mac", "hardware_model",
+        "last_seen_at",
+    ]  # fmt: skip
+    list_filter = ["health", "state", "role", "site__region", LastSeenFilter, "hardware_model"]
     search_fields = ["serial", "hostname", "mac", "site__code"]
     list_select_related = ["site"]
     autocomplete_fields = ["site"]
@@ -401,6 +420,21 @@ class NodeAdmin(ServiceAdminMixin, admin.ModelAdmin):
     actions = ["revoke_credentials", "provision_nodes", "wipe_node", "replace_node", "retire_node"]
 
     # --- lifecycle actions: a confirmation page, then the same services as the API ------------------
+
+    def get_urls(self) -> list[Any]:
+        # `<id>/replace/`: the Replace confirmation page for one node, linked from its node-down alert.
+        view = self.admin_site.admin_view(self.replace_view)
+        return [path("<int:node_id>/replace/", view, name="sites_node_replace"), *super().get_urls()]
+
+    def replace_view(self, request: HttpRequest, node_id: int) -> HttpResponse:
+        """The Replace action for one node (the same form, permission and service as the list's action)."""
+        if not self.has_wipe_node_permission(request):
+            raise PermissionDenied
+        queryset = Node.objects.filter(pk=node_id)
+        if not queryset.exists():
+            raise Http404(f"no node {node_id}")
+        response = self._destructive(request, queryset, "replace_node", "Replace", ReplaceForm)
+        return response or HttpResponseRedirect(reverse("admin:sites_node_change", args=[node_id]))
 
     def has_provision_node_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("sites.provision_node"))
@@ -505,7 +539,8 @@ class NodeAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Node | None = None) -> Any:
         fixed = [
-            "state_changed_at", "state_deadline", "state_reason", "last_seen_at", "facts", "versions", "workflow_runs"
+            "state_changed_at", "state_deadline", "state_reason", "last_seen_at", "facts", "versions", "workflow_runs",
+            "health", "health_since", "health_reason", "last_heartbeat_at",
         ]  # fmt: skip
         return ["serial", *fixed] if obj else fixed
 
@@ -522,6 +557,10 @@ class NodeAdmin(ServiceAdminMixin, admin.ModelAdmin):
             "state_reason",
             "workflow_runs",
             "last_seen_at",
+            "last_heartbeat_at",
+            "health",
+            "health_since",
+            "health_reason",
             "facts",
             "versions",
         ]
@@ -529,6 +568,10 @@ class NodeAdmin(ServiceAdminMixin, admin.ModelAdmin):
     @admin.display(description="state", ordering="state")
     def state_badge(self, node: Node) -> str:
         return badge(node.state)
+
+    @admin.display(description="health", ordering="health")
+    def health_column(self, node: Node) -> str:
+        return health_badge(node.health, node.health_since, node.health_reason)
 
     @admin.display(description="site", ordering="site__code")
     def site_link(self, node: Node) -> str:

@@ -119,6 +119,34 @@ class BootstrapTokenState(models.TextChoices):
     REVOKED = "revoked", "Revoked"
 
 
+class NodeHealth(models.TextChoices):
+    """What the edge and the cluster say about a machine (sites.health.node_health), with since when."""
+
+    READY = "ready", "Ready"
+    NOT_READY = "not_ready", "Not ready"
+    NOT_SEEN = "not_seen", "Not seen"
+
+
+class SiteHealth(models.TextChoices):
+    """A site as support staff should see it (sites.health.site_health), with since when and why."""
+
+    HEALTHY = "healthy", "Healthy"
+    DEGRADED = "degraded", "Degraded"
+    UNREACHABLE = "unreachable", "Unreachable"
+    OFFLINE = "offline", "Offline (planned)"
+
+
+# The nodes whose health counts for their site's: machines in service, and broken ones (the site runs
+# without them until they are replaced). Wiped, retired, quarantined and not yet joined machines do not.
+NODE_HEALTH_COUNTED_STATES = frozenset({*NODE_IN_SERVICE_STATES, NodeState.BROKEN})
+# A site in one of these states is not expected to answer: its health is `offline`.
+SITE_NOT_IN_SERVICE_STATES = frozenset({SiteState.PLANNED, SiteState.OFFLINE, SiteState.DECOMMISSIONED})
+
+
+class AlertKind(models.TextChoices):
+    NODE_DOWN = "node_down", "Node down"
+
+
 # The kinds of the lifecycle workflows (sites/workflows/), named here so the doors that start them
 # (sites.lifecycle, sites.site_lifecycle) need not import the workflows, which call back into the doors.
 PROVISION_KIND = "node.provision"

@@ -110,6 +110,9 @@ class SiteCluster:
         except pydantic.ValidationError as exc:
             # The client validates answers against the API's schema; a malformed one is not a cluster.
             raise ClusterUnavailable(f"the site answered with a malformed {exc.title}") from exc
+        except ValueError as exc:
+            # Not JSON at all (a captive portal, a proxy's error page): the client's json.loads raised.
+            raise ClusterUnavailable(f"the site answered with something malformed: {exc}") from exc
 
     def version(self) -> str:
         """The cluster's version string, e.g. `v1.31.4+k3s1`."""
@@ -128,6 +131,16 @@ class SiteCluster:
     def nodes(self, label_selector: str | None = None) -> list["NodeInfo"]:
         found = self._call(self._core.list_node, label_selector=label_selector)
         return [NodeInfo.of(item) for item in found.items]
+
+    def node_leases(self) -> dict[str, dt.datetime]:
+        """When each node's kubelet last renewed its Lease (`kube-node-lease`), by node name: one list call.
+        A kubelet renews every 10 s; the node controller marks a node Unknown 40 s after renewals stop."""
+        found = self._call(k8s.CoordinationV1Api(self.api_client).list_namespaced_lease, NODE_LEASE_NAMESPACE)
+        return {
+            item.metadata.name: item.spec.renew_time
+            for item in found.items
+            if item.spec is not None and item.spec.renew_time is not None
+        }
 
     def label_node(self, name: str, labels: dict[str, str | None]) -> None:
         """Set (or, with None, remove) labels; a merge patch, so other labels stay."""
@@ -451,6 +464,7 @@ class SiteCluster:
         return k8s.CoreV1Api(self.api_client)
 
 
+NODE_LEASE_NAMESPACE = "kube-node-lease"
 FLUX_GROUP = "kustomize.toolkit.fluxcd.io"
 FLUX_SOURCE_GROUP = "source.toolkit.fluxcd.io"
 FLUX_VERSION = "v1"
@@ -464,13 +478,21 @@ class NodeInfo:
     unschedulable: bool
     labels: dict[str, str]
     taints: list[str]
+    # The Ready condition: since when it has had this status (lastTransitionTime), the kubelet's last
+    # status post (lastHeartbeatTime), and its reason and message. None when the node has no condition.
+    ready_since: dt.datetime | None = None
+    heartbeat_at: dt.datetime | None = None
+    ready_reason: str = ""
+    ready_message: str = ""
 
     @classmethod
     def of(cls, node: Any) -> "NodeInfo":
         ready: bool | None = False
-        for condition in (node.status.conditions if node.status else None) or []:
-            if condition.type == "Ready":
-                ready = {"True": True, "False": False}.get(condition.status)
+        condition = next(
+            (c for c in ((node.status.conditions if node.status else None) or []) if c.type == "Ready"), None
+        )
+        if condition is not None:
+            ready = {"True": True, "False": False}.get(condition.status)
         spec = node.spec
         return cls(
             name=node.metadata.name,
@@ -478,6 +500,10 @@ class NodeInfo:
             unschedulable=bool(spec and spec.unschedulable),
             labels=dict(node.metadata.labels or {}),
             taints=[f"{t.key}:{t.effect}" for t in ((spec.taints if spec else None) or [])],
+            ready_since=condition.last_transition_time if condition is not None else None,
+            heartbeat_at=condition.last_heartbeat_time if condition is not None else None,
+            ready_reason=(condition.reason or "") if condition is not None else "",
+            ready_message=(condition.message or "") if condition is not None else "",
         )
 
 

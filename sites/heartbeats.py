@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from fleet.errors import Invalid
-from sites import rehydration
+from sites import health_records, rehydration
 from sites.models import Backup, Node, NodeCredential, Site
 
 MAX_BACKUPS_PER_HEARTBEAT = 100
@@ -61,8 +61,9 @@ def device_heartbeat(
     """Record that a machine is alive, its software versions and the backups its site holds.
 
     Called ~300 times a second at fleet scale, so it is a fixed handful of queries and one upsert,
-    whatever the number of backups, and not audited (it is an observation, not a change). Raises Invalid
-    (and records nothing) for too many backups or one taken in the future.
+    whatever the number of backups, and not audited (it is an observation, not a change). A machine
+    recorded as not seen also gets its health (and its site's) decided again: rare, a few queries more.
+    Raises Invalid (and records nothing) for too many backups or one taken in the future.
     """
     if len(backups) > MAX_BACKUPS_PER_HEARTBEAT:
         raise Invalid(f"at most {MAX_BACKUPS_PER_HEARTBEAT} backups per heartbeat", field="backups")
@@ -76,7 +77,7 @@ def device_heartbeat(
                 field="backups",
             )
     node = credential.node
-    node_fields: dict[str, Any] = {"last_seen_at": now}
+    node_fields: dict[str, Any] = {"last_seen_at": now, "last_heartbeat_at": now}
     if versions is not None:
         node_fields["versions"] = versions
     # Last report wins for a repeated (application, location) in one body; PostgreSQL refuses to upsert
@@ -115,4 +116,7 @@ def device_heartbeat(
             )
     for key, value in node_fields.items():
         setattr(node, key, value)
+    # A machine recorded as not seen is alive after all: its health says so before the next probe. Checked
+    # on the row already loaded, so the common heartbeat costs no query for it.
+    health_records.node_heard_from(node=node, now=now)
     return Heartbeat(node=node, backups_kept=len(kept), backups_ignored=ignored)

@@ -8,7 +8,7 @@ from sites.choices import NodeState, SiteState
 from sites.crypto import hash_secret
 from sites.heartbeats import latest_acceptable_taken_at
 from sites.labels import LabelSelector
-from sites.models import Backup, Node, NodeCredential, Site
+from sites.models import Alert, Backup, Node, NodeCredential, Site
 
 
 def sites_to_probe() -> QuerySet[Site]:
@@ -26,6 +26,11 @@ def site_list() -> QuerySet[Site]:
 
 def node_list() -> QuerySet[Node]:
     return Node.objects.select_related("site")
+
+
+def alert_list() -> QuerySet[Alert]:
+    """Alerts with their site and node, one query for the whole page."""
+    return Alert.objects.select_related("site", "node")
 
 
 def sites_matching(selector: str, queryset: QuerySet[Site] | None = None) -> QuerySet[Site]:

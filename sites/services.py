@@ -15,7 +15,7 @@ from fleet.errors import Conflict, Invalid
 from fleet.permissions import require_perm
 from fleet.transitions import require_move, require_state
 from fleet.validation import full_clean_or_invalid
-from sites import crypto
+from sites import crypto, health_records
 from sites import kubeconfig as kubeconfig_parser
 from sites.choices import (
     NODE_CREDENTIAL_REVOKED_STATES,
@@ -53,6 +53,7 @@ def site_create(*, actor: Actor, source: str, code: str, **fields: Any) -> Site:
         site.save()
         cluster = Cluster.objects.create(site=site)
         audit_record(actor=actor, verb="create", obj=site, source=source, payload=field_values(site, SITE_FIELDS))
+        health_records.site_health_refresh(site=site)
     site.cluster = cluster
     return site
 
@@ -108,6 +109,7 @@ def site_transition(*, site: Site, to: str, actor: Actor, source: str, reason: s
             source=source,
             payload={"from": before, "to": to, "reason": reason},
         )
+        health_records.site_health_refresh(site=site)  # in service or not
     return site
 
 
@@ -201,6 +203,7 @@ def cluster_set_credentials(
         cluster.credentials_encrypted = crypto.encrypt(json.dumps(secret))
         cluster.reachability = ClusterReachability.UNKNOWN
         cluster.save()
+        health_records.site_health_refresh(site=cluster.site_id)  # not probed with these credentials yet
         # The payload says what kind of credential was set, never the credential.
         audit_record(
             actor=actor,
@@ -252,19 +255,6 @@ def cluster_set_join_config(
             source=source,
             payload={"join_server_url": cluster.join_server_url, "token_changed": token_changed},
         )
-    return cluster
-
-
-def cluster_record_probe(
-    *, cluster: Cluster, reachability: str, k3s_version: str = "", error: str = "", at: dt.datetime | None = None
-) -> Cluster:
-    """Record the outcome of a probe. Called by the probe task; not audited (it is an observation)."""
-    at = at or timezone.now()
-    fields: dict[str, Any] = {"reachability": reachability, "last_probe_at": at, "last_error": error[:2000]}
-    if reachability == ClusterReachability.REACHABLE:
-        fields.update(k3s_version=k3s_version, last_contact_at=at)
-    Cluster.objects.filter(pk=cluster.pk).update(**fields, updated_at=at)
-    cluster.refresh_from_db()
     return cluster
 
 
@@ -412,6 +402,8 @@ def node_transition(
             from sites import devices  # sites.devices imports this module
 
             devices.node_credentials_revoke(node=locked, actor=actor, source=source, reason=f"node {to}: {reason}")
+        # Whether it counts for its site's health now, and its node-down alert once it left service.
+        health_records.node_after_transition(node=locked, before=before, source=source)
     node.refresh_from_db()
     return node
 
@@ -465,19 +457,10 @@ def _not_manual(node: Node, current: str, to: str) -> str:
 
 
 def site_probe(*, site: Site) -> Cluster:
-    """Read the site's cluster version now and record reachability, version and time of contact."""
-    from sites.clusters import ClusterError, ClusterNotConfigured, ClusterRefused, SiteCluster
+    """Probe the site's cluster now and record what it says (sites.probing: reachability, nodes, health)."""
+    from sites import probing  # sites.probing records through this module's neighbours, not the other way
 
-    cluster = Cluster.objects.select_related("site").get(site=site)
-    try:
-        version = SiteCluster.for_cluster(cluster).version()
-    except ClusterNotConfigured as exc:
-        return cluster_record_probe(cluster=cluster, reachability=ClusterReachability.UNKNOWN, error=str(exc))
-    except ClusterRefused as exc:
-        return cluster_record_probe(cluster=cluster, reachability=ClusterReachability.UNAUTHORIZED, error=str(exc))
-    except ClusterError as exc:
-        return cluster_record_probe(cluster=cluster, reachability=ClusterReachability.UNREACHABLE, error=str(exc))
-    return cluster_record_probe(cluster=cluster, reachability=ClusterReachability.REACHABLE, k3s_version=version)
+    return probing.site_probe(site=site)
 
 
 def site_probe_request(*, sites: list[Site], actor: Actor, source: str) -> int:

@@ -28,6 +28,8 @@ class FleetCollector(Collector):
         ("edgefleet_sites", "Sites by state", "sites", "Site", "state"),
         ("edgefleet_nodes", "Nodes by lifecycle state", "sites", "Node", "state"),
         ("edgefleet_clusters", "Clusters by reachability", "sites", "Cluster", "reachability"),
+        ("edgefleet_site_health", "Sites by health (the label is the health)", "sites", "Site", "health"),
+        ("edgefleet_node_health", "Nodes by health (the label is the health)", "sites", "Node", "health"),
         ("edgefleet_workflow_runs", "Workflow runs by state", "workflows", "WorkflowRun", "state"),
         ("edgefleet_rollouts", "Rollouts by state", "rollouts", "Rollout", "state"),
         ("edgefleet_site_rollouts", "Site rollouts by state", "rollouts", "SiteRollout", "state"),

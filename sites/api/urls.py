@@ -1,5 +1,6 @@
 from rest_framework.routers import SimpleRouter
 
+from sites.api.alerts import AlertViewSet
 from sites.api.bootstrap import BootstrapTokenViewSet
 from sites.api.device import DeviceHeartbeatViewSet, DeviceRegisterViewSet
 from sites.api.views import NodeViewSet, SiteViewSet
@@ -10,6 +11,7 @@ router.register(
     r"sites/(?P<site_code>[A-Za-z0-9-]+)/bootstrap-tokens", BootstrapTokenViewSet, basename="bootstrap-token"
 )
 router.register("nodes", NodeViewSet, basename="node")
+router.register("alerts", AlertViewSet, basename="alert")
 # Machines' endpoints: `device/register/` and `device/heartbeat/` (each a POST to its list route).
 router.register("device/register", DeviceRegisterViewSet, basename="device-register")
 router.register("device/heartbeat", DeviceHeartbeatViewSet, basename="device-heartbeat")

@@ -39,8 +39,22 @@ from sites.api.serializers import (
 from sites.models import Site
 
 
-class SitePagination(FleetCursorPagination):
+class TieBrokenCursorPagination(FleetCursorPagination):
+    """Cursor pagination that a client may order by a few values (`?ordering=health`): rows with the same
+    value come in the order of a unique field, so pages neither repeat nor skip a row."""
+
+    def get_ordering(self, request: Request, queryset: Any, view: Any) -> tuple[str, ...]:
+        ordering = tuple(super().get_ordering(request, queryset, view))
+        unique = self.ordering if isinstance(self.ordering, str) else self.ordering[0]
+        return ordering if unique.lstrip("-") in {f.lstrip("-") for f in ordering} else (*ordering, unique)
+
+
+class SitePagination(TieBrokenCursorPagination):
     ordering = "code"
+
+
+class NodePagination(TieBrokenCursorPagination):
+    ordering = "-id"
 
 
 class SiteViewSet(viewsets.ModelViewSet):
@@ -53,7 +67,9 @@ class SiteViewSet(viewsets.ModelViewSet):
     filterset_class = SiteFilter
     pagination_class = SitePagination
     search_fields = ["code", "name"]
-    ordering_fields: list[str] = []
+    # Only non-null columns: a cursor cannot stand on a null. `health_since` is a filter, not an order.
+    ordering_fields = ["code", "health"]
+    ordering = ["code"]
     permission_classes = [ActionPermission]
     action_permissions = {
         "cluster": None,  # decided per method in the action
@@ -189,9 +205,10 @@ class NodeViewSet(
         "retire": ["sites.view_node", "sites.retire_node"],
     }
     filterset_class = NodeFilter
-    pagination_class = FleetCursorPagination
+    pagination_class = NodePagination
     search_fields = ["serial", "hostname", "mac", "site__code"]
-    ordering_fields: list[str] = []
+    ordering_fields = ["id", "health"]
+    ordering = ["-id"]
 
     @extend_schema(request=NodeWriteSerializer, responses={201: NodeSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -7,7 +7,7 @@ from django.db import models
 from django.db.models import Q
 
 from sites import crypto
-from sites.choices import ClusterReachability, NodeRole, NodeState, SiteState
+from sites.choices import ClusterReachability, NodeHealth, NodeRole, NodeState, SiteHealth, SiteState
 from sites.validators import validate_hostname, validate_labels, validate_site_code, validate_timezone
 from sites.windows import validate_windows
 
@@ -29,11 +29,24 @@ class Site(models.Model):
     repo_url = models.CharField(max_length=500, blank=True, help_text="the site's desired-state git repository")
     last_heartbeat_at = models.DateTimeField(null=True, blank=True, db_index=True)
     last_applied_revision = models.CharField(max_length=64, blank=True)
+    # Health (sites.health.site_health), kept up to date by whoever changes one of its inputs (the probe,
+    # heartbeats, the drift check, node and site transitions: sites.health_records), so lists filter and
+    # sort on columns (indexed with its since, below). `health_since` is when the site entered this
+    # health; `health_reason` names what.
+    health = models.CharField(max_length=16, choices=SiteHealth.choices, default=SiteHealth.OFFLINE)
+    health_since = models.DateTimeField(null=True, blank=True, db_index=True)
+    health_reason = models.CharField(max_length=500, blank=True)
+    # Inputs of the health that only the rollouts app can observe, recorded by its drift check.
+    repo_head_revision = models.CharField(max_length=64, blank=True, help_text="main of the repository, last checked")
+    drifted_since = models.DateTimeField(null=True, blank=True, help_text="applied revision differs from the head")
+    sync_error = models.CharField(max_length=500, blank=True, help_text="the GitOps agent's failure, if it reports one")
+    rollout_error = models.CharField(max_length=500, blank=True, help_text="the latest rollout failed here: why")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["code"]
+        indexes = [models.Index(fields=["health", "health_since"], name="site_health_since_idx")]
         permissions = [
             ("probe_site", "Can probe a site's cluster"),
             # Final (the state machine has no way back): support staff get it deliberately, apart from change_site.
@@ -63,7 +76,9 @@ class Cluster(models.Model):
     )
     last_contact_at = models.DateTimeField(null=True, blank=True)
     last_probe_at = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
+    last_error = models.TextField(blank=True, help_text="a sentence for people (sites.messages)")
+    last_error_detail = models.TextField(blank=True, help_text="the raw error behind last_error, for engineers")
+    failing_since = models.DateTimeField(null=True, blank=True, help_text="first failed probe since the last contact")
     sync_status = models.CharField(max_length=200, blank=True, help_text="the edge GitOps agent's last status")
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -105,7 +120,13 @@ class Node(models.Model):
     state_changed_at = models.DateTimeField(null=True, blank=True)
     state_deadline = models.DateTimeField(null=True, blank=True, help_text="when an in-progress state times out")
     state_reason = models.CharField(max_length=500, blank=True)
+    # The later of the machine's last heartbeat and the cluster's last word from its kubelet (the probe).
     last_seen_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="the machine's own last heartbeat")
+    # Health (sites.health.node_health): from the cluster's Node object and the heartbeats; see sites.health.
+    health = models.CharField(max_length=16, choices=NodeHealth.choices, default=NodeHealth.NOT_SEEN)
+    health_since = models.DateTimeField(null=True, blank=True, db_index=True)
+    health_reason = models.CharField(max_length=500, blank=True)
     facts = models.JSONField(default=dict, blank=True, help_text="hardware facts reported at registration")
     versions = models.JSONField(default=dict, blank=True, help_text="software versions from the last heartbeat")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -120,6 +141,7 @@ class Node(models.Model):
             ("wipe_node", "Can wipe or replace a node (destructive)"),
             ("retire_node", "Can retire a node (final)"),
         ]
+        indexes = [models.Index(fields=["health", "health_since"], name="node_health_since_idx")]
         constraints = [
             models.UniqueConstraint(
                 fields=["site", "hostname"], condition=~Q(state=NodeState.RETIRED), name="node_hostname_unique_per_site"

@@ -19,6 +19,8 @@ def test_metrics_count_nodes_by_state_and_show_queues(redis_url: str, settings: 
     assert 'edgefleet_nodes{state="active"} 3.0' in body
     assert 'edgefleet_nodes{state="broken"} 1.0' in body
     assert 'edgefleet_sites{state="active"} 4.0' in body
+    assert 'edgefleet_node_health{state="not_seen"} 4.0' in body  # never probed
+    assert 'edgefleet_site_health{state="offline"} 4.0' in body  # made by the factory, around the services
     assert 'edgefleet_queue_length{queue="io"}' in body
 
 

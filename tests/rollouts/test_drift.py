@@ -1,6 +1,7 @@
 """The drift check against the simulator over HTTP: a site whose agent applied its repository head is
 in sync, one whose agent fails the new head has drifted, an offline one is unreachable (not drifted)."""
 
+import datetime as dt
 import time
 from collections.abc import Callable
 
@@ -14,6 +15,7 @@ from rollouts.models import SiteSyncState
 from simulator.testing import Simulator
 from sites.models import Site
 from sites.repos import Author, SiteRepo
+from sites.services import site_probe
 from tests.rollouts.conftest import client_for, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -39,6 +41,7 @@ def test_drift_check_records_in_sync_drifted_and_unreachable_sites(
     heads = {site.code: write(site, CM.format(1)) for site in (synced, drifting, offline)}
     for site in (synced, drifting, offline):
         wait_for(lambda site=site: drift_check_site(site).state == DriftState.IN_SYNC, 15, f"{site.code} in sync")
+        site_probe(site=site)  # reached: its health is then the nodes' and the drift's to say
     # ...then a new head that one agent fails to apply, and one site going offline.
     sim.add_fault("sync_failure", site=drifting.code)
     new_head = write(drifting, CM.format(2))
@@ -58,6 +61,17 @@ def test_drift_check_records_in_sync_drifted_and_unreachable_sites(
     assert "simulated sync failure" in rows[drifting.code].message
     assert rows[offline.code].state == DriftState.UNREACHABLE
     assert Site.objects.get(pk=drifting.pk).last_applied_revision == heads[drifting.code]
+    # The site's health hears of it (sites.health_records.site_record_sync): a failing sync degrades the site
+    # at once, naming the failure and the revisions; an unreachable one is the probe's to judge.
+    drifting_site = Site.objects.get(pk=drifting.pk)
+    assert drifting_site.repo_head_revision == new_head and drifting_site.drifted_since is not None
+    assert (
+        drifting_site.health_reason.startswith("sync failing: ")
+        and "simulated sync failure" in drifting_site.health_reason
+    )
+    assert f"drift: applied {heads[drifting.code][:7]}, head {new_head[:7]} since " in drifting_site.health_reason
+    assert Site.objects.get(pk=synced.pk).drifted_since is None
+    assert Site.objects.get(pk=offline.pk).sync_error == ""
     # The sites checked longest ago come first in the next batch.
     assert drift_due_sites(limit=1) == [synced.pk]
 
@@ -85,3 +99,42 @@ def test_the_beat_task_fans_out_a_bounded_batch_never_checked_sites_first(
 
     assert len(sent) == 4
     assert (sites[0].pk,) not in sent  # checked recently: it waits for the next round
+
+
+@pytest.mark.django_db
+def test_a_site_whose_latest_rollout_failed_there_is_degraded_until_a_later_one_succeeds() -> None:
+    from rollouts.choices import RolloutState, SiteRolloutState
+    from rollouts.drift import site_sync_state_record
+    from rollouts.models import Rollout, RolloutWave, SiteRollout
+    from sites.choices import ClusterReachability, SiteHealth
+    from sites.models import Cluster
+    from tests.factories import SiteFactory
+    from tests.rollouts.factories import RolloutPlanFactory
+
+    site = SiteFactory()
+    Cluster.objects.filter(site=site).update(reachability=ClusterReachability.REACHABLE)  # as a probe found it
+
+    def finished(state: str, error: str, minutes_ago: int) -> None:
+        plan = RolloutPlanFactory()
+        rollout = Rollout.objects.create(
+            plan=plan, release=plan.release, state=RolloutState.HALTED, plan_snapshot={}, started_at=timezone.now()
+        )
+        wave = RolloutWave.objects.create(rollout=rollout, index=0, name="all", size=1)
+        at = timezone.now() - dt.timedelta(minutes=minutes_ago)
+        SiteRollout.objects.create(
+            rollout=rollout, wave=wave, site=site, position=0, state=state, error=error, finished_at=at
+        )
+
+    def record() -> Site:
+        site_sync_state_record(site=site, state=DriftState.IN_SYNC, head="abc", applied="abc", message="")
+        return Site.objects.get(pk=site.pk)
+
+    finished(SiteRolloutState.SUCCEEDED, "", minutes_ago=30)
+    finished(SiteRolloutState.FAILED, "Deployment pos/web: ProgressDeadlineExceeded", minutes_ago=10)
+    degraded = record()
+    finished(SiteRolloutState.SUCCEEDED, "", minutes_ago=1)
+    healthy = record()
+
+    assert degraded.health == SiteHealth.DEGRADED
+    assert degraded.health_reason == "last rollout failed here: Deployment pos/web: ProgressDeadlineExceeded"
+    assert (healthy.health, healthy.rollout_error) == (SiteHealth.HEALTHY, "")

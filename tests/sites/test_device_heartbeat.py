@@ -11,8 +11,8 @@ from rest_framework.test import APIClient
 from fleet.errors import Invalid
 from rollouts.models import Application
 from sites import devices, heartbeats, selectors
-from sites.choices import NodeState
-from sites.models import Backup, NodeCredential
+from sites.choices import NodeHealth, NodeState
+from sites.models import Backup, Node, NodeCredential
 from tests.factories import NodeFactory, api_key_for
 from tests.sites.conftest import POS_RESTORE_IMAGE
 
@@ -105,12 +105,31 @@ def test_latest_backups_per_application(node_api: APIClient, node: Any) -> None:
 def test_heartbeat_costs_a_constant_number_of_queries(
     node_api: APIClient, django_assert_max_num_queries: Any, node: Any
 ) -> None:
+    Node.objects.filter(pk=node.pk).update(health=NodeHealth.READY)  # the common case: a machine in good health
     _stateful(*(f"app{i}" for i in range(100)))
     backups = [_backup(f"app{i}") for i in range(100)]
     with django_assert_max_num_queries(8):
         response = node_api.post(URL, {"versions": {"k3s": "v1"}, "backups": backups}, format="json")
     assert response.status_code == 200
     assert Backup.objects.count() == 100
+
+
+def test_a_machine_not_seen_that_heartbeats_is_not_ready_until_its_cluster_says_ready(
+    node_api: APIClient, django_assert_max_num_queries: Any, node: Any
+) -> None:
+    # Given a machine recorded as not seen (it died; its site's health names it)
+    Node.objects.filter(pk=node.pk).update(health=NodeHealth.NOT_SEEN, health_since=timezone.now())
+    # When it heartbeats again: its health and its site's are decided again, once, at a bounded cost
+    with django_assert_max_num_queries(8 + 8):
+        assert node_api.post(URL, {}, format="json").status_code == 200
+    node.refresh_from_db()
+    assert (node.health, node.health_reason) == (
+        NodeHealth.NOT_READY,
+        "heard from; its cluster has not reported it Ready yet",
+    )
+    # and the next heartbeat is the common one again
+    with django_assert_max_num_queries(8):
+        assert node_api.post(URL, {}, format="json").status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -38,12 +38,17 @@ VERSION = {
 }
 
 
+NODES = {"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": []}
+
+
 class _K3sVersionHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
         if self.headers.get("Authorization") != f"Bearer {TOKEN}":
             self._answer(401, {"kind": "Status", "status": "Failure", "reason": "Unauthorized", "code": 401})
         elif self.path.rstrip("/") == "/version":
             self._answer(200, VERSION)
+        elif self.path.split("?")[0].rstrip("/") == "/api/v1/nodes":
+            self._answer(200, NODES)
         else:
             self._answer(404, {"kind": "Status", "code": 404})
 
@@ -93,7 +98,8 @@ def test_probe_with_refused_credentials_is_unauthorized(k3s_api: str) -> None:
     cluster = services.site_probe(site=site)
 
     assert cluster.reachability == ClusterReachability.UNAUTHORIZED
-    assert "401" in cluster.last_error
+    assert cluster.last_error.startswith(f"the cluster at {k3s_api[7:]} refuses our credentials (HTTP 401) since ")
+    assert "401" in cluster.last_error_detail and "Unauthorized" in cluster.last_error_detail
     assert cluster.last_contact_at is None
 
 
@@ -101,12 +107,14 @@ def test_probe_with_refused_credentials_is_unauthorized(k3s_api: str) -> None:
 def test_probe_of_a_closed_port_is_unreachable_and_bounded() -> None:
     from tests.services import free_port
 
-    site = _site_with_cluster(f"http://127.0.0.1:{free_port()}")
+    port = free_port()
+    site = _site_with_cluster(f"http://127.0.0.1:{port}")
 
     cluster = services.site_probe(site=site)
 
     assert cluster.reachability == ClusterReachability.UNREACHABLE
-    assert cluster.last_error
+    assert cluster.last_error.startswith(f"cannot reach the cluster at 127.0.0.1:{port} (connection refused) since ")
+    assert "MaxRetryError" in cluster.last_error_detail  # the raw error, behind the sentence
 
 
 @pytest.mark.django_db(transaction=True)
@@ -134,6 +142,8 @@ class _MutualTLSHandler(_K3sVersionHandler):
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
         if self.connection.getpeercert() and self.path.rstrip("/") == "/version":  # type: ignore[attr-defined]
             self._answer(200, VERSION)
+        elif self.connection.getpeercert() and self.path.startswith("/api/v1/nodes"):  # type: ignore[attr-defined]
+            self._answer(200, NODES)
         else:
             super().do_GET()
 
@@ -197,4 +207,5 @@ def test_the_inline_ca_is_the_one_the_server_is_checked_against(
     assert services.site_probe(site=trusting).reachability == ClusterReachability.REACHABLE
     refused = services.site_probe(site=distrusting)
     assert refused.reachability == ClusterReachability.UNREACHABLE
-    assert "CERTIFICATE_VERIFY_FAILED" in refused.last_error
+    assert refused.last_error.startswith(f"cannot reach the cluster at {k3s_tls_api[8:]} (its TLS certificate is not")
+    assert "CERTIFICATE_VERIFY_FAILED" in refused.last_error_detail

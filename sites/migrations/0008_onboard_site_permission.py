@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('sites', '0006_retire_decommission_permissions'),
+        ('sites', '0007_health_and_alerts'),
     ]
 
     operations = [
