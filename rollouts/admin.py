@@ -21,6 +21,7 @@ from django.utils.safestring import SafeString
 
 from fleet.admin_display import _HEX, BADGE_COLOURS, badge
 from fleet.admin_forms import ServiceAdminMixin, ServiceForm
+from fleet.admin_readonly import ReadOnlyAdmin, ReadOnlyInline
 from fleet.errors import FleetError
 from rollouts import approvals, dry_runs, selectors, services
 from rollouts.choices import (
@@ -359,7 +360,7 @@ def _confirm_page(
     return TemplateResponse(request, "admin/rollouts/confirm_action.html", context)
 
 
-class WaveInline(admin.TabularInline):
+class WaveInline(ReadOnlyInline):
     model = RolloutWave
     fields = readonly_fields = (
         "index",
@@ -376,12 +377,6 @@ class WaveInline(admin.TabularInline):
     extra = 0
     can_delete = False
     ordering = ["index"]
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[RolloutWave]:
         return super().get_queryset(request).select_related("approved_by")
@@ -430,7 +425,7 @@ class RolloutAdmin(admin.ModelAdmin):
         return False  # rollouts start from a plan
 
     def has_delete_permission(self, request: HttpRequest, obj: Rollout | None = None) -> bool:
-        return False
+        return False  # a rollout is history: it ends, it is never removed
 
     def get_urls(self) -> list[URLPattern]:
         return [
@@ -536,7 +531,7 @@ class RolloutAdmin(admin.ModelAdmin):
 
 
 @admin.register(SiteRollout)
-class SiteRolloutAdmin(admin.ModelAdmin):
+class SiteRolloutAdmin(ReadOnlyAdmin):
     list_display = [
         "site",
         "rollout",
@@ -567,15 +562,6 @@ class SiteRolloutAdmin(admin.ModelAdmin):
     list_per_page = 100
     show_full_result_count = False
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     @admin.display(description="wave", ordering="wave__index")
     def wave_index(self, row: SiteRollout) -> str:
         return f"{row.wave.index} ({row.wave.name})"
@@ -592,7 +578,7 @@ class SiteRolloutAdmin(admin.ModelAdmin):
 
 
 @admin.register(SiteSyncState)
-class SiteSyncStateAdmin(admin.ModelAdmin):
+class SiteSyncStateAdmin(ReadOnlyAdmin):
     """The drift check's answer per site: filter on drifted to find sites not running their repository."""
 
     list_display = [
@@ -610,15 +596,6 @@ class SiteSyncStateAdmin(admin.ModelAdmin):
     readonly_fields = ["site", "state", "head_revision", "applied_revision", "message", "checked_at", "drifted_since"]
     list_per_page = 100
     show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, row: SiteSyncState) -> str:

@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from fleet.admin_display import badge
+from fleet.admin_readonly import ReadOnlyAdmin
 from fleet.errors import FleetError
 from sites import devices
 from sites.choices import BootstrapTokenState, SiteState
@@ -86,19 +87,6 @@ class TokenStateFilter(admin.SimpleListFilter):
         }
         condition = conditions.get(self.value() or "")
         return queryset if condition is None else queryset.filter(condition)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written only by services: viewable, never added, edited or deleted here."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(BootstrapToken)

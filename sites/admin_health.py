@@ -13,7 +13,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from fleet.admin_display import badge
-from sites.admin_devices import ReadOnlyAdmin
+from fleet.admin_readonly import ReadOnlyAdmin
 from sites.choices import AlertKind, SiteHealth
 from sites.messages import clock
 from sites.models import Alert

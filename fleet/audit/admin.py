@@ -1,25 +1,16 @@
 """Audit events in the admin: searchable, filterable, and read-only."""
 
 from django.contrib import admin
-from django.http import HttpRequest
 
+from fleet.admin_readonly import ReadOnlyAdmin
 from fleet.audit.models import AuditEvent
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "actor_repr", "verb", "object_type", "object_repr", "source"]
     list_filter = ["verb", "source", "object_type", "created_at"]
     search_fields = ["actor_repr", "object_repr", "object_id", "verb"]
     date_hierarchy = "created_at"
     list_select_related = False
     show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
-        return False

@@ -5,7 +5,6 @@ refused and audited exactly as through the API.
 """
 
 import json
-from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -16,6 +15,7 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from fleet.admin_display import badge
+from fleet.admin_readonly import ReadOnlyAdmin, ReadOnlyInline
 from fleet.errors import FleetError
 from fleet.workflows.api.serializers import public_context
 from fleet.workflows.choices import ACTIVE_STATES, StepState
@@ -35,7 +35,7 @@ STEP_BADGE_STATE: dict[str, str] = {
 MAX_RUNS_PER_CANCEL = 200
 
 
-class StepRunInline(admin.TabularInline):
+class StepRunInline(ReadOnlyInline):
     """The run's timeline, oldest first, newest last; a waiting row counts its polls (first to last)."""
 
     model = StepRun
@@ -44,12 +44,6 @@ class StepRunInline(admin.TabularInline):
     extra = 0
     can_delete = False
     ordering = ("id",)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="outcome")
     def state_badge(self, step: StepRun) -> str:
@@ -68,7 +62,7 @@ class CancelForm(forms.Form):
 
 
 @admin.register(WorkflowRun)
-class WorkflowRunAdmin(admin.ModelAdmin):
+class WorkflowRunAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
         "kind",
@@ -121,15 +115,6 @@ class WorkflowRunAdmin(admin.ModelAdmin):
         "finished_at",
         "updated_at",
     ]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("workflows.cancel_workflowrun"))
