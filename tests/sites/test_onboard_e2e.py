@@ -18,6 +18,9 @@ from fleet.audit.models import AuditEvent
 from fleet.workflows.choices import ACTIVE_STATES, RunState
 from fleet.workflows.models import WorkflowRun
 from fleet.workflows.tasks import workflow_sweep_task
+from rollouts import services as rollout_services
+from rollouts.choices import RolloutState, SiteRolloutState
+from rollouts.models import Rollout, SiteRollout
 from simulator.testing import Simulator, running_simulator
 from sites import devices
 from sites.base_stack import OWNED_PREFIX
@@ -27,6 +30,7 @@ from sites.githost.base import MARKER_PATH
 from sites.imports import fleet_import_file
 from sites.models import NodeCredential, Site
 from tests.fleet.workflows.conftest import wait_until
+from tests.rollouts.conftest import POS_BRIDGE_TEMPLATES
 from tests.services import Worker
 from tests.sites.test_lifecycle_support import FAST_SIM
 
@@ -36,7 +40,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
     state_dir = tmp_path_factory.mktemp("onboard-e2e-sim")
-    with running_simulator(sites=1, state_dir=state_dir, sync_interval=0.3, extra_args=FAST_SIM) as running:
+    with running_simulator(sites=3, state_dir=state_dir, sync_interval=0.3, extra_args=FAST_SIM) as running:
         yield running
 
 
@@ -194,3 +198,53 @@ def test_a_site_is_onboarded_end_to_end_and_decommissioned(
         "revoke_deploy_tokens",
         "archive_project",
     } <= verbs
+
+
+def test_a_rollout_reaches_every_onboarded_site_over_https(
+    sim: Simulator, site: Site, admin_api: APIClient, tmp_path: Path
+) -> None:
+    """The production git path for a rollout: each site's repository is a project on the git host, written
+    over HTTPS with the control plane's token, and what lands there is read back with plain git and the
+    cluster's own client. (The first site was decommissioned by the test above: this one uses the others.)"""
+    codes = sim.codes[1:]
+    for code in codes:
+        answer = admin_api.post(f"/api/v1/sites/{code}/onboard/", {}, format="json")
+        assert answer.status_code == 202, answer.content
+        assert finished(answer.json()["id"]).state == RunState.SUCCEEDED
+    assert {s.repo_url for s in Site.objects.filter(code__in=codes)} == {sim.git_url(code) for code in codes}
+
+    # When a release is rolled out to those sites in two waves
+    application = rollout_services.application_create(
+        actor="test", source="test", name="pos-bridge", team="payments", namespace="pos"
+    )
+    release = rollout_services.release_create(
+        actor="test", source="test", application=application, version="2.0.0", templates=POS_BRIDGE_TEMPLATES
+    )
+    plan = rollout_services.rollout_plan_create(
+        actor="test", source="test", name="over https", release=release, target={"sites": codes},
+        waves=[{"name": "canary", "count": 1}, {"name": "rest", "percent": 100}],
+        failure_threshold={"count": 0}, respect_windows=False,
+    )  # fmt: skip
+    rollout = rollout_services.rollout_start(plan=plan, actor="test", source="test")
+
+    def ended() -> bool:
+        return Rollout.objects.get(pk=rollout.pk).state in {RolloutState.SUCCEEDED, RolloutState.HALTED}
+
+    wait_until(ended, 90, "the rollout over HTTPS ending", every=workflow_sweep_task)
+
+    # Then it succeeded, and each project's main holds exactly one more commit: the release, as the site applied it
+    assert Rollout.objects.get(pk=rollout.pk).state == RolloutState.SUCCEEDED
+    rows = {row.site.code: row for row in SiteRollout.objects.filter(rollout=rollout).select_related("site")}
+    assert {code: row.state for code, row in rows.items()} == dict.fromkeys(codes, SiteRolloutState.SUCCEEDED)
+    for code in codes:
+        clone = tmp_path / code
+        url = with_credentials(sim.git_url(code), "x", sim.gitlab_token)
+        assert git("clone", "-q", url, str(clone), ca=sim.ca_cert).returncode == 0
+        history = git("log", "--format=%H %s", cwd=clone, ca=sim.ca_cert).stdout.splitlines()
+        assert len(history) == 2 and history[0].split()[0] == rows[code].revision  # base stack, then the release
+        assert f'site: "{code}"' in (clone / "apps/pos-bridge/configmap.yaml").read_text()
+        with sim.api_client(code) as api:
+            status = SiteCluster(api, site_code=code, timeout=10).sync_status()
+            assert status is not None and status.applied(rows[code].revision)
+            config: Any = k8s.CoreV1Api(api).read_namespaced_config_map("pos-bridge-config", "pos")
+            assert config.data["version"] == "2.0.0"
