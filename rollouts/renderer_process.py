@@ -50,6 +50,13 @@ class Ended(Exception):
         self.detail = detail
 
 
+def _wait(poller: select.poll, deadline: float) -> None:
+    """Until `poller` says its pipe is ready; TimedOut once `deadline` (time.monotonic) passes."""
+    left = deadline - time.monotonic()
+    if left <= 0 or not poller.poll(left * 1000):
+        raise TimedOut
+
+
 class RendererProcess:
     """One renderer process and the two ends of its pipes, in non-blocking mode."""
 
@@ -125,9 +132,7 @@ class RendererProcess:
         poller = select.poll()
         poller.register(self._in, select.POLLOUT)
         while view:
-            left = deadline - time.monotonic()
-            if left <= 0 or not poller.poll(left * 1000):
-                raise TimedOut
+            _wait(poller, deadline)
             try:
                 view = view[os.write(self._in, view) :]
             except BlockingIOError:
@@ -138,9 +143,7 @@ class RendererProcess:
         poller = select.poll()
         poller.register(self._out, select.POLLIN)
         while missing:
-            left = deadline - time.monotonic()
-            if left <= 0 or not poller.poll(left * 1000):
-                raise TimedOut
+            _wait(poller, deadline)
             try:
                 chunk = os.read(self._out, min(missing, 1 << 20))
             except BlockingIOError:

@@ -10,7 +10,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from sites.clusters.connection import client_cache
-from sites.clusters.errors import ClusterUnavailable, translate
+from sites.clusters.errors import ClusterNotFound, ClusterRefused, ClusterUnavailable, translate
 from sites.models import Cluster
 
 
@@ -38,6 +38,40 @@ class ClusterClient:
         except ValueError as exc:
             # Not JSON at all (a captive portal, a proxy's error page): the client's json.loads raised.
             raise ClusterUnavailable(f"the site answered with something malformed: {exc}") from exc
+
+    def _find(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """`fn`'s answer, or None when the object is not there (404)."""
+        try:
+            return self._call(fn, *args, **kwargs)
+        except ClusterNotFound:
+            return None
+
+    def _exists(self, fn: Any, *args: Any, **kwargs: Any) -> bool:
+        """Call `fn` (a read or a delete); False when the object is not there (404)."""
+        try:
+            self._call(fn, *args, **kwargs)
+        except ClusterNotFound:
+            return False
+        return True
+
+    def _create(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """The created object, or None when it exists already (409: a retried step)."""
+        try:
+            return self._call(fn, *args, **kwargs)
+        except ClusterRefused as exc:
+            if exc.status == 409:
+                return None
+            raise
+
+    def _if_unchanged(self, changed: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """A write conditional on the resourceVersion read: a 409 is ClusterUnavailable saying `changed`
+        (try again), not a refusal."""
+        try:
+            return self._call(fn, *args, **kwargs)
+        except ClusterRefused as exc:
+            if exc.status == 409:
+                raise ClusterUnavailable(changed, status=409) from exc
+            raise
 
     def version(self) -> str:
         """The cluster's version string, e.g. `v1.31.4+k3s1`."""

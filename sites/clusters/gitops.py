@@ -9,7 +9,6 @@ from typing import Any
 from kubernetes import client as k8s
 
 from sites.clusters.client import ClusterClient
-from sites.clusters.errors import ClusterNotFound, ClusterRefused, ClusterUnavailable
 
 FLUX_GROUP = "kustomize.toolkit.fluxcd.io"
 FLUX_SOURCE_GROUP = "source.toolkit.fluxcd.io"
@@ -100,26 +99,20 @@ class GitOpsOperations(ClusterClient):
     def sync_status(self) -> SyncStatus | None:
         """The edge agent's status: the Flux Kustomization `site` in `flux-system` (None if absent)."""
         api = k8s.CustomObjectsApi(self.api_client)
-        try:
-            obj = self._call(
-                api.get_namespaced_custom_object, FLUX_GROUP, FLUX_VERSION, "flux-system", "kustomizations", "site"
-            )
-        except ClusterNotFound:
-            return None
-        return SyncStatus.of(obj)
+        obj = self._find(
+            api.get_namespaced_custom_object, FLUX_GROUP, FLUX_VERSION, "flux-system", "kustomizations", "site"
+        )
+        return None if obj is None else SyncStatus.of(obj)
 
     # --- the edge's GitOps source (onboarding points it at the site's project) ----------------------
 
     def git_source(self, namespace: str = "flux-system", name: str = "site") -> GitSource | None:
         """The Flux GitRepository the edge reads (None if absent): its URL, Secret and Ready condition."""
         api = k8s.CustomObjectsApi(self.api_client)
-        try:
-            obj = self._call(
-                api.get_namespaced_custom_object, FLUX_SOURCE_GROUP, FLUX_VERSION, namespace, "gitrepositories", name
-            )
-        except ClusterNotFound:
-            return None
-        return GitSource.of(obj)
+        obj = self._find(
+            api.get_namespaced_custom_object, FLUX_SOURCE_GROUP, FLUX_VERSION, namespace, "gitrepositories", name
+        )
+        return None if obj is None else GitSource.of(obj)
 
     def point_git_source(
         self, *, url: str, secret_name: str, branch: str = "main", namespace: str = "flux-system", name: str = "site"
@@ -160,11 +153,8 @@ class GitOpsOperations(ClusterClient):
 
     def secret_annotations(self, namespace: str, name: str) -> dict[str, str] | None:
         """A Secret's annotations (never its data), or None when there is no such Secret."""
-        try:
-            secret = self._call(self._core.read_namespaced_secret, name, namespace)
-        except ClusterNotFound:
-            return None
-        return dict(secret.metadata.annotations or {})
+        secret = self._find(self._core.read_namespaced_secret, name, namespace)
+        return None if secret is None else dict(secret.metadata.annotations or {})
 
     def put_secret(
         self,
@@ -187,20 +177,10 @@ class GitOpsOperations(ClusterClient):
             "metadata": metadata,
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in values.items()},
         }
-        try:
-            self._call(self._core.create_namespaced_secret, namespace, body)
+        if self._create(self._core.create_namespaced_secret, namespace, body) is not None:
             return "created"
-        except ClusterRefused as exc:
-            if exc.status != 409:
-                raise
         current = self._call(self._core.read_namespaced_secret, name, namespace)
         metadata["resourceVersion"] = current.metadata.resource_version
-        try:
-            self._call(self._core.replace_namespaced_secret, name, namespace, body)
-        except ClusterRefused as exc:
-            if exc.status == 409:
-                raise ClusterUnavailable(
-                    f"secret {namespace}/{name} changed while it was replaced", status=409
-                ) from exc
-            raise
+        changed = f"secret {namespace}/{name} changed while it was replaced"
+        self._if_unchanged(changed, self._core.replace_namespaced_secret, name, namespace, body)
         return "replaced"

@@ -8,7 +8,6 @@ from typing import Any
 from kubernetes import client as k8s
 
 from sites.clusters.client import ClusterClient
-from sites.clusters.errors import ClusterNotFound, ClusterRefused
 
 
 @dataclass(frozen=True)
@@ -90,12 +89,9 @@ class JobOperations(ClusterClient):
                 },
             },
         }
-        try:
-            created = self._call(k8s.BatchV1Api(self.api_client).create_namespaced_job, namespace, body)
-        except ClusterRefused as exc:
-            if exc.status == 409:
-                return False
-            raise
+        created = self._create(k8s.BatchV1Api(self.api_client).create_namespaced_job, namespace, body)
+        if created is None:
+            return False
         if secret_env:
             self._create_job_secret(namespace, name, created.metadata.uid, secret_env, labels or {})
         return True
@@ -107,19 +103,11 @@ class JobOperations(ClusterClient):
         return self._create_job_secret(namespace, job_name, job.metadata.uid, values, job.metadata.labels or {})
 
     def job_secret_exists(self, namespace: str, job_name: str) -> bool:
-        try:
-            self._call(self._core.read_namespaced_secret, job_name, namespace)
-        except ClusterNotFound:
-            return False
-        return True
+        return self._exists(self._core.read_namespaced_secret, job_name, namespace)
 
     def delete_job_secret(self, namespace: str, job_name: str) -> bool:
         """Delete the Job's Secret once the Job is done with it; False when it was gone already."""
-        try:
-            self._call(self._core.delete_namespaced_secret, job_name, namespace)
-        except ClusterNotFound:
-            return False
-        return True
+        return self._exists(self._core.delete_namespaced_secret, job_name, namespace)
 
     def _create_job_secret(
         self, namespace: str, job_name: str, job_uid: str, values: dict[str, str], labels: dict[str, str]
@@ -133,26 +121,11 @@ class JobOperations(ClusterClient):
             "metadata": {"name": job_name, "namespace": namespace, "labels": labels, "ownerReferences": [owner]},
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in values.items()},
         }
-        try:
-            self._call(self._core.create_namespaced_secret, namespace, body)
-        except ClusterRefused as exc:
-            if exc.status == 409:
-                return False
-            raise
-        return True
+        return self._create(self._core.create_namespaced_secret, namespace, body) is not None
 
     def job(self, namespace: str, name: str) -> JobStatus | None:
-        try:
-            found = self._call(k8s.BatchV1Api(self.api_client).read_namespaced_job, name, namespace)
-        except ClusterNotFound:
-            return None
-        return JobStatus.of(found)
+        found = self._find(k8s.BatchV1Api(self.api_client).read_namespaced_job, name, namespace)
+        return None if found is None else JobStatus.of(found)
 
     def ensure_namespace(self, name: str) -> None:
-        try:
-            self._call(
-                self._core.create_namespace, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-            )
-        except ClusterRefused as exc:
-            if exc.status != 409:
-                raise
+        self._create(self._core.create_namespace, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})

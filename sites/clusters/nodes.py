@@ -8,7 +8,7 @@ from typing import Any
 from kubernetes import client as k8s
 
 from sites.clusters.client import ClusterClient
-from sites.clusters.errors import ClusterNotFound, ClusterRefused, ClusterUnavailable
+from sites.clusters.errors import ClusterNotFound, ClusterUnavailable
 
 NODE_LEASE_NAMESPACE = "kube-node-lease"
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
@@ -87,10 +87,8 @@ class NodeOperations(ClusterClient):
 
     def node(self, name: str) -> NodeInfo | None:
         """The node, or None when the cluster has no node of that name."""
-        try:
-            return NodeInfo.of(self._call(self._core.read_node, name))
-        except ClusterNotFound:
-            return None
+        found = self._find(self._core.read_node, name)
+        return None if found is None else NodeInfo.of(found)
 
     def nodes(self, label_selector: str | None = None) -> list[NodeInfo]:
         found = self._call(self._core.list_node, label_selector=label_selector)
@@ -125,20 +123,12 @@ class NodeOperations(ClusterClient):
             return
         taints.append({"key": key, "value": value, "effect": effect})
         patch = {"metadata": {"resourceVersion": node.metadata.resource_version}, "spec": {"taints": taints}}
-        try:
-            self._call(self._core.patch_node, name, patch, _content_type="application/merge-patch+json")
-        except ClusterRefused as exc:
-            if exc.status == 409:
-                raise ClusterUnavailable(f"node {name} changed while tainting it", status=409) from exc
-            raise
+        changed = f"node {name} changed while tainting it"
+        self._if_unchanged(changed, self._core.patch_node, name, patch, _content_type="application/merge-patch+json")
 
     def delete_node(self, name: str) -> bool:
         """Delete the Node object; False when it was already gone (deleting twice is fine)."""
-        try:
-            self._call(self._core.delete_node, name)
-        except ClusterNotFound:
-            return False
-        return True
+        return self._exists(self._core.delete_node, name)
 
     # --- draining ---------------------------------------------------------------------------------
 
