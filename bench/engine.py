@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the worktree's packages
 
-from bench.measure import free_port, tcp_open, wait_for  # noqa: E402
+from bench.measure import start_redis, tcp_open, wait_for  # noqa: E402
 
 STEPS = 5
 
@@ -53,14 +53,7 @@ def main() -> None:
         if tcp_open(6379):
             redis_url = "redis://127.0.0.1:6379/14"
         else:
-            binary = shutil.which("redis-server") or sys.exit("bench: needs Redis (redis-server on PATH)")
-            port = free_port()
-            redis_proc = subprocess.Popen(
-                [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp)],
-                stdout=subprocess.DEVNULL,
-            )
-            wait_for(lambda: tcp_open(port), 10, "redis-server", every=0.05)
-            redis_url = f"redis://127.0.0.1:{port}/0"
+            redis_proc, redis_url = start_redis(tmp)
     database_url = os.environ.get("FLEET_DATABASE_URL") or f"sqlite:///{tmp / 'bench.sqlite3'}"
     os.environ.update(
         {

@@ -1,9 +1,11 @@
-"""What the benchmarks share: a free port and a wait, and what a process tree uses (CPU time, RSS, git
-children) read from /proc and ps."""
+"""What the benchmarks share: a free port, a wait, a private redis-server, and what a process tree uses
+(CPU time, RSS, git children) read from /proc and ps."""
 
 import os
+import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +31,17 @@ def wait_for(check: Callable[[], bool], seconds: float, what: str, every: float 
         if time.monotonic() > deadline:
             raise SystemExit(f"bench: {what} did not happen within {seconds:.0f} s")
         time.sleep(every)
+
+
+def start_redis(directory: Path, *, nice: list[str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """A private redis-server on a free port (no persistence, files in `directory`) and its URL."""
+    binary = shutil.which("redis-server") or sys.exit("bench: needs Redis (redis-server on PATH)")
+    port = free_port()
+    arguments = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    arguments += ["--dir", str(directory)]
+    process = subprocess.Popen([*(nice or []), binary, *arguments], stdout=subprocess.DEVNULL)
+    wait_for(lambda: tcp_open(port), 10, "redis-server", every=0.05)
+    return process, f"redis://127.0.0.1:{port}/0"
 
 
 def descendants(pid: int) -> list[tuple[int, str, int]]:

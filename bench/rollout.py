@@ -33,12 +33,11 @@ from bench.measure import (  # noqa: E402
     cpu_delta,
     cpu_line,
     cpu_seconds,
-    free_port,
     git_processes,
     machine_busy,
     own_cpu_seconds,
     rss_each,
-    tcp_open,
+    start_redis,
     wait_for,
 )
 from bench.rollout_plain import plain_chunk  # noqa: E402
@@ -85,7 +84,8 @@ def main() -> None:
     args = parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="edgefleet-bench-rollout-"))
-    binary = shutil.which("redis-server") or sys.exit("bench: needs redis-server on PATH")
+    if not shutil.which("redis-server"):  # before the simulator starts
+        sys.exit("bench: needs redis-server on PATH")
     from simulator.testing import running_simulator
 
     # The simulator first: with https the settings (read once, at django.setup) name its git host.
@@ -106,15 +106,8 @@ def main() -> None:
                 "FLEET_GIT_HOSTS": urlsplit(sim.gitlab_url).netloc,
             }
         )
-    port = free_port()
     nice = ["nice", "-n", str(args.niceness)] if args.niceness else []
-    redis_args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp)]
-    redis_proc = subprocess.Popen(
-        [*nice, binary, *redis_args],
-        stdout=subprocess.DEVNULL,
-    )
-    wait_for(lambda: tcp_open(port), 10, "redis-server", every=0.05)
-    redis_url = f"redis://127.0.0.1:{port}/0"
+    redis_proc, redis_url = start_redis(tmp, nice=nice)
     database_url = os.environ.get("FLEET_DATABASE_URL") or f"sqlite:///{tmp / 'bench.sqlite3'}"
     os.environ.update(
         {
