@@ -16,39 +16,19 @@ Completion of raw tasks is counted from the worker's task events, of runs from t
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the worktree's packages
+
+from bench.measure import start_redis, tcp_open, wait_for  # noqa: E402
+
 STEPS = 5
-
-
-def tcp_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"bench: {what} did not happen within {seconds:.0f} s")
-        time.sleep(0.05)
 
 
 def main() -> None:
@@ -73,14 +53,7 @@ def main() -> None:
         if tcp_open(6379):
             redis_url = "redis://127.0.0.1:6379/14"
         else:
-            binary = shutil.which("redis-server") or sys.exit("bench: needs Redis (redis-server on PATH)")
-            port = free_port()
-            redis_proc = subprocess.Popen(
-                [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp)],
-                stdout=subprocess.DEVNULL,
-            )
-            wait_for(lambda: tcp_open(port), 10, "redis-server")
-            redis_url = f"redis://127.0.0.1:{port}/0"
+            redis_proc, redis_url = start_redis(tmp)
     database_url = os.environ.get("FLEET_DATABASE_URL") or f"sqlite:///{tmp / 'bench.sqlite3'}"
     os.environ.update(
         {
@@ -151,18 +124,18 @@ def main() -> None:
         started = time.perf_counter()
         for _ in range(n):
             chain(*[app.signature("celery.accumulate", immutable=True) for _ in range(STEPS)]).apply_async()
-        wait_for(lambda: succeeded >= n * STEPS, args.timeout, f"{n * STEPS} raw tasks")
+        wait_for(lambda: succeeded >= n * STEPS, args.timeout, f"{n * STEPS} raw tasks", every=0.05)
         return time.perf_counter() - started
 
     def engine(n: int) -> float:
         started = time.perf_counter()
         runs = [workflow_start(kind="noop", subject=None, actor="bench", source="command").pk for _ in range(n)]
         done = WorkflowRun.objects.filter(pk__in=runs, state=RunState.SUCCEEDED)
-        wait_for(lambda: done.count() == n, args.timeout, f"{n} workflow runs")
+        wait_for(lambda: done.count() == n, args.timeout, f"{n} workflow runs", every=0.05)
         return time.perf_counter() - started
 
     try:
-        wait_for(lambda: b" ready." in log_path.read_bytes(), 60, "the worker")
+        wait_for(lambda: b" ready." in log_path.read_bytes(), 60, "the worker", every=0.05)
         raw(20)  # warm-up: connections, imports, forked children
         engine(20)
         raw_seconds = raw(args.runs)

@@ -3,31 +3,12 @@
     .venv/bin/python bench/rollout.py [--sites 300] [--concurrency 2] [--max-parallel 50] [--timeout 1800]
                                       [--git-transport file|https]
 
-One simulator serves `--sites` virtual sites (GitOps agents polling every --sync-interval s: "instant"
-sync). Both sides roll a release of the demo application (rollouts.demo: a Deployment and a ConfigMap)
-to every site in three waves, 1%, 10% and 100%, with zero bake:
-
-- orchestrated: `rollout_start` of a plan, driven by `rollout.drive` / `rollout.site` runs on one
-  Celery worker with `--concurrency` prefork processes (and a sweeper loop standing in for beat);
-- plain: `--concurrency` processes, each with `--max-parallel / --concurrency` threads, doing for each
-  site what the site run does (render, SiteRepo.write, poll the Flux status until applied, check the
-  Deployments) with no database, no broker and no workflow rows; waves are joined one after the other.
-
-The simulator stands in for 3000 remote clusters, whose agents would run on their own machines: both
-sides' processes (worker, redis-server, the plain script's processes) run at `--niceness` (10), so the
-simulated edge is served first whichever side is measured. Without it a side that keeps many threads
-runnable starves the simulator, whose agents then poll less often and cost less CPU: the plain
-script's 100 threads did, and its figure was cheaper by CPU that belongs to the edge (`--niceness 0`
-shows that).
-
-`--git-transport https` puts every site's repository on the simulator's git host (FLEET_GIT_HOST=gitlab:
-each project ensured through the adapter before the clock starts) and both sides write over HTTPS with
-the control plane's token, verifying the simulator's CA; `file` (the default) writes the same bare
-repositories through their paths. The agents read the same repositories either way.
-
-Printed: wall time of each, their ratio, the orchestration's overhead per site, the worker's memory
-(RSS of the main process and its children) before and after, and the git processes left behind.
-Uses a throwaway SQLite database (or FLEET_DATABASE_URL) and a private redis-server.
+One simulator serves `--sites` sites (agents polling every --sync-interval s); both sides roll the demo
+release to every site in three waves (1%, 10%, 100%, zero bake): orchestrated, by `rollout_start` on a
+Celery worker of `--concurrency` processes; plain, by `--concurrency` processes of threads doing each
+site's I/O (bench/rollout_plain.py). Both sides run at `--niceness` so the simulated edge goes first.
+Printed: wall time of each, their ratio, overhead per site, CPU, the worker's RSS and git processes left.
+What it measures and why it is set up so: docs/PERFORMANCE.md, "Rollouts".
 """
 
 import argparse
@@ -36,156 +17,35 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the worktree's packages, and `simulator` the package, not bench/simulator.py
+
+from bench.measure import (  # noqa: E402
+    cpu_delta,
+    cpu_line,
+    cpu_seconds,
+    git_processes,
+    machine_busy,
+    own_cpu_seconds,
+    rss_each,
+    start_redis,
+    wait_for,
+)
+from bench.rollout_plain import plain_chunk  # noqa: E402
+
 WAVES = [{"name": "1%", "percent": 1}, {"name": "10%", "percent": 10}, {"name": "100%", "percent": 100}]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def tcp_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def wait_for(check: Callable[[], bool], seconds: float, what: str, every: float = 0.2) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"bench: {what} did not happen within {seconds:.0f} s")
-        time.sleep(every)
-
-
-def descendants(pid: int) -> list[tuple[int, str, int]]:
-    """(pid, command name, RSS kB) of `pid` and everything below it."""
-    out = subprocess.run(["ps", "-eo", "pid=,ppid=,rss=,comm="], capture_output=True, text=True, check=True).stdout
-    rows = [line.split(None, 3) for line in out.splitlines() if line.strip()]
-    children: dict[int, list[int]] = {}
-    info: dict[int, tuple[str, int]] = {}
-    for p, pp, rss, comm in rows:
-        children.setdefault(int(pp), []).append(int(p))
-        info[int(p)] = (comm, int(rss))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        if current in info:
-            found.append((current, *info[current]))
-        todo.extend(children.get(current, []))
-    return found
-
-
-def rss_each(pid: int) -> list[float]:
-    """RSS in MB of `pid` and each of its (non-git) descendants, the process itself first."""
-    return [rss / 1024 for p, comm, rss in sorted(descendants(pid), key=lambda row: row[0] != pid) if comm != "git"]
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) used so far by `pid`, its live descendants and every child they reaped."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for p, _, _ in descendants(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # it ended meanwhile: its time is in its parent's reaped-children figure
-        total += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
-    return total / tick
-
-
-def own_cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of `pid` itself, without its children."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(value) for value in fields[11:13]) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
-    tick = os.sysconf("SC_CLK_TCK")
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    return (sum(values) - idle) / tick, sum(values) / tick
-
-
-def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    return {key: after[key] - before[key] for key in before}
-
-
-def cpu_line(cpu: dict[str, float]) -> str:
-    utilisation = cpu["machine busy"] / cpu["machine total"] * 100 if cpu["machine total"] else 0.0
-    parts = ", ".join(
-        f"{key} {cpu[key]:.1f}" for key in ("worker", "worker main", "simulator", "redis", "this process") if key in cpu
-    )
-    return f"CPU s: {parts}; machine {cpu['machine busy']:.1f} busy ({utilisation:.0f}% of all cores)"
-
-
-def git_processes(pid: int) -> int:
-    return sum(1 for p, comm, _ in descendants(pid) if comm.startswith("git") and p != pid)
-
-
-# --- the plain script: the same I/O, no orchestration ------------------------------------------------
-
-
-def plain_site(job: dict[str, Any]) -> float:
-    """Render, write and push, poll the edge until applied, check the Deployments; seconds taken."""
-    from kubernetes import config
-
-    from sites.clusters import SiteCluster
-    from sites.repos import Author, GitCredentials, SiteRepo
-
-    started = time.perf_counter()
-    # Its own clone cache, so it pays for its first clones as the orchestrated run did; the same transport
-    # and credentials (token, CA) as the workers.
-    repo = SiteRepo(
-        job["code"],
-        job["repo_url"],
-        cache_dir=job["cache_dir"],
-        credentials=GitCredentials.from_settings(),
-        timeout=30,
-        lock_timeout=30,
-    )
-    result = repo.write(job["files"], owned_prefix="apps/pos-bridge", message="plain", author=Author.of("bench"))
-    sha = result.revision
-    cluster = SiteCluster(
-        config.new_client_from_config(config_file=job["kubeconfig"]), site_code=job["code"], timeout=10
-    )
-    try:
-        while True:
-            status = cluster.sync_status()
-            if status is not None and sha and status.applied(sha):
-                break
-            time.sleep(job["poll"])
-        while not all(d.healthy for d in cluster.deployments("pos")):
-            time.sleep(job["poll"])
-    finally:
-        cluster.api_client.close()
-    return time.perf_counter() - started
-
-
-def plain_chunk(jobs: list[dict[str, Any]], threads: int) -> list[float]:
-    with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(plain_site, jobs))
-
-
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sites", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes, and plain processes")
@@ -217,11 +77,15 @@ def main() -> None:
         default="file",
         help="file: bare repositories by path; https: projects on the simulator's git host, over HTTPS",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="edgefleet-bench-rollout-"))
-    binary = shutil.which("redis-server") or sys.exit("bench: needs redis-server on PATH")
-    sys.path.insert(0, str(ROOT))  # `simulator` is the package, not bench/simulator.py
+    if not shutil.which("redis-server"):  # before the simulator starts
+        sys.exit("bench: needs redis-server on PATH")
     from simulator.testing import running_simulator
 
     # The simulator first: with https the settings (read once, at django.setup) name its git host.
@@ -242,15 +106,8 @@ def main() -> None:
                 "FLEET_GIT_HOSTS": urlsplit(sim.gitlab_url).netloc,
             }
         )
-    port = free_port()
     nice = ["nice", "-n", str(args.niceness)] if args.niceness else []
-    redis_args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp)]
-    redis_proc = subprocess.Popen(
-        [*nice, binary, *redis_args],
-        stdout=subprocess.DEVNULL,
-    )
-    wait_for(lambda: tcp_open(port), 10, "redis-server", every=0.05)
-    redis_url = f"redis://127.0.0.1:{port}/0"
+    redis_proc, redis_url = start_redis(tmp, nice=nice)
     database_url = os.environ.get("FLEET_DATABASE_URL") or f"sqlite:///{tmp / 'bench.sqlite3'}"
     os.environ.update(
         {
@@ -265,7 +122,6 @@ def main() -> None:
             "DJANGO_SETTINGS_MODULE": "fleet.settings",
         }
     )
-    sys.path.insert(0, str(ROOT))
     import django
     import redis
 

@@ -1,66 +1,28 @@
-"""Rendering release templates in a separate process, with a CPU-time, a memory and a wall-clock limit
-per site and a wall-clock limit per release.
+"""Rendering release templates in a separate process (`render`), within a CPU-time, a memory and a
+wall-clock limit per site and a wall-clock limit per release; a limit passed is fleet.errors.Invalid
+(field `templates`) naming the site and the limit, a renderer that cannot start is RendererUnavailable
+(503). The processes themselves are rollouts.renderer_process; the limits and why they are set so are
+in docs/ARCHITECTURE.md, "Rendering in a separate process"."""
 
-Every rendering of a release (the check at creation, the check at rollout start, the dry run, each
-site's commit step) goes through `render`. It hands the work to a renderer process
-(rollouts/render_child.py) that this process keeps: started on first use, reused for every following
-render (a rollout renders one release at thousands of sites: a new process per site would cost more
-than the render), one per thread that renders at the same time. A process that passes a limit is
-killed or ends itself, and the next render starts a new one. The limits (settings, environment):
-
-- FLEET_RENDER_CPU_SECONDS (2): CPU time for one site (compiling included);
-- FLEET_RENDER_MEMORY_MB (512): the renderer process's address space;
-- FLEET_RENDER_TIMEOUT_SECONDS (5): wall-clock time for one site, however busy the machine;
-- FLEET_RENDER_RELEASE_SECONDS (20): wall-clock time for rendering one release for all the sites of
-  one check (creation, start, dry run). It must stay under the web server's request timeout (30 s):
-  a rollout start renders every targeted site inside its request.
-
-A limit passed is fleet.errors.Invalid (field `templates`) naming the site and the limit, e.g.
-"rendering for site TX-0412 exceeded the 2 s CPU limit (FLEET_RENDER_CPU_SECONDS)". A renderer that
-cannot be started at all is RendererUnavailable (503): the machine's trouble, not the template's.
-
-What crosses the pipe is JSON, both ways; the parent checks the shape of every answer (the template
-paths it sent, strings, sizes) before using it.
-"""
-
-import atexit
 import hashlib
 import json
-import os
-import select
-import signal
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 
-from fleet.errors import FleetError, Invalid
+from fleet.errors import Invalid
+from rollouts.renderer_process import POOL as _POOL
+from rollouts.renderer_process import Ended, Gone, RendererProcess, RendererUnavailable, TimedOut
 from rollouts.templating import MAX_RENDERED_CHARS, RenderedSite, SampleSite, site_facts
 
-ROOT = Path(__file__).resolve().parent.parent
-MAX_ANSWER_BYTES = 16 * 1024 * 1024
-# How long a new renderer process may take to start (Python and Jinja2 imported) on a busy machine.
-STARTUP_SECONDS = 30.0
-# A renderer killed by a signal: SIGXCPU is RLIMIT_CPU's; SIGKILL is ours (timeout) or the kernel's (out of memory).
-_SIGNAL_NAMES = {int(signal.SIGXCPU): "cpu", int(signal.SIGKILL): "killed"}
-
-
-class RendererUnavailable(FleetError):
-    """The renderer process could not be started or talked to (the machine's trouble, not the template's)."""
-
-    status_code = 503
+__all__ = ["RenderLimits", "ReleaseBudget", "ReleaseMaterial", "RendererUnavailable", "render"]
 
 
 @dataclass(frozen=True)
 class RenderLimits:
-    """The limits of one site's render and of one release's check (see the module's docstring)."""
+    """The limits of one site's render and of one release's check (FLEET_RENDER_*)."""
 
     cpu_seconds: float = 2.0
     memory_mb: int = 512
@@ -143,16 +105,16 @@ def render(
                 answer = child.ask(request, timeout)
                 if answer.get("status") == "need_material":
                     answer = child.ask({**request, "material": material.data}, timeout)
-            except _Gone:
+            except Gone:
                 if attempt == 1:
                     continue  # it had ended while idle (killed from outside): a new one takes the request
                 raise RendererUnavailable("the renderer process ends as soon as it starts") from None
-            except _TimedOut:
+            except TimedOut:
                 child.kill()
                 if by_budget and budget is not None:
                     raise _release_limit(material, budget, limits, where) from None
                 raise _limit(where, "time", limits) from None
-            except _Ended as ended:
+            except Ended as ended:
                 raise _limit(where, ended.limit, limits, detail=ended.detail) from None
             if budget is not None:
                 budget.sites += 1
@@ -161,7 +123,7 @@ def render(
 
 
 def _rendered(
-    answer: dict[str, Any], material: ReleaseMaterial, where: str, limits: RenderLimits, child: "_Child"
+    answer: dict[str, Any], material: ReleaseMaterial, where: str, limits: RenderLimits, child: RendererProcess
 ) -> RenderedSite:
     status = answer.get("status")
     if status == "invalid":
@@ -206,212 +168,3 @@ def _release_limit(material: ReleaseMaterial, budget: ReleaseBudget, limits: Ren
         f"(FLEET_RENDER_RELEASE_SECONDS): it stopped at {where} after {budget.sites} site(s)",
         field="templates",
     )
-
-
-# --- the renderer processes ---------------------------------------------------------------------------
-
-
-class _TimedOut(Exception):
-    pass
-
-
-class _Gone(Exception):
-    """The renderer process had ended before it was sent anything."""
-
-
-class _Ended(Exception):
-    """The renderer process ended without answering: `limit` is what its exit says it passed."""
-
-    def __init__(self, limit: str, detail: str = ""):
-        super().__init__(limit)
-        self.limit = limit
-        self.detail = detail
-
-
-class _Child:
-    """One renderer process and the two ends of its pipes, in non-blocking mode."""
-
-    def __init__(self, memory_mb: int):
-        self.memory_mb = memory_mb
-        code = (
-            f"import sys; sys.path.insert(0, {str(ROOT)!r}); from rollouts.render_child import main; sys.exit(main())"
-        )
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
-        try:
-            self.process = subprocess.Popen(  # noqa: S603  # our own interpreter and module, no shell
-                [sys.executable, "-I", "-c", code, str(memory_mb)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                cwd=ROOT,
-                env=env,
-                close_fds=True,
-            )
-        except OSError as exc:
-            raise RendererUnavailable(f"cannot start the renderer process: {exc}") from exc
-        assert self.process.stdin is not None and self.process.stdout is not None  # noqa: S101  # PIPE above
-        self._in, self._out = self.process.stdin.fileno(), self.process.stdout.fileno()
-        os.set_blocking(self._in, False)
-        os.set_blocking(self._out, False)
-        self.usable = True
-        # It says it is ready once its limits are set and Jinja2 is imported: a renderer that cannot
-        # even start (a memory limit too small for Python itself) is the set-up's fault, not a template's.
-        deadline = time.monotonic() + STARTUP_SECONDS
-        try:
-            hello = self._read(min(int.from_bytes(self._read(4, deadline), "big"), 64), deadline)
-        except (_TimedOut, EOFError):
-            status = self._reap(1.0)
-            self.kill()
-            how = "no answer" if status is None else f"exit status {status}"
-            raise RendererUnavailable(
-                f"the renderer process did not start ({how}); is FLEET_RENDER_MEMORY_MB ({memory_mb}) too small?"
-            ) from None
-        if hello != b'{"status":"ready"}':
-            self.kill()
-            raise RendererUnavailable("the renderer process did not start: it said something unexpected")
-
-    def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """Send one request and read its answer within `timeout` seconds (raises _TimedOut, _Ended)."""
-        deadline = time.monotonic() + timeout
-        body = json.dumps(request, separators=(",", ":")).encode()
-        try:
-            self._write(len(body).to_bytes(4, "big") + body, deadline)
-        except BrokenPipeError:
-            self.kill()
-            raise _Gone from None
-        try:
-            header = self._read(4, deadline)
-            size = int.from_bytes(header, "big")
-            if size > MAX_ANSWER_BYTES:
-                self.kill()
-                raise _Ended("crashed", f"an answer of {size} bytes")
-            answer = json.loads(self._read(size, deadline))
-        except (BrokenPipeError, EOFError):
-            raise self._ended() from None
-        except ValueError:
-            self.kill()
-            raise _Ended("crashed", "an answer that is not JSON") from None
-        if not isinstance(answer, dict):
-            self.kill()
-            raise _Ended("crashed", "an answer that is not a JSON object")
-        if answer.get("status") == "limit":
-            self.usable = False  # it ends after this answer
-            self._reap(5.0)
-        return answer
-
-    def _write(self, data: bytes, deadline: float) -> None:
-        view = memoryview(data)
-        poller = select.poll()
-        poller.register(self._in, select.POLLOUT)
-        while view:
-            left = deadline - time.monotonic()
-            if left <= 0 or not poller.poll(left * 1000):
-                raise _TimedOut
-            try:
-                view = view[os.write(self._in, view) :]
-            except BlockingIOError:
-                continue
-
-    def _read(self, size: int, deadline: float) -> bytes:
-        chunks, missing = [], size
-        poller = select.poll()
-        poller.register(self._out, select.POLLIN)
-        while missing:
-            left = deadline - time.monotonic()
-            if left <= 0 or not poller.poll(left * 1000):
-                raise _TimedOut
-            try:
-                chunk = os.read(self._out, min(missing, 1 << 20))
-            except BlockingIOError:
-                continue
-            if not chunk:
-                raise EOFError
-            chunks.append(chunk)
-            missing -= len(chunk)
-        return b"".join(chunks)
-
-    def _ended(self) -> _Ended:
-        """Why the process ended without answering, from its exit status."""
-        self.usable = False
-        code = self._reap(5.0)
-        if code is None:
-            self.kill()
-            return _Ended("crashed", "it stopped answering")
-        if code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
-            return _Ended(_SIGNAL_NAMES.get(-code, "crashed"), f"killed by {name}")
-        return _Ended("crashed", f"exit status {code}")
-
-    def _reap(self, timeout: float) -> int | None:
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def kill(self) -> None:
-        self.usable = False
-        if self.process.poll() is None:
-            self.process.kill()
-        self._reap(10.0)
-        self.close()
-
-    def close(self) -> None:
-        """Close our ends: an idle renderer reads end-of-file and exits."""
-        self.usable = False
-        for stream in (self.process.stdin, self.process.stdout):
-            if stream is not None:
-                try:
-                    stream.close()
-                except OSError:
-                    pass
-
-
-class _Pool:
-    """The renderer processes of this process: idle ones are reused, one is started when none is idle.
-
-    A forked process (a Celery prefork child, say) must not share its parent's renderers: on the first
-    use after a fork it forgets them (closing its copies of their pipes) and starts its own.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._idle: list[_Child] = []
-        self._pid = os.getpid()
-
-    @contextmanager
-    def child(self, memory_mb: int) -> Iterator[_Child]:
-        with self._lock:
-            if self._pid != os.getpid():
-                for inherited in self._idle:
-                    inherited.close()
-                self._idle, self._pid = [], os.getpid()
-            child = None
-            while self._idle and child is None:
-                candidate = self._idle.pop()
-                if candidate.memory_mb == memory_mb and candidate.process.poll() is None:
-                    child = candidate
-                else:
-                    candidate.close()
-        if child is None:
-            child = _Child(memory_mb)
-        try:
-            yield child
-        finally:
-            if child.usable and child.process.poll() is None:
-                with self._lock:
-                    self._idle.append(child)
-            else:
-                child.kill()
-
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for child in idle:
-            child.close()
-            child._reap(1.0)
-
-
-_POOL = _Pool()
-atexit.register(_POOL.close)

@@ -1,8 +1,8 @@
 """The renderer process: renders release templates for one web or Celery process, one request at a
 time, under a CPU-time and a memory limit, so a template that asks for too much costs this process
-and not the worker (rollouts/isolation.py is the other end, and adds the wall-clock timeout).
+and not the worker (rollouts/renderer_process.py is the other end, and adds the wall-clock timeout).
 
-Started by rollouts.isolation with `python -I` and an empty environment (no FLEET_* secrets: it needs
+Started by rollouts.renderer_process with `python -I` and an empty environment (no FLEET_* secrets: it needs
 none, and a template must not find any); it imports Jinja2, PyYAML and rollouts.templating only.
 
 Protocol: frames of a 4-byte big-endian length and a JSON document; requests on stdin, answers on

@@ -1,34 +1,21 @@
-"""The edge GitOps agent of one site: it polls the site's bare repository, applies the manifests of the
-new commit, prunes what it applied before and no longer finds, and reports like Flux does through the
-Kustomization `site` in `flux-system` (`lastAppliedRevision: main@sha1:<sha>`, `lastAttemptedRevision`,
-`observedGeneration`, a `Ready` condition).
-
-Which repository: the one the GitRepository `site` names (`spec.url`, `spec.secretRef`), as Flux's
-source-controller reads it (simulator.githost.source): the site's own `file://` repository from the
-start, or a project of the simulator's git host with credentials that may read it. A source it cannot
-read (credentials refused or revoked, the git host down) is reported on the GitRepository
-(`GitOperationFailed`) and the last applied revision stays.
-
-A revision is applied all or nothing: if any file fails to parse or any object is invalid, the agent
-reports Ready False with the reason and leaves the running state untouched.
-"""
+"""The edge GitOps agent of one site (`GitOpsAgent`): it follows the repository the GitRepository `site`
+names, applies the manifests of a new commit all or nothing (`simulator.manifests`), prunes what it
+applied before and no longer finds, and reports as Flux does (`simulator.flux_status`). How it picks
+its source and reports failures: docs/ARCHITECTURE.md, "The simulator's GitOps agent"."""
 
 import asyncio
 import copy
 import logging
-import posixpath
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from simulator.errors import ApiError
+from simulator.flux_status import report_kustomization, report_source_failure, revision, source_artifact_status
 from simulator.githost.source import resolve, source_key
 from simulator.gitrepo import RefWatch, RepoError, read_ref, read_tree
-from simulator.resources import BY_PLURAL, ResourceType, lookup
-from simulator.store import now_iso
-from simulator.validation import validate
+from simulator.manifests import ManifestError, collect
+from simulator.resources import BY_PLURAL, ResourceType
 
 if TYPE_CHECKING:
     from simulator.site import Site
@@ -38,117 +25,9 @@ log = logging.getLogger(__name__)
 KUSTOMIZATION = ("flux-system", "site")
 NAME_LABEL = "kustomize.toolkit.fluxcd.io/name"
 NAMESPACE_LABEL = "kustomize.toolkit.fluxcd.io/namespace"
-KUSTOMIZE_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 SOURCE_RECHECK_SECONDS = 2.0  # how often credentials for the git host are checked again, as a fetch would
 
-
-class ManifestError(Exception):
-    """The revision cannot be applied; `reason` is the Flux condition reason to report."""
-
-    def __init__(self, message: str, reason: str = "BuildFailed"):
-        super().__init__(message)
-        self.reason = reason
-
-
-def revision(sha: str) -> str:
-    return f"main@sha1:{sha}"
-
-
-def _load_documents(path: str, content: bytes) -> list[dict[str, Any]]:
-    try:
-        docs = list(yaml.safe_load_all(content))
-    except yaml.YAMLError as exc:
-        raise ManifestError(f"{path}: invalid YAML: {exc}".replace("\n", " ")) from exc
-    objects = []
-    for index, doc in enumerate(docs):
-        if doc is None:
-            continue
-        if not isinstance(doc, dict):
-            raise ManifestError(f"{path}: document {index} is not a mapping")
-        if doc.get("kind") == "List" and isinstance(doc.get("items"), list):
-            objects += [item for item in doc["items"] if isinstance(item, dict)]
-        else:
-            objects.append(doc)
-    return objects
-
-
-def _kustomize(files: dict[str, bytes], directory: str, seen: set[str]) -> list[tuple[str, dict[str, Any]]]:
-    """Objects listed by `directory`'s kustomization (resources: files or directories with their own)."""
-    name = next((f"{directory}{n}" for n in KUSTOMIZE_FILES if f"{directory}{n}" in files), None)
-    if name is None:
-        raise ManifestError(f"{directory or './'}: no kustomization.yaml")
-    if name in seen:
-        raise ManifestError(f"{name}: cycle in kustomization resources")
-    seen.add(name)
-    try:
-        config = yaml.safe_load(files[name]) or {}
-    except yaml.YAMLError as exc:
-        raise ManifestError(f"{name}: invalid YAML: {exc}".replace("\n", " ")) from exc
-    if not isinstance(config, dict):
-        raise ManifestError(f"{name}: not a mapping")
-    found: list[tuple[str, dict[str, Any]]] = []
-    for entry in config.get("resources") or []:
-        if not isinstance(entry, str):
-            raise ManifestError(f"{name}: resources entries must be paths")
-        path = posixpath.normpath(posixpath.join(directory, entry))
-        if path.startswith(".."):
-            raise ManifestError(f"{name}: resource {entry} is outside the repository")
-        if path in files:
-            found += [(path, obj) for obj in _load_documents(path, files[path])]
-        elif any(f.startswith(path + "/") for f in files):
-            found += _kustomize(files, path + "/", seen)
-        else:
-            raise ManifestError(f"{name}: resource {entry} not found")
-    namespace = config.get("namespace")
-    if isinstance(namespace, str) and namespace:
-        for _, obj in found:
-            rt = lookup(str(obj.get("apiVersion")), str(obj.get("kind")))
-            if rt is not None and rt.namespaced:
-                obj.setdefault("metadata", {})["namespace"] = namespace
-    return found
-
-
-def collect(files: dict[str, bytes]) -> list[tuple[ResourceType, dict[str, Any]]]:
-    """The objects a revision asks for: a root kustomization's resources, else every YAML file."""
-    if any(n in files for n in KUSTOMIZE_FILES):
-        found = _kustomize(files, "", set())
-    else:
-        found = [
-            (path, obj)
-            for path in sorted(files)
-            if path.endswith((".yaml", ".yml")) and not path.startswith(".")
-            for obj in _load_documents(path, files[path])
-        ]
-    result: list[tuple[ResourceType, dict[str, Any]]] = []
-    seen: set[tuple[str, str, str]] = set()
-    for path, obj in found:
-        api_version, kind = obj.get("apiVersion"), obj.get("kind")
-        meta = obj.get("metadata")
-        if not isinstance(api_version, str) or not isinstance(kind, str) or not isinstance(meta, dict):
-            raise ManifestError(f"{path}: every object needs apiVersion, kind and metadata")
-        rt = lookup(api_version, kind)
-        if rt is None:
-            raise ManifestError(
-                f"{path}: no matches for kind {kind!r} in version {api_version!r}", reason="ReconciliationFailed"
-            )
-        if rt.namespaced:
-            meta.setdefault("namespace", "default")
-        else:
-            meta.pop("namespace", None)
-        causes = validate(rt, obj)
-        if causes:
-            detail = "; ".join(f"{field}: {msg}" for field, msg in causes)
-            raise ManifestError(
-                f"{kind}/{meta.get('name')} ({path}) is invalid: {detail}", reason="ReconciliationFailed"
-            )
-        key = (rt.plural, meta.get("namespace", ""), meta["name"])
-        if key in seen:
-            raise ManifestError(f"{kind}/{meta['name']} is defined more than once", reason="BuildFailed")
-        seen.add(key)
-        result.append((rt, obj))
-    # Namespaces first, as kustomize orders them, so that what lives in them can be created.
-    result.sort(key=lambda item: 0 if item[0].kind == "Namespace" else 1)
-    return result
+__all__ = ["KUSTOMIZATION", "GitOpsAgent", "ManifestError", "collect", "revision"]
 
 
 class GitOpsAgent:
@@ -321,36 +200,7 @@ class GitOpsAgent:
         self.inventory = wanted
 
     def _report(self, ks: dict[str, Any], sha: str | None, ready: bool, reason: str, message: str) -> None:
-        status = ks.setdefault("status", {})
-        generation = ks["metadata"].get("generation", 1)
-        status["observedGeneration"] = generation
-        if sha is not None:
-            status["lastAttemptedRevision"] = revision(sha)
-            if ready:
-                status["lastAppliedRevision"] = revision(sha)
-                status["inventory"] = {
-                    "entries": [
-                        {
-                            "id": f"{ns}_{name}_{BY_PLURAL[plural].group}_{BY_PLURAL[plural].kind}",
-                            "v": BY_PLURAL[plural].version,
-                        }
-                        for plural, ns, name in sorted(self.inventory)
-                    ]
-                }
-        previous = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
-        value = "True" if ready else "False"
-        changed = previous is None or previous.get("status") != value
-        status["conditions"] = [
-            {
-                "type": "Ready",
-                "status": value,
-                "reason": reason,
-                "message": message,
-                "observedGeneration": generation,
-                "lastTransitionTime": now_iso() if changed or previous is None else previous["lastTransitionTime"],
-            }
-        ]
-        status["lastHandledReconcileAt"] = now_iso()
+        report_kustomization(ks, sha, ready, reason, message, self.inventory)
         self.site.api.write(BY_PLURAL["kustomizations"], ks)
 
     def _report_source(self, sha: str, *, force: bool = False) -> None:
@@ -360,27 +210,7 @@ class GitOpsAgent:
             return
         if not force and (repo.get("status") or {}).get("artifact", {}).get("revision") == revision(sha):
             return
-        now = now_iso()
-        message = f"stored artifact for revision '{revision(sha)}'"
-        repo["status"] = {
-            "observedGeneration": repo["metadata"].get("generation", 1),
-            "artifact": {
-                "revision": revision(sha),
-                "path": f"gitrepository/flux-system/site/{sha}.tar.gz",
-                "url": f"http://source-controller.flux-system.svc.cluster.local./gitrepository/flux-system/site/{sha}.tar.gz",
-                "lastUpdateTime": now,
-            },
-            "conditions": [
-                {
-                    "type": "Ready",
-                    "status": "True",
-                    "reason": "Succeeded",
-                    "message": message,
-                    "observedGeneration": repo["metadata"].get("generation", 1),
-                    "lastTransitionTime": now,
-                },
-            ],
-        }
+        repo["status"] = source_artifact_status(repo, sha)
         self.site.api.write(BY_PLURAL["gitrepositories"], repo)
 
     def _report_source_failure(self, message: str) -> None:
@@ -388,18 +218,7 @@ class GitOpsAgent:
         repo = self.site.store.load("gitrepositories", *KUSTOMIZATION)
         if repo is None:
             return
-        status = repo.setdefault("status", {})
-        status["observedGeneration"] = repo["metadata"].get("generation", 1)
-        status["conditions"] = [
-            {
-                "type": "Ready",
-                "status": "False",
-                "reason": "GitOperationFailed",
-                "message": message,
-                "observedGeneration": status["observedGeneration"],
-                "lastTransitionTime": now_iso(),
-            }
-        ]
+        report_source_failure(repo, message)
         self.site.api.write(BY_PLURAL["gitrepositories"], repo)
 
     def summary(self) -> dict[str, Any]:

@@ -6,7 +6,8 @@
   honoured and kubectl's `$setElementOrder/...` / `$retainKeys` bookkeeping keys are ignored. This
   approximates the server's schema-driven behaviour with a table of the merge keys that matter.
 - JSON patch (RFC 6902): add, remove, replace, move, copy, test.
-- Server-side apply is treated as a strategic merge of the applied configuration (see apiserver).
+- Server-side apply is treated as a strategic merge of the applied configuration, and `drop_unapplied`
+  removes what a manager applied before and applies no longer (see simulator.apiserver).
 """
 
 import copy
@@ -115,6 +116,31 @@ def _merge_list(target: list[Any], patch: list[Any], field: str) -> list[Any]:
         else:
             result[index] = strategic_merge(result[index], item)
     return result
+
+
+def drop_unapplied(target: dict[str, Any], previous: dict[str, Any], current: dict[str, Any], field: str = "") -> None:
+    """Remove from `target` what `previous` (a manager's last apply) set and `current` (its new apply)
+    no longer sets: map keys, and items of lists merged by key (containers, env, ...)."""
+    for key, before in previous.items():
+        if key in ("apiVersion", "kind") or key not in target:
+            continue
+        if key not in current:
+            del target[key]
+        elif isinstance(before, dict) and isinstance(current[key], dict) and isinstance(target[key], dict):
+            drop_unapplied(target[key], before, current[key], key)
+        elif isinstance(before, list) and isinstance(current[key], list) and isinstance(target[key], list):
+            merge_key = MERGE_KEYS.get(key)
+            if merge_key is None:
+                continue
+            now = {i.get(merge_key): i for i in current[key] if isinstance(i, dict)}
+            gone = {i.get(merge_key) for i in before if isinstance(i, dict)} - set(now)
+            target[key] = [i for i in target[key] if not (isinstance(i, dict) and i.get(merge_key) in gone)]
+            for item in target[key]:
+                if not isinstance(item, dict):
+                    continue
+                was = next((i for i in before if isinstance(i, dict) and i.get(merge_key) == item.get(merge_key)), None)
+                if was is not None and item.get(merge_key) in now:
+                    drop_unapplied(item, was, now[item.get(merge_key)], key)
 
 
 def _pointer(path: str) -> list[str]:

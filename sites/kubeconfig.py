@@ -5,8 +5,8 @@ A kubeconfig is a program as much as a document. `exec` and `auth-provider` run 
 `client-certificate`, `client-key` and `certificate-authority` read files, `proxy-url` and
 `tls-server-name` redirect or loosen the connection, `as` and its kin impersonate someone else, and the
 official loader honours every one of them on the worker, as the worker's user. So edgefleet never hands
-stored input to that loader. It accepts inline data on an allow-list, and `sites/clusters.py` builds the
-client's configuration itself from the small value parsed here (`ClusterCredentials`).
+stored input to that loader. It accepts inline data on an allow-list, and `sites/clusters/connection.py`
+builds the client's configuration itself from the small value parsed here (`ClusterCredentials`).
 
 Accepted, and nothing else:
 - a kubeconfig of exactly one cluster (`server`, optional `certificate-authority-data`), one user

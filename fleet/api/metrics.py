@@ -2,7 +2,7 @@
 
 Counts are a few GROUP BY queries, not a query per object, so a scrape stays cheap at 3000 sites.
 When FLEET_METRICS_TOKEN is set, scrapers must send `Authorization: Bearer <token>`; production refuses to
-start without one (fleet/settings.py).
+start without one (fleet/settings/checks.py).
 """
 
 import hmac

@@ -20,7 +20,7 @@ TRAILER_KEY = "Edgefleet-Rollout"
 
 
 def _setting(name: str, default: float) -> float:
-    """A tuning knob from fleet/settings.py (FLEET_ROLLOUT_*), read when the workflows are registered."""
+    """A tuning knob from fleet/settings/edge.py (FLEET_ROLLOUT_*), read when the workflows are registered."""
     return float(getattr(settings, name, default))
 
 

@@ -19,7 +19,9 @@ from aiohttp import web
 from simulator.errors import ApiError
 from simulator.faults import Faults
 from simulator.githost import api, smart_http
-from simulator.githost.state import API_SCOPES, OWNER, GitHostState, HostError, iso, parse_moment
+from simulator.githost.errors import HostError
+from simulator.githost.records import API_SCOPES, OWNER, iso, parse_moment
+from simulator.githost.state import GitHostState
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from simulator.githost.state import DEVELOPER, GIT_WRITE, GitHostState, Principal, Project, may_read
+from simulator.githost.records import DEVELOPER, GIT_WRITE, Principal, Project, may_read
+from simulator.githost.state import GitHostState
 
 log = logging.getLogger(__name__)
 

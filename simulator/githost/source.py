@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from simulator.githost.state import may_read
+from simulator.githost.records import may_read
 
 if TYPE_CHECKING:
     from simulator.site import Site

@@ -1,182 +1,29 @@
-"""What the simulated git host knows: groups, projects, access tokens and deploy tokens, and who may do
-what with them. Kept in `DIR/githost/state.json` (mode 0600, rewritten on every change), so a restarted
-simulator serves the same projects and tokens.
+"""`GitHostState`: what the simulated git host knows (groups, projects, access and deploy tokens) and the
+token checks every request passes (GitLab's 401 and 403 bodies). Kept in `DIR/githost/state.json`
+(mode 0600, rewritten on every change), so a restarted simulator serves the same projects and tokens;
+the kinds of token are described in docs/SIMULATOR.md, "The git host"."""
 
-Tokens, as on GitLab:
-- personal access tokens (`glpat-...`) belong to a user with a role on the sites group (the first one,
-  `root`, is an administrator; its token is written to `DIR/githost/root-token` for the control plane);
-- project access tokens (`glpat-...` too) belong to a bot user that is a member of one project only;
-- deploy tokens (`gldt-...`) open one project's repository over git (read_repository), never the API.
-Every call checks the token: unknown, expired and revoked tokens get GitLab's 401 bodies, a token without
-the scope a call needs gets its 403 `insufficient_scope` body.
-"""
-
-import datetime
 import json
 import os
 import secrets
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+from simulator.githost.errors import HostError, invalid_token, message
 from simulator.githost.paths import path_problem
-
-GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER = 10, 20, 30, 40, 50
-ROLE_NAMES = {GUEST: "Guest", REPORTER: "Reporter", DEVELOPER: "Developers", MAINTAINER: "Maintainers", OWNER: "Owner"}
-API_SCOPES = {"api", "read_api", "read_repository", "write_repository", "read_user", "read_registry", "write_registry"}
-DEPLOY_SCOPES = {
-    "read_repository", "read_registry", "write_registry", "read_package_registry", "write_package_registry"
-}  # fmt: skip
-READ_API = ("api", "read_api")
-WRITE_API = ("api",)
-GIT_READ = ("api", "read_repository", "write_repository")
-GIT_WRITE = ("api", "write_repository")
-
-
-class HostError(Exception):
-    """A refusal as GitLab answers it: HTTP `status`, JSON `body`, extra `headers`."""
-
-    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None):
-        super().__init__(f"{status}: {body}")
-        self.status = status
-        self.body = body
-        self.headers = headers or {}
-
-
-def message(status: int, text: str) -> HostError:
-    return HostError(status, {"message": text})
-
-
-def not_found(what: str) -> HostError:
-    return message(404, f"404 {what} Not Found")
-
-
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
-def iso(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def parse_moment(value: str) -> datetime.datetime:
-    """A date (`2026-03-01`, midnight UTC, as GitLab reads one) or an ISO 8601 time; ValueError if neither."""
-    text = value.strip()
-    if len(text) == 10:
-        return datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.UTC)
-    moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
-
-
-@dataclass
-class Group:
-    id: int
-    name: str
-    path: str
-    full_path: str
-    parent_id: int | None = None
-    description: str = ""
-    created_at: str = ""
-
-
-@dataclass
-class ProtectedBranch:
-    id: int
-    name: str
-    push_access_level: int = MAINTAINER
-    merge_access_level: int = MAINTAINER
-    allow_force_push: bool = False
-
-
-@dataclass
-class Project:
-    id: int
-    name: str
-    path: str
-    namespace_id: int
-    description: str = ""
-    archived: bool = False
-    default_branch: str = "main"
-    visibility: str = "private"
-    topics: list[str] = field(default_factory=list)
-    creator_id: int = 1
-    created_at: str = ""
-    last_activity_at: str = ""
-    protected_branches: list[ProtectedBranch] = field(default_factory=list)
-
-
-@dataclass
-class AccessToken:
-    """A personal (project_id None) or project access token, with the user it acts as."""
-
-    id: int
-    name: str
-    token: str
-    scopes: list[str]
-    user_id: int
-    username: str
-    access_level: int = OWNER
-    admin: bool = False
-    project_id: int | None = None
-    expires_at: str | None = None
-    revoked: bool = False
-    created_at: str = ""
-    last_used_at: str | None = None
-
-    def expired(self) -> bool:
-        return self.expires_at is not None and parse_moment(self.expires_at) <= _now()
-
-
-@dataclass
-class DeployToken:
-    id: int
-    project_id: int
-    name: str
-    username: str
-    token: str
-    scopes: list[str]
-    expires_at: str | None = None
-    revoked: bool = False
-    created_at: str = ""
-
-    def expired(self) -> bool:
-        return self.expires_at is not None and parse_moment(self.expires_at) <= _now()
-
-    def to_json(self, *, with_token: bool = False) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "id": self.id,
-            "name": self.name,
-            "username": self.username,
-            "expires_at": self.expires_at,
-            "revoked": self.revoked,
-            "expired": self.expired(),
-            "scopes": list(self.scopes),
-        }
-        if with_token:
-            data["token"] = self.token
-        return data
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who a request acts as: an access token's user, or a deploy token (git only)."""
-
-    kind: str  # "access" or "deploy"
-    name: str
-    scopes: tuple[str, ...]
-    admin: bool = False
-    access_level: int = 0
-    project_id: int | None = None  # the one project a project access token or deploy token reaches
-
-    def level_on(self, project: Project) -> int:
-        if self.project_id is not None and self.project_id != project.id:
-            return 0
-        if self.admin:
-            return OWNER
-        return self.access_level
-
-    def has_scope(self, wanted: tuple[str, ...]) -> bool:
-        return any(scope in self.scopes for scope in wanted)
+from simulator.githost.records import (
+    OWNER,
+    REPORTER,
+    AccessToken,
+    DeployToken,
+    Group,
+    Principal,
+    Project,
+    ProtectedBranch,
+    iso,
+    utc_now,
+)
 
 
 def _load(cls: type, data: dict[str, Any]) -> Any:
@@ -245,7 +92,7 @@ class GitHostState:
             json.dump(data, out, indent=1)
         tmp.replace(self.path)
 
-    def _id(self, kind: str) -> int:
+    def allocate_id(self, kind: str) -> int:
         value = self.next_id[kind]
         self.next_id[kind] = value + 1
         return value
@@ -259,12 +106,12 @@ class GitHostState:
             found = self.find_group(prefix)
             if found is None:
                 found = Group(
-                    id=self._id("group"),
+                    id=self.allocate_id("group"),
                     name=part,
                     path=part,
                     full_path=prefix,
                     parent_id=parent.id if parent else None,
-                    created_at=iso(_now()),
+                    created_at=iso(utc_now()),
                 )
                 self.groups[found.id] = found
             parent = found
@@ -315,9 +162,9 @@ class GitHostState:
             problems.setdefault("name", []).append("has already been taken")
         if problems:
             raise HostError(400, {"message": problems})
-        now = iso(_now())
+        now = iso(utc_now())
         project = Project(
-            id=self._id("project"),
+            id=self.allocate_id("project"),
             name=name,
             path=path,
             namespace_id=namespace.id,
@@ -327,7 +174,7 @@ class GitHostState:
             **extra,
         )
         # GitLab's default branch protection: maintainers push, nobody force-pushes.
-        project.protected_branches.append(ProtectedBranch(id=self._id("branch"), name=project.default_branch))
+        project.protected_branches.append(ProtectedBranch(id=self.allocate_id("branch"), name=project.default_branch))
         self.projects[project.id] = project
         self.save()
         return project
@@ -346,11 +193,11 @@ class GitHostState:
         expires_at: str | None = None,
         revoked: bool = False,
     ) -> AccessToken:
-        user_id = 1 if username == "root" else self._id("user")
+        user_id = 1 if username == "root" else self.allocate_id("user")
         if username is None:
             username = f"project_{project_id}_bot_{user_id}" if project_id else f"user{user_id}"
         token = AccessToken(
-            id=self._id("token"),
+            id=self.allocate_id("token"),
             name=name,
             token="glpat-" + secrets.token_urlsafe(15),
             scopes=list(scopes),
@@ -361,7 +208,7 @@ class GitHostState:
             project_id=project_id,
             expires_at=expires_at,
             revoked=revoked,
-            created_at=iso(_now()),
+            created_at=iso(utc_now()),
         )
         self.tokens[token.id] = token
         self._by_value[token.token] = token
@@ -371,7 +218,7 @@ class GitHostState:
     def add_deploy_token(
         self, project: Project, *, name: str, scopes: list[str], username: str = "", expires_at: str | None = None
     ) -> DeployToken:
-        token_id = self._id("deploy_token")
+        token_id = self.allocate_id("deploy_token")
         token = DeployToken(
             id=token_id,
             project_id=project.id,
@@ -380,7 +227,7 @@ class GitHostState:
             token="gldt-" + secrets.token_urlsafe(15),
             scopes=list(scopes),
             expires_at=expires_at,
-            created_at=iso(_now()),
+            created_at=iso(utc_now()),
         )
         self.deploy_tokens[token.id] = token
         self._by_value[token.token] = token
@@ -394,10 +241,10 @@ class GitHostState:
             raise message(401, "401 Unauthorized")
         token = found
         if token.revoked:
-            raise _invalid_token("Token was revoked. You have to re-authorize from the user.")
+            raise invalid_token("Token was revoked. You have to re-authorize from the user.")
         if token.expired():
-            raise _invalid_token("Token is expired. You can either do re-authorization or token refresh.")
-        token.last_used_at = iso(_now())
+            raise invalid_token("Token is expired. You can either do re-authorization or token refresh.")
+        token.last_used_at = iso(utc_now())
         return self._principal(token)
 
     def _principal(self, token: AccessToken) -> Principal:
@@ -426,34 +273,3 @@ class GitHostState:
         if found.revoked or found.expired() or not username:
             return None
         return self._principal(found)
-
-
-def may_read(principal: Principal, project: Project) -> bool:
-    """Whether `principal` may clone or fetch `project` over git."""
-    if principal.kind == "deploy":
-        return principal.project_id == project.id and "read_repository" in principal.scopes
-    return principal.has_scope(GIT_READ) and principal.level_on(project) >= REPORTER
-
-
-def _invalid_token(description: str) -> HostError:
-    return HostError(
-        401,
-        {"error": "invalid_token", "error_description": description},
-        {
-            "WWW-Authenticate": (
-                f'Bearer realm="Protected by OAuth 2.0", error="invalid_token", error_description="{description}"'
-            )
-        },
-    )
-
-
-def insufficient_scope(wanted: tuple[str, ...]) -> HostError:
-    return HostError(
-        403,
-        {
-            "error": "insufficient_scope",
-            "error_description": "The request requires higher privileges than provided by the access token.",
-            "scope": " ".join(wanted),
-        },
-        {"WWW-Authenticate": 'Bearer realm="Protected by OAuth 2.0", error="insufficient_scope"'},
-    )

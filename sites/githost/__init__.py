@@ -10,7 +10,7 @@
 
 The interface and its values are in `base`, the errors in `errors` (each with `transient` and
 `retry_after`, for the one place a workflow turns them into outcomes), GitLab's path rules in `paths`.
-Only `gitlab.py` imports python-gitlab; `SiteRepo` (sites/repos/) still does every git write.
+Only `gitlab.py` and `gitlab_api.py` import python-gitlab; `SiteRepo` (sites/repos/) still does every git write.
 """
 
 from functools import lru_cache

@@ -1,32 +1,17 @@
-"""The git host on GitLab, through python-gitlab (the only module that imports `gitlab`).
-
-Configured by FLEET_GIT_HOST=gitlab, FLEET_GITLAB_URL, FLEET_GITLAB_TOKEN (an access token with the `api`
-scope and the Owner role on the group; it may be given encrypted, `fernet:...`) and FLEET_GITLAB_GROUP.
-Every call verifies TLS (against FLEET_GIT_CA_FILE when set), has a timeout (FLEET_GITLAB_TIMEOUT) and is
-retried by python-gitlab on connection errors and 5xx answers with its exponential backoff
-(`retry_transient_errors`, FLEET_GITLAB_MAX_RETRIES). A 429 is not slept on in the worker (python-gitlab
-would sleep the whole Retry-After inside the call): it becomes GitHostUnavailable with `retry_after`, and
-the workflow waits that long as a stored wake-up. The token is never logged and never in a message.
-
-`ensure_project` in steps, each checking the world first, so a second call continues where the first
-stopped: the group -> the project (created, or found) -> is it ours (the marker file naming this site,
-or an empty repository, which is adopted) -> the marker commit -> `main` the default branch -> `main`
-protected, no force push.
-"""
+"""The git host on GitLab (`GitLabHost`), configured by FLEET_GIT_HOST=gitlab, FLEET_GITLAB_URL,
+FLEET_GITLAB_TOKEN (the `api` scope and the Owner role on the group; `fernet:...` for an encrypted one)
+and FLEET_GITLAB_GROUP. `ensure_project` goes in steps that each check the world first, so a second
+call continues where the first stopped: the group, the project (created or found), is it ours (the
+marker file naming this site, or an empty repository, adopted), the marker commit, `main` the default
+branch, `main` protected with no force push. Calls go through `sites.githost.gitlab_api`."""
 
 import base64
 import datetime
-import json
 import logging
-import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
-import gitlab
-import requests
 from django.conf import settings
-from gitlab.exceptions import GitlabError
 from gitlab.v4.objects import Project
 
 from sites.githost.base import (
@@ -42,19 +27,16 @@ from sites.githost.base import (
     marker_site,
 )
 from sites.githost.errors import (
-    GitHostAccessDenied,
-    GitHostError,
     GitHostGroupMissing,
     GitHostRefused,
-    GitHostUnavailable,
     ProjectConflict,
     ProjectMissing,
 )
+from sites.githost.gitlab_api import GitLabApi
 from sites.githost.paths import path_problem
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 COMMITTER = ("edgefleet", "edgefleet@edgefleet.invalid")
 
 
@@ -82,9 +64,14 @@ class GitLabHost:
         self.deploy_token_days = int(deploy_token_days)
         self.host = urlsplit(self.url).netloc or self.url
         self.__token = token
-        self._gl: gitlab.Gitlab | None = None
-        self._lock = threading.Lock()
-        self._local = threading.local()
+        self._api = GitLabApi(
+            url=self.url,
+            token=token,
+            group_path=self.group_path,
+            ca_file=ca_file,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+        )
 
     @classmethod
     def from_settings(cls) -> "GitLabHost":
@@ -146,7 +133,9 @@ class GitLabHost:
             )
         if project.default_branch != BRANCH and not project.empty_repo:
             project.default_branch = BRANCH
-            self._call(f"make {BRANCH} the default branch of {self._path(code)}", lambda: project.save(**self._opts))
+            self._api.call(
+                f"make {BRANCH} the default branch of {self._path(code)}", lambda: project.save(**self._api.opts)
+            )
             changes.append("default branch")
         if self._protect(code, project):
             changes.append("protected")
@@ -164,8 +153,8 @@ class GitLabHost:
             "expires_at": expires.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z"),
             "username": "",
         }
-        created = self._call(
-            f"issue a deploy token for {self._path(code)}", lambda: project.deploytokens.create(data, **self._opts)
+        created = self._api.call(
+            f"issue a deploy token for {self._path(code)}", lambda: project.deploytokens.create(data, **self._api.opts)
         )
         logger.info("git host: deploy token %s issued for %s", created.id, self._path(code))
         return DeployToken(
@@ -180,9 +169,9 @@ class GitLabHost:
         project = self._project(code)
         if project is None:
             return []
-        found = self._call(
+        found = self._api.call(
             f"list the deploy tokens of {self._path(code)}",
-            lambda: project.deploytokens.list(get_all=True, **self._opts),
+            lambda: project.deploytokens.list(get_all=True, **self._api.opts),
         )
         return [
             DeployTokenInfo(
@@ -206,7 +195,7 @@ class GitLabHost:
             if not token.ours or token.revoked or token.id == keep:
                 continue
             doing = f"revoke deploy token {token.id} of {self._path(code)}"
-            self._or_none(doing, lambda t=token: project.deploytokens.delete(t.id, **self._opts))  # type: ignore[misc]
+            self._api.or_none(doing, lambda t=token: project.deploytokens.delete(t.id, **self._api.opts))  # type: ignore[misc]
             revoked.append(token.id)
         if revoked:
             logger.info("git host: deploy tokens %s of %s revoked", revoked, self._path(code))
@@ -224,7 +213,7 @@ class GitLabHost:
                     f"the project {self._path(code)} on the git host at {self.host} is not edgefleet's (no "
                     f"{MARKER_PATH} naming {code}); edgefleet will not archive it"
                 )
-            self._call(f"archive {self._path(code)}", lambda: project.archive(**self._opts))
+            self._api.call(f"archive {self._path(code)}", lambda: project.archive(**self._api.opts))
             logger.info("git host: %s archived", self._path(code))
         return self._info(code, project)
 
@@ -238,13 +227,11 @@ class GitLabHost:
     def _path(self, code: str) -> str:
         return f"{self.group_path}/{code}"
 
-    @property
-    def _opts(self) -> dict[str, Any]:
-        return {"max_retries": self.max_retries, "obey_rate_limit": False}
-
     def _project(self, code: str) -> Project | None:
-        gl = self._client()
-        return self._or_none(f"look up {self._path(code)}", lambda: gl.projects.get(self._path(code), **self._opts))
+        gl = self._api.client()
+        return self._api.or_none(
+            f"look up {self._path(code)}", lambda: gl.projects.get(self._path(code), **self._api.opts)
+        )
 
     def _existing(self, code: str, doing: str) -> Project:
         self._check_code(code)
@@ -256,9 +243,9 @@ class GitLabHost:
         return project
 
     def _create(self, code: str) -> Project:
-        gl = self._client()
+        gl = self._api.client()
         doing = f"look up the group {self.group_path}"
-        group = self._or_none(doing, lambda: gl.groups.get(self.group_path, **self._opts))
+        group = self._api.or_none(doing, lambda: gl.groups.get(self.group_path, **self._api.opts))
         if group is None:
             raise GitHostGroupMissing(
                 f"the group {self.group_path!r} does not exist on the git host at {self.host}, or edgefleet's "
@@ -274,7 +261,7 @@ class GitLabHost:
             "initialize_with_readme": False,
         }
         try:
-            return self._call(f"create {self._path(code)}", lambda: gl.projects.create(data, **self._opts))
+            return self._api.call(f"create {self._path(code)}", lambda: gl.projects.create(data, **self._api.opts))
         except GitHostRefused as exc:
             if "has already been taken" not in exc.detail:
                 raise
@@ -290,9 +277,9 @@ class GitLabHost:
     def _marker_site(self, code: str, project: Project) -> str | None:
         if project.empty_repo:
             return None
-        found = self._or_none(
+        found = self._api.or_none(
             f"read {MARKER_PATH} of {self._path(code)}",
-            lambda: project.files.get(MARKER_PATH, ref=BRANCH, **self._opts),
+            lambda: project.files.get(MARKER_PATH, ref=BRANCH, **self._api.opts),
         )
         if found is None:
             return None
@@ -308,7 +295,9 @@ class GitLabHost:
             "author_email": COMMITTER[1],
         }
         try:
-            self._call(f"write {MARKER_PATH} in {self._path(code)}", lambda: project.files.create(data, **self._opts))
+            self._api.call(
+                f"write {MARKER_PATH} in {self._path(code)}", lambda: project.files.create(data, **self._api.opts)
+            )
         except GitHostRefused as exc:
             if "already exists" not in exc.detail:
                 raise
@@ -324,7 +313,7 @@ class GitLabHost:
     def _protect(self, code: str, project: Project) -> bool:
         """`main` protected: maintainers push, nobody force-pushes. True when something had to change."""
         doing = f"protect {BRANCH} of {self._path(code)}"
-        branch = self._or_none(doing, lambda: project.protectedbranches.get(BRANCH, **self._opts))
+        branch = self._api.or_none(doing, lambda: project.protectedbranches.get(BRANCH, **self._api.opts))
         if branch is None:
             data = {
                 "name": BRANCH,
@@ -333,22 +322,24 @@ class GitLabHost:
                 "allow_force_push": False,
             }
             try:
-                self._call(doing, lambda: project.protectedbranches.create(data, **self._opts))
+                self._api.call(doing, lambda: project.protectedbranches.create(data, **self._api.opts))
                 return True
             except GitHostRefused as exc:
                 if "already exists" not in exc.detail:
                     raise
-                branch = self._call(doing, lambda: project.protectedbranches.get(BRANCH, **self._opts))
+                branch = self._api.call(doing, lambda: project.protectedbranches.get(BRANCH, **self._api.opts))
         if branch.attributes.get("allow_force_push"):
             branch.allow_force_push = False
-            self._call(doing, lambda: branch.save(**self._opts))
+            self._api.call(doing, lambda: branch.save(**self._api.opts))
             return True
         return False
 
     def _info(self, code: str, project: Project, *, refresh: bool = False) -> ProjectInfo:
         if refresh:
-            gl = self._client()
-            fresh = self._or_none(f"look up {self._path(code)}", lambda: gl.projects.get(project.id, **self._opts))
+            gl = self._api.client()
+            fresh = self._api.or_none(
+                f"look up {self._path(code)}", lambda: gl.projects.get(project.id, **self._api.opts)
+            )
             project = fresh or project
         attrs = project.attributes
         return ProjectInfo(
@@ -361,145 +352,6 @@ class GitLabHost:
             id=int(attrs["id"]),
             web_url=str(attrs.get("web_url") or ""),
         )
-
-    # --- talking to GitLab --------------------------------------------------------------------------
-
-    def _client(self) -> gitlab.Gitlab:
-        with self._lock:
-            if self._gl is None:
-                session = requests.Session()
-                session.hooks["response"].append(self._remember)
-                self._gl = gitlab.Gitlab(
-                    self.url,
-                    private_token=self.__token,
-                    ssl_verify=self.ca_file or True,
-                    timeout=self.timeout,
-                    retry_transient_errors=True,
-                    per_page=100,
-                    session=session,
-                )
-            return self._gl
-
-    def _remember(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        if response.status_code == 429:
-            self._local.retry_after = response.headers.get("Retry-After")
-
-    def _call(self, doing: str, operation: Callable[[], T]) -> T:
-        self._local.retry_after = None
-        try:
-            return operation()
-        except (GitlabError, requests.RequestException) as exc:
-            raise self._failure(exc, doing) from exc
-
-    def _or_none(self, doing: str, operation: Callable[[], T]) -> T | None:
-        """`operation`, or None when GitLab answers 404."""
-        try:
-            return self._call(doing, operation)
-        except GitHostError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, GitlabError) and cause.response_code == 404:
-                return None
-            raise
-
-    def _failure(self, exc: Exception, doing: str) -> GitHostError:
-        where = f"the git host at {self.host}"
-        if isinstance(exc, requests.exceptions.SSLError):
-            return GitHostRefused(
-                f"cannot verify the certificate of {where} while trying to {doing}: set FLEET_GIT_CA_FILE to the "
-                "CA that signed it (verification is never switched off)",
-                detail=_scrub(str(exc)),
-            )
-        if isinstance(exc, requests.Timeout):
-            return GitHostUnavailable(
-                f"{where} did not answer within {self.timeout:g}s while edgefleet tried to {doing}",
-                detail=_scrub(str(exc)),
-            )
-        if isinstance(exc, requests.RequestException):
-            return GitHostUnavailable(
-                f"cannot reach {where} to {doing}: {_reason(exc)}",
-                detail=_scrub(str(exc)),
-            )
-        assert isinstance(exc, GitlabError)  # noqa: S101 - the only other type _call catches
-        code = exc.response_code or 0
-        body = _body(exc)
-        said = _said(body, exc)
-        if code == 401:
-            return GitHostAccessDenied(
-                f"{where} refused edgefleet's token while it tried to {doing} (401: {said}); issue a new access "
-                "token with the api scope and set FLEET_GITLAB_TOKEN",
-                detail=said,
-            )
-        if code == 403:
-            if body.get("error") == "insufficient_scope":
-                hint = f"the token lacks the scope {body.get('scope') or 'api'!r}; issue one with the api scope"
-            else:
-                hint = f"the token's user needs the Owner role on the group {self.group_path}"
-            return GitHostAccessDenied(f"{where} refused to let edgefleet {doing} (403: {said}); {hint}", detail=said)
-        if code == 429:
-            retry_after = _seconds(getattr(self._local, "retry_after", None))
-            later = f"; try again in {retry_after:g}s" if retry_after else ""
-            return GitHostUnavailable(
-                f"{where} is rate-limiting edgefleet (429) while it tries to {doing}{later}",
-                detail=said,
-                retry_after=retry_after,
-            )
-        if code >= 500:
-            return GitHostUnavailable(
-                f"{where} failed ({code}) while edgefleet tried to {doing}, also after {self.max_retries} retries",
-                detail=said,
-            )
-        return GitHostRefused(f"{where} refused to {doing} ({code}: {said})", detail=said)
-
-
-def _body(exc: GitlabError) -> dict[str, Any]:
-    raw = exc.response_body
-    try:
-        data = json.loads(raw) if raw else {}
-    except (ValueError, TypeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _said(body: dict[str, Any], exc: GitlabError) -> str:
-    """The host's own words, short: `message` (a string or per-field lists), else `error_description`."""
-    message = body.get("message")
-    if isinstance(message, dict):
-        return "; ".join(f"{field} {', '.join(map(str, problems))}" for field, problems in message.items())[:300]
-    if message:
-        return str(message)[:300]
-    if body.get("error_description"):
-        return str(body["error_description"])[:300]
-    said = exc.error_message
-    if isinstance(said, bytes):
-        said = said.decode(errors="replace")
-    return (str(said).strip() or "no message")[:300]
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc)
-    for needle, reason in (
-        ("Connection refused", "connection refused"),
-        ("Name or service not known", "the name does not resolve"),
-        ("Temporary failure in name resolution", "the name does not resolve"),
-        ("Connection reset", "the connection was reset"),
-        ("RemoteDisconnected", "the connection was closed without an answer"),
-        ("Connection aborted", "the connection was closed without an answer"),
-    ):
-        if needle in text:
-            return reason
-    return "the connection failed"
-
-
-def _scrub(text: str) -> str:
-    return text[:500]
-
-
-def _seconds(value: Any) -> float | None:
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        return None
-    return seconds if seconds >= 0 else None
 
 
 def _moment(value: Any) -> datetime.datetime | None:

@@ -1,104 +1,29 @@
-"""The API semantics of one site, independent of HTTP: create, replace, patch (four flavours), delete with
-garbage collection, status and scale subresources, eviction, dry runs, validation and defaulting.
+"""`ApiServer`: the API semantics of one site, independent of HTTP: reads, create, replace, patch (four
+flavours), delete with garbage collection, the status and scale subresources, eviction and dry runs.
 
 The HTTP layer (`simulator.server`) parses requests and calls these; controllers, the GitOps agent and
 devices call them too, so every writer goes through the same rules.
 """
 
-import base64
 import copy
 import ipaddress
-import json
-import random
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-import yaml
-
 from simulator import errors
+from simulator.apiserver.bodies import PATCH_TYPES, apply_patch, check_body, clone, parse_body, random_suffix, spec_part
+from simulator.apiserver.defaults import apply_defaults
+from simulator.apiserver.deletion import collect_dependents, finalize_namespace
+from simulator.apiserver.subresources import check_eviction, scale_view
 from simulator.errors import ApiError
-from simulator.patching import MERGE_KEYS, PatchError, json_patch, merge_patch, strategic_merge
+from simulator.patching import drop_unapplied, strategic_merge
 from simulator.resources import BY_PLURAL, ResourceType
 from simulator.selectors import fields_match, labels_match
 from simulator.store import Store, Stored, dumps, now_iso
 from simulator.validation import validate
-from simulator.workloads import pdb_matches, pdb_status, pod_finished, pod_ready
 
 NAMESPACE_FINALIZE_SECONDS = 1.0
-PATCH_TYPES = {
-    "application/json-patch+json": "json",
-    "application/merge-patch+json": "merge",
-    "application/strategic-merge-patch+json": "strategic",
-    "application/apply-patch+yaml": "apply",
-    "application/apply-patch+cbor": "unsupported",
-}
-
-
-def random_suffix(length: int = 5) -> str:
-    # Kubernetes' generateName avoids vowels to keep words out of names; any suffix works here.
-    return "".join(random.choices("bcdfghjklmnpqrstvwxz2456789", k=length))  # noqa: S311
-
-
-def parse_body(data: bytes, *, yaml_allowed: bool) -> Any:
-    """Decode a request body as JSON (or YAML, a superset of it, where the API accepts YAML)."""
-    if not data.strip():
-        raise errors.bad_request("the request body is empty")
-    try:
-        return json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        if not yaml_allowed:
-            raise errors.bad_request(f"the body of the request was in an unknown format: {exc}") from exc
-    try:
-        return yaml.safe_load(data)
-    except yaml.YAMLError as exc:
-        raise errors.bad_request(f"error converting YAML to JSON: {exc}") from exc
-
-
-def drop_unapplied(target: dict[str, Any], previous: dict[str, Any], current: dict[str, Any], field: str = "") -> None:
-    """Remove from `target` what `previous` (a manager's last apply) set and `current` (its new apply)
-    no longer sets: map keys, and items of lists merged by key (containers, env, ...)."""
-    for key, before in previous.items():
-        if key in ("apiVersion", "kind") or key not in target:
-            continue
-        if key not in current:
-            del target[key]
-        elif isinstance(before, dict) and isinstance(current[key], dict) and isinstance(target[key], dict):
-            drop_unapplied(target[key], before, current[key], key)
-        elif isinstance(before, list) and isinstance(current[key], list) and isinstance(target[key], list):
-            merge_key = MERGE_KEYS.get(key)
-            if merge_key is None:
-                continue
-            now = {i.get(merge_key): i for i in current[key] if isinstance(i, dict)}
-            gone = {i.get(merge_key) for i in before if isinstance(i, dict)} - set(now)
-            target[key] = [i for i in target[key] if not (isinstance(i, dict) and i.get(merge_key) in gone)]
-            for item in target[key]:
-                if not isinstance(item, dict):
-                    continue
-                was = next((i for i in before if isinstance(i, dict) and i.get(merge_key) == item.get(merge_key)), None)
-                if was is not None and item.get(merge_key) in now:
-                    drop_unapplied(item, was, now[item.get(merge_key)], key)
-
-
-def _secret_string_data(obj: dict[str, Any]) -> None:
-    """As the API server: a Secret's write-only `stringData` is merged into `data` (base64), type Opaque."""
-    obj.setdefault("type", "Opaque")
-    string_data = obj.get("stringData")
-    if isinstance(string_data, dict) and all(isinstance(v, str) for v in string_data.values()):
-        data: dict[str, Any] = obj["data"] if isinstance(obj.get("data"), dict) else {}
-        data.update({k: base64.b64encode(v.encode()).decode() for k, v in string_data.items()})
-        obj["data"] = data
-        del obj["stringData"]
-
-
-def _clone(obj: Any) -> Any:
-    """A deep copy of JSON data; a JSON round trip is several times faster than copy.deepcopy."""
-    return json.loads(json.dumps(obj))
-
-
-def _spec_part(obj: dict[str, Any]) -> dict[str, Any]:
-    """Everything but metadata and status: a change here is a new generation."""
-    return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
 
 
 class ApiServer:
@@ -136,7 +61,7 @@ class ApiServer:
     # --- create -------------------------------------------------------------------------------------
 
     def create(self, rt: ResourceType, namespace: str | None, body: Any, *, dry_run: bool = False) -> dict[str, Any]:
-        obj = self._check_body(rt, body)
+        obj = check_body(rt, body)
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise errors.bad_request("metadata must be an object")
@@ -166,25 +91,11 @@ class ApiServer:
         meta["creationTimestamp"] = now_iso()
         if rt.tracks_generation:
             meta["generation"] = 1
-        self._default(rt, obj)
+        apply_defaults(rt, obj, cluster_ip=self._cluster_ip)
         if dry_run:
             meta["resourceVersion"] = ""
             return obj
         return self.store.put(rt.plural, obj).load()
-
-    def _check_body(self, rt: ResourceType, body: Any) -> dict[str, Any]:
-        if not isinstance(body, dict):
-            raise errors.bad_request("the request body must be a Kubernetes object (a JSON/YAML mapping)")
-        obj = _clone(body)
-        kind, api_version = obj.get("kind"), obj.get("apiVersion")
-        if kind is not None and kind != rt.kind:
-            raise errors.bad_request(f"the kind {kind!r} does not match the resource {rt.plural} (kind {rt.kind})")
-        if api_version is not None and api_version != rt.api_version:
-            raise errors.bad_request(f"the apiVersion {api_version!r} does not match {rt.api_version!r}")
-        obj["kind"], obj["apiVersion"] = rt.kind, rt.api_version
-        if rt.kind == "Secret":
-            _secret_string_data(obj)
-        return obj
 
     def _check_namespace_open(self, namespace: str) -> None:
         ns = self.store.get("namespaces", "", namespace)
@@ -196,70 +107,9 @@ class ApiServer:
                 f"unable to create new content in namespace {namespace} because it is being terminated",
             )
 
-    def _default(self, rt: ResourceType, obj: dict[str, Any]) -> None:
-        """The defaults the API server fills in, for the fields clients and controllers read back."""
-        meta = obj["metadata"]
-        spec: Any = obj.setdefault("spec", {}) if rt.has_status else obj.get("spec")
-        if rt.kind == "Namespace":
-            meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
-            spec.setdefault("finalizers", ["kubernetes"])
-            obj["status"] = {"phase": "Active"}
-        elif rt.kind == "Pod":
-            spec.setdefault("restartPolicy", "Always")
-            spec.setdefault("schedulerName", "default-scheduler")
-            spec.setdefault("terminationGracePeriodSeconds", 30)
-            for container in spec.get("containers") or []:
-                container.setdefault("imagePullPolicy", "IfNotPresent")
-            obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
-        elif rt.kind == "Deployment":
-            spec.setdefault("replicas", 1)
-            spec.setdefault("revisionHistoryLimit", 10)
-            spec.setdefault("progressDeadlineSeconds", 600)
-            spec.setdefault("strategy", {"type": "RollingUpdate"})
-            if spec["strategy"].get("type", "RollingUpdate") == "RollingUpdate":
-                spec["strategy"].setdefault("rollingUpdate", {"maxUnavailable": "25%", "maxSurge": "25%"})
-        elif rt.kind in ("ReplicaSet", "StatefulSet"):
-            spec.setdefault("replicas", 1)
-        elif rt.kind == "DaemonSet":
-            spec.setdefault("revisionHistoryLimit", 10)
-            spec.setdefault("updateStrategy", {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}})
-        elif rt.kind == "Job":
-            uid = meta["uid"]
-            spec.setdefault("parallelism", 1)
-            spec.setdefault("completions", 1)
-            spec.setdefault("backoffLimit", 6)
-            spec.setdefault("completionMode", "NonIndexed")
-            spec.setdefault("suspend", False)
-            job_labels = {
-                "batch.kubernetes.io/controller-uid": uid,
-                "batch.kubernetes.io/job-name": meta["name"],
-                "controller-uid": uid,
-                "job-name": meta["name"],
-            }
-            if not spec.get("selector"):
-                spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
-                spec["manualSelector"] = False
-            template_meta = spec["template"].setdefault("metadata", {})
-            template_meta.setdefault("labels", {}).update(job_labels)
-            meta.setdefault("labels", {}).update(
-                {k: v for k, v in job_labels.items() if k.endswith("job-name") or k.endswith("controller-uid")}
-            )
-        elif rt.kind == "Service":
-            spec.setdefault("type", "ClusterIP")
-            spec.setdefault("sessionAffinity", "None")
-            if spec.get("clusterIP") != "None":
-                self._next_ip += 1
-                spec["clusterIP"] = str(ipaddress.ip_address("10.43.0.0") + self._next_ip)
-                spec["clusterIPs"] = [spec["clusterIP"]]
-            for port in spec.get("ports") or []:
-                if isinstance(port, dict):
-                    port.setdefault("protocol", "TCP")
-                    port.setdefault("targetPort", port.get("port"))
-            obj["status"] = {"loadBalancer": {}}
-        if rt.has_status and rt.kind not in ("Namespace", "Pod", "Service", "Node"):
-            obj.setdefault("status", {})
-        if spec == {} and not rt.has_status:
-            obj.pop("spec", None)
+    def _cluster_ip(self) -> str:
+        self._next_ip += 1
+        return str(ipaddress.ip_address("10.43.0.0") + self._next_ip)
 
     # --- update and patch ---------------------------------------------------------------------------
 
@@ -274,7 +124,7 @@ class ApiServer:
         dry_run: bool = False,
     ) -> dict[str, Any]:
         current = self.get(rt, namespace, name)
-        obj = self._check_body(rt, body)
+        obj = check_body(rt, body)
         meta = obj.get("metadata")
         if not isinstance(meta, dict):
             raise errors.bad_request("metadata must be an object")
@@ -314,17 +164,7 @@ class ApiServer:
             )
         current = self.get(rt, namespace, name)
         old = current.load()
-        try:
-            if kind == "json":
-                patched = json_patch(old, body)
-            elif not isinstance(body, dict):
-                raise errors.bad_request("a merge patch must be a JSON object")
-            elif kind == "merge":
-                patched = merge_patch(old, body)
-            else:
-                patched = strategic_merge(old, body)
-        except PatchError as exc:
-            raise ApiError(exc.code, f"the patch could not be applied: {exc}") from exc
+        patched = apply_patch(kind, old, body)
         if not isinstance(patched, dict):
             raise ApiError(422, "the patched object is not a Kubernetes object")
         patched_meta: dict[str, Any] = patched["metadata"] if isinstance(patched.get("metadata"), dict) else {}
@@ -333,7 +173,7 @@ class ApiServer:
             raise errors.conflict(rt.plural, name, rt.group)
         if patched_meta.get("name") != name:
             raise errors.bad_request("the patch may not change the object's name")
-        return 200, self._write(rt, old, self._check_body(rt, patched), subresource=subresource, dry_run=dry_run)
+        return 200, self._write(rt, old, check_body(rt, patched), subresource=subresource, dry_run=dry_run)
 
     def _apply(
         self,
@@ -352,7 +192,7 @@ class ApiServer:
         and no `managedFields` (documented in docs/SIMULATOR.md)."""
         if not isinstance(body, dict) or not body.get("apiVersion") or not body.get("kind"):
             raise errors.bad_request("an apply configuration needs apiVersion and kind")
-        obj = self._check_body(rt, body)
+        obj = check_body(rt, body)
         meta = obj.setdefault("metadata", {})
         if meta.get("name") != name:
             raise errors.bad_request(f"the name of the object ({meta.get('name')}) does not match the name on the URL")
@@ -365,7 +205,7 @@ class ApiServer:
                 meta["namespace"] = namespace
             created = self.create(rt, namespace if rt.namespaced else None, obj, dry_run=dry_run)
             if not dry_run:
-                self.applied[key] = _clone(body)
+                self.applied[key] = clone(body)
             return 201, created
         wanted_rv = meta.get("resourceVersion")
         if wanted_rv and str(wanted_rv) != str(current.rv):
@@ -377,7 +217,7 @@ class ApiServer:
             drop_unapplied(merged, previous, obj)
         result = self._write(rt, old, merged, subresource=subresource, dry_run=dry_run)
         if not dry_run:
-            self.applied[key] = _clone(body)
+            self.applied[key] = clone(body)
         return 200, result
 
     def _write(
@@ -409,7 +249,7 @@ class ApiServer:
             else:
                 meta.pop(key, None)
         if rt.tracks_generation:
-            changed = _spec_part(result) != _spec_part(old)
+            changed = spec_part(result) != spec_part(old)
             meta["generation"] = int(old_meta.get("generation", 1)) + (1 if changed else 0)
         causes = validate(rt, result)
         if causes:
@@ -463,7 +303,7 @@ class ApiServer:
         for key in [k for k in self.applied if k[:3] == (rt.plural, namespace if rt.namespaced else "", name)]:
             del self.applied[key]
         if propagation != "Orphan":
-            self._collect_dependents(obj)
+            collect_dependents(self.store, obj)
         return removed or obj
 
     def delete_collection(
@@ -478,26 +318,6 @@ class ApiServer:
         doomed = self.select(rt, namespace, labels, fields)
         return [self.delete(rt, s.namespace, s.name, dry_run=dry_run) for s in doomed]
 
-    def _collect_dependents(self, owner: dict[str, Any]) -> None:
-        """Garbage collection: delete what the owner controlled (background propagation, at once)."""
-        uid = owner["metadata"].get("uid", "")
-        namespace = owner["metadata"].get("namespace")
-        needle = uid.encode()
-        for plural, bucket in list(self.store.objects.items()):
-            rt = BY_PLURAL.get(plural)
-            if rt is None or not rt.namespaced:
-                continue
-            for (ns, name), stored in list(bucket.items()):
-                if namespace is not None and ns != namespace:
-                    continue
-                if needle not in stored.raw:
-                    continue
-                refs = stored.load()["metadata"].get("ownerReferences") or []
-                if any(isinstance(r, dict) and r.get("uid") == uid for r in refs):
-                    dependent = self.store.remove(plural, ns, name)
-                    if dependent:
-                        self._collect_dependents(dependent)
-
     def _terminate_namespace(self, ns: dict[str, Any]) -> dict[str, Any]:
         name = ns["metadata"]["name"]
         if ns.get("status", {}).get("phase") != "Terminating":
@@ -506,34 +326,13 @@ class ApiServer:
             ns = self.store.put("namespaces", ns).load()
         # Emptying the namespace happens a moment after the answer, as the namespace controller does it,
         # so clients see it Terminating (and may still delete what is in it) as on a real cluster.
-        self.defer(NAMESPACE_FINALIZE_SECONDS, lambda: self._finalize_namespace(name))
+        self.defer(NAMESPACE_FINALIZE_SECONDS, lambda: finalize_namespace(self.store, name))
         return ns
-
-    def _finalize_namespace(self, name: str) -> None:
-        for plural, bucket in list(self.store.objects.items()):
-            rt = BY_PLURAL.get(plural)
-            if rt is None or not rt.namespaced:
-                continue
-            for ns, obj_name in [k for k in bucket if k[0] == name]:
-                self.store.remove(plural, ns, obj_name)
-        self.store.remove("namespaces", "", name)
 
     # --- subresources -------------------------------------------------------------------------------
 
     def scale(self, rt: ResourceType, namespace: str, name: str) -> dict[str, Any]:
-        obj = self.get(rt, namespace, name).load()
-        meta = obj["metadata"]
-        selector = (obj.get("spec") or {}).get("selector") or {}
-        return {
-            "kind": "Scale",
-            "apiVersion": "autoscaling/v1",
-            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")},
-            "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
-            "status": {
-                "replicas": (obj.get("status") or {}).get("replicas", 0),
-                "selector": ",".join(f"{k}={v}" for k, v in (selector.get("matchLabels") or {}).items()),
-            },
-        }
+        return scale_view(self.get(rt, namespace, name).load())
 
     def set_scale(self, rt: ResourceType, namespace: str, name: str, scale: Any, *, dry_run: bool) -> dict[str, Any]:
         if not isinstance(scale, dict):
@@ -562,34 +361,7 @@ class ApiServer:
             raise errors.bad_request(f"name in URL does not match name in Eviction object: {body_name} != {name}")
         pods_rt = BY_PLURAL["pods"]
         pod = self.get(pods_rt, namespace, name).load()
-        if not pod_finished(pod):
-            pods = self.store.load_all("pods", namespace)
-            for pdb in self.store.load_all("poddisruptionbudgets", namespace):
-                if not pdb_matches(pdb, pod):
-                    continue
-                status = pdb_status(pdb, pods)
-                blocked = (
-                    status["disruptionsAllowed"] <= 0
-                    if pod_ready(pod)
-                    else (status["currentHealthy"] < status["desiredHealthy"])
-                )
-                if blocked:
-                    # No Retry-After, as the API server sends none here: client-go would otherwise retry
-                    # the POST itself ten times before kubectl drain saw the 429.
-                    pdb_name = pdb["metadata"]["name"]
-                    raise ApiError(
-                        429,
-                        "Cannot evict pod as it would violate the pod's disruption budget.",
-                        details={
-                            "causes": [
-                                {
-                                    "reason": "DisruptionBudget",
-                                    "message": f"The disruption budget {pdb_name} needs {status['desiredHealthy']} "
-                                    f"healthy pods and has {status['currentHealthy']} currently",
-                                }
-                            ]
-                        },
-                    )
+        check_eviction(self.store, namespace, pod)
         if not dry_run:
             self.store.remove("pods", namespace, name)
         return errors.status_body(201, "", reason="")
