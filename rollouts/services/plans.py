@@ -10,8 +10,9 @@ from django.db import transaction
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, PeriodicTask
 
-from fleet.audit.services import Actor, audit_record, changes_between, field_values
+from fleet.audit.services import Actor, audit_record, field_values
 from fleet.errors import Conflict, Invalid
+from fleet.updates import model_update
 from fleet.validation import full_clean_or_invalid
 from rollouts import approvals, planning, selectors
 from rollouts.models import RolloutPlan
@@ -73,32 +74,35 @@ def rollout_plan_update(*, plan: RolloutPlan, actor: Actor, source: str, **chang
     Any change clears the plan's low-risk mark, unless the same request keeps `low_risk` true, which
     needs rollouts.mark_low_risk (Forbidden otherwise): what was judged low-risk is what runs.
     """
-    unknown = set(changes) - set(PLAN_FIELDS)
-    if unknown:
-        raise Invalid(f"these rollout plan fields cannot be changed: {', '.join(sorted(unknown))}")
-    with transaction.atomic():
-        plan = RolloutPlan.objects.select_for_update().get(pk=plan.pk)
-        before = field_values(plan, PLAN_FIELDS)
-        for key, value in changes.items():
-            setattr(plan, key, value)
-        diff = changes_between(before, field_values(plan, PLAN_FIELDS))
-        _validate_plan(plan, changed=set(diff))
-        if diff:
-            if RolloutPlan.objects.exclude(pk=plan.pk).filter(name=plan.name).exists():
-                raise Invalid(f"a rollout plan named {plan.name} already exists", field="name")
-            if changes.get("low_risk"):
-                approvals.low_risk_mark(plan=plan, actor=actor)
-            elif before["low_risk"]:
-                approvals.low_risk_unmark(plan)
-                diff["low_risk"] = [True, False]
-            plan.last_edited_by = user_of(actor)  # type: ignore[assignment]
-            plan.save()
-            # Only a schedule change touches the beat entry: re-saving it would re-enable a one-off start
-            # that beat already ran and disabled.
-            if {"cron", "start_at", "timezone"} & set(diff):
-                _sync_periodic_task(plan)
-            audit_record(actor=actor, verb="update", obj=plan, source=source, payload={"changes": diff})
-    return plan
+
+    def name_free_and_mark(row: RolloutPlan, diff: dict[str, list[Any]]) -> list[str]:
+        if RolloutPlan.objects.exclude(pk=row.pk).filter(name=row.name).exists():
+            raise Invalid(f"a rollout plan named {row.name} already exists", field="name")
+        if changes.get("low_risk"):
+            approvals.low_risk_mark(plan=row, actor=actor)
+        elif diff["low_risk"][0] if "low_risk" in diff else row.low_risk:
+            approvals.low_risk_unmark(row)
+            diff["low_risk"] = [True, False]
+        row.last_edited_by = user_of(actor)  # type: ignore[assignment]
+        return ["low_risk", "low_risk_by", "low_risk_at", "last_edited_by"]
+
+    def resync_schedule(row: RolloutPlan, diff: dict[str, list[Any]]) -> None:
+        # Only a schedule change touches the beat entry: re-saving it would re-enable a one-off start
+        # that beat already ran and disabled.
+        if {"cron", "start_at", "timezone"} & set(diff):
+            _sync_periodic_task(row)
+
+    return model_update(
+        plan,
+        changes=changes,
+        fields=PLAN_FIELDS,
+        kind="rollout plan",
+        actor=actor,
+        source=source,
+        validate=lambda row, changed: _validate_plan(row, changed=changed),
+        on_change=name_free_and_mark,
+        after=resync_schedule,
+    )
 
 
 def rollout_plan_delete(*, plan: RolloutPlan, actor: Actor, source: str) -> None:
