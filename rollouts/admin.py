@@ -127,7 +127,7 @@ class ApplicationAdmin(ServiceAdminMixin, admin.ModelAdmin):
 class ReleaseForm(ServiceForm):
     class Meta:
         model = Release
-        fields = ["application", "version", "templates", "values"]
+        fields = ["application", *services.RELEASE_FIELDS]
 
     def apply(self, actor: Any) -> Release:
         if self.instance.pk is not None and self.instance.locked:

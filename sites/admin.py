@@ -105,17 +105,7 @@ class SiteForm(ServiceForm):
 
     class Meta:
         model = Site
-        fields = [
-            "code",
-            "name",
-            "region",
-            "timezone",
-            "labels",
-            "business_hours",
-            "maintenance_windows",
-            "repo_url",
-            "state",
-        ]
+        fields = ["code", *services.SITE_FIELDS, "state"]
 
     def apply(self, actor: Any) -> Site:
         data = {f: self.cleaned_data[f] for f in services.SITE_FIELDS if f in self.cleaned_data}
@@ -356,7 +346,7 @@ class NodeForm(ServiceForm):
 
     class Meta:
         model = Node
-        fields = ["serial", "site", "hostname", "mac", "role", "hardware_model", "state"]
+        fields = ["serial", "site", *services.NODE_FIELDS, "state"]
 
     def apply(self, actor: Any) -> Node:
         data = {f: self.cleaned_data[f] for f in services.NODE_FIELDS}

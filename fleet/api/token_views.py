@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from fleet.api.idempotency import withhold_from_replay
+from fleet.api.inputs import validated
 from fleet.api.models import ApiToken
 from fleet.api.throttling import LoginThrottle
 from fleet.api.tokens import api_token_issue, api_token_revoke
@@ -54,9 +55,7 @@ class ObtainTokenView(APIView):
 
     @extend_schema(request=ObtainTokenSerializer, responses={200: IssuedTokenSerializer}, auth=[])
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        serializer = ObtainTokenSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated(ObtainTokenSerializer, request.data)
         user = authenticate(request._request, username=data["username"], password=data["password"])
         if user is None:
             # One message for a wrong password and an unknown user: nothing to learn about accounts.

@@ -11,6 +11,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from fleet.api.inputs import validated
 from fleet.api.pagination import FleetCursorPagination
 from fleet.api.permissions import ActionPermission
 from fleet.errors import NotFound
@@ -36,7 +37,6 @@ from rollouts.api.serializers import (
     RolloutPlanWriteSerializer,
     RolloutSerializer,
     SiteRolloutSerializer,
-    validated,
 )
 from rollouts.models import Application, Release, Rollout, SiteSyncState
 

@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from fleet.api.idempotency import withhold_from_replay
+from fleet.api.inputs import validated
 from fleet.api.permissions import ActionPermission
 from sites import devices
 from sites.api.device_serializers import (
@@ -56,17 +57,16 @@ class BootstrapTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vi
 
     @extend_schema(request=BootstrapTokenIssueSerializer, responses={201: BootstrapTokenIssuedSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        serializer = BootstrapTokenIssueSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        hours = serializer.validated_data.get("lifetime_hours")
+        data = validated(BootstrapTokenIssueSerializer, request.data)
+        hours = data.get("lifetime_hours")
         token, plaintext = devices.bootstrap_token_issue(
             site=self.get_site(),
             actor=request.user,
             source="api",
             lifetime=dt.timedelta(hours=hours) if hours else None,
-            note=serializer.validated_data["note"],
-            serials=serializer.validated_data.get("serials"),
-            any_serial=serializer.validated_data["any_serial"],
+            note=data["note"],
+            serials=data.get("serials"),
+            any_serial=data["any_serial"],
         )
         body = {
             "id": token.pk,

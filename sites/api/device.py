@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
 from fleet.api.idempotency import withhold_from_replay
+from fleet.api.inputs import validated
 from fleet.api.parsers import FleetJSONParser
 from fleet.api.throttling import FleetThrottleMixin
 from sites import devices, heartbeats, registration, selectors
@@ -126,13 +127,6 @@ class DeviceViewSet(viewsets.ViewSet):
     throttle_scope = "device"
     parser_classes = [LimitedJSONParser]
 
-    def _validated(self, serializer_class: type, request: Request) -> dict[str, Any]:
-        if not isinstance(request.data, dict):
-            raise exceptions.ParseError("the request body must be a JSON object")
-        serializer = serializer_class(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        return dict(serializer.validated_data)
-
 
 class DeviceRegisterViewSet(DeviceViewSet):
     """`POST device/register/`: a machine's first call home."""
@@ -157,7 +151,7 @@ class DeviceRegisterViewSet(DeviceViewSet):
         403 when the token is unknown, expired, revoked or used, or when the machine is not the one
         pre-registered at that site, or not one the token was issued for; 409 when the node's state forbids it.
         """
-        data = self._validated(DeviceRegisterSerializer, request)
+        data = validated(DeviceRegisterSerializer, request.data)
         registered = registration.device_register(
             serial=data["serial"], mac=data["mac"], bootstrap_token=data["bootstrap_token"], facts=data["facts"]
         )
@@ -190,7 +184,7 @@ class DeviceHeartbeatViewSet(DeviceViewSet):
     def create(self, request: Request) -> Response:
         """Record last seen, software versions and backups; answers the node's state, the server time and
         the reported backups that were not kept (their application has no restore target)."""
-        data = self._validated(HeartbeatSerializer, request)
+        data = validated(HeartbeatSerializer, request.data)
         credential = request.auth
         if not isinstance(credential, NodeCredential):  # IsNode has refused this already; satisfy the types
             raise exceptions.NotAuthenticated()

@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from fleet.api.idempotency import withhold_from_replay
+from fleet.api.inputs import validated
 from fleet.api.pagination import FleetCursorPagination
 from fleet.api.permissions import ActionPermission
 from fleet.workflows import WorkflowRun
@@ -81,7 +82,7 @@ class SiteViewSet(viewsets.ModelViewSet):
 
     @extend_schema(request=SiteWriteSerializer, responses={201: SiteSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = _validated(SiteWriteSerializer, request.data)
+        data = validated(SiteWriteSerializer, request.data)
         data.pop("reason", None)
         site = services.site_create(actor=request.user, source="api", **data)
         return Response(self._present(site), status=status.HTTP_201_CREATED)
@@ -89,7 +90,7 @@ class SiteViewSet(viewsets.ModelViewSet):
     @extend_schema(request=SiteWriteSerializer, responses=SiteSerializer)
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         site = self.get_object()
-        data = _validated(SiteWriteSerializer, request.data, partial=kwargs.get("partial", False))
+        data = validated(SiteWriteSerializer, request.data, partial=kwargs.get("partial", False))
         state, reason = data.pop("state", None), data.pop("reason", "")
         with transaction.atomic():  # a refused state change leaves the other fields unchanged too
             if data:
@@ -112,7 +113,7 @@ class SiteViewSet(viewsets.ModelViewSet):
         if not request.user.has_perm(needed):
             self.permission_denied(request, message=f"you need the {needed} permission")
         if request.method != "GET":
-            data = _validated(ClusterCredentialsSerializer, request.data)
+            data = validated(ClusterCredentialsSerializer, request.data)
             join = {key: data.pop(f"join_{key}") for key in ("server_url", "token") if f"join_{key}" in data}
             with transaction.atomic():  # both halves or neither
                 if not join or any(key in data for key in ClusterCredentialsSerializer.CREDENTIAL_FIELDS):
@@ -150,7 +151,7 @@ class SiteViewSet(viewsets.ModelViewSet):
         """Start `site.onboard` (needs `sites.onboard_site`): the git host project, the base stack as its
         first commit, the edge pointed at it, then `active` once applied. When machines wait to register
         at the site, their first bootstrap token is in this answer (`first_boot`), once."""
-        _validated(SiteOnboardSerializer, request.data or {})
+        validated(SiteOnboardSerializer, request.data or {})
         onboarding = site_lifecycle.site_onboard_request(site=self.get_object(), actor=request.user, source="api")
         body = run_shape(onboarding.run)
         first_boot = onboarding.first_boot
@@ -174,7 +175,7 @@ class SiteViewSet(viewsets.ModelViewSet):
     def decommission(self, request: Request, code: str | None = None) -> Response:
         """Decommission the site (needs `sites.decommission_site`; final; `confirm` must be its code) and start
         `site.decommission`: node credentials, bootstrap and deploy tokens revoked, the project archived."""
-        data = _validated(SiteDecommissionSerializer, request.data)
+        data = validated(SiteDecommissionSerializer, request.data)
         run = site_lifecycle.site_decommission_request(site=self.get_object(), actor=request.user, source="api", **data)
         return _accepted(run)
 
@@ -212,7 +213,7 @@ class NodeViewSet(
 
     @extend_schema(request=NodeWriteSerializer, responses={201: NodeSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = _validated(NodeWriteSerializer, request.data)
+        data = validated(NodeWriteSerializer, request.data)
         data.pop("reason", None)
         node = services.node_create(actor=request.user, source="api", **data)
         return Response(NodeSerializer(node).data, status=status.HTTP_201_CREATED)
@@ -220,7 +221,7 @@ class NodeViewSet(
     @extend_schema(request=NodeWriteSerializer, responses=NodeSerializer)
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         node = self.get_object()
-        data = _validated(NodeWriteSerializer, request.data, partial=kwargs.get("partial", False))
+        data = validated(NodeWriteSerializer, request.data, partial=kwargs.get("partial", False))
         state, reason = data.pop("state", None), data.pop("reason", "")
         with transaction.atomic():  # a refused state change leaves the other fields unchanged too
             if data:
@@ -233,7 +234,7 @@ class NodeViewSet(
     @action(detail=True, methods=["post"], url_path="revoke-credentials")
     def revoke_credentials(self, request: Request, pk: str | None = None) -> Response:
         """Revoke the machine's device-API credential (it gets 401 until it registers again)."""
-        data = _validated(RevokeCredentialsSerializer, request.data)
+        data = validated(RevokeCredentialsSerializer, request.data)
         count = devices.node_credentials_revoke(
             node=self.get_object(), actor=request.user, source="api", reason=data["reason"]
         )
@@ -243,7 +244,7 @@ class NodeViewSet(
     @action(detail=True, methods=["post"])
     def provision(self, request: Request, pk: str | None = None) -> Response:
         """Start `node.provision`: await the machine's check-in and its Ready node, label it, make it active."""
-        _validated(NodeProvisionSerializer, request.data or {})
+        validated(NodeProvisionSerializer, request.data or {})
         run = lifecycle.node_provision_request(node=self.get_object(), actor=request.user, source="api")
         return _accepted(run)
 
@@ -251,7 +252,7 @@ class NodeViewSet(
     @action(detail=True, methods=["post"])
     def wipe(self, request: Request, pk: str | None = None) -> Response:
         """Start `node.wipe` (needs `sites.wipe_node`); `confirm` must be the node's hostname."""
-        data = _validated(NodeWipeSerializer, request.data)
+        data = validated(NodeWipeSerializer, request.data)
         run = lifecycle.node_wipe_request(node=self.get_object(), actor=request.user, source="api", **data)
         return _accepted(run)
 
@@ -260,7 +261,7 @@ class NodeViewSet(
     def replace(self, request: Request, pk: str | None = None) -> Response:
         """Start `node.replace` (throw-away, needs `sites.wipe_node`): the replacement serial is
         pre-registered at the same site and re-hydrated from the latest backups once it joins."""
-        data = _validated(NodeReplaceSerializer, request.data)
+        data = validated(NodeReplaceSerializer, request.data)
         run = lifecycle.node_replace_request(node=self.get_object(), actor=request.user, source="api", **data)
         return _accepted(run)
 
@@ -269,7 +270,7 @@ class NodeViewSet(
     def retire(self, request: Request, pk: str | None = None) -> Response:
         """Retire a pre-registered, wiped or quarantined node (needs `sites.retire_node`; final); `confirm`
         must be its hostname. Its device credential is revoked."""
-        data = _validated(NodeRetireSerializer, request.data)
+        data = validated(NodeRetireSerializer, request.data)
         node = lifecycle.node_retire(node=self.get_object(), actor=request.user, source="api", **data)
         return Response(NodeSerializer(node).data)
 
@@ -281,9 +282,3 @@ class NodeViewSet(
 def _accepted(run: WorkflowRun) -> Response:
     """202 with the run in the engine's run shape (its steps so far)."""
     return Response(run_shape(run), status=status.HTTP_202_ACCEPTED)
-
-
-def _validated(serializer_class: type, data: Any, *, partial: bool = False) -> dict[str, Any]:
-    serializer = serializer_class(data=data, partial=partial)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
