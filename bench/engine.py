@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from fleet.audit.choices import Source
+
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = 5
 
@@ -156,7 +158,7 @@ def main() -> None:
 
     def engine(n: int) -> float:
         started = time.perf_counter()
-        runs = [workflow_start(kind="noop", subject=None, actor="bench", source="command").pk for _ in range(n)]
+        runs = [workflow_start(kind="noop", subject=None, actor="bench", source=Source.COMMAND).pk for _ in range(n)]
         done = WorkflowRun.objects.filter(pk__in=runs, state=RunState.SUCCEEDED)
         wait_for(lambda: done.count() == n, args.timeout, f"{n} workflow runs")
         return time.perf_counter() - started

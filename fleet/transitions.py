@@ -16,6 +16,7 @@ from typing import Generic, TypeVar
 from django.db import models, transaction
 from django.utils import timezone
 
+from fleet.audit.choices import Source
 from fleet.audit.services import Actor, audit_record
 from fleet.errors import Conflict, Invalid
 
@@ -62,7 +63,7 @@ def state_transition(
     to: str,
     machine: StateMachine[M],
     actor: Actor,
-    source: str,
+    source: Source,
     reason: str = "",
     check: Callable[[M], None] | None = None,
     record: Callable[[M, dt.datetime], Iterable[str]] | None = None,

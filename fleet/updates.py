@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from django.db import models, transaction
 
+from fleet.audit.choices import Source
 from fleet.audit.services import Actor, audit_record, changes_between, field_values
 from fleet.errors import Invalid
 from fleet.transitions import auto_now_fields
@@ -27,7 +28,7 @@ def model_update(
     fields: Collection[str],
     kind: str,
     actor: Actor,
-    source: str,
+    source: Source,
     values: Callable[[M], dict[str, Any]] | None = None,
     check: Callable[[M], None] | None = None,
     validate: Callable[[M, set[str]], None] | None = None,

@@ -17,6 +17,7 @@ from fleet.api.inputs import validated
 from fleet.api.models import ApiToken
 from fleet.api.throttling import LoginThrottle
 from fleet.api.tokens import api_token_issue, api_token_revoke
+from fleet.audit.choices import Source
 
 
 class ObtainTokenSerializer(serializers.Serializer[Any]):
@@ -60,7 +61,7 @@ class ObtainTokenView(APIView):
         if user is None:
             # One message for a wrong password and an unknown user: nothing to learn about accounts.
             raise serializers.ValidationError({"detail": "unable to log in with these credentials"})
-        token, key = api_token_issue(user=user, actor=user, source="api", name=data["name"] or "auth/token/")
+        token, key = api_token_issue(user=user, actor=user, source=Source.API, name=data["name"] or "auth/token/")
         body = {
             "id": token.pk,
             "token": key,
@@ -97,5 +98,5 @@ class ApiTokenDetailView(generics.RetrieveDestroyAPIView[ApiToken]):
         return ApiToken.objects.filter(user_id=self.request.user.pk or 0)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        api_token_revoke(token=self.get_object(), actor=request.user, source="api")
+        api_token_revoke(token=self.get_object(), actor=request.user, source=Source.API)
         return Response(status=status.HTTP_204_NO_CONTENT)

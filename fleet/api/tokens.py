@@ -21,6 +21,7 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.request import Request
 
 from fleet.api.models import ApiToken
+from fleet.audit.choices import Source
 from fleet.audit.services import Actor, actor_name, audit_record
 from fleet.errors import Conflict, Forbidden, Invalid
 
@@ -41,7 +42,7 @@ def default_lifetime() -> dt.timedelta:
 
 
 def api_token_issue(
-    *, user: AbstractBaseUser, actor: Actor, source: str, name: str = "", lifetime: dt.timedelta | None = None
+    *, user: AbstractBaseUser, actor: Actor, source: Source, name: str = "", lifetime: dt.timedelta | None = None
 ) -> tuple[ApiToken, str]:
     """A new key for `user`: the row (holding its hash) and the key itself, which nothing keeps."""
     lifetime = default_lifetime() if lifetime is None else lifetime
@@ -91,7 +92,7 @@ def _check_may_issue_for(actor: Actor, user: Any) -> None:
         )
 
 
-def api_token_revoke(*, token: ApiToken, actor: Actor, source: str) -> ApiToken:
+def api_token_revoke(*, token: ApiToken, actor: Actor, source: Source) -> ApiToken:
     """Make the key unusable from the next request on; the row stays. Revoking twice is a 409."""
     with transaction.atomic():
         token = ApiToken.objects.select_for_update().select_related("user").get(pk=token.pk)

@@ -6,6 +6,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from fleet.audit.choices import Source
 from fleet.audit.services import Actor, audit_record, changes_between, field_values
 from fleet.errors import Conflict, Invalid
 from fleet.updates import model_update
@@ -32,7 +33,7 @@ RELEASE_FIELDS = ("version", "templates", "values")
 # --- applications -----------------------------------------------------------------------------------
 
 
-def application_create(*, actor: Actor, source: str, **fields: Any) -> Application:
+def application_create(*, actor: Actor, source: Source, **fields: Any) -> Application:
     """Create an application. Raises Invalid for bad fields or a duplicate name."""
     unknown = set(fields) - set(APPLICATION_FIELDS)
     if unknown:
@@ -59,7 +60,7 @@ def _check_namespaces(application: Application) -> None:
         raise Invalid("extra_namespaces repeats the application's own namespace", field="extra_namespaces")
 
 
-def application_update(*, application: Application, actor: Actor, source: str, **changes: Any) -> Application:
+def application_update(*, application: Application, actor: Actor, source: Source, **changes: Any) -> Application:
     """Change an application. Its name and namespaces are fixed once a rollout used one of its releases:
     sites hold its objects there, under apps/<name>/."""
 
@@ -91,7 +92,7 @@ def application_update(*, application: Application, actor: Actor, source: str, *
     )
 
 
-def application_delete(*, application: Application, actor: Actor, source: str) -> None:
+def application_delete(*, application: Application, actor: Actor, source: Source) -> None:
     """Delete an application that has no release."""
     with transaction.atomic():
         if application.releases.exists():
@@ -106,7 +107,7 @@ def application_delete(*, application: Application, actor: Actor, source: str) -
 def release_create(
     *,
     actor: Actor,
-    source: str,
+    source: Source,
     application: Application,
     version: str,
     templates: Any,
@@ -142,7 +143,7 @@ def release_create(
     return release
 
 
-def release_update(*, release: Release, actor: Actor, source: str, **changes: Any) -> Release:
+def release_update(*, release: Release, actor: Actor, source: Source, **changes: Any) -> Release:
     """Change a release that no rollout has used yet; a locked release is immutable (Conflict).
 
     The changed release is rendered as at creation before the transaction (rendering takes up to
@@ -205,7 +206,7 @@ def _release_check_sites() -> list[Site]:
     return selectors.release_check_sites(settings.FLEET_RENDER_CHECK_SITES)
 
 
-def release_delete(*, release: Release, actor: Actor, source: str) -> None:
+def release_delete(*, release: Release, actor: Actor, source: Source) -> None:
     """Delete a release that no rollout used and no plan names."""
     with transaction.atomic():
         release = Release.objects.select_for_update().get(pk=release.pk)

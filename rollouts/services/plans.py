@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, PeriodicTask
 
+from fleet.audit.choices import Source
 from fleet.audit.services import Actor, audit_record, field_values
 from fleet.errors import Conflict, Invalid
 from fleet.updates import model_update
@@ -49,7 +50,7 @@ START_PLAN_TASK = "rollouts.start_plan"
 # --- rollout plans ----------------------------------------------------------------------------------
 
 
-def rollout_plan_create(*, actor: Actor, source: str, **fields: Any) -> RolloutPlan:
+def rollout_plan_create(*, actor: Actor, source: Source, **fields: Any) -> RolloutPlan:
     """Create a plan after checking target, waves, threshold, schedule; keeps its beat schedule in step."""
     unknown = set(fields) - set(PLAN_FIELDS)
     if unknown:
@@ -68,7 +69,7 @@ def rollout_plan_create(*, actor: Actor, source: str, **fields: Any) -> RolloutP
     return plan
 
 
-def rollout_plan_update(*, plan: RolloutPlan, actor: Actor, source: str, **changes: Any) -> RolloutPlan:
+def rollout_plan_update(*, plan: RolloutPlan, actor: Actor, source: Source, **changes: Any) -> RolloutPlan:
     """Change a plan. Rollouts already started keep the settings they started with.
 
     Any change clears the plan's low-risk mark, unless the same request keeps `low_risk` true, which
@@ -105,7 +106,7 @@ def rollout_plan_update(*, plan: RolloutPlan, actor: Actor, source: str, **chang
     )
 
 
-def rollout_plan_delete(*, plan: RolloutPlan, actor: Actor, source: str) -> None:
+def rollout_plan_delete(*, plan: RolloutPlan, actor: Actor, source: Source) -> None:
     """Delete a plan that never ran, with its beat schedule."""
     with transaction.atomic():
         plan = RolloutPlan.objects.select_for_update().get(pk=plan.pk)

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.db.models import Count, F
 from django.utils import timezone
 
+from fleet.audit.choices import Source
 from fleet.audit.services import Actor, audit_record
 from fleet.errors import Conflict
 from fleet.transitions import StateMachine, lock_for_move, require_state, state_transition
@@ -42,7 +43,7 @@ SITE_ROLLOUT_MACHINE: StateMachine[SiteRollout] = StateMachine(
 )
 
 
-def rollout_transition(*, rollout: Rollout, to: str, actor: Actor, source: str, reason: str = "") -> Rollout:
+def rollout_transition(*, rollout: Rollout, to: str, actor: Actor, source: Source, reason: str = "") -> Rollout:
     """Move a rollout to `to` if ROLLOUT_TRANSITIONS allows it (Conflict naming the state otherwise)."""
 
     def record(locked: Rollout, now: dt.datetime) -> list[str]:
@@ -60,7 +61,7 @@ def rollout_transition(*, rollout: Rollout, to: str, actor: Actor, source: str, 
     )
 
 
-def rollout_wave_open(*, rollout: Rollout, index: int, actor: Actor, source: str) -> RolloutWave:
+def rollout_wave_open(*, rollout: Rollout, index: int, actor: Actor, source: Source) -> RolloutWave:
     """Open wave `index` and make it the rollout's current wave (idempotent)."""
     with transaction.atomic():
         locked = Rollout.objects.select_for_update().get(pk=rollout.pk)
@@ -79,7 +80,7 @@ def rollout_wave_open(*, rollout: Rollout, index: int, actor: Actor, source: str
 
 
 def rollout_wave_close(
-    *, rollout: Rollout, index: int, actor: Actor, source: str, bake_until: dt.datetime | None = None
+    *, rollout: Rollout, index: int, actor: Actor, source: Source, bake_until: dt.datetime | None = None
 ) -> RolloutWave:
     """Close wave `index` (every site done), with the time its bake ends (idempotent)."""
     with transaction.atomic():
@@ -109,7 +110,7 @@ def site_rollout_transition(
     site_rollout: SiteRollout,
     to: str,
     actor: Actor,
-    source: str,
+    source: Source,
     error: str | None = None,
     revision: str | None = None,
     previous_revision: str | None = None,

@@ -13,6 +13,7 @@ from fleet.api.idempotency import withhold_from_replay
 from fleet.api.inputs import validated
 from fleet.api.pagination import FleetCursorPagination
 from fleet.api.permissions import ActionPermission
+from fleet.audit.choices import Source
 from fleet.workflows import WorkflowRun
 from fleet.workflows.api.serializers import WorkflowRunSerializer, run_shape
 from sites import devices, lifecycle, selectors, services, site_lifecycle
@@ -84,7 +85,7 @@ class SiteViewSet(viewsets.ModelViewSet):
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = validated(SiteWriteSerializer, request.data)
         data.pop("reason", None)
-        site = services.site_create(actor=request.user, source="api", **data)
+        site = services.site_create(actor=request.user, source=Source.API, **data)
         return Response(self._present(site), status=status.HTTP_201_CREATED)
 
     @extend_schema(request=SiteWriteSerializer, responses=SiteSerializer)
@@ -94,13 +95,15 @@ class SiteViewSet(viewsets.ModelViewSet):
         state, reason = data.pop("state", None), data.pop("reason", "")
         with transaction.atomic():  # a refused state change leaves the other fields unchanged too
             if data:
-                site = services.site_update(site=site, actor=request.user, source="api", **data)
+                site = services.site_update(site=site, actor=request.user, source=Source.API, **data)
             if state is not None:
-                site = services.site_set_state(site=site, to=state, actor=request.user, source="api", reason=reason)
+                site = services.site_set_state(
+                    site=site, to=state, actor=request.user, source=Source.API, reason=reason
+                )
         return Response(self._present(site))
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        services.site_delete(site=self.get_object(), actor=request.user, source="api")
+        services.site_delete(site=self.get_object(), actor=request.user, source=Source.API)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(methods=["GET"], responses=ClusterSerializer)
@@ -117,9 +120,13 @@ class SiteViewSet(viewsets.ModelViewSet):
             join = {key: data.pop(f"join_{key}") for key in ("server_url", "token") if f"join_{key}" in data}
             with transaction.atomic():  # both halves or neither
                 if not join or any(key in data for key in ClusterCredentialsSerializer.CREDENTIAL_FIELDS):
-                    services.cluster_set_credentials(cluster=site.cluster, actor=request.user, source="api", **data)
+                    services.cluster_set_credentials(
+                        cluster=site.cluster, actor=request.user, source=Source.API, **data
+                    )
                 if join:
-                    services.cluster_set_join_config(cluster=site.cluster, actor=request.user, source="api", **join)
+                    services.cluster_set_join_config(
+                        cluster=site.cluster, actor=request.user, source=Source.API, **join
+                    )
             site.cluster.refresh_from_db()
         return Response(ClusterSerializer(site.cluster).data)
 
@@ -142,7 +149,7 @@ class SiteViewSet(viewsets.ModelViewSet):
     def probe(self, request: Request, code: str | None = None) -> Response:
         """Queue a probe of the site's cluster (version, reachability); the result shows on `cluster`."""
         site = self.get_object()
-        services.site_probe_request(sites=[site], actor=request.user, source="api")
+        services.site_probe_request(sites=[site], actor=request.user, source=Source.API)
         return Response({"site": site.code, "queued": True}, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=SiteOnboardSerializer, responses={202: OnboardAcceptedSerializer})
@@ -152,7 +159,7 @@ class SiteViewSet(viewsets.ModelViewSet):
         first commit, the edge pointed at it, then `active` once applied. When machines wait to register
         at the site, their first bootstrap token is in this answer (`first_boot`), once."""
         validated(SiteOnboardSerializer, request.data or {})
-        onboarding = site_lifecycle.site_onboard_request(site=self.get_object(), actor=request.user, source="api")
+        onboarding = site_lifecycle.site_onboard_request(site=self.get_object(), actor=request.user, source=Source.API)
         body = run_shape(onboarding.run)
         first_boot = onboarding.first_boot
         if first_boot is None:
@@ -176,7 +183,9 @@ class SiteViewSet(viewsets.ModelViewSet):
         """Decommission the site (needs `sites.decommission_site`; final; `confirm` must be its code) and start
         `site.decommission`: node credentials, bootstrap and deploy tokens revoked, the project archived."""
         data = validated(SiteDecommissionSerializer, request.data)
-        run = site_lifecycle.site_decommission_request(site=self.get_object(), actor=request.user, source="api", **data)
+        run = site_lifecycle.site_decommission_request(
+            site=self.get_object(), actor=request.user, source=Source.API, **data
+        )
         return _accepted(run)
 
     def _present(self, site: Site) -> dict[str, Any]:
@@ -215,7 +224,7 @@ class NodeViewSet(
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = validated(NodeWriteSerializer, request.data)
         data.pop("reason", None)
-        node = services.node_create(actor=request.user, source="api", **data)
+        node = services.node_create(actor=request.user, source=Source.API, **data)
         return Response(NodeSerializer(node).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=NodeWriteSerializer, responses=NodeSerializer)
@@ -225,9 +234,11 @@ class NodeViewSet(
         state, reason = data.pop("state", None), data.pop("reason", "")
         with transaction.atomic():  # a refused state change leaves the other fields unchanged too
             if data:
-                node = services.node_update(node=node, actor=request.user, source="api", **data)
+                node = services.node_update(node=node, actor=request.user, source=Source.API, **data)
             if state is not None:
-                node = services.node_set_state(node=node, to=state, actor=request.user, source="api", reason=reason)
+                node = services.node_set_state(
+                    node=node, to=state, actor=request.user, source=Source.API, reason=reason
+                )
         return Response(NodeSerializer(node).data)
 
     @extend_schema(request=RevokeCredentialsSerializer, responses=RevokedCredentialsSerializer)
@@ -236,7 +247,7 @@ class NodeViewSet(
         """Revoke the machine's device-API credential (it gets 401 until it registers again)."""
         data = validated(RevokeCredentialsSerializer, request.data)
         count = devices.node_credentials_revoke(
-            node=self.get_object(), actor=request.user, source="api", reason=data["reason"]
+            node=self.get_object(), actor=request.user, source=Source.API, reason=data["reason"]
         )
         return Response({"revoked": count})
 
@@ -245,7 +256,7 @@ class NodeViewSet(
     def provision(self, request: Request, pk: str | None = None) -> Response:
         """Start `node.provision`: await the machine's check-in and its Ready node, label it, make it active."""
         validated(NodeProvisionSerializer, request.data or {})
-        run = lifecycle.node_provision_request(node=self.get_object(), actor=request.user, source="api")
+        run = lifecycle.node_provision_request(node=self.get_object(), actor=request.user, source=Source.API)
         return _accepted(run)
 
     @extend_schema(request=NodeWipeSerializer, responses={202: WorkflowRunSerializer})
@@ -253,7 +264,7 @@ class NodeViewSet(
     def wipe(self, request: Request, pk: str | None = None) -> Response:
         """Start `node.wipe` (needs `sites.wipe_node`); `confirm` must be the node's hostname."""
         data = validated(NodeWipeSerializer, request.data)
-        run = lifecycle.node_wipe_request(node=self.get_object(), actor=request.user, source="api", **data)
+        run = lifecycle.node_wipe_request(node=self.get_object(), actor=request.user, source=Source.API, **data)
         return _accepted(run)
 
     @extend_schema(request=NodeReplaceSerializer, responses={202: WorkflowRunSerializer})
@@ -262,7 +273,7 @@ class NodeViewSet(
         """Start `node.replace` (throw-away, needs `sites.wipe_node`): the replacement serial is
         pre-registered at the same site and re-hydrated from the latest backups once it joins."""
         data = validated(NodeReplaceSerializer, request.data)
-        run = lifecycle.node_replace_request(node=self.get_object(), actor=request.user, source="api", **data)
+        run = lifecycle.node_replace_request(node=self.get_object(), actor=request.user, source=Source.API, **data)
         return _accepted(run)
 
     @extend_schema(request=NodeRetireSerializer, responses=NodeSerializer)
@@ -271,11 +282,11 @@ class NodeViewSet(
         """Retire a pre-registered, wiped or quarantined node (needs `sites.retire_node`; final); `confirm`
         must be its hostname. Its device credential is revoked."""
         data = validated(NodeRetireSerializer, request.data)
-        node = lifecycle.node_retire(node=self.get_object(), actor=request.user, source="api", **data)
+        node = lifecycle.node_retire(node=self.get_object(), actor=request.user, source=Source.API, **data)
         return Response(NodeSerializer(node).data)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        services.node_delete(node=self.get_object(), actor=request.user, source="api")
+        services.node_delete(node=self.get_object(), actor=request.user, source=Source.API)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

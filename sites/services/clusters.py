@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
+from fleet.audit.choices import Source
 from fleet.audit.services import Actor, audit_record
 from fleet.errors import Invalid
 from sites import crypto, health_records
@@ -19,7 +20,7 @@ def cluster_set_credentials(
     *,
     cluster: Cluster,
     actor: Actor,
-    source: str,
+    source: Source,
     api_url: str | None = None,
     kubeconfig: str | None = None,
     token: str | None = None,
@@ -95,7 +96,7 @@ def _stored_secret(cluster: Cluster) -> dict[str, Any] | None:
 
 
 def cluster_set_join_config(
-    *, cluster: Cluster, actor: Actor, source: str, server_url: str | None = None, token: str | None = None
+    *, cluster: Cluster, actor: Actor, source: Source, server_url: str | None = None, token: str | None = None
 ) -> Cluster:
     """Set what registering machines of the site are told to join: the K3s server URL and join token.
 

@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from fleet.audit.choices import Source
 from fleet.audit.services import Actor, audit_record, field_values
 from fleet.errors import Conflict, Invalid
 from fleet.permissions import require_perm
@@ -42,7 +43,7 @@ NODE_MACHINE: StateMachine[Node] = StateMachine(
 def node_create(
     *,
     actor: Actor,
-    source: str,
+    source: Source,
     serial: str,
     site: Site,
     hostname: str,
@@ -92,7 +93,7 @@ def _check_node_unique(node: Node) -> None:
         raise Invalid(f"another machine in service has MAC {node.mac}", field="mac")
 
 
-def node_update(*, node: Node, actor: Actor, source: str, **changes: Any) -> Node:
+def node_update(*, node: Node, actor: Actor, source: Source, **changes: Any) -> Node:
     """Change a node's descriptive fields. The serial never changes; the site only before it ships."""
     if "serial" in changes and changes.pop("serial") != node.serial:
         raise Invalid("a node's serial cannot be changed", field="serial")
@@ -131,7 +132,7 @@ def node_transition(
     node: Node,
     to: str,
     actor: Actor,
-    source: str,
+    source: Source,
     reason: str = "",
     deadline: dt.datetime | None = None,
 ) -> Node:
@@ -146,7 +147,7 @@ def node_transition(
     return _node_move(node=node, to=to, actor=actor, source=source, reason=reason, deadline=deadline)
 
 
-def node_set_state(*, node: Node, to: str, actor: Actor, source: str, reason: str = "") -> Node:
+def node_set_state(*, node: Node, to: str, actor: Actor, source: Source, reason: str = "") -> Node:
     """A person's plain change of a node's state (API PATCH `state`, the admin's state field).
 
     Only the moves of NODE_MANUAL_TRANSITIONS: cordon, uncordon, mark broken, accept a quarantined machine
@@ -170,7 +171,7 @@ def _node_move(
     node: Node,
     to: str,
     actor: Actor,
-    source: str,
+    source: Source,
     reason: str,
     deadline: dt.datetime | None = None,
     check: Callable[[Node], None] | None = None,
@@ -224,7 +225,7 @@ def _not_manual(node: Node, current: str, to: str) -> str:
     return f"{subject}: {door}{may}"
 
 
-def node_delete(*, node: Node, actor: Actor, source: str) -> None:
+def node_delete(*, node: Node, actor: Actor, source: Source) -> None:
     """Delete a node that never left the warehouse; any other node is retired instead."""
     with transaction.atomic():
         node = Node.objects.select_for_update().get(pk=node.pk)

@@ -5,6 +5,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from fleet.audit.choices import Source
 from fleet.audit.services import Actor, audit_record, field_values
 from fleet.errors import Conflict, Invalid
 from fleet.transitions import StateMachine, state_transition
@@ -24,7 +25,7 @@ SITE_MACHINE: StateMachine[Site] = StateMachine(
 )
 
 
-def site_create(*, actor: Actor, source: str, code: str, **fields: Any) -> Site:
+def site_create(*, actor: Actor, source: Source, code: str, **fields: Any) -> Site:
     """Create a site (state `planned` unless given). Raises Invalid for bad fields or a duplicate code."""
     unknown = set(fields) - set(SITE_FIELDS) - {"state"}
     if unknown:
@@ -44,7 +45,7 @@ def site_create(*, actor: Actor, source: str, code: str, **fields: Any) -> Site:
     return site
 
 
-def site_update(*, site: Site, actor: Actor, source: str, **changes: Any) -> Site:
+def site_update(*, site: Site, actor: Actor, source: Source, **changes: Any) -> Site:
     """Change a site's descriptive fields. State changes go through site_transition; the code never changes."""
     if "code" in changes and changes["code"] != site.code:
         raise Invalid("a site's code cannot be changed", field="code")
@@ -64,7 +65,7 @@ def _clean_repo_url(value: Any) -> str:
         raise Invalid(f"repo_url: {exc.messages[0]}", errors={"repo_url": exc.messages}) from exc
 
 
-def site_transition(*, site: Site, to: str, actor: Actor, source: str, reason: str = "") -> Site:
+def site_transition(*, site: Site, to: str, actor: Actor, source: Source, reason: str = "") -> Site:
     """Move a site to another state if SITE_TRANSITIONS allows it; raise Conflict naming the current state."""
     return state_transition(
         site, to=to, machine=SITE_MACHINE, actor=actor, source=source, reason=reason, after=_site_moved
@@ -75,7 +76,7 @@ def _site_moved(site: Site, before: str) -> None:
     health_records.site_health_refresh(site=site)  # in service or not
 
 
-def site_set_state(*, site: Site, to: str, actor: Actor, source: str, reason: str = "") -> Site:
+def site_set_state(*, site: Site, to: str, actor: Actor, source: Source, reason: str = "") -> Site:
     """A person's plain change of a site's state (API PATCH `state`, the admin's state field): any move of
     SITE_TRANSITIONS except decommissioning, which needs its own door (Invalid naming `state` pointing there)."""
 
@@ -100,7 +101,7 @@ def site_set_state(*, site: Site, to: str, actor: Actor, source: str, reason: st
     )
 
 
-def site_delete(*, site: Site, actor: Actor, source: str) -> None:
+def site_delete(*, site: Site, actor: Actor, source: Source) -> None:
     """Delete a site that never had machines. A site with nodes is decommissioned, not deleted."""
     with transaction.atomic():
         if site.nodes.exists():
@@ -114,7 +115,7 @@ def site_probe(*, site: Site) -> Cluster:
     return probing.site_probe(site=site)
 
 
-def site_probe_request(*, sites: list[Site], actor: Actor, source: str) -> int:
+def site_probe_request(*, sites: list[Site], actor: Actor, source: Source) -> int:
     """Queue a probe of each site's cluster (audited); the io workers carry them out. Returns the count."""
     with transaction.atomic():
         for site in sites:
