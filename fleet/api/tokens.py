@@ -18,7 +18,6 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
-from rest_framework.request import Request
 
 from fleet.api.models import ApiToken
 from fleet.audit.choices import Source
@@ -157,8 +156,3 @@ class ApiTokenAuthenticationScheme(OpenApiAuthenticationExtension):
             "name": "Authorization",
             "description": "`Token <key>`, the key auth/token/ answered (shown once; it expires)",
         }
-
-
-def token_of(request: Request) -> ApiToken | None:
-    """The ApiToken that authenticated `request`, if a token did."""
-    return request.auth if isinstance(request.auth, ApiToken) else None

@@ -92,14 +92,9 @@ class SiteViewSet(viewsets.ModelViewSet):
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         site = self.get_object()
         data = validated(SiteWriteSerializer, request.data, partial=kwargs.get("partial", False))
-        state, reason = data.pop("state", None), data.pop("reason", "")
-        with transaction.atomic():  # a refused state change leaves the other fields unchanged too
-            if data:
-                site = services.site_update(site=site, actor=request.user, source=Source.API, **data)
-            if state is not None:
-                site = services.site_set_state(
-                    site=site, to=state, actor=request.user, source=Source.API, reason=reason
-                )
+        site = _edit(
+            site, data, "site", update=services.site_update, set_state=services.site_set_state, actor=request.user
+        )
         return Response(self._present(site))
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -231,14 +226,9 @@ class NodeViewSet(
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         node = self.get_object()
         data = validated(NodeWriteSerializer, request.data, partial=kwargs.get("partial", False))
-        state, reason = data.pop("state", None), data.pop("reason", "")
-        with transaction.atomic():  # a refused state change leaves the other fields unchanged too
-            if data:
-                node = services.node_update(node=node, actor=request.user, source=Source.API, **data)
-            if state is not None:
-                node = services.node_set_state(
-                    node=node, to=state, actor=request.user, source=Source.API, reason=reason
-                )
+        node = _edit(
+            node, data, "node", update=services.node_update, set_state=services.node_set_state, actor=request.user
+        )
         return Response(NodeSerializer(node).data)
 
     @extend_schema(request=RevokeCredentialsSerializer, responses=RevokedCredentialsSerializer)
@@ -288,6 +278,18 @@ class NodeViewSet(
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         services.node_delete(node=self.get_object(), actor=request.user, source=Source.API)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _edit(obj: Any, data: dict[str, Any], name: str, *, update: Any, set_state: Any, actor: Any) -> Any:
+    """PUT/PATCH of a site or node: its fields (`update`), then its state if given (`set_state`, with the
+    reason); a refused state change leaves the other fields unchanged too."""
+    state, reason = data.pop("state", None), data.pop("reason", "")
+    with transaction.atomic():
+        if data:
+            obj = update(**{name: obj}, actor=actor, source=Source.API, **data)
+        if state is not None:
+            obj = set_state(**{name: obj}, to=state, actor=actor, source=Source.API, reason=reason)
+    return obj
 
 
 def _accepted(run: WorkflowRun) -> Response:
