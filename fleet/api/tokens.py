@@ -143,16 +143,17 @@ class ApiTokenAuthentication(TokenAuthentication):
         return token.user, token
 
 
-class ApiTokenAuthenticationScheme(OpenApiAuthenticationExtension):
-    """Names the Token scheme in the OpenAPI schema (drf-spectacular knows DRF's class, not ours)."""
+class AuthorizationHeaderScheme(OpenApiAuthenticationExtension):
+    """Names one of our `Authorization: <keyword> <key>` schemes in the schema (drf-spectacular knows
+    DRF's authentication classes, not ours): a subclass sets target_class, name and what the key is."""
 
-    target_class = "fleet.api.tokens.ApiTokenAuthentication"
-    name = "tokenAuth"
+    key_description = ""
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {
-            "type": "apiKey",
-            "in": "header",
-            "name": "Authorization",
-            "description": "`Token <key>`, the key auth/token/ answered (shown once; it expires)",
-        }
+        return {"type": "apiKey", "in": "header", "name": "Authorization", "description": self.key_description}
+
+
+class ApiTokenAuthenticationScheme(AuthorizationHeaderScheme):
+    target_class = "fleet.api.tokens.ApiTokenAuthentication"
+    name = "tokenAuth"
+    key_description = "`Token <key>`, the key auth/token/ answered (shown once; it expires)"

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import exceptions, viewsets
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -23,6 +22,7 @@ from fleet.api.idempotency import withhold_from_replay
 from fleet.api.inputs import validated
 from fleet.api.parsers import FleetJSONParser
 from fleet.api.throttling import FleetThrottleMixin
+from fleet.api.tokens import AuthorizationHeaderScheme
 from sites import devices, heartbeats, registration, selectors
 from sites.api.device_serializers import (
     DeviceRegisteredSerializer,
@@ -76,19 +76,10 @@ class NodeAuthentication(BaseAuthentication):
         return self.keyword
 
 
-class NodeAuthenticationScheme(OpenApiAuthenticationExtension):
-    """Names the Node scheme in the OpenAPI schema (drf-spectacular cannot guess a custom class)."""
-
+class NodeAuthenticationScheme(AuthorizationHeaderScheme):
     target_class = "sites.api.device.NodeAuthentication"
     name = "nodeAuth"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {
-            "type": "apiKey",
-            "in": "header",
-            "name": "Authorization",
-            "description": "`Node <node_token>`, the credential device/register/ answered",
-        }
+    key_description = "`Node <node_token>`, the credential device/register/ answered"
 
 
 class IsNode(BasePermission):
