@@ -23,6 +23,8 @@ import threading
 import time
 from pathlib import Path
 
+from fleet.audit.choices import Source
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the worktree's packages
 
@@ -129,7 +131,7 @@ def main() -> None:
 
     def engine(n: int) -> float:
         started = time.perf_counter()
-        runs = [workflow_start(kind="noop", subject=None, actor="bench", source="command").pk for _ in range(n)]
+        runs = [workflow_start(kind="noop", subject=None, actor="bench", source=Source.COMMAND).pk for _ in range(n)]
         done = WorkflowRun.objects.filter(pk__in=runs, state=RunState.SUCCEEDED)
         wait_for(lambda: done.count() == n, args.timeout, f"{n} workflow runs", every=0.05)
         return time.perf_counter() - started

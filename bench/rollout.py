@@ -26,6 +26,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from fleet.audit.choices import Source
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the worktree's packages, and `simulator` the package, not bench/simulator.py
 
@@ -211,24 +213,24 @@ def main() -> None:
             rss_cold = sum(sum(rss_each(worker.pid)) for worker in workers)
             application = Application.objects.filter(name=demo.APPLICATION).first() or (
                 services.application_create(
-                    actor="bench", source="command", name=demo.APPLICATION, team="bench", namespace="pos"
+                    actor="bench", source=Source.COMMAND, name=demo.APPLICATION, team="bench", namespace="pos"
                 )
             )
 
             # --- warm-up: a small rollout, so that the memory figure is growth, not the cold start ---
             if args.warmup:
                 warm_release = services.release_create(
-                    actor="bench", source="command", application=application, version="0.9.0",
+                    actor="bench", source=Source.COMMAND, application=application, version="0.9.0",
                     templates=demo.TEMPLATES, values=demo.VALUES,
                 )  # fmt: skip
                 codes = sorted(Site.objects.values_list("code", flat=True))[: args.warmup]
                 warm = services.rollout_start(
                     plan=services.rollout_plan_create(
-                        actor="bench", source="command", name="warm-up", release=warm_release,
+                        actor="bench", source=Source.COMMAND, name="warm-up", release=warm_release,
                         target={"sites": codes}, waves=[{"percent": 100}], max_parallel=args.max_parallel,
                         failure_threshold={"percent": 100}, respect_windows=False,
                     ),
-                    actor="bench", source="command",
+                    actor="bench", source=Source.COMMAND,
                 )  # fmt: skip
 
                 def warmed() -> bool:
@@ -244,17 +246,17 @@ def main() -> None:
 
             # --- orchestrated ---
             release = services.release_create(
-                actor="bench", source="command", application=application, version="1.0.0",
+                actor="bench", source=Source.COMMAND, application=application, version="1.0.0",
                 templates=demo.TEMPLATES, values=demo.VALUES,
             )  # fmt: skip
             plan = services.rollout_plan_create(
-                actor="bench", source="command", name="bench", release=release, target={"all": True}, waves=WAVES,
+                actor="bench", source=Source.COMMAND, name="bench", release=release, target={"all": True}, waves=WAVES,
                 max_parallel=args.max_parallel, failure_threshold={"percent": 100}, bake_seconds=0,
                 respect_windows=False,
             )  # fmt: skip
             cpu_before = cpu_snapshot()
             started = time.perf_counter()
-            rollout = services.rollout_start(plan=plan, actor="bench", source="command")
+            rollout = services.rollout_start(plan=plan, actor="bench", source=Source.COMMAND)
             start_seconds = time.perf_counter() - started
 
             timeline: list[str] = []
@@ -295,7 +297,7 @@ def main() -> None:
 
             # --- plain: the same I/O (a new version, so every site gets a commit) ---
             v2 = services.release_create(
-                actor="bench", source="command", application=application, version="1.0.1",
+                actor="bench", source=Source.COMMAND, application=application, version="1.0.1",
                 templates=demo.TEMPLATES, values=demo.VALUES,
             )  # fmt: skip
             by_code = {site.code: site for site in Site.objects.all()}

@@ -22,6 +22,7 @@ from django.utils.safestring import SafeString
 from fleet.admin_display import _HEX, BADGE_COLOURS, badge
 from fleet.admin_forms import ServiceAdminMixin, ServiceForm
 from fleet.admin_readonly import ReadOnlyAdmin, ReadOnlyInline
+from fleet.audit.choices import Source
 from fleet.errors import FleetError
 from rollouts import approvals, dry_runs, selectors, services
 from rollouts.choices import (
@@ -103,8 +104,8 @@ class ApplicationForm(ServiceForm):
     def apply(self, actor: Any) -> Application:
         data = {f: self.cleaned_data[f] for f in services.APPLICATION_FIELDS if f in self.cleaned_data}
         if self.instance.pk is None:
-            return services.application_create(actor=actor, source="admin", **data)
-        return services.application_update(application=self.instance, actor=actor, source="admin", **data)
+            return services.application_create(actor=actor, source=Source.ADMIN, **data)
+        return services.application_update(application=self.instance, actor=actor, source=Source.ADMIN, **data)
 
 
 @admin.register(Application)
@@ -115,7 +116,7 @@ class ApplicationAdmin(ServiceAdminMixin, admin.ModelAdmin):
     search_fields = ["name", "team", "namespace"]
 
     def delete_model(self, request: HttpRequest, obj: Application) -> None:
-        services.application_delete(application=obj, actor=request.user, source="admin")
+        services.application_delete(application=obj, actor=request.user, source=Source.ADMIN)
 
     def has_delete_permission(self, request: HttpRequest, obj: Application | None = None) -> bool:
         return False  # bulk deletes would skip the service; delete through the API if it has no release
@@ -127,7 +128,7 @@ class ApplicationAdmin(ServiceAdminMixin, admin.ModelAdmin):
 class ReleaseForm(ServiceForm):
     class Meta:
         model = Release
-        fields = ["application", "version", "templates", "values"]
+        fields = ["application", *services.RELEASE_FIELDS]
 
     def apply(self, actor: Any) -> Release:
         if self.instance.pk is not None and self.instance.locked:
@@ -136,7 +137,7 @@ class ReleaseForm(ServiceForm):
         if self.instance.pk is None:
             return services.release_create(
                 actor=actor,
-                source="admin",
+                source=Source.ADMIN,
                 application=data["application"],
                 version=data["version"],
                 templates=data["templates"],
@@ -145,7 +146,7 @@ class ReleaseForm(ServiceForm):
         return services.release_update(
             release=self.instance,
             actor=actor,
-            source="admin",
+            source=Source.ADMIN,
             version=data["version"],
             templates=data["templates"],
             values=data.get("values") or {},
@@ -185,8 +186,8 @@ class RolloutPlanForm(ServiceForm):
         data = {f: self.cleaned_data[f] for f in services.PLAN_FIELDS if f in self.cleaned_data}
         data["cron"] = (data.get("cron") or "").strip()
         if self.instance.pk is None:
-            return services.rollout_plan_create(actor=actor, source="admin", **data)
-        return services.rollout_plan_update(plan=self.instance, actor=actor, source="admin", **data)
+            return services.rollout_plan_create(actor=actor, source=Source.ADMIN, **data)
+        return services.rollout_plan_update(plan=self.instance, actor=actor, source=Source.ADMIN, **data)
 
 
 class ReasonForm(forms.Form):
@@ -241,11 +242,11 @@ class RolloutPlanAdmin(ServiceAdminMixin, admin.ModelAdmin):
         return format_html('<a href="{}">dry run</a>', reverse("admin:rollouts_rolloutplan_dry_run", args=[plan.pk]))
 
     def delete_model(self, request: HttpRequest, obj: RolloutPlan) -> None:
-        services.rollout_plan_delete(plan=obj, actor=request.user, source="admin")
+        services.rollout_plan_delete(plan=obj, actor=request.user, source=Source.ADMIN)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[RolloutPlan]) -> None:
         for plan in queryset:
-            services.rollout_plan_delete(plan=plan, actor=request.user, source="admin")
+            services.rollout_plan_delete(plan=plan, actor=request.user, source=Source.ADMIN)
 
     def dry_run_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         """The plan's latest dry run: running (with its progress; the page refreshes), or its waves and
@@ -257,7 +258,7 @@ class RolloutPlanAdmin(ServiceAdminMixin, admin.ModelAdmin):
         here = reverse("admin:rollouts_rolloutplan_dry_run", args=[plan.pk])
         if request.method == "POST":
             try:
-                dry_runs.dry_run_start(plan=plan, actor=request.user, source="admin")
+                dry_runs.dry_run_start(plan=plan, actor=request.user, source=Source.ADMIN)
             except FleetError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
             else:
@@ -292,7 +293,7 @@ class RolloutPlanAdmin(ServiceAdminMixin, admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 rollout = services.rollout_start(
-                    plan=plan, actor=request.user, source="admin", reason=form.cleaned_data["reason"]
+                    plan=plan, actor=request.user, source=Source.ADMIN, reason=form.cleaned_data["reason"]
                 )
             except FleetError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
@@ -457,7 +458,7 @@ class RolloutAdmin(admin.ModelAdmin):
         form = ReasonForm(request.POST or None, required=action in REASON_REQUIRED)
         if request.method == "POST" and form.is_valid():
             try:
-                service(rollout=rollout, actor=request.user, source="admin", reason=form.cleaned_data["reason"])
+                service(rollout=rollout, actor=request.user, source=Source.ADMIN, reason=form.cleaned_data["reason"])
             except FleetError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
             else:

@@ -22,6 +22,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from fleet.audit.choices import Source
 from fleet.audit.services import Actor, audit_record
 from fleet.errors import Forbidden
 from fleet.permissions import is_person, require_perm
@@ -59,7 +60,7 @@ def low_risk_unmark(plan: RolloutPlan) -> None:
     plan.low_risk, plan.low_risk_by, plan.low_risk_at = False, None, None
 
 
-def low_risk_clear_for_release(*, release: Release, actor: Actor, source: str) -> int:
+def low_risk_clear_for_release(*, release: Release, actor: Actor, source: Source) -> int:
     """A changed release is no longer what was judged low-risk: clear the mark of every plan naming it
     (audited per plan). Call inside the transaction that changes the release. Returns how many."""
     plans: QuerySet[RolloutPlan] = RolloutPlan.objects.select_for_update().filter(release=release, low_risk=True)

@@ -25,6 +25,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Q
 
+from fleet.audit.choices import Source, SystemActor
 from fleet.audit.services import Actor
 from fleet.errors import Invalid
 from rollouts import services
@@ -33,7 +34,7 @@ from rollouts.rendering import render_site_files
 from sites.base_stack import APPLICATION, BaseStack, BaseStackUnavailable, platform_values
 from sites.models import Site
 
-ACTOR = "system:base-stack"
+ACTOR = SystemActor.BASE_STACK
 _VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+){0,2}([-.][A-Za-z0-9.-]+)?$")
 APPLICATION_FIELDS: dict[str, Any] = {
     "team": "platform",
@@ -90,7 +91,7 @@ def read_templates(version: str) -> dict[str, str]:
     }
 
 
-def base_stack_application(*, actor: Actor = ACTOR, source: str = "workflow") -> Application:
+def base_stack_application(*, actor: Actor = ACTOR, source: Source = Source.WORKFLOW) -> Application:
     """The platform's `base-stack` application, made the first time it is needed."""
     found = Application.objects.filter(name=APPLICATION).first()
     if found is not None:
@@ -104,7 +105,9 @@ def base_stack_application(*, actor: Actor = ACTOR, source: str = "workflow") ->
         return found
 
 
-def base_stack_release(version: str | None = None, *, actor: Actor = ACTOR, source: str = "workflow") -> Release:
+def base_stack_release(
+    version: str | None = None, *, actor: Actor = ACTOR, source: Source = Source.WORKFLOW
+) -> Release:
     """The release of the base stack at `version` (default: the current one) with today's values: reused
     when it exists, made (rendered and checked like any release) when it does not."""
     version = version or current_version()

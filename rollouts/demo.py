@@ -8,13 +8,14 @@ demo rollout is going reports that rollout, and once it has finished it makes th
 
 from dataclasses import dataclass
 
+from fleet.audit.choices import Source, SystemActor
 from rollouts import services
 from rollouts.choices import ROLLOUT_ACTIVE_STATES
 from rollouts.models import Application, Release, Rollout, RolloutPlan
 
 APPLICATION = "pos-bridge"
 PLAN = "pos-bridge demo"
-ACTOR = "system:demo"
+ACTOR = SystemActor.DEMO
 
 TEMPLATES = {
     "configmap.yaml": """apiVersion: v1
@@ -73,7 +74,7 @@ def demo_rollout_start(*, bake_seconds: int = 15, max_parallel: int = 10, respec
     """Create what the demo needs (once) and start its rollout, unless one is already going."""
     application = Application.objects.filter(name=APPLICATION).first() or services.application_create(
         actor=ACTOR,
-        source="command",
+        source=Source.COMMAND,
         name=APPLICATION,
         team="payments",
         namespace="pos",
@@ -88,7 +89,7 @@ def demo_rollout_start(*, bake_seconds: int = 15, max_parallel: int = 10, respec
     if plan is None:
         plan = services.rollout_plan_create(
             actor=ACTOR,
-            source="command",
+            source=Source.COMMAND,
             name=PLAN,
             release=release,
             target={"all": True},
@@ -103,14 +104,14 @@ def demo_rollout_start(*, bake_seconds: int = 15, max_parallel: int = 10, respec
         plan = services.rollout_plan_update(
             plan=plan,
             actor=ACTOR,
-            source="command",
+            source=Source.COMMAND,
             release=release,
             bake_seconds=bake_seconds,
             max_parallel=max_parallel,
             respect_windows=respect_windows,
         )
     rollout = services.rollout_start(
-        plan=plan, actor=ACTOR, source="command", reason="demo rollout (manage.py demo_rollout)"
+        plan=plan, actor=ACTOR, source=Source.COMMAND, reason="demo rollout (manage.py demo_rollout)"
     )
     return DemoResult(rollout=rollout, started=True)
 
@@ -123,7 +124,7 @@ def _next_release(application: Application) -> Release:
     patch = application.releases.count()
     return services.release_create(
         actor=ACTOR,
-        source="command",
+        source=Source.COMMAND,
         application=application,
         version=f"1.0.{patch}",
         templates=TEMPLATES,

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from fleet.audit.choices import Source
 from fleet.audit.services import Actor, actor_name, field_values
 from fleet.errors import Conflict, FleetError, Invalid
 from fleet.workflows import (
@@ -50,7 +51,7 @@ KEEP = 10
 RENDER_STEP_TIMEOUT = STEP_SECONDS + 2 * float(getattr(settings, "FLEET_RENDER_TIMEOUT_SECONDS", 5.0)) + 10.0
 
 
-def dry_run_start(*, plan: RolloutPlan, actor: Actor, source: str, at: dt.datetime | None = None) -> DryRun:
+def dry_run_start(*, plan: RolloutPlan, actor: Actor, source: Source, at: dt.datetime | None = None) -> DryRun:
     """Start a dry run of the plan as if it started at `at` (default: now). Forbidden without
     `rollouts.add_dryrun`; Conflict while one of this plan runs, or FLEET_DRY_RUN_MAX_ACTIVE in all."""
     require_perm(actor, "rollouts.add_dryrun")

@@ -5,6 +5,7 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
+from fleet.audit.choices import Source, SystemActor
 from fleet.errors import FleetError
 from rollouts import drift, services
 from rollouts.models import RolloutPlan
@@ -24,7 +25,7 @@ def rollout_plan_start_task(plan_id: int) -> int | None:
     try:
         when = f"cron {plan.cron} ({plan.timezone})" if plan.cron else f"start_at {plan.start_at}"
         rollout = services.rollout_start(
-            plan=plan, actor="system:beat", source="beat", reason=f"scheduled start of plan {plan.name}: {when}"
+            plan=plan, actor=SystemActor.BEAT, source=Source.BEAT, reason=f"scheduled start of plan {plan.name}: {when}"
         )
     except FleetError as exc:
         logger.warning("scheduled start of rollout plan %s (%s) refused: %s", plan.pk, plan.name, exc.message)

@@ -21,6 +21,7 @@ from django.utils.html import format_html
 
 from fleet.admin_display import badge
 from fleet.admin_forms import ServiceAdminMixin, ServiceForm
+from fleet.audit.choices import Source
 from fleet.errors import FleetError
 from fleet.workflows import runs_of
 from sites import devices, lifecycle, services
@@ -105,32 +106,26 @@ class SiteForm(ServiceForm):
 
     class Meta:
         model = Site
-        fields = [
-            "code",
-            "name",
-            "region",
-            "timezone",
-            "labels",
-            "business_hours",
-            "maintenance_windows",
-            "repo_url",
-            "state",
-        ]
+        fields = ["code", *services.SITE_FIELDS, "state"]
 
     def apply(self, actor: Any) -> Site:
         data = {f: self.cleaned_data[f] for f in services.SITE_FIELDS if f in self.cleaned_data}
         if self.instance.pk is None:
             return services.site_create(
-                actor=actor, source="admin", code=self.cleaned_data["code"], state=self.cleaned_data["state"], **data
+                actor=actor,
+                source=Source.ADMIN,
+                code=self.cleaned_data["code"],
+                state=self.cleaned_data["state"],
+                **data,
             )
         with transaction.atomic():  # a refused state change leaves the other fields unchanged too
-            site = services.site_update(site=self.instance, actor=actor, source="admin", **data)
+            site = services.site_update(site=self.instance, actor=actor, source=Source.ADMIN, **data)
             if self.cleaned_data["state"] != site.state:
                 site = services.site_set_state(
                     site=site,
                     to=self.cleaned_data["state"],
                     actor=actor,
-                    source="admin",
+                    source=Source.ADMIN,
                     reason=self.cleaned_data.get("reason", ""),
                 )
         return site
@@ -231,7 +226,7 @@ class SiteAdmin(SiteLifecycleAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     @admin.action(description="Probe clusters (version and reachability)", permissions=["probe"])
     def probe_clusters(self, request: HttpRequest, queryset: QuerySet[Site]) -> None:
         count = services.site_probe_request(
-            sites=list(queryset.exclude(state=SiteState.DECOMMISSIONED)), actor=request.user, source="admin"
+            sites=list(queryset.exclude(state=SiteState.DECOMMISSIONED)), actor=request.user, source=Source.ADMIN
         )
         self.message_user(request, f"Queued a probe of {count} site(s); results appear in a few seconds.")
 
@@ -280,7 +275,7 @@ class ClusterForm(ServiceForm):
             self.instance = services.cluster_set_join_config(
                 cluster=self.instance,
                 actor=actor,
-                source="admin",
+                source=Source.ADMIN,
                 server_url=join_url,
                 token=data.get("join_token") or None,
             )
@@ -294,7 +289,7 @@ class ClusterForm(ServiceForm):
         return services.cluster_set_credentials(
             cluster=self.instance,
             actor=actor,
-            source="admin",
+            source=Source.ADMIN,
             api_url=api_url,
             kubeconfig=data.get("kubeconfig") or None,
             token=data.get("token") or None,
@@ -356,24 +351,28 @@ class NodeForm(ServiceForm):
 
     class Meta:
         model = Node
-        fields = ["serial", "site", "hostname", "mac", "role", "hardware_model", "state"]
+        fields = ["serial", "site", *services.NODE_FIELDS, "state"]
 
     def apply(self, actor: Any) -> Node:
         data = {f: self.cleaned_data[f] for f in services.NODE_FIELDS}
         if self.instance.pk is None:
             return services.node_create(
-                actor=actor, source="admin", serial=self.cleaned_data["serial"], site=self.cleaned_data["site"], **data
+                actor=actor,
+                source=Source.ADMIN,
+                serial=self.cleaned_data["serial"],
+                site=self.cleaned_data["site"],
+                **data,
             )
         with transaction.atomic():  # a refused state change leaves the other fields unchanged too
             node = services.node_update(
-                node=self.instance, actor=actor, source="admin", site=self.cleaned_data["site"], **data
+                node=self.instance, actor=actor, source=Source.ADMIN, site=self.cleaned_data["site"], **data
             )
             if self.cleaned_data["state"] != node.state:
                 node = services.node_set_state(
                     node=node,
                     to=self.cleaned_data["state"],
                     actor=actor,
-                    source="admin",
+                    source=Source.ADMIN,
                     reason=self.cleaned_data["reason"],
                 )
         return node
@@ -453,7 +452,7 @@ class NodeAdmin(ServiceAdminMixin, admin.ModelAdmin):
         started = 0
         for node in nodes:
             try:
-                lifecycle.node_provision_request(node=node, actor=request.user, source="admin")
+                lifecycle.node_provision_request(node=node, actor=request.user, source=Source.ADMIN)
                 started += 1
             except FleetError as exc:
                 self.message_user(request, f"{node.hostname}: {exc.message}", messages.ERROR)
@@ -487,14 +486,14 @@ class NodeAdmin(ServiceAdminMixin, admin.ModelAdmin):
             data = dict(form.cleaned_data)
             try:
                 if action == "retire_node":
-                    lifecycle.node_retire(node=node, actor=request.user, source="admin", **data)
+                    lifecycle.node_retire(node=node, actor=request.user, source=Source.ADMIN, **data)
                     self.message_user(request, f"{node.hostname} is retired; its credential is revoked.")
                     return None
                 if action == "wipe_node":
-                    run = lifecycle.node_wipe_request(node=node, actor=request.user, source="admin", **data)
+                    run = lifecycle.node_wipe_request(node=node, actor=request.user, source=Source.ADMIN, **data)
                 else:
                     data = {k: v for k, v in data.items() if v not in ("", None)}
-                    run = lifecycle.node_replace_request(node=node, actor=request.user, source="admin", **data)
+                    run = lifecycle.node_replace_request(node=node, actor=request.user, source=Source.ADMIN, **data)
             except FleetError as exc:
                 _errors_to_form(form, exc)
                 if not any(f in form.fields for f in exc.errors):
@@ -532,7 +531,9 @@ class NodeAdmin(ServiceAdminMixin, admin.ModelAdmin):
     @admin.action(description="Revoke device credentials", permissions=["change"])
     def revoke_credentials(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
         count = sum(
-            devices.node_credentials_revoke(node=node, actor=request.user, source="admin", reason="revoked by staff")
+            devices.node_credentials_revoke(
+                node=node, actor=request.user, source=Source.ADMIN, reason="revoked by staff"
+            )
             for node in queryset
         )
         self.message_user(request, f"Revoked {count} credential(s); those machines get 401 until they register again.")

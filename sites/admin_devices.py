@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from fleet.admin_display import badge
 from fleet.admin_readonly import ReadOnlyAdmin
+from fleet.audit.choices import Source
 from fleet.errors import FleetError
 from sites import devices
 from sites.choices import BootstrapTokenState, SiteState
@@ -53,7 +54,7 @@ def _issue(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QueryS
     for site in sites:
         try:
             token, plaintext = devices.bootstrap_token_issue(
-                site=site, actor=request.user, source="admin", any_serial=any_serial
+                site=site, actor=request.user, source=Source.ADMIN, any_serial=any_serial
             )
         except FleetError as exc:
             model_admin.message_user(request, f"{site.code}: {exc.message}", messages.ERROR)
@@ -139,7 +140,7 @@ class BootstrapTokenAdmin(ReadOnlyAdmin):
         revoked = refused = 0
         for token in queryset.filter(revoked_at__isnull=True):
             try:
-                devices.bootstrap_token_revoke(token=token, actor=request.user, source="admin")
+                devices.bootstrap_token_revoke(token=token, actor=request.user, source=Source.ADMIN)
                 revoked += 1
             except FleetError:
                 refused += 1  # used tokens: nothing left to revoke

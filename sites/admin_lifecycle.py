@@ -18,6 +18,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from fleet.audit.choices import Source
 from fleet.errors import FleetError
 from fleet.workflows import WorkflowRun, active_run
 from sites import site_lifecycle
@@ -87,7 +88,7 @@ class SiteLifecycleAdminMixin(admin.ModelAdmin):
         change_url = reverse("admin:sites_site_change", args=[site.pk])
         if request.method == "POST":
             try:
-                onboarding = site_lifecycle.site_onboard_request(site=site, actor=request.user, source="admin")
+                onboarding = site_lifecycle.site_onboard_request(site=site, actor=request.user, source=Source.ADMIN)
             except FleetError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
                 return HttpResponseRedirect(change_url)
@@ -140,7 +141,7 @@ class SiteLifecycleAdminMixin(admin.ModelAdmin):
         if form.is_bound and form.is_valid():
             try:
                 run = site_lifecycle.site_decommission_request(
-                    site=site, actor=request.user, source="admin", **form.cleaned_data
+                    site=site, actor=request.user, source=Source.ADMIN, **form.cleaned_data
                 )
             except FleetError as exc:
                 if not _errors_to_form(form, exc):

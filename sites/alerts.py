@@ -15,16 +15,17 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from fleet.audit.choices import Source, SystemActor
 from fleet.audit.services import audit_record
 from sites.choices import NODE_IN_SERVICE_STATES, AlertKind, NodeHealth
 from sites.messages import clock
 from sites.models import Alert, Node, Site
 
-ACTOR = "system:health"
+ACTOR = SystemActor.HEALTH
 
 
 def node_down_alerts_sync(
-    *, site: Site, nodes: list[Node], cluster_answered: bool, now: dt.datetime, source: str = "beat"
+    *, site: Site, nodes: list[Node], cluster_answered: bool, now: dt.datetime, source: Source = Source.BEAT
 ) -> None:
     """Open the node-down alerts that are due at `site` and resolve those that no longer hold.
 
@@ -47,7 +48,7 @@ def node_down_alerts_sync(
         _resolve(alert, "the node left the site", now, source)
 
 
-def node_down_resolve_if_out_of_service(*, node: Node, source: str, now: dt.datetime | None = None) -> None:
+def node_down_resolve_if_out_of_service(*, node: Node, source: Source, now: dt.datetime | None = None) -> None:
     """Resolve the node's open node-down alert when it left service (called by node transitions)."""
     if node.state in NODE_IN_SERVICE_STATES:
         return
@@ -69,7 +70,7 @@ def node_down_message(node: Node, now: dt.datetime) -> str:
     )[:500]
 
 
-def _open(site: Site, node: Node, now: dt.datetime, source: str) -> Alert | None:
+def _open(site: Site, node: Node, now: dt.datetime, source: Source) -> Alert | None:
     node.site = site
     try:
         with transaction.atomic():
@@ -88,7 +89,7 @@ def _open(site: Site, node: Node, now: dt.datetime, source: str) -> Alert | None
     return alert
 
 
-def _resolve(alert: Alert, resolution: str, now: dt.datetime, source: str) -> None:
+def _resolve(alert: Alert, resolution: str, now: dt.datetime, source: Source) -> None:
     with transaction.atomic():
         updated = Alert.objects.filter(pk=alert.pk, resolved_at__isnull=True).update(
             resolved_at=now, resolution=resolution[:200]

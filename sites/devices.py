@@ -14,6 +14,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from fleet.audit.choices import Source
 from fleet.audit.services import Actor, audit_record
 from fleet.errors import Conflict, Forbidden, Invalid
 from sites.choices import NodeState, SiteState
@@ -52,7 +53,7 @@ def bootstrap_token_issue(
     *,
     site: Site,
     actor: Actor,
-    source: str,
+    source: Source,
     lifetime: dt.timedelta | None = None,
     note: str = "",
     serials: Sequence[str] | None = None,
@@ -160,7 +161,7 @@ def _require_perm(actor: Actor, perm: str, *, field: str) -> None:
         raise Forbidden(f"a bootstrap token for any machine of a site needs the {perm} permission", field=field)
 
 
-def bootstrap_token_revoke(*, token: BootstrapToken, actor: Actor, source: str) -> BootstrapToken:
+def bootstrap_token_revoke(*, token: BootstrapToken, actor: Actor, source: Source) -> BootstrapToken:
     """Make a token unusable. Revoking a revoked token is a no-op; a used token has nothing left to revoke."""
     with transaction.atomic():
         token = BootstrapToken.objects.select_for_update().select_related("site").get(pk=token.pk)
@@ -189,7 +190,7 @@ def _user(actor: Actor) -> Any:
 # --- node credentials ----------------------------------------------------------------------------------
 
 
-def node_credentials_issue(*, node: Node, actor: Actor, source: str) -> tuple[NodeCredential, str]:
+def node_credentials_issue(*, node: Node, actor: Actor, source: Source) -> tuple[NodeCredential, str]:
     """A fresh credential for `node`; any active one is revoked first (one active credential per node)."""
     plaintext, prefix, digest = _new_secret(NODE_TOKEN_PREFIX)
     with transaction.atomic():
@@ -199,7 +200,7 @@ def node_credentials_issue(*, node: Node, actor: Actor, source: str) -> tuple[No
     return credential, plaintext
 
 
-def node_credentials_revoke(*, node: Node, actor: Actor, source: str, reason: str) -> int:
+def node_credentials_revoke(*, node: Node, actor: Actor, source: Source, reason: str) -> int:
     """Revoke the node's active credential, so the machine can no longer call the device API (done before a
     wipe or replacement). Returns how many were revoked; 0 (and no audit event) when none was active."""
     with transaction.atomic():

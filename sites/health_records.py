@@ -19,6 +19,7 @@ import datetime as dt
 from django.db import transaction
 from django.utils import timezone
 
+from fleet.audit.choices import Source
 from sites import health
 from sites.choices import NodeHealth, NodeState
 from sites.health import Health, NodeObservation, NodeSummary, SiteInputs
@@ -128,7 +129,7 @@ def node_heard_from(*, node: Node, now: dt.datetime) -> None:
             site_health_refresh(site=node.site_id, now=now)
 
 
-def node_after_transition(*, node: Node, before: str, source: str, now: dt.datetime | None = None) -> None:
+def node_after_transition(*, node: Node, before: str, source: Source, now: dt.datetime | None = None) -> None:
     """Called by node_transition in its transaction: the node may count for its site now, or no longer.
 
     A node becomes active from joining only once a workflow saw it Ready in its cluster (provisioning,

@@ -19,6 +19,7 @@ from typing import Any
 
 from django.db import transaction
 
+from fleet.audit.choices import Source
 from fleet.audit.services import Actor
 from fleet.errors import Invalid
 from sites import services
@@ -46,7 +47,7 @@ class ImportSummary:
 
 
 def fleet_import_file(
-    *, path: Path, actor: Actor, source: str = "command", new_site_state: str = SiteState.ACTIVE
+    *, path: Path, actor: Actor, source: Source = Source.COMMAND, new_site_state: str = SiteState.ACTIVE
 ) -> ImportSummary:
     """Read and import a fleet file; raise Invalid if it cannot be read or parsed."""
     try:
@@ -68,7 +69,7 @@ def fleet_import(
     *,
     data: Any,
     actor: Actor,
-    source: str = "command",
+    source: Source = Source.COMMAND,
     kubeconfig_dir: Path | None = None,
     new_site_state: str = SiteState.ACTIVE,
 ) -> ImportSummary:
@@ -99,7 +100,7 @@ def _import_site(
     entry: Any,
     *,
     actor: Actor,
-    source: str,
+    source: Source,
     kubeconfig_dir: Path | None,
     summary: ImportSummary,
     new_site_state: str,
@@ -129,7 +130,7 @@ def _import_site(
 
 
 def _import_credentials(
-    site: Site, entry: dict[str, Any], *, actor: Actor, source: str, kubeconfig_dir: Path | None
+    site: Site, entry: dict[str, Any], *, actor: Actor, source: Source, kubeconfig_dir: Path | None
 ) -> bool:
     kubeconfig = entry.get("kubeconfig")
     if kubeconfig is None and kubeconfig_dir is not None and (kubeconfig_dir / f"{site.code}.yaml").is_file():
@@ -152,7 +153,7 @@ def _import_credentials(
     return cluster.updated_at != before
 
 
-def _import_join_config(site: Site, entry: dict[str, Any], *, actor: Actor, source: str) -> bool:
+def _import_join_config(site: Site, entry: dict[str, Any], *, actor: Actor, source: Source) -> bool:
     """Set the K3s join URL and token the entry gives, or default them; True when something changed."""
     cluster = Cluster.objects.get(pk=site.cluster.pk)
     server_url = entry.get("k3s_server_url") or cluster.join_server_url or cluster.api_url or None
@@ -175,7 +176,7 @@ def _import_join_config(site: Site, entry: dict[str, Any], *, actor: Actor, sour
     return cluster.updated_at != before
 
 
-def _import_node(site: Site, entry: Any, *, actor: Actor, source: str, summary: ImportSummary) -> None:
+def _import_node(site: Site, entry: Any, *, actor: Actor, source: Source, summary: ImportSummary) -> None:
     if not isinstance(entry, dict) or not isinstance(entry.get("serial"), str):
         raise Invalid(f"site {site.code}: each node needs a string serial")
     node = Node.objects.filter(serial=entry["serial"]).select_related("site").first()

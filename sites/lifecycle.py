@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from fleet.audit.choices import Source
 from fleet.audit.services import Actor, audit_record
 from fleet.errors import Conflict, Invalid
 from fleet.permissions import require_perm
@@ -95,7 +96,7 @@ def _locked(node: Node) -> Node:
     return Node.objects.select_for_update().select_related("site").get(pk=node.pk)
 
 
-def _start(node: Node, kind: str, actor: Actor, source: str, verb: str, context: dict[str, Any]) -> WorkflowRun:
+def _start(node: Node, kind: str, actor: Actor, source: Source, verb: str, context: dict[str, Any]) -> WorkflowRun:
     run = workflow_start(
         kind=kind,
         subject=node,
@@ -113,7 +114,7 @@ def _start(node: Node, kind: str, actor: Actor, source: str, verb: str, context:
     return run
 
 
-def node_provision_request(*, node: Node, actor: Actor, source: str) -> WorkflowRun:
+def node_provision_request(*, node: Node, actor: Actor, source: Source) -> WorkflowRun:
     """Start `node.provision` for a pre-registered (or wiped) machine: await its check-in and Ready node,
     label it, make it `active`."""
     with transaction.atomic():
@@ -127,7 +128,7 @@ def node_wipe_request(
     *,
     node: Node,
     actor: Actor,
-    source: str,
+    source: Source,
     reason: str,
     confirm: str,
     rejoin: bool = False,
@@ -154,7 +155,7 @@ def node_replace_request(
     *,
     node: Node,
     actor: Actor,
-    source: str,
+    source: Source,
     reason: str,
     confirm: str,
     replacement_serial: str,
@@ -211,7 +212,7 @@ def node_replace_request(
         return _start(node, REPLACE_KIND, actor, source, "replace_request", context)
 
 
-def node_retire(*, node: Node, actor: Actor, source: str, reason: str, confirm: str) -> Node:
+def node_retire(*, node: Node, actor: Actor, source: Source, reason: str, confirm: str) -> Node:
     """Retire a machine for good (needs sites.retire_node): one that is pre-registered, wiped or quarantined.
     Its device credential is revoked with the move (services.node_transition). A machine in service is
     wiped with `retire` or replaced instead, so nothing leaves the fleet with the site's data on it.

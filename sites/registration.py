@@ -21,6 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from fleet.audit.choices import Source
 from fleet.audit.services import audit_record
 from fleet.errors import Conflict, FleetError, Forbidden, Invalid
 from sites.choices import NODE_TRANSITIONS, BootstrapTokenState, NodeRole, NodeState, SiteState
@@ -190,7 +191,7 @@ def _admit(*, node: Node, check_in: _CheckIn) -> Registration:
             node=node,
             to=NodeState.JOINING,
             actor=actor,
-            source="device",
+            source=Source.DEVICE,
             reason=f"registered with bootstrap token {token.prefix}…",
             deadline=now + join_deadline(),
         )
@@ -205,12 +206,12 @@ def _admit(*, node: Node, check_in: _CheckIn) -> Registration:
     node.refresh_from_db()
     token.used_at, token.used_by = now, node
     token.save(update_fields=["used_at", "used_by"])
-    _credential, plaintext = node_credentials_issue(node=node, actor=actor, source="device")
+    _credential, plaintext = node_credentials_issue(node=node, actor=actor, source=Source.DEVICE)
     audit_record(
         actor=actor,
         verb="register",
         obj=node,
-        source="device",
+        source=Source.DEVICE,
         payload={"site": token.site.code, "bootstrap_token": token.prefix, "retry": retry},
     )
     cluster = token.site.cluster
@@ -260,7 +261,7 @@ def _refuse(
         "token_site": token.site.code,
         "refusals": token.refusals,
     }
-    audit_record(actor=check_in.actor, verb="register_refused", obj=obj, source="device", payload=payload)
+    audit_record(actor=check_in.actor, verb="register_refused", obj=obj, source=Source.DEVICE, payload=payload)
     logger.warning(
         "registration refused: serial %s with bootstrap token %s… of site %s: %s",
         check_in.serial,
@@ -273,7 +274,7 @@ def _refuse(
             actor=check_in.actor,
             verb="revoke_bootstrap_token",
             obj=token.site,
-            source="device",
+            source=Source.DEVICE,
             payload={"token": token.prefix, "reason": token.revoke_reason},
         )
         detail += f"; bootstrap token {token.prefix}… is now revoked after {token.refusals} refused registrations"
@@ -293,8 +294,8 @@ def _quarantine(node: Node, check_in: _CheckIn, *, reason: str) -> FleetError:
             reason=f"{reason}; not quarantined: the token reached its limit of {max_quarantines()} quarantines",
             detail=f"{detail}; registration refused",
         )
-    node_transition(node=node, to=NodeState.QUARANTINED, actor=check_in.actor, source="device", reason=reason)
-    node_credentials_revoke(node=node, actor=check_in.actor, source="device", reason="quarantined: " + reason)
+    node_transition(node=node, to=NodeState.QUARANTINED, actor=check_in.actor, source=Source.DEVICE, reason=reason)
+    node_credentials_revoke(node=node, actor=check_in.actor, source=Source.DEVICE, reason="quarantined: " + reason)
     return _refuse(
         check_in,
         obj=node,
@@ -334,7 +335,7 @@ def _quarantine_unknown(check_in: _CheckIn) -> FleetError:
         actor=check_in.actor,
         verb="quarantine",
         obj=node,
-        source="device",
+        source=Source.DEVICE,
         payload={"serial": serial, "mac": check_in.mac, "site": site.code, "reason": reason},
     )
     return _refuse(

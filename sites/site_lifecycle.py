@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from fleet.audit.choices import Source
 from fleet.audit.services import Actor, audit_record
 from fleet.errors import Conflict, FleetError, Invalid
 from fleet.permissions import require_perm
@@ -70,7 +71,7 @@ def _deadline(kind: str) -> dt.datetime | None:
     return timezone.now() + dt.timedelta(seconds=float(seconds)) if seconds else None
 
 
-def site_onboard_request(*, site: Site, actor: Actor, source: str) -> OnboardRequest:
+def site_onboard_request(*, site: Site, actor: Actor, source: Source) -> OnboardRequest:
     """Start `site.onboard` for a site that is not decommissioned (a planned one moves to provisioning,
     then active; an active one is adopted and stays active). Issues the first bootstrap token for the
     machines waiting to register there, if any.
@@ -113,7 +114,7 @@ def site_onboard_request(*, site: Site, actor: Actor, source: str) -> OnboardReq
     return OnboardRequest(run=run, first_boot=first_boot)
 
 
-def _first_boot_token(site: Site, actor: Actor, source: str) -> FirstBootToken | None:
+def _first_boot_token(site: Site, actor: Actor, source: Source) -> FirstBootToken | None:
     """A token for the site's machines waiting to register (none waiting: no token)."""
     if not Node.objects.filter(site=site, state__in=devices.REGISTRABLE_STATES).exists():
         return None
@@ -123,7 +124,7 @@ def _first_boot_token(site: Site, actor: Actor, source: str) -> FirstBootToken |
     return FirstBootToken(token=token, plaintext=plaintext)
 
 
-def site_decommission_request(*, site: Site, actor: Actor, source: str, reason: str, confirm: str) -> WorkflowRun:
+def site_decommission_request(*, site: Site, actor: Actor, source: Source, reason: str, confirm: str) -> WorkflowRun:
     """Decommission a site (needs sites.decommission_site; final: the state machine has no way back) and
     start `site.decommission`, which revokes the node credentials, bootstrap tokens and the edge's deploy
     tokens and archives the site's project on the git host.
@@ -166,7 +167,7 @@ def _already_decommissioned(site: Site) -> str:
     )
 
 
-def sites_onboard_imported(*, sites: list[Site], actor: Actor, source: str) -> dict[str, str]:
+def sites_onboard_imported(*, sites: list[Site], actor: Actor, source: Source) -> dict[str, str]:
     """Onboard the sites an import listed (`fleet_import --onboard`), skipping those onboarded already or
     being onboarded: `{code: "run <id>" | "onboarded" | "busy: ..." | "decommissioned" | "refused: ..."}`.
     A token issued for waiting machines is in the answer once (`run <id>, first boot token ...: <plaintext>`)."""

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from sites import selectors, services
+from sites import probing, selectors
 from sites.models import Site
 
 
@@ -11,7 +11,7 @@ def site_probe_task(site_id: int) -> None:
     """Probe one site's cluster; a site deleted since the message was sent is ignored."""
     site = Site.objects.filter(pk=site_id).first()
     if site is not None:
-        services.site_probe(site=site)
+        probing.site_probe(site=site)
 
 
 @shared_task(name="sites.probe_all")

@@ -20,6 +20,7 @@ from fleet.admin_display import badge
 from fleet.admin_forms import ServiceAdminMixin, ServiceForm
 from fleet.api.models import ApiToken
 from fleet.api.tokens import MAX_LIFETIME, api_token_issue, api_token_revoke
+from fleet.audit.choices import Source
 from fleet.errors import FleetError
 
 STATE_COLOURS = {"active": "active", "expired": "unknown", "revoked": "cancelled"}
@@ -41,7 +42,7 @@ class ApiTokenIssueForm(ServiceForm):
         token, self.key = api_token_issue(
             user=self.cleaned_data["user"],
             actor=actor,
-            source="admin",
+            source=Source.ADMIN,
             name=self.cleaned_data.get("name") or "",
             lifetime=dt.timedelta(days=self.cleaned_data["lifetime_days"]),
         )
@@ -71,7 +72,7 @@ def revoke_tokens(model_admin: admin.ModelAdmin, request: HttpRequest, queryset:
     revoked = 0
     for token in queryset.filter(revoked_at__isnull=True):
         try:
-            api_token_revoke(token=token, actor=request.user, source="admin")
+            api_token_revoke(token=token, actor=request.user, source=Source.ADMIN)
         except FleetError as exc:  # revoked by someone else meanwhile
             model_admin.message_user(request, exc.message, messages.WARNING)
         else:

@@ -13,9 +13,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from fleet.api.idempotency import withhold_from_replay
+from fleet.api.inputs import validated
 from fleet.api.models import ApiToken
 from fleet.api.throttling import LoginThrottle
 from fleet.api.tokens import api_token_issue, api_token_revoke
+from fleet.audit.choices import Source
 
 
 class ObtainTokenSerializer(serializers.Serializer[Any]):
@@ -54,14 +56,12 @@ class ObtainTokenView(APIView):
 
     @extend_schema(request=ObtainTokenSerializer, responses={200: IssuedTokenSerializer}, auth=[])
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        serializer = ObtainTokenSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated(ObtainTokenSerializer, request.data)
         user = authenticate(request._request, username=data["username"], password=data["password"])
         if user is None:
             # One message for a wrong password and an unknown user: nothing to learn about accounts.
             raise serializers.ValidationError({"detail": "unable to log in with these credentials"})
-        token, key = api_token_issue(user=user, actor=user, source="api", name=data["name"] or "auth/token/")
+        token, key = api_token_issue(user=user, actor=user, source=Source.API, name=data["name"] or "auth/token/")
         body = {
             "id": token.pk,
             "token": key,
@@ -98,5 +98,5 @@ class ApiTokenDetailView(generics.RetrieveDestroyAPIView[ApiToken]):
         return ApiToken.objects.filter(user_id=self.request.user.pk or 0)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        api_token_revoke(token=self.get_object(), actor=request.user, source="api")
+        api_token_revoke(token=self.get_object(), actor=request.user, source=Source.API)
         return Response(status=status.HTTP_204_NO_CONTENT)

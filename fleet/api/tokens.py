@@ -18,9 +18,9 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
-from rest_framework.request import Request
 
 from fleet.api.models import ApiToken
+from fleet.audit.choices import Source
 from fleet.audit.services import Actor, actor_name, audit_record
 from fleet.errors import Conflict, Forbidden, Invalid
 
@@ -41,7 +41,7 @@ def default_lifetime() -> dt.timedelta:
 
 
 def api_token_issue(
-    *, user: AbstractBaseUser, actor: Actor, source: str, name: str = "", lifetime: dt.timedelta | None = None
+    *, user: AbstractBaseUser, actor: Actor, source: Source, name: str = "", lifetime: dt.timedelta | None = None
 ) -> tuple[ApiToken, str]:
     """A new key for `user`: the row (holding its hash) and the key itself, which nothing keeps."""
     lifetime = default_lifetime() if lifetime is None else lifetime
@@ -91,7 +91,7 @@ def _check_may_issue_for(actor: Actor, user: Any) -> None:
         )
 
 
-def api_token_revoke(*, token: ApiToken, actor: Actor, source: str) -> ApiToken:
+def api_token_revoke(*, token: ApiToken, actor: Actor, source: Source) -> ApiToken:
     """Make the key unusable from the next request on; the row stays. Revoking twice is a 409."""
     with transaction.atomic():
         token = ApiToken.objects.select_for_update().select_related("user").get(pk=token.pk)
@@ -143,21 +143,17 @@ class ApiTokenAuthentication(TokenAuthentication):
         return token.user, token
 
 
-class ApiTokenAuthenticationScheme(OpenApiAuthenticationExtension):
-    """Names the Token scheme in the OpenAPI schema (drf-spectacular knows DRF's class, not ours)."""
+class AuthorizationHeaderScheme(OpenApiAuthenticationExtension):
+    """Names one of our `Authorization: <keyword> <key>` schemes in the schema (drf-spectacular knows
+    DRF's authentication classes, not ours): a subclass sets target_class, name and what the key is."""
 
-    target_class = "fleet.api.tokens.ApiTokenAuthentication"
-    name = "tokenAuth"
+    key_description = ""
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {
-            "type": "apiKey",
-            "in": "header",
-            "name": "Authorization",
-            "description": "`Token <key>`, the key auth/token/ answered (shown once; it expires)",
-        }
+        return {"type": "apiKey", "in": "header", "name": "Authorization", "description": self.key_description}
 
 
-def token_of(request: Request) -> ApiToken | None:
-    """The ApiToken that authenticated `request`, if a token did."""
-    return request.auth if isinstance(request.auth, ApiToken) else None
+class ApiTokenAuthenticationScheme(AuthorizationHeaderScheme):
+    target_class = "fleet.api.tokens.ApiTokenAuthentication"
+    name = "tokenAuth"
+    key_description = "`Token <key>`, the key auth/token/ answered (shown once; it expires)"

@@ -3,6 +3,8 @@
 from django.conf import settings
 from django.db import models
 
+from fleet.audit.choices import Source
+
 
 class AuditEvent(models.Model):
     """An action someone (or something: beat, a workflow, a device) took on an object.
@@ -20,7 +22,7 @@ class AuditEvent(models.Model):
     object_type = models.CharField(max_length=100)
     object_id = models.CharField(max_length=64)
     object_repr = models.CharField(max_length=200)
-    source = models.CharField(max_length=16, help_text="api, admin, beat, workflow, device, command")
+    source = models.CharField(max_length=16, choices=Source.choices, help_text="the door the action came through")
     payload = models.JSONField(default=dict, blank=True)
 
     class Meta:

@@ -6,6 +6,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import models
 
+from fleet.audit.choices import Source
 from fleet.audit.models import AuditEvent
 
 Actor = AbstractBaseUser | AnonymousUser | str | None
@@ -27,7 +28,7 @@ def audit_record(
     actor: Actor,
     verb: str,
     obj: models.Model,
-    source: str,
+    source: Source,
     payload: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append one audit event for `obj`. Call it inside the transaction that made the change."""

@@ -3,7 +3,7 @@
     from fleet.workflows import Done, Fail, Retry, Step, Wait, Workflow, errors_as_outcomes, register
 
     register(Workflow(kind="node.wipe", steps=[Step("cordon", cordon, queue="io"), ...], exclusive=True))
-    run = start(kind="node.wipe", subject=node, actor=user, source="api", context={"reason": reason})
+    run = start(kind="node.wipe", subject=node, actor=user, source=Source.API, context={"reason": reason})
 
 Apps declare workflows and steps, start, cancel, retry and wake runs, and read them; the run's columns
 (due times, leases, attempts) and its exclusive keys belong to the engine (scripts/check_workflow_boundary.py
@@ -16,6 +16,7 @@ the services when called, and `WorkflowRun` / `StepRun` are resolved on first us
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
+from fleet.audit.choices import Source
 from fleet.workflows.choices import ACTIVE_STATES, TERMINAL_STATES, RunState, StepState
 from fleet.workflows.definitions import Step, Workflow, register
 from fleet.workflows.outcomes import Done, Fail, Outcome, Retry, StepFn, Stop, Wait, errors_as_outcomes
@@ -58,7 +59,7 @@ def start(
     kind: str,
     subject: "Model | None",
     actor: "Actor",
-    source: str,
+    source: Source,
     context: dict[str, Any] | None = None,
     exclusive_key: str | None = None,
     deadline: dt.datetime | None = None,
@@ -78,14 +79,14 @@ def start(
     )
 
 
-def cancel(*, run: "WorkflowRun", actor: "Actor", source: str, reason: str = "") -> "WorkflowRun":
+def cancel(*, run: "WorkflowRun", actor: "Actor", source: Source, reason: str = "") -> "WorkflowRun":
     """Ask an active run to stop before its next step (Conflict if it has ended)."""
     from fleet.workflows import services
 
     return services.workflow_cancel(run=run, actor=actor, source=source, reason=reason)
 
 
-def retry(*, run: "WorkflowRun", actor: "Actor", source: str) -> "WorkflowRun":
+def retry(*, run: "WorkflowRun", actor: "Actor", source: Source) -> "WorkflowRun":
     """Run a failed run again from the step that failed (Conflict otherwise)."""
     from fleet.workflows import services
 

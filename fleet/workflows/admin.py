@@ -16,6 +16,7 @@ from django.utils.html import format_html
 
 from fleet.admin_display import badge
 from fleet.admin_readonly import ReadOnlyAdmin, ReadOnlyInline
+from fleet.audit.choices import Source
 from fleet.errors import FleetError
 from fleet.workflows.api.serializers import public_context
 from fleet.workflows.choices import ACTIVE_STATES, StepState
@@ -143,7 +144,9 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
             cancelled = 0
             for run in runs:
                 try:
-                    workflow_cancel(run=run, actor=request.user, source="admin", reason=form.cleaned_data["reason"])
+                    workflow_cancel(
+                        run=run, actor=request.user, source=Source.ADMIN, reason=form.cleaned_data["reason"]
+                    )
                     cancelled += 1
                 except FleetError as exc:
                     self.message_user(request, f"Run {run.pk}: {exc.message}", messages.ERROR)

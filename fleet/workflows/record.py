@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from fleet.audit.choices import Source, SystemActor
 from fleet.audit.services import audit_record
 from fleet.workflows import dispatch, runs, timeline
 from fleet.workflows.attempts import Attempt
@@ -30,7 +31,7 @@ from fleet.workflows.timing import LeaseTiming
 
 log = logging.getLogger(__name__)
 
-ENGINE_ACTOR = "system:workflow"
+ENGINE_ACTOR = SystemActor.WORKFLOW
 
 
 def move_on(run: WorkflowRun, token: str, step: Step, following: Step, attempt: Attempt, *, after: float) -> Advanced:
@@ -131,7 +132,7 @@ def end(
                 actor=ENGINE_ACTOR,
                 verb=f"workflow_{state}",
                 obj=run,
-                source="workflow",
+                source=Source.WORKFLOW,
                 payload={"kind": run.kind, "step": step.name if step else "", "error": error},
             )
         if definition is not None:

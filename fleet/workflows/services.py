@@ -9,6 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
+from fleet.audit.choices import Source
 from fleet.audit.services import Actor, actor_name, audit_record
 from fleet.errors import Conflict, Invalid
 from fleet.workflows import dispatch, runs, selectors
@@ -32,7 +33,7 @@ def workflow_start(
     kind: str,
     subject: models.Model | None,
     actor: Actor,
-    source: str,
+    source: Source,
     context: dict[str, Any] | None = None,
     exclusive_key: str | None = None,
     deadline: dt.datetime | None = None,
@@ -84,7 +85,7 @@ def workflow_start(
     return run
 
 
-def workflow_cancel(*, run: WorkflowRun, actor: Actor, source: str, reason: str = "") -> WorkflowRun:
+def workflow_cancel(*, run: WorkflowRun, actor: Actor, source: Source, reason: str = "") -> WorkflowRun:
     """Ask an active run to stop. The engine ends it `cancelled` before its next step: at once for a
     pending or waiting run, after the current step for a running one. Conflict if the run has ended."""
     with transaction.atomic():
@@ -98,7 +99,7 @@ def workflow_cancel(*, run: WorkflowRun, actor: Actor, source: str, reason: str 
     return locked
 
 
-def workflow_retry(*, run: WorkflowRun, actor: Actor, source: str) -> WorkflowRun:
+def workflow_retry(*, run: WorkflowRun, actor: Actor, source: Source) -> WorkflowRun:
     """Run a failed run again from the step that failed, with fresh attempts and a fresh deadline.
 
     Conflict if the run has not failed, or if another run now holds its exclusive key.

@@ -1,13 +1,12 @@
 """Shapes of applications, releases, plans and rollouts in the API. Input serializers check shapes and
 types only; the services decide what is allowed."""
 
-from typing import Any
-
 from rest_framework import serializers
 
 from fleet.api.fields import BoundedJSONField, bounded_integer
 from rollouts.models import Application, Release, Rollout, RolloutPlan, RolloutWave, SiteRollout, SiteSyncState
 from rollouts.planning import PLAN_NUMBER_RANGES
+from rollouts.services import APPLICATION_FIELDS, PLAN_FIELDS, RELEASE_FIELDS
 
 
 class ApplicationSerializer(serializers.ModelSerializer):
@@ -15,14 +14,7 @@ class ApplicationSerializer(serializers.ModelSerializer):
         model = Application
         fields = [
             "id",
-            "name",
-            "team",
-            "namespace",
-            "stateful",
-            "restore_image",
-            "extra_namespaces",
-            "allowed_cluster_kinds",
-            "description",
+            *APPLICATION_FIELDS,
             "created_at",
             "updated_at",
         ]
@@ -51,9 +43,7 @@ class ReleaseSerializer(serializers.ModelSerializer):
             "id",
             "application",
             "application_name",
-            "version",
-            "templates",
-            "values",
+            *RELEASE_FIELDS,
             "created_by",
             "created_at",
             "locked_at",
@@ -80,29 +70,11 @@ class RolloutPlanSerializer(serializers.ModelSerializer):
         model = RolloutPlan
         fields = [
             "id",
-            "name",
-            "release",
+            *PLAN_FIELDS,
             "application",
             "release_version",
-            "target",
-            "waves",
-            "max_parallel",
-            "failure_threshold",
-            "bake_seconds",
-            "require_approval",
-            "two_person_rule",
-            "low_risk",
             "low_risk_by",
             "low_risk_at",
-            "respect_windows",
-            "auto_rollback",
-            "start_at",
-            "cron",
-            "timezone",
-            "site_deadline_seconds",
-            "progress_deadline_seconds",
-            "min_success_seconds",
-            "allow_unreachable_waves",
             "created_by",
             "last_edited_by",
             "created_at",
@@ -259,12 +231,6 @@ class SiteRolloutSerializer(serializers.ModelSerializer):
 
 class RolloutActionSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
-
-
-def validated(serializer_class: type, data: Any, *, partial: bool = False) -> dict[str, Any]:
-    serializer = serializer_class(data=data, partial=partial)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
 
 
 class DriftSerializer(serializers.ModelSerializer):

@@ -11,8 +11,10 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from fleet.api.inputs import validated
 from fleet.api.pagination import FleetCursorPagination
 from fleet.api.permissions import ActionPermission
+from fleet.audit.choices import Source
 from fleet.errors import NotFound
 from rollouts import dry_runs, selectors, services
 from rollouts.api.dry_runs import PlanDryRunSerializer
@@ -36,7 +38,6 @@ from rollouts.api.serializers import (
     RolloutPlanWriteSerializer,
     RolloutSerializer,
     SiteRolloutSerializer,
-    validated,
 )
 from rollouts.models import Application, Release, Rollout, SiteSyncState
 
@@ -53,19 +54,19 @@ class ApplicationViewSet(viewsets.ModelViewSet):
     @extend_schema(request=ApplicationWriteSerializer, responses={201: ApplicationSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = validated(ApplicationWriteSerializer, request.data)
-        application = services.application_create(actor=request.user, source="api", **data)
+        application = services.application_create(actor=request.user, source=Source.API, **data)
         return Response(ApplicationSerializer(application).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=ApplicationWriteSerializer, responses=ApplicationSerializer)
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = validated(ApplicationWriteSerializer, request.data, partial=kwargs.get("partial", False))
         application = services.application_update(
-            application=self.get_object(), actor=request.user, source="api", **data
+            application=self.get_object(), actor=request.user, source=Source.API, **data
         )
         return Response(ApplicationSerializer(application).data)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        services.application_delete(application=self.get_object(), actor=request.user, source="api")
+        services.application_delete(application=self.get_object(), actor=request.user, source=Source.API)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -83,7 +84,7 @@ class ReleaseViewSet(viewsets.ModelViewSet):
     @extend_schema(request=ReleaseWriteSerializer, responses={201: ReleaseSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = validated(ReleaseWriteSerializer, request.data)
-        release = services.release_create(actor=request.user, source="api", **data)
+        release = services.release_create(actor=request.user, source=Source.API, **data)
         return Response(ReleaseSerializer(release).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=ReleaseWriteSerializer, responses=ReleaseSerializer)
@@ -92,11 +93,11 @@ class ReleaseViewSet(viewsets.ModelViewSet):
         data = validated(ReleaseWriteSerializer, request.data, partial=kwargs.get("partial", False))
         if "application" in data and data.pop("application") != release.application:
             raise ValidationError({"application": ["a release's application cannot change"]})
-        release = services.release_update(release=release, actor=request.user, source="api", **data)
+        release = services.release_update(release=release, actor=request.user, source=Source.API, **data)
         return Response(ReleaseSerializer(release).data)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        services.release_delete(release=self.get_object(), actor=request.user, source="api")
+        services.release_delete(release=self.get_object(), actor=request.user, source=Source.API)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -118,17 +119,17 @@ class RolloutPlanViewSet(viewsets.ModelViewSet):
     @extend_schema(request=RolloutPlanWriteSerializer, responses={201: RolloutPlanSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = validated(RolloutPlanWriteSerializer, request.data)
-        plan = services.rollout_plan_create(actor=request.user, source="api", **data)
+        plan = services.rollout_plan_create(actor=request.user, source=Source.API, **data)
         return Response(RolloutPlanSerializer(plan).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=RolloutPlanWriteSerializer, responses=RolloutPlanSerializer)
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = validated(RolloutPlanWriteSerializer, request.data, partial=kwargs.get("partial", False))
-        plan = services.rollout_plan_update(plan=self.get_object(), actor=request.user, source="api", **data)
+        plan = services.rollout_plan_update(plan=self.get_object(), actor=request.user, source=Source.API, **data)
         return Response(RolloutPlanSerializer(plan).data)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        services.rollout_plan_delete(plan=self.get_object(), actor=request.user, source="api")
+        services.rollout_plan_delete(plan=self.get_object(), actor=request.user, source=Source.API)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(methods=["GET"], request=None, responses={200: PlanDryRunSerializer})
@@ -142,7 +143,7 @@ class RolloutPlanViewSet(viewsets.ModelViewSet):
         plan = self.get_object()
         if request.method == "POST":
             data = validated(DryRunSerializer, request.data)
-            dry_run = dry_runs.dry_run_start(plan=plan, actor=request.user, source="api", at=data.get("at"))
+            dry_run = dry_runs.dry_run_start(plan=plan, actor=request.user, source=Source.API, at=data.get("at"))
             return Response(PlanDryRunSerializer(dry_run).data, status=status.HTTP_202_ACCEPTED)
         latest = selectors.latest_dry_run(plan)
         if latest is None:
@@ -155,7 +156,7 @@ class RolloutPlanViewSet(viewsets.ModelViewSet):
         """Start a rollout of this plan (`{"reason"}` required): waves and sites are computed and stored;
         the workflow drives them, through the approval gates the plan and FLEET_ROLLOUT_APPROVAL_POLICY set."""
         data = validated(RolloutActionSerializer, request.data)
-        rollout = services.rollout_start(plan=self.get_object(), actor=request.user, source="api", **data)
+        rollout = services.rollout_start(plan=self.get_object(), actor=request.user, source=Source.API, **data)
         return Response(_present(rollout), status=status.HTTP_202_ACCEPTED)
 
 
@@ -186,7 +187,7 @@ class RolloutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     def _act(self, request: Request, service: Any, ok: int = status.HTTP_200_OK) -> Response:
         data = validated(RolloutActionSerializer, request.data)
-        rollout = service(rollout=self.get_object(), actor=request.user, source="api", reason=data["reason"])
+        rollout = service(rollout=self.get_object(), actor=request.user, source=Source.API, reason=data["reason"])
         return Response(_present(rollout), status=ok)
 
     @extend_schema(request=RolloutActionSerializer, responses=RolloutSerializer)

@@ -7,6 +7,7 @@ people's controls, each waking the rollout's driver run)."""
 
 from rollouts.services.catalog import (
     APPLICATION_FIELDS,
+    RELEASE_FIELDS,
     application_create,
     application_delete,
     application_update,
@@ -46,6 +47,7 @@ __all__ = [
     "APPLICATION_FIELDS",
     "PLAN_FIELDS",
     "PLAN_SNAPSHOT_FIELDS",
+    "RELEASE_FIELDS",
     "START_PLAN_TASK",
     "application_create",
     "application_delete",

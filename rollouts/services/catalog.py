@@ -6,8 +6,10 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from fleet.audit.choices import Source
 from fleet.audit.services import Actor, audit_record, changes_between, field_values
 from fleet.errors import Conflict, Invalid
+from fleet.updates import model_update
 from fleet.validation import full_clean_or_invalid
 from rollouts import approvals, selectors
 from rollouts.models import Application, Release
@@ -31,7 +33,7 @@ RELEASE_FIELDS = ("version", "templates", "values")
 # --- applications -----------------------------------------------------------------------------------
 
 
-def application_create(*, actor: Actor, source: str, **fields: Any) -> Application:
+def application_create(*, actor: Actor, source: Source, **fields: Any) -> Application:
     """Create an application. Raises Invalid for bad fields or a duplicate name."""
     unknown = set(fields) - set(APPLICATION_FIELDS)
     if unknown:
@@ -58,35 +60,39 @@ def _check_namespaces(application: Application) -> None:
         raise Invalid("extra_namespaces repeats the application's own namespace", field="extra_namespaces")
 
 
-def application_update(*, application: Application, actor: Actor, source: str, **changes: Any) -> Application:
+def application_update(*, application: Application, actor: Actor, source: Source, **changes: Any) -> Application:
     """Change an application. Its name and namespaces are fixed once a rollout used one of its releases:
     sites hold its objects there, under apps/<name>/."""
-    unknown = set(changes) - set(APPLICATION_FIELDS)
-    if unknown:
-        raise Invalid(f"these application fields cannot be changed here: {', '.join(sorted(unknown))}")
-    with transaction.atomic():
-        application = Application.objects.select_for_update().get(pk=application.pk)
-        before = field_values(application, APPLICATION_FIELDS)
-        for key, value in changes.items():
-            setattr(application, key, value)
-        full_clean_or_invalid(application)
-        _check_namespaces(application)
-        diff = changes_between(before, field_values(application, APPLICATION_FIELDS))
+
+    def validate(row: Application, changed: set[str]) -> None:
+        full_clean_or_invalid(row)
+        _check_namespaces(row)
+
+    def fixed_once_released(row: Application, diff: dict[str, list[Any]]) -> list[str]:
         fixed = {"name", "namespace", "extra_namespaces", "allowed_cluster_kinds"} & set(diff)
-        if fixed and application.releases.filter(locked_at__isnull=False).exists():
+        if fixed and row.releases.filter(locked_at__isnull=False).exists():
+            name = diff["name"][0] if "name" in diff else row.name
             raise Conflict(
-                f"application {before['name']} has released to sites; {', '.join(sorted(fixed))} cannot change",
+                f"application {name} has released to sites; {', '.join(sorted(fixed))} cannot change",
                 field=sorted(fixed)[0],
             )
-        if diff:
-            if Application.objects.exclude(pk=application.pk).filter(name=application.name).exists():
-                raise Invalid(f"an application named {application.name} already exists", field="name")
-            application.save()
-            audit_record(actor=actor, verb="update", obj=application, source=source, payload={"changes": diff})
-    return application
+        if Application.objects.exclude(pk=row.pk).filter(name=row.name).exists():
+            raise Invalid(f"an application named {row.name} already exists", field="name")
+        return []
+
+    return model_update(
+        application,
+        changes=changes,
+        fields=APPLICATION_FIELDS,
+        kind="application",
+        actor=actor,
+        source=source,
+        validate=validate,
+        on_change=fixed_once_released,
+    )
 
 
-def application_delete(*, application: Application, actor: Actor, source: str) -> None:
+def application_delete(*, application: Application, actor: Actor, source: Source) -> None:
     """Delete an application that has no release."""
     with transaction.atomic():
         if application.releases.exists():
@@ -101,7 +107,7 @@ def application_delete(*, application: Application, actor: Actor, source: str) -
 def release_create(
     *,
     actor: Actor,
-    source: str,
+    source: Source,
     application: Application,
     version: str,
     templates: Any,
@@ -137,7 +143,7 @@ def release_create(
     return release
 
 
-def release_update(*, release: Release, actor: Actor, source: str, **changes: Any) -> Release:
+def release_update(*, release: Release, actor: Actor, source: Source, **changes: Any) -> Release:
     """Change a release that no rollout has used yet; a locked release is immutable (Conflict).
 
     The changed release is rendered as at creation before the transaction (rendering takes up to
@@ -146,13 +152,13 @@ def release_update(*, release: Release, actor: Actor, source: str, **changes: An
     """
     unknown = set(changes) - set(RELEASE_FIELDS)
     if unknown:
-        raise Invalid(f"these release fields cannot be changed: {', '.join(sorted(unknown))}")
+        raise Invalid(f"these release fields cannot be changed here: {', '.join(sorted(unknown))}")
     release = Release.objects.select_related("application").get(pk=release.pk)
     _check_unlocked(release)
     before = field_values(release, RELEASE_FIELDS)
     for key, value in changes.items():
         setattr(release, key, value)
-    full_clean_or_invalid(release, exclude=["created_by"])
+    _validate_release(release, set())
     if changes_between(before, field_values(release, RELEASE_FIELDS)):
         validate_release(
             application=release.application,
@@ -161,29 +167,46 @@ def release_update(*, release: Release, actor: Actor, source: str, **changes: An
             values=release.values,
             sites=_release_check_sites(),
         )
-    with transaction.atomic():
-        locked = Release.objects.select_for_update().select_related("application").get(pk=release.pk)
+
+    def rendered_as_stored(locked: Release) -> None:
         _check_unlocked(locked)
         if field_values(locked, RELEASE_FIELDS) != before:
             raise Conflict(f"release {locked} changed while this change was being checked; try again")
-        diff = changes_between(before, field_values(release, RELEASE_FIELDS))
-        if not diff:
-            return locked
-        clash = Release.objects.exclude(pk=release.pk).filter(application=release.application, version=release.version)
+
+    def version_free(row: Release, diff: dict[str, list[Any]]) -> list[str]:
+        clash = Release.objects.exclude(pk=row.pk).filter(application=row.application, version=row.version)
         if clash.exists():
-            raise Invalid(f"{release.application.name} already has a release {release.version}", field="version")
-        release.last_edited_by = user_of(actor)  # type: ignore[assignment]
-        release.save()
-        audit_record(actor=actor, verb="update", obj=release, source=source, payload={"changed": sorted(diff)})
-        approvals.low_risk_clear_for_release(release=release, actor=actor, source=source)
-    return release
+            raise Invalid(f"{row.application.name} already has a release {row.version}", field="version")
+        row.last_edited_by = user_of(actor)  # type: ignore[assignment]
+        return ["last_edited_by"]
+
+    def clear_low_risk(row: Release, diff: dict[str, list[Any]]) -> None:
+        approvals.low_risk_clear_for_release(release=row, actor=actor, source=source)
+
+    return model_update(
+        release,
+        changes=changes,
+        fields=RELEASE_FIELDS,
+        kind="release",
+        actor=actor,
+        source=source,
+        check=rendered_as_stored,
+        validate=_validate_release,
+        on_change=version_free,
+        after=clear_low_risk,
+        payload=lambda diff: {"changed": sorted(diff)},  # templates can be large: the names, not the values
+    )
+
+
+def _validate_release(release: Release, changed: set[str]) -> None:
+    full_clean_or_invalid(release, exclude=["created_by"])
 
 
 def _release_check_sites() -> list[Site]:
     return selectors.release_check_sites(settings.FLEET_RENDER_CHECK_SITES)
 
 
-def release_delete(*, release: Release, actor: Actor, source: str) -> None:
+def release_delete(*, release: Release, actor: Actor, source: Source) -> None:
     """Delete a release that no rollout used and no plan names."""
     with transaction.atomic():
         release = Release.objects.select_for_update().get(pk=release.pk)

@@ -10,8 +10,10 @@ from django.db import transaction
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, PeriodicTask
 
-from fleet.audit.services import Actor, audit_record, changes_between, field_values
+from fleet.audit.choices import Source
+from fleet.audit.services import Actor, audit_record, field_values
 from fleet.errors import Conflict, Invalid
+from fleet.updates import model_update
 from fleet.validation import full_clean_or_invalid
 from rollouts import approvals, planning, selectors
 from rollouts.models import RolloutPlan
@@ -48,7 +50,7 @@ START_PLAN_TASK = "rollouts.start_plan"
 # --- rollout plans ----------------------------------------------------------------------------------
 
 
-def rollout_plan_create(*, actor: Actor, source: str, **fields: Any) -> RolloutPlan:
+def rollout_plan_create(*, actor: Actor, source: Source, **fields: Any) -> RolloutPlan:
     """Create a plan after checking target, waves, threshold, schedule; keeps its beat schedule in step."""
     unknown = set(fields) - set(PLAN_FIELDS)
     if unknown:
@@ -67,41 +69,44 @@ def rollout_plan_create(*, actor: Actor, source: str, **fields: Any) -> RolloutP
     return plan
 
 
-def rollout_plan_update(*, plan: RolloutPlan, actor: Actor, source: str, **changes: Any) -> RolloutPlan:
+def rollout_plan_update(*, plan: RolloutPlan, actor: Actor, source: Source, **changes: Any) -> RolloutPlan:
     """Change a plan. Rollouts already started keep the settings they started with.
 
     Any change clears the plan's low-risk mark, unless the same request keeps `low_risk` true, which
     needs rollouts.mark_low_risk (Forbidden otherwise): what was judged low-risk is what runs.
     """
-    unknown = set(changes) - set(PLAN_FIELDS)
-    if unknown:
-        raise Invalid(f"these rollout plan fields cannot be changed: {', '.join(sorted(unknown))}")
-    with transaction.atomic():
-        plan = RolloutPlan.objects.select_for_update().get(pk=plan.pk)
-        before = field_values(plan, PLAN_FIELDS)
-        for key, value in changes.items():
-            setattr(plan, key, value)
-        diff = changes_between(before, field_values(plan, PLAN_FIELDS))
-        _validate_plan(plan, changed=set(diff))
-        if diff:
-            if RolloutPlan.objects.exclude(pk=plan.pk).filter(name=plan.name).exists():
-                raise Invalid(f"a rollout plan named {plan.name} already exists", field="name")
-            if changes.get("low_risk"):
-                approvals.low_risk_mark(plan=plan, actor=actor)
-            elif before["low_risk"]:
-                approvals.low_risk_unmark(plan)
-                diff["low_risk"] = [True, False]
-            plan.last_edited_by = user_of(actor)  # type: ignore[assignment]
-            plan.save()
-            # Only a schedule change touches the beat entry: re-saving it would re-enable a one-off start
-            # that beat already ran and disabled.
-            if {"cron", "start_at", "timezone"} & set(diff):
-                _sync_periodic_task(plan)
-            audit_record(actor=actor, verb="update", obj=plan, source=source, payload={"changes": diff})
-    return plan
+
+    def name_free_and_mark(row: RolloutPlan, diff: dict[str, list[Any]]) -> list[str]:
+        if RolloutPlan.objects.exclude(pk=row.pk).filter(name=row.name).exists():
+            raise Invalid(f"a rollout plan named {row.name} already exists", field="name")
+        if changes.get("low_risk"):
+            approvals.low_risk_mark(plan=row, actor=actor)
+        elif diff["low_risk"][0] if "low_risk" in diff else row.low_risk:
+            approvals.low_risk_unmark(row)
+            diff["low_risk"] = [True, False]
+        row.last_edited_by = user_of(actor)  # type: ignore[assignment]
+        return ["low_risk", "low_risk_by", "low_risk_at", "last_edited_by"]
+
+    def resync_schedule(row: RolloutPlan, diff: dict[str, list[Any]]) -> None:
+        # Only a schedule change touches the beat entry: re-saving it would re-enable a one-off start
+        # that beat already ran and disabled.
+        if {"cron", "start_at", "timezone"} & set(diff):
+            _sync_periodic_task(row)
+
+    return model_update(
+        plan,
+        changes=changes,
+        fields=PLAN_FIELDS,
+        kind="rollout plan",
+        actor=actor,
+        source=source,
+        validate=lambda row, changed: _validate_plan(row, changed=changed),
+        on_change=name_free_and_mark,
+        after=resync_schedule,
+    )
 
 
-def rollout_plan_delete(*, plan: RolloutPlan, actor: Actor, source: str) -> None:
+def rollout_plan_delete(*, plan: RolloutPlan, actor: Actor, source: Source) -> None:
     """Delete a plan that never ran, with its beat schedule."""
     with transaction.atomic():
         plan = RolloutPlan.objects.select_for_update().get(pk=plan.pk)

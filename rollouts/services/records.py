@@ -10,9 +10,10 @@ from django.db import transaction
 from django.db.models import Count, F
 from django.utils import timezone
 
+from fleet.audit.choices import Source
 from fleet.audit.services import Actor, audit_record
 from fleet.errors import Conflict
-from fleet.transitions import require_move, require_state
+from fleet.transitions import StateMachine, lock_for_move, require_state, state_transition
 from rollouts.choices import (
     ROLLOUT_FINISHED_STATES,
     ROLLOUT_TRANSITIONS,
@@ -27,38 +28,40 @@ from rollouts.choices import (
 )
 from rollouts.models import Rollout, RolloutWave, SiteRollout, counter_field, skip_counter_field
 
+ROLLOUT_MACHINE: StateMachine[Rollout] = StateMachine(
+    table=ROLLOUT_TRANSITIONS,
+    states=RolloutState.values,
+    kind="rollout",
+    subject=lambda rollout: f"rollout {rollout.pk}",
+    changed_at="state_changed_at",
+)
+SITE_ROLLOUT_MACHINE: StateMachine[SiteRollout] = StateMachine(
+    table=SITE_ROLLOUT_TRANSITIONS,
+    states=SiteRolloutState.values,
+    kind="site rollout",
+    subject=lambda row: f"site rollout {row.pk}",
+)
 
-def rollout_transition(*, rollout: Rollout, to: str, actor: Actor, source: str, reason: str = "") -> Rollout:
+
+def rollout_transition(*, rollout: Rollout, to: str, actor: Actor, source: Source, reason: str = "") -> Rollout:
     """Move a rollout to `to` if ROLLOUT_TRANSITIONS allows it (Conflict naming the state otherwise)."""
-    require_state(to, states=RolloutState.values, kind="rollout")
-    with transaction.atomic():
-        locked = Rollout.objects.select_for_update().get(pk=rollout.pk)
-        if locked.state == to:
-            return locked
-        require_move(ROLLOUT_TRANSITIONS, current=locked.state, to=to, subject=f"rollout {locked.pk}")
-        before = locked.state
-        now = timezone.now()
-        locked.state = to
-        locked.state_changed_at = now
-        fields = ["state", "state_changed_at"]
+
+    def record(locked: Rollout, now: dt.datetime) -> list[str]:
+        fields = []
         if to == RolloutState.HALTED:
             locked.halted_reason = reason[:500]
             fields.append("halted_reason")
         if to in ROLLOUT_FINISHED_STATES:
             locked.finished_at = now
             fields.append("finished_at")
-        locked.save(update_fields=fields)
-        audit_record(
-            actor=actor,
-            verb="transition",
-            obj=locked,
-            source=source,
-            payload={"from": before, "to": to, "reason": reason},
-        )
-    return locked
+        return fields
+
+    return state_transition(
+        rollout, to=to, machine=ROLLOUT_MACHINE, actor=actor, source=source, reason=reason, record=record
+    )
 
 
-def rollout_wave_open(*, rollout: Rollout, index: int, actor: Actor, source: str) -> RolloutWave:
+def rollout_wave_open(*, rollout: Rollout, index: int, actor: Actor, source: Source) -> RolloutWave:
     """Open wave `index` and make it the rollout's current wave (idempotent)."""
     with transaction.atomic():
         locked = Rollout.objects.select_for_update().get(pk=rollout.pk)
@@ -77,7 +80,7 @@ def rollout_wave_open(*, rollout: Rollout, index: int, actor: Actor, source: str
 
 
 def rollout_wave_close(
-    *, rollout: Rollout, index: int, actor: Actor, source: str, bake_until: dt.datetime | None = None
+    *, rollout: Rollout, index: int, actor: Actor, source: Source, bake_until: dt.datetime | None = None
 ) -> RolloutWave:
     """Close wave `index` (every site done), with the time its bake ends (idempotent)."""
     with transaction.atomic():
@@ -107,7 +110,7 @@ def site_rollout_transition(
     site_rollout: SiteRollout,
     to: str,
     actor: Actor,
-    source: str,
+    source: Source,
     error: str | None = None,
     revision: str | None = None,
     previous_revision: str | None = None,
@@ -119,11 +122,9 @@ def site_rollout_transition(
     updates the other fields, so a workflow step may call it twice. A site moved to `skipped` records
     why (`skip_reason`, a SkipReason; never started when not given): failed sites count against the
     threshold, skipped ones do not, and the counters say which skipped sites could not be reached."""
-    require_state(to, states=SiteRolloutState.values, kind="site rollout")
     with transaction.atomic():
-        row = SiteRollout.objects.select_for_update().get(pk=site_rollout.pk)
+        row = lock_for_move(site_rollout, to=to, machine=SITE_ROLLOUT_MACHINE)
         before = row.state
-        require_move(SITE_ROLLOUT_TRANSITIONS, current=before, to=to, subject=f"site rollout {row.pk}")
         now = timezone.now()
         fields = []
         for name, value in (

@@ -7,6 +7,7 @@ import datetime as dt
 from django.db import transaction
 from django.utils import timezone
 
+from fleet.audit.choices import Source
 from fleet.audit.services import Actor, actor_name, audit_record, field_values
 from fleet.errors import Conflict
 from fleet.workflows import WorkflowRun, active_run, start, wake
@@ -28,7 +29,7 @@ from rollouts.services.records import bulk_site_transition, rollout_transition
 from sites.models import Site
 
 
-def rollout_wake(*, rollout: Rollout, actor: Actor, source: str) -> WorkflowRun | None:
+def rollout_wake(*, rollout: Rollout, actor: Actor, source: Source) -> WorkflowRun | None:
     """Make the rollout's driver run due now, or start one if none is active and the rollout still has
     something to do. Call inside the transaction that changed the rollout: the wake-up is sent after
     commit. Returns the driver run (None when there is nothing to drive)."""
@@ -51,7 +52,7 @@ def rollout_wake(*, rollout: Rollout, actor: Actor, source: str) -> WorkflowRun 
 
 
 def rollout_start(
-    *, plan: RolloutPlan, actor: Actor, source: str, reason: str = "", at: dt.datetime | None = None
+    *, plan: RolloutPlan, actor: Actor, source: Source, reason: str = "", at: dt.datetime | None = None
 ) -> Rollout:
     """Start a rollout of the plan: store its waves and sites (all `pending`), lock the release.
 
@@ -159,7 +160,7 @@ def _plan_and_check(plan: RolloutPlan) -> tuple[list[Site], list[planning.Planne
 # --- controlling a rollout (people) -----------------------------------------------------------------
 
 
-def rollout_pause(*, rollout: Rollout, actor: Actor, source: str, reason: str = "") -> Rollout:
+def rollout_pause(*, rollout: Rollout, actor: Actor, source: Source, reason: str = "") -> Rollout:
     """Stop starting sites; sites in flight finish their current change."""
     require_perm(actor, "rollouts.change_rollout")
     with transaction.atomic():
@@ -168,7 +169,7 @@ def rollout_pause(*, rollout: Rollout, actor: Actor, source: str, reason: str = 
     return rollout
 
 
-def rollout_resume(*, rollout: Rollout, actor: Actor, source: str, reason: str = "") -> Rollout:
+def rollout_resume(*, rollout: Rollout, actor: Actor, source: Source, reason: str = "") -> Rollout:
     """Carry on from where a pause left it (gates such as an approval are checked again)."""
     require_perm(actor, "rollouts.change_rollout")
     with transaction.atomic():
@@ -182,7 +183,7 @@ def rollout_resume(*, rollout: Rollout, actor: Actor, source: str, reason: str =
         return rollout
 
 
-def rollout_cancel(*, rollout: Rollout, actor: Actor, source: str, reason: str = "") -> Rollout:
+def rollout_cancel(*, rollout: Rollout, actor: Actor, source: Source, reason: str = "") -> Rollout:
     """Stop for good: sites not started are skipped; sites that got the release keep it (roll back for that).
     A person gives a reason (Invalid naming `reason`)."""
     require_perm(actor, "rollouts.change_rollout")
@@ -197,7 +198,7 @@ def rollout_cancel(*, rollout: Rollout, actor: Actor, source: str, reason: str =
     return rollout
 
 
-def rollout_approve(*, rollout: Rollout, actor: Actor, source: str, reason: str = "") -> Rollout:
+def rollout_approve(*, rollout: Rollout, actor: Actor, source: Source, reason: str = "") -> Rollout:
     """Approve the wave a rollout awaits: its first wave (under the approval policy) or the next one.
     Under the two-person rule the approver is a person who did not start the rollout, edit its plan or
     write its release (rollouts.approvals: Forbidden saying which)."""
@@ -231,7 +232,7 @@ def rollout_approve(*, rollout: Rollout, actor: Actor, source: str, reason: str 
         return rollout
 
 
-def rollout_rollback(*, rollout: Rollout, actor: Actor, source: str, reason: str = "") -> Rollout:
+def rollout_rollback(*, rollout: Rollout, actor: Actor, source: Source, reason: str = "") -> Rollout:
     """Ask for every site that got the release to be put back at its previous revision.
 
     Records the request (and stops the rollout from starting more sites); the rollout workflow carries

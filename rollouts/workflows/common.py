@@ -5,6 +5,7 @@ from typing import Any
 
 from django.conf import settings
 
+from fleet.audit.choices import Source, SystemActor
 from fleet.workflows import Fail, Outcome, Retry, Wait, WorkflowRun, active_run, errors_as_outcomes, wake
 from rollouts import services
 from rollouts.choices import SkipReason
@@ -13,8 +14,8 @@ from rollouts.workflows.converge import unreachable
 from sites.clusters import ClusterError, ClusterUnavailable
 from sites.repos import Author, RepoError, RepoUnavailable
 
-ACTOR = "system:rollout"
-SOURCE = "workflow"
+ACTOR = SystemActor.ROLLOUT
+SOURCE = Source.WORKFLOW
 # The trailer of every commit a rollout makes: `Edgefleet-Rollout: <rollout id>`.
 TRAILER_KEY = "Edgefleet-Rollout"
 

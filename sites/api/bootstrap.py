@@ -17,7 +17,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from fleet.api.idempotency import withhold_from_replay
+from fleet.api.inputs import validated
 from fleet.api.permissions import ActionPermission
+from fleet.audit.choices import Source
 from sites import devices
 from sites.api.device_serializers import (
     BootstrapTokenIssuedSerializer,
@@ -56,17 +58,16 @@ class BootstrapTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vi
 
     @extend_schema(request=BootstrapTokenIssueSerializer, responses={201: BootstrapTokenIssuedSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        serializer = BootstrapTokenIssueSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        hours = serializer.validated_data.get("lifetime_hours")
+        data = validated(BootstrapTokenIssueSerializer, request.data)
+        hours = data.get("lifetime_hours")
         token, plaintext = devices.bootstrap_token_issue(
             site=self.get_site(),
             actor=request.user,
-            source="api",
+            source=Source.API,
             lifetime=dt.timedelta(hours=hours) if hours else None,
-            note=serializer.validated_data["note"],
-            serials=serializer.validated_data.get("serials"),
-            any_serial=serializer.validated_data["any_serial"],
+            note=data["note"],
+            serials=data.get("serials"),
+            any_serial=data["any_serial"],
         )
         body = {
             "id": token.pk,
@@ -84,10 +85,10 @@ class BootstrapTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vi
     @action(detail=True, methods=["post"])
     def revoke(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Make the token unusable (409 when it was already used)."""
-        token = devices.bootstrap_token_revoke(token=self.get_object(), actor=request.user, source="api")
+        token = devices.bootstrap_token_revoke(token=self.get_object(), actor=request.user, source=Source.API)
         return Response(BootstrapTokenSerializer(token).data)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Revoke, as `revoke/` does; the row stays for the record."""
-        devices.bootstrap_token_revoke(token=self.get_object(), actor=request.user, source="api")
+        devices.bootstrap_token_revoke(token=self.get_object(), actor=request.user, source=Source.API)
         return Response(status=status.HTTP_204_NO_CONTENT)

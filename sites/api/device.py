@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import exceptions, viewsets
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -20,8 +19,10 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
 from fleet.api.idempotency import withhold_from_replay
+from fleet.api.inputs import validated
 from fleet.api.parsers import FleetJSONParser
 from fleet.api.throttling import FleetThrottleMixin
+from fleet.api.tokens import AuthorizationHeaderScheme
 from sites import devices, heartbeats, registration, selectors
 from sites.api.device_serializers import (
     DeviceRegisteredSerializer,
@@ -75,19 +76,10 @@ class NodeAuthentication(BaseAuthentication):
         return self.keyword
 
 
-class NodeAuthenticationScheme(OpenApiAuthenticationExtension):
-    """Names the Node scheme in the OpenAPI schema (drf-spectacular cannot guess a custom class)."""
-
+class NodeAuthenticationScheme(AuthorizationHeaderScheme):
     target_class = "sites.api.device.NodeAuthentication"
     name = "nodeAuth"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {
-            "type": "apiKey",
-            "in": "header",
-            "name": "Authorization",
-            "description": "`Node <node_token>`, the credential device/register/ answered",
-        }
+    key_description = "`Node <node_token>`, the credential device/register/ answered"
 
 
 class IsNode(BasePermission):
@@ -126,13 +118,6 @@ class DeviceViewSet(viewsets.ViewSet):
     throttle_scope = "device"
     parser_classes = [LimitedJSONParser]
 
-    def _validated(self, serializer_class: type, request: Request) -> dict[str, Any]:
-        if not isinstance(request.data, dict):
-            raise exceptions.ParseError("the request body must be a JSON object")
-        serializer = serializer_class(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        return dict(serializer.validated_data)
-
 
 class DeviceRegisterViewSet(DeviceViewSet):
     """`POST device/register/`: a machine's first call home."""
@@ -157,7 +142,7 @@ class DeviceRegisterViewSet(DeviceViewSet):
         403 when the token is unknown, expired, revoked or used, or when the machine is not the one
         pre-registered at that site, or not one the token was issued for; 409 when the node's state forbids it.
         """
-        data = self._validated(DeviceRegisterSerializer, request)
+        data = validated(DeviceRegisterSerializer, request.data)
         registered = registration.device_register(
             serial=data["serial"], mac=data["mac"], bootstrap_token=data["bootstrap_token"], facts=data["facts"]
         )
@@ -190,7 +175,7 @@ class DeviceHeartbeatViewSet(DeviceViewSet):
     def create(self, request: Request) -> Response:
         """Record last seen, software versions and backups; answers the node's state, the server time and
         the reported backups that were not kept (their application has no restore target)."""
-        data = self._validated(HeartbeatSerializer, request)
+        data = validated(HeartbeatSerializer, request.data)
         credential = request.auth
         if not isinstance(credential, NodeCredential):  # IsNode has refused this already; satisfy the types
             raise exceptions.NotAuthenticated()

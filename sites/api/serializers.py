@@ -9,6 +9,7 @@ from fleet.api.fields import BoundedJSONField
 from fleet.workflows.api.serializers import WorkflowRunSerializer
 from sites.choices import NodeRole, NodeState, SiteState
 from sites.models import Cluster, Node, Site
+from sites.services import NODE_FIELDS, SITE_FIELDS
 
 
 class ClusterSerializer(serializers.ModelSerializer):
@@ -79,14 +80,8 @@ class SiteSerializer(serializers.ModelSerializer):
         model = Site
         fields = [
             "code",
-            "name",
-            "region",
-            "timezone",
-            "labels",
-            "business_hours",
-            "maintenance_windows",
+            *SITE_FIELDS,
             "state",
-            "repo_url",
             "last_heartbeat_at",
             "last_applied_revision",
             "health",
@@ -104,7 +99,8 @@ class SiteSerializer(serializers.ModelSerializer):
 
 
 class SiteWriteSerializer(serializers.Serializer):
-    """Fields a client may set on a site. Validation of values happens in the model's validators."""
+    """Fields a client may set on a site: the code, SITE_FIELDS, the state (and why). Validation of values
+    happens in the model's validators."""
 
     code = serializers.CharField(max_length=16)
     name = serializers.CharField(max_length=200)
@@ -126,10 +122,7 @@ class NodeSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "serial",
-            "hostname",
-            "mac",
-            "role",
-            "hardware_model",
+            *NODE_FIELDS,
             "site",
             "state",
             "state_changed_at",
@@ -149,6 +142,8 @@ class NodeSerializer(serializers.ModelSerializer):
 
 
 class NodeWriteSerializer(serializers.Serializer):
+    """Fields a client may set on a node: the serial, the site, NODE_FIELDS, the state (and why)."""
+
     serial = serializers.CharField(max_length=64)
     site = serializers.SlugRelatedField(
         slug_field="code",

@@ -10,8 +10,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from fleet.api.idempotency import withhold_from_replay
+from fleet.api.inputs import validated
 from fleet.api.pagination import FleetCursorPagination
 from fleet.api.permissions import ActionPermission
+from fleet.audit.choices import Source
 from fleet.workflows import WorkflowRun
 from fleet.workflows.api.serializers import WorkflowRunSerializer, run_shape
 from sites import devices, lifecycle, selectors, services, site_lifecycle
@@ -81,25 +83,22 @@ class SiteViewSet(viewsets.ModelViewSet):
 
     @extend_schema(request=SiteWriteSerializer, responses={201: SiteSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = _validated(SiteWriteSerializer, request.data)
+        data = validated(SiteWriteSerializer, request.data)
         data.pop("reason", None)
-        site = services.site_create(actor=request.user, source="api", **data)
+        site = services.site_create(actor=request.user, source=Source.API, **data)
         return Response(self._present(site), status=status.HTTP_201_CREATED)
 
     @extend_schema(request=SiteWriteSerializer, responses=SiteSerializer)
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         site = self.get_object()
-        data = _validated(SiteWriteSerializer, request.data, partial=kwargs.get("partial", False))
-        state, reason = data.pop("state", None), data.pop("reason", "")
-        with transaction.atomic():  # a refused state change leaves the other fields unchanged too
-            if data:
-                site = services.site_update(site=site, actor=request.user, source="api", **data)
-            if state is not None:
-                site = services.site_set_state(site=site, to=state, actor=request.user, source="api", reason=reason)
+        data = validated(SiteWriteSerializer, request.data, partial=kwargs.get("partial", False))
+        site = _edit(
+            site, data, "site", update=services.site_update, set_state=services.site_set_state, actor=request.user
+        )
         return Response(self._present(site))
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        services.site_delete(site=self.get_object(), actor=request.user, source="api")
+        services.site_delete(site=self.get_object(), actor=request.user, source=Source.API)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(methods=["GET"], responses=ClusterSerializer)
@@ -112,13 +111,17 @@ class SiteViewSet(viewsets.ModelViewSet):
         if not request.user.has_perm(needed):
             self.permission_denied(request, message=f"you need the {needed} permission")
         if request.method != "GET":
-            data = _validated(ClusterCredentialsSerializer, request.data)
+            data = validated(ClusterCredentialsSerializer, request.data)
             join = {key: data.pop(f"join_{key}") for key in ("server_url", "token") if f"join_{key}" in data}
             with transaction.atomic():  # both halves or neither
                 if not join or any(key in data for key in ClusterCredentialsSerializer.CREDENTIAL_FIELDS):
-                    services.cluster_set_credentials(cluster=site.cluster, actor=request.user, source="api", **data)
+                    services.cluster_set_credentials(
+                        cluster=site.cluster, actor=request.user, source=Source.API, **data
+                    )
                 if join:
-                    services.cluster_set_join_config(cluster=site.cluster, actor=request.user, source="api", **join)
+                    services.cluster_set_join_config(
+                        cluster=site.cluster, actor=request.user, source=Source.API, **join
+                    )
             site.cluster.refresh_from_db()
         return Response(ClusterSerializer(site.cluster).data)
 
@@ -141,7 +144,7 @@ class SiteViewSet(viewsets.ModelViewSet):
     def probe(self, request: Request, code: str | None = None) -> Response:
         """Queue a probe of the site's cluster (version, reachability); the result shows on `cluster`."""
         site = self.get_object()
-        services.site_probe_request(sites=[site], actor=request.user, source="api")
+        services.site_probe_request(sites=[site], actor=request.user, source=Source.API)
         return Response({"site": site.code, "queued": True}, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=SiteOnboardSerializer, responses={202: OnboardAcceptedSerializer})
@@ -150,8 +153,8 @@ class SiteViewSet(viewsets.ModelViewSet):
         """Start `site.onboard` (needs `sites.onboard_site`): the git host project, the base stack as its
         first commit, the edge pointed at it, then `active` once applied. When machines wait to register
         at the site, their first bootstrap token is in this answer (`first_boot`), once."""
-        _validated(SiteOnboardSerializer, request.data or {})
-        onboarding = site_lifecycle.site_onboard_request(site=self.get_object(), actor=request.user, source="api")
+        validated(SiteOnboardSerializer, request.data or {})
+        onboarding = site_lifecycle.site_onboard_request(site=self.get_object(), actor=request.user, source=Source.API)
         body = run_shape(onboarding.run)
         first_boot = onboarding.first_boot
         if first_boot is None:
@@ -174,8 +177,10 @@ class SiteViewSet(viewsets.ModelViewSet):
     def decommission(self, request: Request, code: str | None = None) -> Response:
         """Decommission the site (needs `sites.decommission_site`; final; `confirm` must be its code) and start
         `site.decommission`: node credentials, bootstrap and deploy tokens revoked, the project archived."""
-        data = _validated(SiteDecommissionSerializer, request.data)
-        run = site_lifecycle.site_decommission_request(site=self.get_object(), actor=request.user, source="api", **data)
+        data = validated(SiteDecommissionSerializer, request.data)
+        run = site_lifecycle.site_decommission_request(
+            site=self.get_object(), actor=request.user, source=Source.API, **data
+        )
         return _accepted(run)
 
     def _present(self, site: Site) -> dict[str, Any]:
@@ -212,30 +217,27 @@ class NodeViewSet(
 
     @extend_schema(request=NodeWriteSerializer, responses={201: NodeSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = _validated(NodeWriteSerializer, request.data)
+        data = validated(NodeWriteSerializer, request.data)
         data.pop("reason", None)
-        node = services.node_create(actor=request.user, source="api", **data)
+        node = services.node_create(actor=request.user, source=Source.API, **data)
         return Response(NodeSerializer(node).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=NodeWriteSerializer, responses=NodeSerializer)
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         node = self.get_object()
-        data = _validated(NodeWriteSerializer, request.data, partial=kwargs.get("partial", False))
-        state, reason = data.pop("state", None), data.pop("reason", "")
-        with transaction.atomic():  # a refused state change leaves the other fields unchanged too
-            if data:
-                node = services.node_update(node=node, actor=request.user, source="api", **data)
-            if state is not None:
-                node = services.node_set_state(node=node, to=state, actor=request.user, source="api", reason=reason)
+        data = validated(NodeWriteSerializer, request.data, partial=kwargs.get("partial", False))
+        node = _edit(
+            node, data, "node", update=services.node_update, set_state=services.node_set_state, actor=request.user
+        )
         return Response(NodeSerializer(node).data)
 
     @extend_schema(request=RevokeCredentialsSerializer, responses=RevokedCredentialsSerializer)
     @action(detail=True, methods=["post"], url_path="revoke-credentials")
     def revoke_credentials(self, request: Request, pk: str | None = None) -> Response:
         """Revoke the machine's device-API credential (it gets 401 until it registers again)."""
-        data = _validated(RevokeCredentialsSerializer, request.data)
+        data = validated(RevokeCredentialsSerializer, request.data)
         count = devices.node_credentials_revoke(
-            node=self.get_object(), actor=request.user, source="api", reason=data["reason"]
+            node=self.get_object(), actor=request.user, source=Source.API, reason=data["reason"]
         )
         return Response({"revoked": count})
 
@@ -243,16 +245,16 @@ class NodeViewSet(
     @action(detail=True, methods=["post"])
     def provision(self, request: Request, pk: str | None = None) -> Response:
         """Start `node.provision`: await the machine's check-in and its Ready node, label it, make it active."""
-        _validated(NodeProvisionSerializer, request.data or {})
-        run = lifecycle.node_provision_request(node=self.get_object(), actor=request.user, source="api")
+        validated(NodeProvisionSerializer, request.data or {})
+        run = lifecycle.node_provision_request(node=self.get_object(), actor=request.user, source=Source.API)
         return _accepted(run)
 
     @extend_schema(request=NodeWipeSerializer, responses={202: WorkflowRunSerializer})
     @action(detail=True, methods=["post"])
     def wipe(self, request: Request, pk: str | None = None) -> Response:
         """Start `node.wipe` (needs `sites.wipe_node`); `confirm` must be the node's hostname."""
-        data = _validated(NodeWipeSerializer, request.data)
-        run = lifecycle.node_wipe_request(node=self.get_object(), actor=request.user, source="api", **data)
+        data = validated(NodeWipeSerializer, request.data)
+        run = lifecycle.node_wipe_request(node=self.get_object(), actor=request.user, source=Source.API, **data)
         return _accepted(run)
 
     @extend_schema(request=NodeReplaceSerializer, responses={202: WorkflowRunSerializer})
@@ -260,8 +262,8 @@ class NodeViewSet(
     def replace(self, request: Request, pk: str | None = None) -> Response:
         """Start `node.replace` (throw-away, needs `sites.wipe_node`): the replacement serial is
         pre-registered at the same site and re-hydrated from the latest backups once it joins."""
-        data = _validated(NodeReplaceSerializer, request.data)
-        run = lifecycle.node_replace_request(node=self.get_object(), actor=request.user, source="api", **data)
+        data = validated(NodeReplaceSerializer, request.data)
+        run = lifecycle.node_replace_request(node=self.get_object(), actor=request.user, source=Source.API, **data)
         return _accepted(run)
 
     @extend_schema(request=NodeRetireSerializer, responses=NodeSerializer)
@@ -269,21 +271,27 @@ class NodeViewSet(
     def retire(self, request: Request, pk: str | None = None) -> Response:
         """Retire a pre-registered, wiped or quarantined node (needs `sites.retire_node`; final); `confirm`
         must be its hostname. Its device credential is revoked."""
-        data = _validated(NodeRetireSerializer, request.data)
-        node = lifecycle.node_retire(node=self.get_object(), actor=request.user, source="api", **data)
+        data = validated(NodeRetireSerializer, request.data)
+        node = lifecycle.node_retire(node=self.get_object(), actor=request.user, source=Source.API, **data)
         return Response(NodeSerializer(node).data)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        services.node_delete(node=self.get_object(), actor=request.user, source="api")
+        services.node_delete(node=self.get_object(), actor=request.user, source=Source.API)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _edit(obj: Any, data: dict[str, Any], name: str, *, update: Any, set_state: Any, actor: Any) -> Any:
+    """PUT/PATCH of a site or node: its fields (`update`), then its state if given (`set_state`, with the
+    reason); a refused state change leaves the other fields unchanged too."""
+    state, reason = data.pop("state", None), data.pop("reason", "")
+    with transaction.atomic():
+        if data:
+            obj = update(**{name: obj}, actor=actor, source=Source.API, **data)
+        if state is not None:
+            obj = set_state(**{name: obj}, to=state, actor=actor, source=Source.API, reason=reason)
+    return obj
 
 
 def _accepted(run: WorkflowRun) -> Response:
     """202 with the run in the engine's run shape (its steps so far)."""
     return Response(run_shape(run), status=status.HTTP_202_ACCEPTED)
-
-
-def _validated(serializer_class: type, data: Any, *, partial: bool = False) -> dict[str, Any]:
-    serializer = serializer_class(data=data, partial=partial)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from fleet.audit.choices import Source
 from fleet.errors import FleetError
 from fleet.workflows import Done, Fail, Outcome, Retry, Step, StepFn, Stop, Wait, WorkflowRun, errors_as_outcomes
 from sites import services
@@ -72,7 +73,7 @@ def transition(run: WorkflowRun, node: Node, to: str, reason: str, deadline: dt.
     if node.state == to:
         return node
     return services.node_transition(
-        node=node, to=to, actor=actor_of(run), source="workflow", reason=reason, deadline=deadline
+        node=node, to=to, actor=actor_of(run), source=Source.WORKFLOW, reason=reason, deadline=deadline
     )
 
 

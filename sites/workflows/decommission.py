@@ -18,6 +18,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from fleet.audit.choices import Source
 from fleet.audit.services import audit_record
 from fleet.workflows import Done, Fail, Outcome, Workflow, WorkflowRun, register
 from sites import devices
@@ -39,13 +40,13 @@ def decommission_revoke_machines(run: WorkflowRun, ctx: dict[str, Any]) -> Outco
     actor = actor_of(run)
     with transaction.atomic():
         credentials = sum(
-            devices.node_credentials_revoke(node=node, actor=actor, source="workflow", reason=reason)
+            devices.node_credentials_revoke(node=node, actor=actor, source=Source.WORKFLOW, reason=reason)
             for node in Node.objects.filter(site=site, credentials__revoked_at__isnull=True).distinct()
         )
         unused = BootstrapToken.objects.filter(
             site=site, revoked_at__isnull=True, used_at__isnull=True, expires_at__gt=timezone.now()
         )
-        tokens = [devices.bootstrap_token_revoke(token=token, actor=actor, source="workflow") for token in unused]
+        tokens = [devices.bootstrap_token_revoke(token=token, actor=actor, source=Source.WORKFLOW) for token in unused]
     return Done({"revoked": {"node_credentials": credentials, "bootstrap": [t.prefix for t in tokens]}})
 
 
@@ -58,7 +59,7 @@ def decommission_revoke_deploy_tokens(run: WorkflowRun, ctx: dict[str, Any]) -> 
             actor=actor_of(run),
             verb="revoke_deploy_tokens",
             obj=site,
-            source="workflow",
+            source=Source.WORKFLOW,
             payload={"deploy_tokens": revoked, "reason": "decommissioned"},
         )
     return Done({"deploy_tokens_revoked": revoked})
@@ -74,7 +75,7 @@ def decommission_archive_project(run: WorkflowRun, ctx: dict[str, Any]) -> Outco
     if project is None:
         return Done({"archived": False, "note": f"site {site.code} has no project on the git host"})
     audit_record(
-        actor=actor_of(run), verb="archive_project", obj=site, source="workflow", payload={"project": project.path}
+        actor=actor_of(run), verb="archive_project", obj=site, source=Source.WORKFLOW, payload={"project": project.path}
     )
     return Done({"archived": True, "project": project.path})
 

@@ -26,6 +26,7 @@ The git host's, the repository's and the cluster's answers become outcomes in si
 import datetime as dt
 from typing import Any
 
+from fleet.audit.choices import Source
 from fleet.audit.services import audit_record
 from fleet.errors import Invalid
 from fleet.workflows import Done, Fail, Outcome, Wait, Workflow, WorkflowRun, active_run, register
@@ -57,7 +58,7 @@ def onboard_begin(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
             site=site,
             to=SiteState.PROVISIONING,
             actor=actor_of(run),
-            source="workflow",
+            source=Source.WORKFLOW,
             reason=f"onboarding (run {run.pk})",
         )
     return Done({"state_before": ctx.get("state_before", before)})
@@ -69,7 +70,7 @@ def onboard_project(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     project = git_host().ensure_project(site.code, mark=False)
     if site.repo_url != project.clone_url:
         try:
-            services.site_update(site=site, actor=actor_of(run), source="workflow", repo_url=project.clone_url)
+            services.site_update(site=site, actor=actor_of(run), source=Source.WORKFLOW, repo_url=project.clone_url)
         except Invalid as exc:
             return Fail(
                 f"the project {project.path} is ready, but its clone URL {project.clone_url} cannot become the "
@@ -110,7 +111,7 @@ def onboard_first_boot(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     for node in Node.objects.filter(site=site, state=NodeState.PREREGISTERED).order_by("serial"):
         running = active_run(node)
         if running is None:
-            running = lifecycle.node_provision_request(node=node, actor=actor_of(run), source="workflow")
+            running = lifecycle.node_provision_request(node=node, actor=actor_of(run), source=Source.WORKFLOW)
         provisioning[node.serial] = running.pk
     first_boot = {**issued, "state": token.state if token else "none issued"}
     return Done({"first_boot": first_boot, "provisioning": provisioning})
@@ -145,7 +146,7 @@ def _edge_credentials(run: WorkflowRun, site: Site, cluster: SiteCluster, host: 
             actor=actor_of(run),
             verb="issue_deploy_token",
             obj=site,
-            source="workflow",
+            source=Source.WORKFLOW,
             payload={"deploy_token": token.id, "expires_at": token.expires_at.isoformat() if token.expires_at else ""},
         )
         current, active = token.id, active | {token.id}
@@ -153,7 +154,9 @@ def _edge_credentials(run: WorkflowRun, site: Site, cluster: SiteCluster, host: 
         revoked = host.revoke_deploy_tokens(site.code, keep=current)
         if revoked:
             payload = {"deploy_tokens": revoked, "kept": current}
-            audit_record(actor=actor_of(run), verb="revoke_deploy_tokens", obj=site, source="workflow", payload=payload)
+            audit_record(
+                actor=actor_of(run), verb="revoke_deploy_tokens", obj=site, source=Source.WORKFLOW, payload=payload
+            )
     return current
 
 
@@ -213,7 +216,7 @@ def onboard_activate(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
             site=site,
             to=SiteState.ACTIVE,
             actor=actor_of(run),
-            source="workflow",
+            source=Source.WORKFLOW,
             reason=f"onboarded: the base stack is applied at {applied[:10]}",
         )
     return Done({"state": site.state})

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db import transaction
 
+from fleet.audit.choices import Source
 from fleet.audit.services import audit_record
 from fleet.errors import FleetError
 from fleet.workflows import Done, Fail, Outcome, Wait, Workflow, WorkflowRun, register
@@ -73,7 +74,7 @@ def replace_remove_from_cluster(run: WorkflowRun, ctx: dict[str, Any]) -> Outcom
 def replace_revoke(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     node = subject_node(run)
     count = devices.node_credentials_revoke(
-        node=node, actor=actor_of(run), source="workflow", reason=f"replaced: {ctx.get('reason', '')}"
+        node=node, actor=actor_of(run), source=Source.WORKFLOW, reason=f"replaced: {ctx.get('reason', '')}"
     )
     return Done({"credentials_revoked": count})
 
@@ -98,7 +99,7 @@ def replace_record(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
                 transition(run, old, NodeState.RETIRED, f"replaced by {serial} (shipment {ctx.get('shipment_ref')})")
             new = services.node_create(
                 actor=actor_of(run),
-                source="workflow",
+                source=Source.WORKFLOW,
                 serial=serial,
                 site=old.site,
                 hostname=hostname,
@@ -110,7 +111,7 @@ def replace_record(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
                 actor=actor_of(run),
                 verb="record_replacement",
                 obj=old,
-                source="workflow",
+                source=Source.WORKFLOW,
                 payload={"replacement_serial": serial, "shipment_ref": ctx.get("shipment_ref", ""), "node": new.pk},
             )
     except FleetError as exc:

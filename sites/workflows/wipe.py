@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from fleet.audit.choices import Source
 from fleet.workflows import Done, Fail, Outcome, Retry, Wait, Workflow, WorkflowRun, register
 from sites import devices
 from sites.choices import WIPE_KIND, NodeState
@@ -114,7 +115,7 @@ def wipe_revoke(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
         return Done()
     with transaction.atomic():
         count = devices.node_credentials_revoke(
-            node=node, actor=actor_of(run), source="workflow", reason=f"wipe: {ctx.get('reason', '')}"
+            node=node, actor=actor_of(run), source=Source.WORKFLOW, reason=f"wipe: {ctx.get('reason', '')}"
         )
         deadline = now() + dt.timedelta(seconds=float(ctx.get("wipe_seconds", settings.FLEET_NODE_WIPE_SECONDS)))
         transition(run, node, NodeState.WIPING, f"wiping: {ctx.get('reason', '')}", deadline=deadline)
@@ -131,9 +132,9 @@ def _rejoin_token(run: WorkflowRun, node: Node, ctx: dict[str, Any]) -> str:
     for this machine only: it travels in a Job spec at the site, readable by whoever can read Jobs there."""
     note = _rejoin_note(run)
     for stale in BootstrapToken.objects.filter(site=node.site, note=note, used_at__isnull=True, revoked_at=None):
-        devices.bootstrap_token_revoke(token=stale, actor=actor_of(run), source="workflow")
+        devices.bootstrap_token_revoke(token=stale, actor=actor_of(run), source=Source.WORKFLOW)
     _row, plaintext = devices.bootstrap_token_issue(
-        site=node.site, actor=actor_of(run), source="workflow", note=note, serials=[node.serial]
+        site=node.site, actor=actor_of(run), source=Source.WORKFLOW, note=note, serials=[node.serial]
     )
     return plaintext
 
@@ -254,7 +255,7 @@ def wipe_failed(run: WorkflowRun) -> None:
     leaves the machine `broken` (its credential is gone; nobody knows what is left on it)."""
     for token in BootstrapToken.objects.filter(note=_rejoin_note(run), used_at__isnull=True, revoked_at=None):
         # A rejoin that will not happen: its token (in the wipe Job's Secret, if it got that far) dies now.
-        devices.bootstrap_token_revoke(token=token, actor=actor_of(run), source="workflow")
+        devices.bootstrap_token_revoke(token=token, actor=actor_of(run), source=Source.WORKFLOW)
     node = run.get_subject()
     if node is None:
         return

@@ -8,8 +8,10 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from fleet.api.inputs import validated
 from fleet.api.pagination import FleetCursorPagination
 from fleet.api.permissions import ActionPermission
+from fleet.audit.choices import Source
 from fleet.workflows import selectors, services
 from fleet.workflows.api.filters import WorkflowRunFilter
 from fleet.workflows.api.serializers import CancelSerializer, WorkflowRunSerializer
@@ -33,8 +35,7 @@ class WorkflowRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
     def cancel(self, request: Request, pk: Any = None) -> Response:
         """Cancel an active run (202; it stops before its next step). 409 if it has already ended."""
         run = self.get_object()
-        data = CancelSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        services.workflow_cancel(run=run, actor=request.user, source="api", reason=data.validated_data["reason"])
+        data = validated(CancelSerializer, request.data)
+        services.workflow_cancel(run=run, actor=request.user, source=Source.API, reason=data["reason"])
         run = selectors.run_list().get(pk=run.pk)
         return Response(WorkflowRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)

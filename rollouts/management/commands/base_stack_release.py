@@ -5,6 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from fleet.audit.choices import Source, SystemActor
 from fleet.errors import FleetError
 from rollouts.base_stack import base_stack_release, template_versions
 from sites.base_stack import BaseStackUnavailable
@@ -23,7 +24,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, template_version: str | None, **options: Any) -> None:
         try:
-            release = base_stack_release(template_version, actor="system:base_stack_release", source="command")
+            release = base_stack_release(template_version, actor=SystemActor.BASE_STACK_RELEASE, source=Source.COMMAND)
         except BaseStackUnavailable as exc:
             raise CommandError(exc.message) from exc
         except FleetError as exc:

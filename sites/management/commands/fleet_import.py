@@ -7,13 +7,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from fleet.audit.choices import Source, SystemActor
 from fleet.errors import FleetError
 from sites.choices import SiteState
 from sites.imports import fleet_import_file
 from sites.models import Site
 from sites.site_lifecycle import sites_onboard_imported
 
-ACTOR = "system:fleet_import"
+ACTOR = SystemActor.FLEET_IMPORT
 
 
 class Command(BaseCommand):
@@ -43,7 +44,7 @@ class Command(BaseCommand):
             return
         sites = list(Site.objects.filter(code__in=summary.codes).order_by("code"))
         try:
-            outcome = sites_onboard_imported(sites=sites, actor=ACTOR, source="command")
+            outcome = sites_onboard_imported(sites=sites, actor=ACTOR, source=Source.COMMAND)
         except FleetError as exc:
             raise CommandError(exc.message) from exc
         for code, what in outcome.items():
