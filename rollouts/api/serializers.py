@@ -9,6 +9,27 @@ from rollouts.planning import PLAN_NUMBER_RANGES
 from rollouts.services import APPLICATION_FIELDS, PLAN_FIELDS, RELEASE_FIELDS
 
 
+# Shared declared fields (comments, not docstrings: a docstring would become the schema's description of
+# every serializer that has none of its own).
+class _Counted(serializers.Serializer):
+    # The site counters of a rollout or a wave (rollouts.models.SiteCounters).
+
+    counts = serializers.DictField(child=serializers.IntegerField(), read_only=True)
+    skipped = serializers.DictField(
+        source="skipped_counts",
+        child=serializers.IntegerField(),
+        read_only=True,
+        help_text="skipped sites by reason: unreachable, not_started, cancelled (failed ones are in counts)",
+    )
+
+
+class _OfRelease(serializers.Serializer):
+    # What a plan or a rollout rolls out, by name.
+
+    application = serializers.CharField(source="release.application.name", read_only=True)
+    release_version = serializers.CharField(source="release.version", read_only=True)
+
+
 class ApplicationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Application
@@ -59,12 +80,10 @@ class ReleaseWriteSerializer(serializers.Serializer):
     values = BoundedJSONField(required=False)
 
 
-class RolloutPlanSerializer(serializers.ModelSerializer):
+class RolloutPlanSerializer(_OfRelease, serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
     last_edited_by = serializers.CharField(source="last_edited_by.username", read_only=True, default=None)
     low_risk_by = serializers.CharField(source="low_risk_by.username", read_only=True, default=None)
-    application = serializers.CharField(source="release.application.name", read_only=True)
-    release_version = serializers.CharField(source="release.version", read_only=True)
 
     class Meta:
         model = RolloutPlan
@@ -132,14 +151,7 @@ class DryRunSerializer(serializers.Serializer):
     at = serializers.DateTimeField(required=False, help_text="when the rollout would start (default: now)")
 
 
-class WaveSerializer(serializers.ModelSerializer):
-    counts = serializers.DictField(child=serializers.IntegerField(), read_only=True)
-    skipped = serializers.DictField(
-        source="skipped_counts",
-        child=serializers.IntegerField(),
-        read_only=True,
-        help_text="skipped sites by reason: unreachable, not_started, cancelled (failed ones are in counts)",
-    )
+class WaveSerializer(_Counted, serializers.ModelSerializer):
     approved_by = serializers.CharField(source="approved_by.username", read_only=True, default=None)
 
     class Meta:
@@ -160,17 +172,8 @@ class WaveSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class RolloutSerializer(serializers.ModelSerializer):
+class RolloutSerializer(_Counted, _OfRelease, serializers.ModelSerializer):
     plan_name = serializers.CharField(source="plan.name", read_only=True)
-    application = serializers.CharField(source="release.application.name", read_only=True)
-    release_version = serializers.CharField(source="release.version", read_only=True)
-    counts = serializers.DictField(child=serializers.IntegerField(), read_only=True)
-    skipped = serializers.DictField(
-        source="skipped_counts",
-        child=serializers.IntegerField(),
-        read_only=True,
-        help_text="skipped sites by reason: unreachable, not_started, cancelled (failed ones are in counts)",
-    )
     total = serializers.IntegerField(read_only=True)
     waves = WaveSerializer(many=True, read_only=True)
     started_by = serializers.CharField(source="started_by_name", read_only=True)

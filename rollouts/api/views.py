@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from fleet.api.inputs import validated
 from fleet.api.pagination import FleetCursorPagination
 from fleet.api.permissions import ActionPermission
+from fleet.api.service_views import ServiceModelViewSet, Writes
 from fleet.audit.choices import Source
 from fleet.errors import NotFound
 from rollouts import dry_runs, selectors, services
@@ -42,71 +43,47 @@ from rollouts.api.serializers import (
 from rollouts.models import Application, Release, Rollout, SiteSyncState
 
 
-class ApplicationViewSet(viewsets.ModelViewSet):
+class ApplicationViewSet(ServiceModelViewSet):
     """Edge applications. Writes go through rollouts.services and are audited."""
 
     queryset = Application.objects.all()
     serializer_class = ApplicationSerializer
+    write_serializer_class = ApplicationWriteSerializer
+    writes = Writes(
+        "application", services.application_create, services.application_update, services.application_delete
+    )
     filterset_class = ApplicationFilter
     search_fields = ["name", "team", "namespace"]
     ordering_fields: list[str] = []
 
-    @extend_schema(request=ApplicationWriteSerializer, responses={201: ApplicationSerializer})
-    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = validated(ApplicationWriteSerializer, request.data)
-        application = services.application_create(actor=request.user, source=Source.API, **data)
-        return Response(ApplicationSerializer(application).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=ApplicationWriteSerializer, responses=ApplicationSerializer)
-    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = validated(ApplicationWriteSerializer, request.data, partial=kwargs.get("partial", False))
-        application = services.application_update(
-            application=self.get_object(), actor=request.user, source=Source.API, **data
-        )
-        return Response(ApplicationSerializer(application).data)
-
-    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        services.application_delete(application=self.get_object(), actor=request.user, source=Source.API)
-        return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-class ReleaseViewSet(viewsets.ModelViewSet):
+class ReleaseViewSet(ServiceModelViewSet):
     """Releases: templates validated at creation (400 naming the template, document and reason);
     any change after a rollout used one is refused (409)."""
 
     queryset = Release.objects.select_related("application", "created_by")
     serializer_class = ReleaseSerializer
+    write_serializer_class = ReleaseWriteSerializer
+    writes = Writes("release", services.release_create, services.release_update, services.release_delete)
     filterset_class = ReleaseFilter
     pagination_class = FleetCursorPagination
     search_fields = ["version", "application__name"]
     ordering_fields: list[str] = []
 
-    @extend_schema(request=ReleaseWriteSerializer, responses={201: ReleaseSerializer})
-    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = validated(ReleaseWriteSerializer, request.data)
-        release = services.release_create(actor=request.user, source=Source.API, **data)
-        return Response(ReleaseSerializer(release).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(request=ReleaseWriteSerializer, responses=ReleaseSerializer)
-    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        release = self.get_object()
-        data = validated(ReleaseWriteSerializer, request.data, partial=kwargs.get("partial", False))
-        if "application" in data and data.pop("application") != release.application:
+    def update_changes(self, obj: Release, data: dict[str, Any]) -> dict[str, Any]:
+        if "application" in data and data.pop("application") != obj.application:
             raise ValidationError({"application": ["a release's application cannot change"]})
-        release = services.release_update(release=release, actor=request.user, source=Source.API, **data)
-        return Response(ReleaseSerializer(release).data)
-
-    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        services.release_delete(release=self.get_object(), actor=request.user, source=Source.API)
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return data
 
 
-class RolloutPlanViewSet(viewsets.ModelViewSet):
+class RolloutPlanViewSet(ServiceModelViewSet):
     """Rollout plans. `dry-run/` starts a dry run in the background (POST, 202) or shows the latest (GET);
     `start/` (permission rollouts.start_rollout) starts a rollout and answers 202 with it."""
 
     queryset = selectors.plan_list()
     serializer_class = RolloutPlanSerializer
+    write_serializer_class = RolloutPlanWriteSerializer
+    writes = Writes("plan", services.rollout_plan_create, services.rollout_plan_update, services.rollout_plan_delete)
     filterset_class = RolloutPlanFilter
     search_fields = ["name"]
     ordering_fields: list[str] = []
@@ -115,22 +92,6 @@ class RolloutPlanViewSet(viewsets.ModelViewSet):
         "start": ["rollouts.start_rollout", "rollouts.view_rolloutplan"],
         "dry_run": ["rollouts.view_rolloutplan"],
     }
-
-    @extend_schema(request=RolloutPlanWriteSerializer, responses={201: RolloutPlanSerializer})
-    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = validated(RolloutPlanWriteSerializer, request.data)
-        plan = services.rollout_plan_create(actor=request.user, source=Source.API, **data)
-        return Response(RolloutPlanSerializer(plan).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(request=RolloutPlanWriteSerializer, responses=RolloutPlanSerializer)
-    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = validated(RolloutPlanWriteSerializer, request.data, partial=kwargs.get("partial", False))
-        plan = services.rollout_plan_update(plan=self.get_object(), actor=request.user, source=Source.API, **data)
-        return Response(RolloutPlanSerializer(plan).data)
-
-    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        services.rollout_plan_delete(plan=self.get_object(), actor=request.user, source=Source.API)
-        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(methods=["GET"], request=None, responses={200: PlanDryRunSerializer})
     @extend_schema(methods=["POST"], request=DryRunSerializer, responses={202: PlanDryRunSerializer})

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,6 +13,7 @@ from fleet.api.idempotency import withhold_from_replay
 from fleet.api.inputs import validated
 from fleet.api.pagination import FleetCursorPagination
 from fleet.api.permissions import ActionPermission
+from fleet.api.service_views import ServiceModelViewSet, Writes
 from fleet.audit.choices import Source
 from fleet.workflows import WorkflowRun
 from fleet.workflows.api.serializers import WorkflowRunSerializer, run_shape
@@ -59,11 +60,15 @@ class NodePagination(TieBrokenCursorPagination):
     ordering = "-id"
 
 
-class SiteViewSet(viewsets.ModelViewSet):
+class SiteViewSet(ServiceModelViewSet):
     """Sites (locations), looked up by code. Writes go through sites.services and are audited."""
 
     queryset = selectors.site_list()
     serializer_class = SiteSerializer
+    write_serializer_class = SiteWriteSerializer
+    writes = Writes(
+        "site", services.site_create, services.site_update, services.site_delete, set_state=services.site_set_state
+    )
     lookup_field = "code"
     lookup_value_regex = "[A-Za-z0-9-]+"
     filterset_class = SiteFilter
@@ -80,26 +85,6 @@ class SiteViewSet(viewsets.ModelViewSet):
         "decommission": ["sites.view_site", "sites.decommission_site"],
         "onboard": ["sites.view_site", "sites.onboard_site"],
     }
-
-    @extend_schema(request=SiteWriteSerializer, responses={201: SiteSerializer})
-    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = validated(SiteWriteSerializer, request.data)
-        data.pop("reason", None)
-        site = services.site_create(actor=request.user, source=Source.API, **data)
-        return Response(self._present(site), status=status.HTTP_201_CREATED)
-
-    @extend_schema(request=SiteWriteSerializer, responses=SiteSerializer)
-    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        site = self.get_object()
-        data = validated(SiteWriteSerializer, request.data, partial=kwargs.get("partial", False))
-        site = _edit(
-            site, data, "site", update=services.site_update, set_state=services.site_set_state, actor=request.user
-        )
-        return Response(self._present(site))
-
-    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        services.site_delete(site=self.get_object(), actor=request.user, source=Source.API)
-        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(methods=["GET"], responses=ClusterSerializer)
     @extend_schema(methods=["PUT", "PATCH"], request=ClusterCredentialsSerializer, responses=ClusterSerializer)
@@ -183,24 +168,22 @@ class SiteViewSet(viewsets.ModelViewSet):
         )
         return _accepted(run)
 
-    def _present(self, site: Site) -> dict[str, Any]:
+    def present(self, site: Site) -> dict[str, Any]:
+        """With its counts and cluster, as the list shows it."""
         return dict(SiteSerializer(selectors.site_list().get(pk=site.pk)).data)
 
 
-class NodeViewSet(
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.UpdateModelMixin,
-    mixins.DestroyModelMixin,
-    viewsets.GenericViewSet,
-):
+class NodeViewSet(ServiceModelViewSet):
     """Machines. POST pre-registers one; PATCH changes its details or, with `state`, cordons, uncordons,
     marks it broken or accepts a quarantined machine (409 when the table forbids the move, 400 naming the
     door to use for a move that belongs to a workflow or to `retire/`)."""
 
     queryset = selectors.node_list()
     serializer_class = NodeSerializer
+    write_serializer_class = NodeWriteSerializer
+    writes = Writes(
+        "node", services.node_create, services.node_update, services.node_delete, set_state=services.node_set_state
+    )
     permission_classes = [ActionPermission]
     action_permissions = {
         "revoke_credentials": ["sites.change_node"],
@@ -214,22 +197,6 @@ class NodeViewSet(
     search_fields = ["serial", "hostname", "mac", "site__code"]
     ordering_fields = ["id", "health"]
     ordering = ["-id"]
-
-    @extend_schema(request=NodeWriteSerializer, responses={201: NodeSerializer})
-    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = validated(NodeWriteSerializer, request.data)
-        data.pop("reason", None)
-        node = services.node_create(actor=request.user, source=Source.API, **data)
-        return Response(NodeSerializer(node).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(request=NodeWriteSerializer, responses=NodeSerializer)
-    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        node = self.get_object()
-        data = validated(NodeWriteSerializer, request.data, partial=kwargs.get("partial", False))
-        node = _edit(
-            node, data, "node", update=services.node_update, set_state=services.node_set_state, actor=request.user
-        )
-        return Response(NodeSerializer(node).data)
 
     @extend_schema(request=RevokeCredentialsSerializer, responses=RevokedCredentialsSerializer)
     @action(detail=True, methods=["post"], url_path="revoke-credentials")
@@ -274,22 +241,6 @@ class NodeViewSet(
         data = validated(NodeRetireSerializer, request.data)
         node = lifecycle.node_retire(node=self.get_object(), actor=request.user, source=Source.API, **data)
         return Response(NodeSerializer(node).data)
-
-    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        services.node_delete(node=self.get_object(), actor=request.user, source=Source.API)
-        return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-def _edit(obj: Any, data: dict[str, Any], name: str, *, update: Any, set_state: Any, actor: Any) -> Any:
-    """PUT/PATCH of a site or node: its fields (`update`), then its state if given (`set_state`, with the
-    reason); a refused state change leaves the other fields unchanged too."""
-    state, reason = data.pop("state", None), data.pop("reason", "")
-    with transaction.atomic():
-        if data:
-            obj = update(**{name: obj}, actor=actor, source=Source.API, **data)
-        if state is not None:
-            obj = set_state(**{name: obj}, to=state, actor=actor, source=Source.API, reason=reason)
-    return obj
 
 
 def _accepted(run: WorkflowRun) -> Response:
