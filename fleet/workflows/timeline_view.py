@@ -30,16 +30,18 @@ def duration(seconds: float) -> str:
     return f"{secs} s"
 
 
-def wait_sentence(message: str, *, polls: int, seconds: float) -> str:
-    """One line for a stretch of waits: `waited 2 min 30 s for the edge to apply 3f9c2e1: 73 checks`."""
+def wait_sentence(message: str, *, polls: int, seconds: float, ongoing: bool = False) -> str:
+    """One line for a stretch of waits: `waited 2 min 30 s for the edge to apply 3f9c2e1: 73 checks`
+    (`waiting 2 min 30 s so far ...` for the stretch the run is still in)."""
     checks = f"{polls} check" + ("" if polls == 1 else "s")
+    waited = f"waiting {duration(seconds)} so far" if ongoing else f"waited {duration(seconds)}"
     text = message.strip()
     lower = text.lower()
     if lower.startswith("waiting for "):
-        return f"waited {duration(seconds)} for {text[len('waiting for ') :]}: {checks}"
+        return f"{waited} for {text[len('waiting for ') :]}: {checks}"
     if lower.startswith("waiting: "):
-        return f"waited {duration(seconds)}, {text[len('waiting: ') :]}: {checks}"
-    return f"waited {duration(seconds)}" + (f" ({text})" if text else "") + f": {checks}"
+        return f"{waited}, {text[len('waiting: ') :]}: {checks}"
+    return waited + (f" ({text})" if text else "") + f": {checks}"
 
 
 @dataclass(frozen=True)
@@ -79,23 +81,26 @@ class StepGroup:
         return self.lines[-1].finished_at if self.lines else None
 
 
-def line_of(row: StepRun) -> Line:
-    """A timeline row as a sentence: a stretch of waits collapsed, anything else its message."""
+def line_of(row: StepRun, ongoing_at: dt.datetime | None = None) -> Line:
+    """A timeline row as a sentence: a stretch of waits collapsed, anything else its message. With
+    `ongoing_at`, the row is the wait the run is still in: counted up to that time."""
     if row.state == StepState.WAITING:
-        seconds = (row.finished_at - row.started_at).total_seconds() if row.started_at and row.finished_at else 0.0
-        text = wait_sentence(row.message, polls=row.polls, seconds=seconds)
+        end = ongoing_at or row.finished_at
+        seconds = (end - row.started_at).total_seconds() if row.started_at and end else 0.0
+        text = wait_sentence(row.message, polls=row.polls, seconds=seconds, ongoing=ongoing_at is not None)
     else:
         text = row.message or row.get_state_display().lower()
     return Line(row.attempt, row.state, text, row.started_at, row.finished_at, row.error, row.polls)
 
 
-def group(rows: list[StepRun]) -> list[StepGroup]:
-    """Consecutive rows of one step are one group (a step run again after a later one failed is a new one)."""
+def group(rows: list[StepRun], *, ongoing_at: dt.datetime | None = None) -> list[StepGroup]:
+    """Consecutive rows of one step are one group (a step run again after a later one failed is a new one).
+    `ongoing_at`: the run still waits in its last row (counted up to then)."""
     groups: list[StepGroup] = []
-    for row in rows:
+    for i, row in enumerate(rows):
         if not groups or groups[-1].step != row.step:
             groups.append(StepGroup(row.step))
-        groups[-1].lines.append(line_of(row))
+        groups[-1].lines.append(line_of(row, ongoing_at if i == len(rows) - 1 else None))
     return groups
 
 
@@ -128,4 +133,8 @@ def run_timeline(run: WorkflowRun, now: dt.datetime | None = None) -> Timeline:
     """The newest MAX_ROWS rows of the run (two queries), grouped by step, and what it waits for now."""
     total = StepRun.objects.filter(run=run).count()
     rows = list(StepRun.objects.filter(run=run).order_by("-id")[:MAX_ROWS])[::-1]
-    return Timeline(group(rows), waiting_now(run, rows[-1] if rows else None, now or timezone.now()), total - len(rows))
+    now = now or timezone.now()
+    last = rows[-1] if rows else None
+    still_waiting = run.state == RunState.WAITING and last is not None and last.state == StepState.WAITING
+    groups = group(rows, ongoing_at=now if still_waiting else None)
+    return Timeline(groups, waiting_now(run, last, now), total - len(rows))

@@ -90,7 +90,7 @@ def test_the_api_and_the_admin_show_the_polls(start: Any, admin_api: APIClient, 
     assert page.status_code == 200
     html = page.content.decode()
     # One line for the three polls, and what the run waits for now
-    assert re.search(r"waited [0-9.]+ s \(node not Ready yet\): 3 checks", html), html
+    assert re.search(r"waiting [0-9.]+ s so far \(node not Ready yet\): 3 checks", html), html
     assert html.count('class="run-step"') == 1
     assert "Now: step first waits: node not Ready yet; next check at" in html
 
