@@ -20,6 +20,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from rollouts import services
 from rollouts.models import Rollout, SiteRollout
 from simulator.testing import Simulator
+from sites.models import Site
 from tests.console.conftest import wait_for
 from tests.rollouts.conftest import POS_BRIDGE_TEMPLATES, redis_url, simulated_fleet  # noqa: F401 (fixtures)
 from tests.services import Worker
@@ -147,3 +148,44 @@ def test_support_watches_pauses_resumes_and_opens_an_unreachable_site(
     timeline = driver.find_element(By.ID, "run-timeline").text
     assert re.search(r"waited .*unreachable since .*cannot reach the cluster at .*: \d+ checks?", timeline), timeline
     screenshot(driver, "run-timeline.png", tmp_path)
+
+
+def test_support_approves_a_wave_seeing_who_may_and_their_reason_after(
+    logged_in: WebDriver,
+    live_server: Any,
+    redis_url: str,  # noqa: F811 (the private broker: the approval's wake-up goes there)
+) -> None:
+    # Given a rollout whose canary is done and whose next wave waits for an approval
+    for i in range(3):
+        Site.objects.create(code=f"AP-{i:04d}", name=f"Restaurant {i}", region="eu", timezone="UTC")
+    application = services.application_create(actor="test", source="test", name="menu", team="t", namespace="menu")
+    release = services.release_create(
+        actor="test", source="test", application=application, version="1.0.0", templates=POS_BRIDGE_TEMPLATES
+    )
+    plan = services.rollout_plan_create(
+        actor="test",
+        source="test",
+        name="approve-me",
+        release=release,
+        target={"all": True},
+        waves=[{"name": "canary", "count": 1}, {"name": "rest", "percent": 100}],
+        require_approval=True,
+        failure_threshold={"count": 0},
+        respect_windows=False,
+    )
+    rollout = services.rollout_start(plan=plan, actor="test", source="test", reason="menu")
+    services.rollout_wave_open(rollout=rollout, index=0, actor="test", source="test")
+    services.rollout_wave_close(rollout=rollout, index=0, actor="test", source="test", bake_until=None)
+    services.rollout_transition(rollout=rollout, to="awaiting_approval", actor="test", source="test")
+    driver = logged_in
+
+    # When the support person opens it, the page says which wave waits and that they may approve it
+    driver.get(f"{live_server.url}/admin/rollouts/rollout/{rollout.pk}/change/")
+    callout = text_of(driver, "#rollout-approval")
+    assert callout.startswith("wave 1 (rest, 2 sites) waits for an approval") and "support" in callout
+
+    # Then they approve it with a reason, and the page shows it running, the wave approved by them, and why
+    act(driver, "approve", "canary healthy for 30 min")
+    wait_for(driver, lambda d: "Running" in text_of(d, "#rollout-state"), 15, "the rollout running again")
+    assert "approved by support" in text_of(driver, "#rollout-waves")
+    assert "canary healthy for 30 min" in text_of(driver, "#rollout-reasons")
