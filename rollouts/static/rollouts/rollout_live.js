@@ -36,7 +36,8 @@
           var holder = document.createElement("div");
           holder.innerHTML = html;
           var fresh = holder.querySelector("[data-live-url]");
-          if (fresh && fresh.innerHTML !== last) {
+          if (!fresh) { throw new Error("not the fragment (logged out?)"); }
+          if (fresh.innerHTML !== last) {
             last = fresh.innerHTML;
             root.innerHTML = fresh.innerHTML;
             root.setAttribute("data-finished", fresh.getAttribute("data-finished"));
