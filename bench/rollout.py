@@ -275,10 +275,11 @@ def main() -> None:
                     sim_share = (sim_now[0] - last_sim[0]) / max(sim_now[1] - last_sim[1], 1e-9) * 100
                     last_sim = sim_now
                     queued = {q: queue_client.llen(q) for q in ("io", "control")}
+                    in_flight = rollout.n_committing + rollout.n_syncing + rollout.n_verifying + rollout.n_unreachable
                     timeline.append(
                         f"{time.perf_counter() - started:7.2f} s  cpu {share:3.0f}%  simulator {sim_share:3.0f}%  "
                         f"wave {rollout.current_wave}  "
-                        f"in flight {rollout.n_committing + rollout.n_syncing + rollout.n_verifying:4d}  "
+                        f"in flight {in_flight:4d}  "
                         f"done {rollout.n_succeeded + rollout.n_failed + rollout.n_skipped:5d}  "
                         f"queued io {queued['io']:3d} control {queued['control']:3d}"
                     )

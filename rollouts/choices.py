@@ -72,6 +72,9 @@ class SiteRolloutState(models.TextChoices):
     COMMITTING = "committing", "Committing"
     SYNCING = "syncing", "Syncing"
     VERIFYING = "verifying", "Verifying"
+    # In flight, but the site's cluster does not answer (since SiteRollout.unreachable_since): counted
+    # apart from syncing, never healthy; skipped as unreachable at its deadline unless it answers again.
+    UNREACHABLE = "unreachable", "Waiting: unreachable"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     ROLLED_BACK = "rolled_back", "Rolled back"
@@ -85,11 +88,12 @@ class SkipReason(models.TextChoices):
     UNREACHABLE = "unreachable", "Could not be reached"
     NOT_STARTED = "not_started", "Never started"
     CANCELLED = "cancelled", "Stopped by a cancel"
+    BY_PERSON = "by_person", "Skipped by a person"
 
 
 # Skipped sites whose repository may hold the release (a commit was or may have been pushed before the
 # site went out of reach or was stopped): a roll back reverts them too.
-SKIP_MAY_HOLD_RELEASE = frozenset({SkipReason.UNREACHABLE, SkipReason.CANCELLED})
+SKIP_MAY_HOLD_RELEASE = frozenset({SkipReason.UNREACHABLE, SkipReason.CANCELLED, SkipReason.BY_PERSON})
 
 
 SITE_ROLLOUT_TRANSITIONS: dict[str, frozenset[str]] = {
@@ -115,6 +119,7 @@ SITE_ROLLOUT_TRANSITIONS: dict[str, frozenset[str]] = {
     SiteRolloutState.SYNCING: frozenset(
         {
             SiteRolloutState.VERIFYING,
+            SiteRolloutState.UNREACHABLE,
             SiteRolloutState.SUCCEEDED,
             SiteRolloutState.FAILED,
             SiteRolloutState.SKIPPED,
@@ -122,16 +127,36 @@ SITE_ROLLOUT_TRANSITIONS: dict[str, frozenset[str]] = {
         }
     ),
     SiteRolloutState.VERIFYING: frozenset(
-        {SiteRolloutState.SUCCEEDED, SiteRolloutState.FAILED, SiteRolloutState.SKIPPED, SiteRolloutState.ROLLED_BACK}
+        {
+            SiteRolloutState.UNREACHABLE,
+            SiteRolloutState.SUCCEEDED,
+            SiteRolloutState.FAILED,
+            SiteRolloutState.SKIPPED,
+            SiteRolloutState.ROLLED_BACK,
+        }
+    ),
+    # unreachable -> syncing/verifying: the site answers again, back where it was.
+    SiteRolloutState.UNREACHABLE: frozenset(
+        {
+            SiteRolloutState.SYNCING,
+            SiteRolloutState.VERIFYING,
+            SiteRolloutState.SUCCEEDED,
+            SiteRolloutState.FAILED,
+            SiteRolloutState.SKIPPED,
+            SiteRolloutState.ROLLED_BACK,
+        }
     ),
     SiteRolloutState.SUCCEEDED: frozenset({SiteRolloutState.ROLLED_BACK}),
-    SiteRolloutState.FAILED: frozenset({SiteRolloutState.ROLLED_BACK}),
+    # failed -> pending: a person retries the site in the wave still open (rollouts.services.site_actions).
+    SiteRolloutState.FAILED: frozenset({SiteRolloutState.PENDING, SiteRolloutState.ROLLED_BACK}),
     SiteRolloutState.ROLLED_BACK: frozenset(),
     SiteRolloutState.SKIPPED: frozenset(),
 }
 
 # A workflow run is driving the site: these take one of the plan's `max_parallel` slots.
-SITE_IN_FLIGHT_STATES = frozenset({SiteRolloutState.COMMITTING, SiteRolloutState.SYNCING, SiteRolloutState.VERIFYING})
+SITE_IN_FLIGHT_STATES = frozenset(
+    {SiteRolloutState.COMMITTING, SiteRolloutState.SYNCING, SiteRolloutState.VERIFYING, SiteRolloutState.UNREACHABLE}
+)
 # Not started yet (a site waiting for its maintenance window holds no slot).
 SITE_NOT_STARTED_STATES = frozenset({SiteRolloutState.PENDING, SiteRolloutState.WAITING_WINDOW})
 SITE_DONE_STATES = frozenset(

@@ -43,6 +43,7 @@ class SiteCounters(models.Model):
     n_committing = models.PositiveIntegerField(default=0)
     n_syncing = models.PositiveIntegerField(default=0)
     n_verifying = models.PositiveIntegerField(default=0)
+    n_unreachable = models.PositiveIntegerField(default=0, help_text="in flight, but the site does not answer")
     n_succeeded = models.PositiveIntegerField(default=0)
     n_failed = models.PositiveIntegerField(default=0)
     n_rolled_back = models.PositiveIntegerField(default=0)
@@ -50,6 +51,7 @@ class SiteCounters(models.Model):
     n_skipped_unreachable = models.PositiveIntegerField(default=0, help_text="skipped: could not be reached")
     n_skipped_not_started = models.PositiveIntegerField(default=0, help_text="skipped: never started")
     n_skipped_cancelled = models.PositiveIntegerField(default=0, help_text="skipped: stopped by a cancel")
+    n_skipped_by_person = models.PositiveIntegerField(default=0, help_text="skipped: by a person, with a reason")
 
     class Meta:
         abstract = True
@@ -317,6 +319,9 @@ class SiteRollout(models.Model):
     )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    unreachable_since = models.DateTimeField(
+        null=True, blank=True, help_text="since when the site has not answered (state unreachable)"
+    )
     # The run driving the site now: the forward `rollout.site` run, then a `rollout.site_rollback` run.
     workflow_run = models.ForeignKey(
         "workflows.WorkflowRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

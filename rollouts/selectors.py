@@ -190,7 +190,7 @@ def _decidable_sites(
     if chosen and chosen[0].started_at is not None and chosen[0].started_at < overdue_before:
         chosen = list(flying.filter(started_at__lt=overdue_before).order_by("position"))
         chosen += list(flying.filter(started_at__gte=overdue_before).order_by("started_at")[:1])
-    in_flight = wave.n_committing + wave.n_syncing + wave.n_verifying
+    in_flight = wave.n_committing + wave.n_syncing + wave.n_verifying + wave.n_unreachable
     wanted = max(max_parallel - in_flight, 0) + (WINDOW_SCAN_EXTRA if respect_windows else 0)
     # Without windows no site ever waits for one: only `pending` needs reading.
     states = SITE_NOT_STARTED_STATES if respect_windows else {SiteRolloutState.PENDING}

@@ -1,10 +1,12 @@
 """Admin pages for workflow runs: read-only lists and step timelines, and a Cancel action that asks why.
 
+A run's page reads as a timeline (fleet.workflows.timeline_view, template workflowrun/change_form.html).
 Runs are written only by the engine and the services; the Cancel action calls workflow_cancel, so it is
 refused and audited exactly as through the API.
 """
 
 import json
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -15,13 +17,14 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from fleet.admin_display import badge
-from fleet.admin_readonly import ReadOnlyAdmin, ReadOnlyInline
+from fleet.admin_readonly import ReadOnlyAdmin
 from fleet.audit.choices import Source
 from fleet.errors import FleetError
 from fleet.workflows.api.serializers import public_context
 from fleet.workflows.choices import ACTIVE_STATES, StepState
-from fleet.workflows.models import StepRun, WorkflowRun
+from fleet.workflows.models import WorkflowRun
 from fleet.workflows.services import workflow_cancel
+from fleet.workflows.timeline_view import Timeline, run_timeline
 
 # Step outcomes mapped onto the badge colours of run states.
 STEP_BADGE_STATE: dict[str, str] = {
@@ -36,26 +39,34 @@ STEP_BADGE_STATE: dict[str, str] = {
 MAX_RUNS_PER_CANCEL = 200
 
 
-class StepRunInline(ReadOnlyInline):
-    """The run's timeline, oldest first, newest last; a waiting row counts its polls (first to last)."""
+def _step_badge(state: str) -> str:
+    return badge(STEP_BADGE_STATE.get(state, "unknown"), StepState(state).label if state in StepState.values else state)
 
-    model = StepRun
-    fields = ("step", "attempt", "state_badge", "polls", "started_at", "finished_at", "message", "error_summary")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    ordering = ("id",)
 
-    @admin.display(description="outcome")
-    def state_badge(self, step: StepRun) -> str:
-        return badge(STEP_BADGE_STATE.get(step.state, "unknown"), step.get_state_display())
-
-    @admin.display(description="error")
-    def error_summary(self, step: StepRun) -> str:
-        if not step.error:
-            return "-"
-        last_line = step.error.strip().splitlines()[-1]
-        return format_html("<details><summary>{}</summary><pre>{}</pre></details>", last_line, step.error)
+def _shown(timeline: Timeline) -> dict[str, Any]:
+    """The timeline with its badges, for the template."""
+    return {
+        "now": timeline.now,
+        "hidden": timeline.hidden,
+        "groups": [
+            {
+                "step": g.step,
+                "attempts": g.attempts,
+                "badge": _step_badge(g.outcome),
+                "started_at": g.started_at,
+                "finished_at": g.finished_at,
+                "lines": [
+                    {
+                        "line": line,
+                        "badge": _step_badge(line.state),
+                        "error_last": line.error.strip().splitlines()[-1] if line.error.strip() else "",
+                    }
+                    for line in g.lines
+                ],
+            }
+            for g in timeline.groups
+        ],
+    }
 
 
 class CancelForm(forms.Form):
@@ -67,7 +78,7 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
         "kind",
-        "subject_repr",
+        "subject_shown",
         "state_badge",
         "current_step",
         "attempt",
@@ -79,7 +90,6 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
     list_filter = ["kind", "state", "cancel_requested", "subject_type"]
     search_fields = ["subject_repr", "=id", "exclusive_key"]
     date_hierarchy = "created_at"
-    inlines = [StepRunInline]
     actions = ["cancel_runs"]
     list_per_page = 100
     show_full_result_count = False
@@ -116,6 +126,17 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
         "finished_at",
         "updated_at",
     ]
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
+        """The run's fields, and above them its timeline (fleet.workflows.timeline_view): each step once
+        with its attempts, repeated polls as one line, what it waits for now and until when."""
+        run = self.get_object(request, object_id)
+        extra = {"timeline": _shown(run_timeline(run))} if run is not None else {}
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
+
+    @admin.display(description="subject", ordering="subject_repr")
+    def subject_shown(self, run: WorkflowRun) -> str:
+        return run.subject_repr or "-"
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("workflows.cancel_workflowrun"))

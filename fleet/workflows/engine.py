@@ -90,5 +90,5 @@ def sweep(*, limit: int | None = None) -> int:
     runs.mark_sent([run_id for run_id, _kind, _index in rows])
     for run_id, kind, index in rows:
         queue, timeout = dispatch.route(kind, index)
-        dispatch.enqueue_advance(run_id, queue=queue, step_timeout=timeout)
+        dispatch.enqueue_advance(run_id, queue=queue, step_timeout=timeout, label=f"{kind} run {run_id} (sweep)")
     return len(rows)

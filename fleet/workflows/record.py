@@ -65,6 +65,7 @@ def move_on(run: WorkflowRun, token: str, step: Step, following: Step, attempt: 
                     step_timeout=following.timeout,
                     countdown=after or None,
                     lease_token=handover,
+                    label=f"{run.kind} run {run.pk} at {following.name}: {run.subject_repr}",
                 ),
                 robust=True,
             )
@@ -92,7 +93,13 @@ def park(run: WorkflowRun, token: str, step: Step, attempt: Attempt, *, delay: f
             _add_step(run, step, attempt, message=message)
         if short:
             transaction.on_commit(
-                lambda: dispatch.enqueue_advance(run.pk, queue=step.queue, step_timeout=step.timeout, countdown=delay),
+                lambda: dispatch.enqueue_advance(
+                    run.pk,
+                    queue=step.queue,
+                    step_timeout=step.timeout,
+                    countdown=delay,
+                    label=f"{run.kind} run {run.pk} at {step.name}: {run.subject_repr}",
+                ),
                 robust=True,
             )
     return Advanced.WAITING if waiting else Advanced.RETRYING

@@ -1,5 +1,6 @@
 from rest_framework.routers import SimpleRouter
 
+from rollouts.api.site_actions import SiteRolloutViewSet
 from rollouts.api.views import ApplicationViewSet, DriftViewSet, ReleaseViewSet, RolloutPlanViewSet, RolloutViewSet
 
 router = SimpleRouter()
@@ -8,3 +9,4 @@ router.register("releases", ReleaseViewSet, basename="release")
 router.register("rollout-plans", RolloutPlanViewSet, basename="rollout-plan")
 router.register("rollouts", RolloutViewSet, basename="rollout")
 router.register("drift", DriftViewSet, basename="drift")
+router.register("site-rollouts", SiteRolloutViewSet, basename="site-rollout")

@@ -145,6 +145,11 @@ def site_rollout_transition(
             if to in SITE_DONE_STATES:
                 row.finished_at = now
                 fields.append("finished_at")
+            if to == SiteRolloutState.UNREACHABLE or before == SiteRolloutState.UNREACHABLE:
+                # Kept when it ends unreachable (skipped, failed): the page says since when.
+                if to == SiteRolloutState.UNREACHABLE or to not in SITE_DONE_STATES:
+                    row.unreachable_since = now if to == SiteRolloutState.UNREACHABLE else None
+                    fields.append("unreachable_since")
             reason = None
             if to == SiteRolloutState.SKIPPED:
                 reason = skip_reason or SkipReason.NOT_STARTED

@@ -10,7 +10,7 @@ from fleet.workflows import Fail, Outcome, Retry, Wait, WorkflowRun, active_run,
 from rollouts import services
 from rollouts.choices import SkipReason
 from rollouts.models import Rollout, SiteRollout
-from rollouts.workflows.converge import unreachable
+from rollouts.workflows.converge import mark_unreachable, unreachable
 from sites.clusters import ClusterError, ClusterUnavailable
 from sites.repos import Author, RepoError, RepoUnavailable
 
@@ -50,8 +50,13 @@ def _repo_unreachable(run: WorkflowRun, ctx: dict[str, Any], exc: RepoUnavailabl
 
 
 def _cluster_unreachable(run: WorkflowRun, ctx: dict[str, Any], exc: ClusterUnavailable) -> Wait:
-    """The site does not answer: look again later, saying since when (an outage is not a failure)."""
-    return unreachable(ctx, exc)
+    """The site does not answer: look again later, saying since when (an outage is not a failure). The
+    site shows as `unreachable` (counted apart from syncing) until it answers or its deadline skips it."""
+    row = SiteRollout.objects.select_related("site__cluster").filter(pk=run.subject_id).first()
+    cluster = getattr(row.site, "cluster", None) if row is not None else None
+    wait = unreachable(ctx, exc, api_url=getattr(cluster, "api_url", "") or "")
+    mark_unreachable(row, ctx, wait.reason)
+    return wait
 
 
 def _cluster_refused(run: WorkflowRun, ctx: dict[str, Any], exc: ClusterError) -> Fail:

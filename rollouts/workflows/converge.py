@@ -16,10 +16,14 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from fleet.audit.choices import Source, SystemActor
 from fleet.workflows import Wait
+from rollouts import services
+from rollouts.choices import SiteRolloutState
 from rollouts.health import HealthPolicy, Verdict, assess, clock
 from rollouts.models import SiteRollout
 from sites.clusters import ClusterNotConfigured, SiteCluster, SyncStatus
+from sites.messages import cluster_problem
 from sites.models import Cluster
 
 # How often a site run polls the edge's sync status and workload health (FLEET_ROLLOUT_SYNC_POLL_SECONDS).
@@ -52,12 +56,48 @@ def answered(ctx: dict[str, Any] | None) -> None:
         ctx.pop("unreachable_since", None)
 
 
-def unreachable(ctx: dict[str, Any], exc: Exception) -> Wait:
-    """Look again later, saying since when the site has not answered."""
+def unreachable(ctx: dict[str, Any], exc: Exception, *, api_url: str = "") -> Wait:
+    """Look again later, saying since when the site has not answered, in a sentence for people
+    (sites.messages: "cannot reach the cluster at 10.2.3.4:6443 (connection refused)"); the raw error
+    stays in the step's error for engineers."""
     since = ctx.setdefault("unreachable_since", time.time())
-    message = f"site unreachable since {clock(since)}: {exc}"
+    message = f"waiting: unreachable since {clock(since)}: {cluster_problem(exc, api_url=api_url).what}"
     ctx["last_status"] = message
     return Wait(SYNC_POLL_SECONDS * 5, message)
+
+
+def mark_unreachable(row: SiteRollout | None, ctx: dict[str, Any], message: str) -> None:
+    """Record on the site that it does not answer (`unreachable`, counted apart from syncing), keeping in
+    `ctx` where it was so that it goes back there when it answers again."""
+    if row is None or row.state not in (SiteRolloutState.SYNCING, SiteRolloutState.VERIFYING):
+        return
+    ctx["unreachable_from"] = row.state
+    services.site_rollout_transition(
+        site_rollout=row,
+        to=SiteRolloutState.UNREACHABLE,
+        actor=SystemActor.ROLLOUT,
+        source=Source.WORKFLOW,
+        error=message,
+    )
+    row.state = SiteRolloutState.UNREACHABLE
+
+
+def reachable_again(row: SiteRollout, ctx: dict[str, Any]) -> None:
+    """The site answered: back to the state it was in when it stopped answering (its sentence cleared)."""
+    if row.state != SiteRolloutState.UNREACHABLE:
+        return
+    back = ctx.pop("unreachable_from", SiteRolloutState.SYNCING)
+    services.site_rollout_transition(
+        site_rollout=row, to=back, actor=SystemActor.ROLLOUT, source=Source.WORKFLOW, error=""
+    )
+    row.state = back
+
+
+def phase(row: SiteRollout, ctx: dict[str, Any]) -> str:
+    """Where the site is in converging: syncing or verifying (an unreachable site: where it was)."""
+    if row.state == SiteRolloutState.UNREACHABLE:
+        return str(ctx.get("unreachable_from") or SiteRolloutState.SYNCING)
+    return row.state
 
 
 def waiting(ctx: dict[str, Any], seconds: float, message: str) -> Wait:

@@ -239,8 +239,9 @@ def site_converge(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     healthy, or not. An unreachable site is a Wait, not a failure."""
     row = site_rollout_of(run)
     sha = ctx["revision"]
-    if row.state == SiteRolloutState.SYNCING:
+    if converge.phase(row, ctx) == SiteRolloutState.SYNCING:
         status = converge.sync_status(row, ctx)
+        converge.reachable_again(row, ctx)
         if status is None:
             return converge.waiting(ctx, SYNC_POLL_SECONDS, "the site has no GitOps status yet")
         if status.failed_at(sha):
@@ -249,6 +250,7 @@ def site_converge(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
             at = status.last_applied_revision
             return converge.waiting(ctx, SYNC_POLL_SECONDS, f"waiting for the edge to apply {sha[:12]} (at {at})")
     verdict = converge.judge(row, ctx)
+    converge.reachable_again(row, ctx)
     if verdict.failed:
         return Fail(verdict.message)
     if verdict.healthy:

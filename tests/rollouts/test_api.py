@@ -346,8 +346,8 @@ def test_rollout_sites_list_filters_and_paginates(admin_api: APIClient) -> None:
     ]
     assert admin_api.get(f"/api/v1/rollouts/{rollout.pk}/sites/?skip_reason=bored").status_code == 400
     detail = admin_api.get(f"/api/v1/rollouts/{rollout.pk}/").json()
-    assert detail["skipped"] == {"unreachable": 1, "not_started": 0, "cancelled": 0}
-    assert detail["waves"][0]["skipped"] == {"unreachable": 1, "not_started": 0, "cancelled": 0}
+    assert detail["skipped"] == {"unreachable": 1, "not_started": 0, "cancelled": 0, "by_person": 0}
+    assert detail["waves"][0]["skipped"] == {"unreachable": 1, "not_started": 0, "cancelled": 0, "by_person": 0}
     assert len(first_wave["results"]) == 2 and {r["wave"] for r in first_wave["results"]} == {0}
     assert admin_api.get(f"/api/v1/rollouts/{rollout.pk}/sites/?state=exploded").status_code == 400
     assert admin_api.get(f"/api/v1/rollouts/{rollout.pk}/").json()["counts"]["failed"] == 1

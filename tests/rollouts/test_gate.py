@@ -138,7 +138,7 @@ def test_a_release_that_breaks_pods_halts_in_wave_two_and_the_last_wave_gets_not
     assert len(named) >= 2, rollout.halted_reason
     # The counters, the API's figures, say which is which
     assert (rollout.n_failed, rollout.n_skipped, rollout.n_skipped_not_started) == (3, 21, 21)
-    assert rollout.skipped_counts == {"unreachable": 0, "not_started": 21, "cancelled": 0}
+    assert rollout.skipped_counts == {"unreachable": 0, "not_started": 21, "cancelled": 0, "by_person": 0}
     wave = rollout.waves.get(index=1)
     assert (wave.n_failed, wave.n_succeeded, wave.n_skipped) == (3, 5, 0)
     failed_audit = AuditEvent.objects.filter(verb="site_failed", object_id=str(rollout.pk))
@@ -169,8 +169,16 @@ def test_a_wave_of_only_unreachable_sites_halts_and_the_next_wave_gets_nothing(
         release("1.0.0"),
         waves=[{"name": "canary", "sites": canaries}, {"percent": 100}],
         failure_threshold={"count": 0},
-        site_deadline_seconds=6,
+        site_deadline_seconds=12,
     )
+
+    # While they do not answer they wait as unreachable, counted apart from syncing, with the reason
+    wait_for(lambda: fresh(rollout).n_unreachable == 2, 30, "both canaries waiting as unreachable")
+    waiting = rows_of(fresh(rollout))
+    assert {waiting[code].state for code in canaries} == {SiteRolloutState.UNREACHABLE}
+    assert all(waiting[code].unreachable_since is not None for code in canaries)
+    assert all("cannot reach the cluster at" in waiting[code].error for code in canaries)
+    assert fresh(rollout).n_syncing == 0 and fresh(rollout).n_succeeded == 0
 
     # When their deadline passes, they are skipped as unreachable: no failure, but no pass either
     wait_for(lambda: fresh(rollout).state == RolloutState.HALTED, 60, "the rollout halting")
@@ -180,9 +188,9 @@ def test_a_wave_of_only_unreachable_sites_halts_and_the_next_wave_gets_nothing(
     )
     rows = rows_of(rollout)
     assert {rows[code].skip_reason for code in canaries} == {SkipReason.UNREACHABLE}
-    assert all("could not be reached within the site deadline of 6 s" in rows[code].error for code in canaries)
-    assert all("site unreachable since" in rows[code].error for code in canaries)
-    assert (rollout.n_failed, rollout.n_skipped_unreachable) == (0, 2)
+    assert all("could not be reached within the site deadline of 12 s" in rows[code].error for code in canaries)
+    assert all("waiting: unreachable since" in rows[code].error for code in canaries)
+    assert (rollout.n_failed, rollout.n_skipped_unreachable, rollout.n_unreachable) == (0, 2, 0)
     assert {code: commit_count(sim.repo_path(code)) for code in later} == before
     assert {rows[code].skip_reason for code in later} == {SkipReason.NOT_STARTED}
     skipped = AuditEvent.objects.filter(verb="site_skipped", object_id=str(rollout.pk), payload__site=canaries[0])

@@ -393,7 +393,7 @@ def test_skipped_sites_say_why_and_only_failed_ones_count_against_the_threshold(
         )
 
     rollout.refresh_from_db()
-    assert rollout.skipped_counts == {"unreachable": 1, "not_started": 1, "cancelled": 0}
+    assert rollout.skipped_counts == {"unreachable": 1, "not_started": 1, "cancelled": 0, "by_person": 0}
     assert (rollout.n_skipped, rollout.n_failed) == (2, 1)
     assert SiteRollout.objects.get(pk=rows[1].pk).skip_reason == "not_started"
     audit = {e.payload["site"]: e.payload for e in AuditEvent.objects.filter(verb__in=["site_skipped", "site_failed"])}
@@ -404,7 +404,7 @@ def test_skipped_sites_say_why_and_only_failed_ones_count_against_the_threshold(
     # Cancelling skips the rest as never started, with a sentence, and the recount agrees with the counters
     services.rollout_cancel(rollout=rollout, actor="t", source="test", reason="wrong release")
     rollout.refresh_from_db()
-    assert rollout.skipped_counts == {"unreachable": 1, "not_started": 4, "cancelled": 0}
+    assert rollout.skipped_counts == {"unreachable": 1, "not_started": 4, "cancelled": 0, "by_person": 0}
     assert SiteRollout.objects.get(pk=rows[3].pk).error == "not started: the rollout was cancelled"
     assert not services.rollout_recount(rollout=rollout)
     Rollout.objects.filter(pk=rollout.pk).update(n_skipped_unreachable=7)

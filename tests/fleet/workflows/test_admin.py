@@ -43,7 +43,8 @@ def test_run_page_shows_the_timeline_with_badges_and_no_secrets(staff: Client, s
     page = staff.get(f"/admin/workflows/workflowrun/{run.pk}/change/").content.decode()
 
     assert "RuntimeError: boom" in page
-    assert page.index("Retrying") < page.index("Done")  # oldest first, newest last
+    assert page.index("run-line state-retrying") < page.index("run-line state-done")  # oldest first, newest last
+    assert "Retrying" in page
     assert "border-radius:9px" in page  # badges
     assert "s3cret" not in page
 

@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 from fleet.workflows import runs
 from fleet.workflows.choices import Advanced, StepState
 from fleet.workflows.models import StepRun, WorkflowRun
+from fleet.workflows.timeline_view import duration, group, wait_sentence
 from tests.fleet.workflows.conftest import deliver, make_due
 
 pytestmark = pytest.mark.django_db
@@ -87,4 +88,31 @@ def test_the_api_and_the_admin_show_the_polls(start: Any, admin_api: APIClient, 
 
     page = admin_client.get(f"/admin/workflows/workflowrun/{run.pk}/change/")
     assert page.status_code == 200
-    assert re.search(rb'class="field-polls">\s*<p>3</p>', page.content)
+    html = page.content.decode()
+    # One line for the three polls, and what the run waits for now
+    assert re.search(r"waiting [0-9.]+ s so far \(node not Ready yet\): 3 checks", html), html
+    assert html.count('class="run-step"') == 1
+    assert "Now: step first waits: node not Ready yet; next check at" in html
+
+
+def test_wait_sentences_read_as_people_say_them() -> None:
+    assert (
+        wait_sentence("waiting for the edge to apply 3f9c2e1 (at 1a2b3c4)", polls=73, seconds=150)
+        == "waited 2 min 30 s for the edge to apply 3f9c2e1 (at 1a2b3c4): 73 checks"
+    )
+    assert (
+        wait_sentence("waiting: unreachable since 14:02:11 UTC: cannot reach the cluster", polls=1, seconds=4)
+        == "waited 4 s, unreachable since 14:02:11 UTC: cannot reach the cluster: 1 check"
+    )
+    assert duration(3900) == "1 h 05 min"
+
+
+def test_each_step_shows_once_with_its_attempts(start: Any, admin_client: Client) -> None:
+    run = start(["retry", "retry", "done", "done"])
+    deliver_all(run, 4)
+
+    groups = group(list(StepRun.objects.filter(run=run).order_by("id")))
+
+    assert [(g.step, g.attempts, g.outcome) for g in groups] == [("first", 3, "done"), ("second", 1, "done")]
+    html = admin_client.get(f"/admin/workflows/workflowrun/{run.pk}/change/").content.decode()
+    assert html.count('class="run-step"') == 2 and "3 attempts" in html

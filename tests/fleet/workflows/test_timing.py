@@ -78,6 +78,21 @@ def test_a_message_carries_the_run_and_a_handed_over_lease_or_the_lease_to_take(
         assert (message["soft_time_limit"], message["time_limit"]) == (t.soft_limit, t.hard_limit)
 
 
+def test_flower_sees_which_run_and_subject_a_message_serves_never_the_lease(
+    published: list[dict[str, Any]],
+) -> None:
+    run = WorkflowRun(pk=812, kind="rollout.site", current_step="converge", subject_repr="TX-1042 in rollout 7")
+    dispatch.enqueue_advance(
+        812, queue="io", step_timeout=30.0, lease_token="handoff/secret", label=dispatch.run_label(run)
+    )
+    dispatch.enqueue_advance(9, queue="io", step_timeout=30.0)
+
+    labelled, bare = published
+    assert labelled["argsrepr"] == "(812,) rollout.site run 812 at converge: TX-1042 in rollout 7"
+    assert "secret" not in labelled["kwargsrepr"] and labelled["kwargs"] == {"lease_token": "handoff/secret"}
+    assert bare["argsrepr"] == "(9,) run 9" and bare["args"] == [9]  # the wire protocol is unchanged
+
+
 @pytest.mark.django_db
 def test_the_task_understands_both_kinds_of_message(start: Any) -> None:
     # As sent by this release or the previous one (same task, same arguments).
