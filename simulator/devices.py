@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from simulator.errors import ApiError
-from simulator.fleetgen import HARDWARE, K3S_VERSION
+from simulator.fleetgen import HARDWARE
 from simulator.resources import BY_PLURAL
 from simulator.store import now_iso
 
@@ -177,8 +177,8 @@ class Devices:
                     "kernelVersion": "5.15.0-105-generic",
                     "osImage": OS_IMAGE,
                     "containerRuntimeVersion": "containerd://1.7.23-k3s2",
-                    "kubeletVersion": K3S_VERSION,
-                    "kubeProxyVersion": K3S_VERSION,
+                    "kubeletVersion": self.site.node_k3s_version(device.hostname),
+                    "kubeProxyVersion": self.site.node_k3s_version(device.hostname),
                     "operatingSystem": "linux",
                     "architecture": "amd64",
                 },
@@ -343,7 +343,7 @@ class Devices:
                 "cpus": 4,
                 "disk_gb": 512,
                 "os": OS_IMAGE,
-                "k3s_version": K3S_VERSION,
+                "k3s_version": self.site.node_k3s_version(device.hostname),
                 "hostname": device.hostname,
                 "ip": device.ip,
             },
@@ -389,7 +389,11 @@ class Devices:
             while device.state == "joined" and device.node_token:
                 if not (self.site.offline() or device.dead):
                     body = {
-                        "versions": {"k3s": K3S_VERSION, "os": OS_IMAGE, "kernel": "5.15.0-105-generic"},
+                        "versions": {
+                            "k3s": self.site.node_k3s_version(device.hostname),
+                            "os": OS_IMAGE,
+                            "kernel": "5.15.0-105-generic",
+                        },
                         "backups": self.site.latest_backups(),
                         "hostname": device.hostname,
                         "serial": device.serial,

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from simulator.resources import ResourceType
+from simulator.upgrade_plans import plan_row
 from simulator.workloads import condition, pod_ready
 
 
@@ -120,6 +121,20 @@ COLUMNS: dict[str, tuple[list[dict[str, Any]], Any]] = {
             _col("Container-Runtime", priority=1),
         ],
         _node_row,
+    ),
+    # The CRD's additionalPrinterColumns (Applying has priority 10: -o wide); no Age column, as for CRDs
+    # that declare their own columns.
+    "plans": (
+        [
+            _col("Name"),
+            _col("Image"),
+            _col("Channel"),
+            _col("Version"),
+            _col("Complete"),
+            _col("Message"),
+            _col("Applying", priority=10),
+        ],
+        plan_row,
     ),
     "pods": (
         [

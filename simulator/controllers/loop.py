@@ -13,7 +13,7 @@ it deleted through the `forget` callback it is given here.
 import time
 
 from simulator.apiserver import ApiServer
-from simulator.controllers.context import Context, JobFinished, Nodes, Observed, PodFault, WakeAt
+from simulator.controllers.context import Context, JobFinished, Nodes, Observed, PodFault, UpgradeFault, WakeAt
 from simulator.controllers.daemonsets import DaemonSetController
 from simulator.controllers.deployments import DeploymentController
 from simulator.controllers.disruption import DisruptionController
@@ -22,6 +22,7 @@ from simulator.controllers.jobs import JobController
 from simulator.controllers.kubelet import Kubelet
 from simulator.controllers.replicasets import ReplicaSetController
 from simulator.controllers.scheduler import Scheduler
+from simulator.controllers.upgrades import PlanController
 
 
 class Controllers:
@@ -37,8 +38,10 @@ class Controllers:
         pod_fault: PodFault,
         job_finished: JobFinished,
         wake_at: WakeAt,
+        upgrade_fault: UpgradeFault | None = None,
     ):
-        self.context = ctx = Context(api, pod_fault=pod_fault, job_finished=job_finished, wake_at=wake_at)
+        hooks = {"upgrade_fault": upgrade_fault} if upgrade_fault else {}
+        self.context = ctx = Context(api, pod_fault=pod_fault, job_finished=job_finished, wake_at=wake_at, **hooks)
         self.kubelet = Kubelet(ctx, pod_start_seconds=pod_start_seconds, job_seconds=job_seconds)
         self.garbage = GarbageCollector(ctx, forget=self.kubelet.forget)
         self.deployments = DeploymentController(ctx)
@@ -47,6 +50,7 @@ class Controllers:
         self.jobs = JobController(ctx)
         self.scheduler = Scheduler(ctx)
         self.disruption = DisruptionController(ctx)
+        self.plans = PlanController(ctx, upgrade_seconds=job_seconds)
 
     @property
     def pod_start_seconds(self) -> float:
@@ -69,6 +73,7 @@ class Controllers:
         now = time.monotonic()
         nodes: Nodes = {n["metadata"]["name"]: n for n in ctx.load_all("nodes")}
         self.garbage.reconcile(nodes)
+        self.plans.reconcile(nodes, now)
         self.deployments.reconcile()
         self.replicasets.reconcile()
         self.daemonsets.reconcile(nodes)
