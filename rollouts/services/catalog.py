@@ -9,7 +9,7 @@ from django.db import transaction
 from fleet.audit.services import Actor, audit_record, changes_between, field_values
 from fleet.errors import Conflict, Invalid
 from fleet.validation import full_clean_or_invalid
-from rollouts import approvals, selectors
+from rollouts import approvals, k3s_policy, selectors
 from rollouts.models import Application, Release
 from rollouts.rendering import validate_release
 from rollouts.services.actors import user_of
@@ -119,6 +119,7 @@ def release_create(
     if Release.objects.filter(application=application, version=version).exists():
         raise Invalid(f"{application.name} already has a release {version}", field="version")
     full_clean_or_invalid(release, exclude=["created_by"])
+    k3s_policy.check_release_version(application, version)
     validate_release(
         application=application, version=version, templates=templates, values=values, sites=_release_check_sites()
     )

@@ -45,7 +45,7 @@ def test_the_release_is_made_once_from_the_current_template_version(settings: An
     assert first.pk == again.pk and Release.objects.count() == 1
     application = Application.objects.get(name="base-stack")
     assert (application.team, application.namespace) == ("platform", "edgefleet-system")
-    assert application.namespaces == ["edgefleet-system", "flux-system", "kube-system"]
+    assert application.namespaces == ["edgefleet-system", "flux-system", "kube-system", "system-upgrade"]
     newest = base_stack.template_versions()[-1]
     assert first.version == newest and first.templates == base_stack.read_templates(newest)
     assert first.values["log_sink"] == "https://logs.example.com/edge"
