@@ -48,7 +48,8 @@ def nodes(sim: Simulator, code: str) -> list[Any]:
 
 def plan(sim: Simulator, code: str, name: str) -> dict[str, Any]:
     api = k8s.CustomObjectsApi(sim.api_client(code))
-    return dict(api.get_namespaced_custom_object("upgrade.cattle.io", "v1", "system-upgrade", "plans", name))
+    found: dict[str, Any] = api.get_namespaced_custom_object("upgrade.cattle.io", "v1", "system-upgrade", "plans", name)
+    return found
 
 
 def complete(obj: dict[str, Any]) -> dict[str, Any]:
