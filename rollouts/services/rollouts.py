@@ -234,15 +234,17 @@ def rollout_approve(*, rollout: Rollout, actor: Actor, source: str, reason: str 
 
 def _halt_upgrade(rollout: Rollout, *, actor: Actor, source: str, reason: str) -> Rollout:
     """A roll back asked of a K3s upgrade: halt it (no site is reverted); Conflict when it cannot halt."""
+    note = "a K3s upgrade is not reverted (K3s does not downgrade safely); the rollout is halted instead"
+    if rollout.state == RolloutState.HALTED:
+        audit_record(actor=actor, verb="rollback", obj=rollout, source=source, payload={"reason": reason, "note": note})
+        return rollout
     if RolloutState.HALTED not in ROLLOUT_TRANSITIONS[rollout.state]:
         raise Conflict(
             f"rollout {rollout.pk} is {rollout.state}: a K3s upgrade is not rolled back (K3s does not downgrade "
             "safely) and this rollout cannot be halted; sites left cordoned need a person (docs/OPERATIONS.md)",
             field="state",
         )
-    why = "roll back asked: a K3s upgrade is not reverted, the rollout is halted instead" + (
-        f" ({reason})" if reason else ""
-    )
+    why = f"roll back asked: {note}" + (f" ({reason})" if reason else "")
     halted = rollout_transition(rollout=rollout, to=RolloutState.HALTED, actor=actor, source=source, reason=why)
     rollout_wake(rollout=halted, actor=actor, source=source)
     return halted
