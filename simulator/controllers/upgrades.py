@@ -129,6 +129,8 @@ class PlanController:
                     failures.append(failure)
             if failures:
                 conds = set_condition(conds, "Complete", "False", "JobFailed", "; ".join(failures))
+            elif (condition({"status": {"conditions": conds}}, "Complete") or {}).get("reason") == "JobFailed":
+                conds = set_condition(conds, "Complete", "False", "SyncJob", "")  # the failed Job was deleted
         status["conditions"] = conds
         self.ctx.write_status(PLANS, plan, status)
         return live

@@ -186,6 +186,12 @@ def test_a_failing_upgrade_leaves_its_node_cordoned_on_the_old_version(old_fleet
     assert "JobFailed" not in listed and "failed on Node" in listed  # the Message column
     assert all(n.status.node_info.kubelet_version == OLD for n in nodes(sim, code))  # agents wait for the servers
 
+    # Once the cause is gone, deleting the failed Job makes the controller try again, and it goes through
+    sim.clear_faults()
+    kubectl(sim, code, tmp_path, "delete", "jobs", "--all", "-n", "system-upgrade")
+    wait_for(lambda: complete(plan(sim, code, "agent-plan")).get("status") == "True", 30, what="the retry through")
+    assert all(n.status.node_info.kubelet_version == NEW and not n.spec.unschedulable for n in nodes(sim, code))
+
 
 def test_a_hanging_upgrade_is_failed_by_its_job_deadline(old_fleet: Simulator, tmp_path: Path) -> None:
     sim, code = old_fleet, old_fleet.codes[3]
