@@ -7,6 +7,8 @@ starts the upgrade. The site has converged when:
 - every Deployment that was Available before the commit (`before`, read just ahead of it) is Available
   again.
 
+Then the site's recorded K3s version (`Cluster.k3s_version`, what sites.k3s_versions reports) is the new one.
+
 A Plan whose Job failed (Complete False, JobFailed) fails the site with the controller's message, which
 names the Job, the node and the reason; that node stays cordoned on its old version (nothing reverts a
 K3s upgrade: docs/OPERATIONS.md). While it waits the message says how many nodes are done, which ones are
@@ -20,6 +22,7 @@ from rollouts.models import SiteRollout
 from rollouts.workflows import converge
 from sites.cluster_versions import available_deployments, blocking_budgets, node_versions, upgrade_plans
 from sites.k3s_versions import upgrade_problem
+from sites.probing import cluster_record_version
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ def judge(row: SiteRollout, ctx: dict[str, Any]) -> UpgradeVerdict:
         return UpgradeVerdict(
             "wait", f"all {len(nodes)} nodes on {target}; waiting for workloads available before to be again: {shown}"
         )
+    cluster_record_version(site_id=row.site_id, k3s_version=target)  # the fleet's versions are current at once
     return UpgradeVerdict(
         "healthy",
         f"all {len(nodes)} nodes on {target}, Ready and schedulable; {len(wanted)} workloads available again",

@@ -163,6 +163,8 @@ def test_a_fleet_upgrades_k3s_in_waves_waiting_on_budgets_and_halting_on_a_faile
         assert upgraded(sim, code), code
         assert pos_available(sim, code), code
         assert f"version: {NEW}" in (git_show(sim.repo_path(code), "main:apps/k3s/plans.yaml") or "")
+    versions = dict(Cluster.objects.values_list("site__code", "k3s_version"))
+    assert versions == {code: NEW if code in [canary, blocked, *early] else OLD for code in sim.codes}
     # The failed site's server stays cordoned on the old version, the agents untouched (they wait for it)
     by_name = {n.metadata.name: n for n in nodes(sim, failing)}
     assert by_name[server].spec.unschedulable and by_name[server].status.node_info.kubelet_version == OLD

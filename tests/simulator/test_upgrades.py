@@ -104,6 +104,9 @@ def test_plans_upgrade_servers_then_agents_and_kubectl_shows_it(old_fleet: Simul
         ["agent-plan", "rancher/k3s-upgrade", NEW, "True"],
         ["server-plan", "rancher/k3s-upgrade", NEW, "True"],
     ]
+    listed_jobs = kubectl(sim, code, tmp_path, "get", "jobs", "-n", "system-upgrade").splitlines()
+    assert listed_jobs[0].split() == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
+    assert {line.split()[1:3] == ["Complete", "1/1"] for line in listed_jobs[1:]} == {True}
     jobs = json.loads(kubectl(sim, code, tmp_path, "get", "jobs", "-n", "system-upgrade", "-o", "json"))["items"]
     assert sorted(j["metadata"]["labels"]["upgrade.cattle.io/node"] for j in jobs) == sorted([server, *agents])
     assert all(j["metadata"]["name"].startswith("apply-") and len(j["metadata"]["name"]) <= 63 for j in jobs)
