@@ -34,6 +34,8 @@ from simulator.selectors import selector_from_label_selector
 from simulator.upgrade_plans import (
     ERR_UNRESOLVABLE,
     LABEL_CONTROLLER,
+    LABEL_PLAN,
+    LABEL_VERSION,
     concurrent_nodes,
     job_for,
     job_name,
@@ -111,6 +113,7 @@ class PlanController:
         conds = set_condition(conds, "LatestResolved", "True", "Version", "")
         hash_ = latest_hash(latest, str(spec.get("serviceAccountName") or ""))
         status.update(latestVersion=latest, latestHash=hash_)
+        self._drop_stale_jobs(plan, jobs, latest)
         applying = concurrent_nodes(plan, list(nodes.values()), list(status.get("applying") or []), hash_)
         if not applying:
             status.pop("applying", None)
@@ -134,6 +137,18 @@ class PlanController:
         status["conditions"] = conds
         self.ctx.write_status(PLANS, plan, status)
         return live
+
+    def _drop_stale_jobs(self, plan: Obj, jobs: dict[tuple[str, str], Obj], latest: str) -> None:
+        """Jobs of the plan for another version are deleted, as the controller's Job handler does."""
+        meta = plan["metadata"]
+        for job in list(jobs.values()):
+            labels = job["metadata"].get("labels") or {}
+            if job["metadata"]["namespace"] != meta["namespace"] or labels.get(LABEL_PLAN) != meta["name"]:
+                continue
+            if labels.get(LABEL_VERSION) != latest:
+                self.ctx.delete(JOBS, job)
+                self._forget(job["metadata"]["uid"])
+                jobs.pop((job["metadata"]["namespace"], job["metadata"]["name"]), None)
 
     # --- one node -----------------------------------------------------------------------------------
 

@@ -99,6 +99,7 @@ def test_a_k3s_plan_that_would_skip_a_minor_version_is_a_400_naming_the_release(
     assert not RolloutPlan.objects.exists()
     accepted = admin_api.post("/api/v1/rollout-plans/", {**body, "target": {"sites": ["TX-0001"]}}, format="json")
     assert accepted.status_code == 201, accepted.content
+    assert accepted.json()["respect_windows"] is True  # upgrades wait for each site's maintenance window
     assert release.application.name == "k3s" and release.application.namespace == "system-upgrade"
 
 
