@@ -114,10 +114,8 @@ def test_plans_upgrade_servers_then_agents_and_kubectl_shows_it(old_fleet: Simul
     # A new patch version in the Plans: every node again, and the previous version's Jobs deleted
     kubectl(sim, code, tmp_path, "apply", "-f", "-", stdin=plans_yaml("v1.31.5+k3s1"))
     wait_for(lambda: {n.status.node_info.kubelet_version for n in nodes(sim, code)} == {"v1.31.5+k3s1"}, 30)
-    batch = k8s.BatchV1Api(sim.api_client(code))
-    versions = {
-        j.metadata.labels["upgrade.cattle.io/version"] for j in batch.list_namespaced_job("system-upgrade").items
-    }
+    listed_now = k8s.BatchV1Api(sim.api_client(code)).list_namespaced_job("system-upgrade").items
+    versions = {(j.metadata.labels or {}).get("upgrade.cattle.io/version") for j in listed_now}
     assert versions == {"v1.31.5-k3s1"}
 
 
