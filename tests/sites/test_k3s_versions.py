@@ -109,3 +109,18 @@ def test_a_k3s_release_must_be_a_k3s_version(admin_api: APIClient) -> None:
     body = {"application": application.pk, "version": "spring-menu", "templates": {"a.yaml": "kind: x"}}
     response = admin_api.post("/api/v1/releases/", body, format="json")
     assert response.status_code == 400 and "not a K3s version" in str(response.json()["version"])
+
+
+@pytest.mark.django_db
+def test_the_admin_site_list_filters_by_version_and_marks_the_flagged(client: Any, admin_user: Any) -> None:
+    fleet({"TX-0001": NEW, "TX-0002": OLD, "TX-0003": OLDER})
+    client.force_login(admin_user)
+
+    page = client.get("/admin/sites/site/?k3s=flagged").content.decode()
+    assert "TX-0003" in page and "TX-0002" not in page and "TX-0001" not in page
+    assert "v1.29.12+k3s1 ⚑" in page  # the flagged site's version, marked
+    assert f"{OLDER}: 1 site(s) ⚑" in page and f"{OLD}: 1 site(s)" in page  # the distribution as choices
+    behind = client.get("/admin/sites/site/?k3s=behind").content.decode()
+    assert "TX-0002" in behind and "TX-0003" in behind and "TX-0001" not in behind
+    exact = client.get("/admin/sites/site/", {"k3s": NEW}).content.decode()
+    assert "TX-0001" in exact and "TX-0002" not in exact
