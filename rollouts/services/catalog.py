@@ -119,7 +119,7 @@ def release_create(
     if Release.objects.filter(application=application, version=version).exists():
         raise Invalid(f"{application.name} already has a release {version}", field="version")
     full_clean_or_invalid(release, exclude=["created_by"])
-    k3s_policy.check_release_version(application, version)
+    k3s_policy.check_release(application, version, templates)
     validate_release(
         application=application, version=version, templates=templates, values=values, sites=_release_check_sites()
     )
@@ -155,6 +155,7 @@ def release_update(*, release: Release, actor: Actor, source: str, **changes: An
         setattr(release, key, value)
     full_clean_or_invalid(release, exclude=["created_by"])
     if changes_between(before, field_values(release, RELEASE_FIELDS)):
+        k3s_policy.check_release(release.application, release.version, release.templates)
         validate_release(
             application=release.application,
             version=release.version,

@@ -124,3 +124,21 @@ def test_the_admin_site_list_filters_by_version_and_marks_the_flagged(client: An
     assert "TX-0002" in behind and "TX-0003" in behind and "TX-0001" not in behind
     exact = client.get("/admin/sites/site/", {"k3s": NEW}).content.decode()
     assert "TX-0001" in exact and "TX-0002" not in exact
+
+
+@pytest.mark.django_db
+def test_a_k3s_release_runs_only_the_k3s_upgrade_image(admin_api: APIClient) -> None:
+    release = k3s_release(NEW, actor="test", source="test")
+    plans = release.templates["plans.yaml"]
+    for image in ("evil.example/miner:1", "{{ values.image }}", "rancher/k3s-upgrade-fork"):
+        body = {
+            "application": release.application.pk,
+            "version": "v1.31.5+k3s1",
+            "templates": {"plans.yaml": plans.replace("image: rancher/k3s-upgrade", f"image: {image}", 1)},
+        }
+        response = admin_api.post("/api/v1/releases/", body, format="json")
+        assert response.status_code == 400, image
+        assert "is not allowed in a K3s release" in str(response.json()["templates"])
+    tagged = {"plans.yaml": plans.replace("image: rancher/k3s-upgrade", "image: rancher/k3s-upgrade:v1.31.5-k3s1")}
+    body = {"application": release.application.pk, "version": "v1.31.5+k3s1", "templates": tagged}
+    assert admin_api.post("/api/v1/releases/", body, format="json").status_code == 201
