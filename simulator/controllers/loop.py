@@ -1,13 +1,14 @@
 """One reconcile pass over a site: the controllers in order, each over the shared `Context`.
 
 The order follows a change through a real cluster's controllers, so that one pass carries it as far as it
-goes: garbage collection first (nothing works on orphans), then the workload controllers that create and
-delete pods (Deployment -> ReplicaSet -> pods, DaemonSets, Jobs), the scheduler binds the new pods, the
-kubelets run them, and last the statuses are computed from what the kubelets left, all from one
-`Observed` view. Controllers do not call each
-other: what one needs of another's work in the same pass it reads back from the store (a write makes a
-new stored version, which the parse cache sees), and the garbage collector tells the kubelet which pods
-it deleted through the `forget` callback it is given here.
+goes: garbage collection first (nothing works on orphans), the Plan controller (its cordons, evictions and
+Jobs are then seen by the rest of the pass), then the workload controllers that create and delete pods
+(Deployment -> ReplicaSet -> pods, DaemonSets, Jobs), the scheduler binds the new pods, the kubelets run
+them, and last the statuses are computed from what the kubelets left, all from one `Observed` view.
+Controllers do not call each other: what one needs of another's work in the same pass it reads back from
+the store (a write makes a new stored version, which the parse cache sees), and the garbage collector
+tells the kubelet which pods it deleted through the `forget` callback it is given here; the Plan
+controller holds its upgrade Jobs' pods through `Context.job_gates`, which the kubelet reads.
 """
 
 import time
