@@ -27,7 +27,7 @@ from django.db.models import Q
 
 from fleet.audit.choices import Source, SystemActor
 from fleet.audit.services import Actor
-from fleet.errors import Invalid
+from fleet.errors import Conflict, Invalid
 from rollouts import services
 from rollouts.models import Application, Release
 from rollouts.rendering import render_site_files
@@ -39,12 +39,12 @@ _VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+){0,2}([-.][A-Za-z0-9.-]+)?$")
 APPLICATION_FIELDS: dict[str, Any] = {
     "team": "platform",
     "namespace": "edgefleet-system",
-    "extra_namespaces": ["flux-system", "kube-system"],
-    "allowed_cluster_kinds": ["ClusterRole", "ClusterRoleBinding"],
+    "extra_namespaces": ["flux-system", "kube-system", "system-upgrade"],
+    "allowed_cluster_kinds": ["ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"],
     "description": (
         "The platform's base stack at every site: the Flux source and sync of the site's repository, the Vector "
-        "log agent, the node exporter, the kube-system namespace policy. Owned by the platform; made from "
-        "templates/base-stack/<version>/ (rollouts.base_stack)."
+        "log agent, the node exporter, the kube-system namespace policy, the system-upgrade-controller (K3s "
+        "upgrades). Owned by the platform; made from templates/base-stack/<version>/ (rollouts.base_stack)."
     ),
 }
 
@@ -95,7 +95,7 @@ def base_stack_application(*, actor: Actor = ACTOR, source: Source = Source.WORK
     """The platform's `base-stack` application, made the first time it is needed."""
     found = Application.objects.filter(name=APPLICATION).first()
     if found is not None:
-        return found
+        return _with_current_fields(found, actor=actor, source=source)
     try:
         return services.application_create(actor=actor, source=source, name=APPLICATION, **APPLICATION_FIELDS)
     except Invalid:
@@ -103,6 +103,23 @@ def base_stack_application(*, actor: Actor = ACTOR, source: Source = Source.WORK
         if found is None:
             raise
         return found
+
+
+def _with_current_fields(application: Application, *, actor: Actor, source: Source) -> Application:
+    """An application made before the base stack grew (e.g. the system-upgrade namespace) gets the
+    namespaces and cluster kinds its templates now need."""
+    changes = {}
+    for field in ("extra_namespaces", "allowed_cluster_kinds"):
+        have = list(getattr(application, field))
+        missing = [value for value in APPLICATION_FIELDS[field] if value not in have]
+        if missing:
+            changes[field] = have + missing
+    if not changes:
+        return application
+    try:
+        return services.application_update(application=application, actor=actor, source=source, **changes)
+    except Conflict:
+        return application  # released already: its namespaces are fixed, the render says what is refused
 
 
 def base_stack_release(

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from simulator.faults import FaultError, parse_cli_fault
 from simulator.fleet import Config, Fleet
+from simulator.fleetgen import K3S_VERSION
 from simulator.githost.paths import path_problem
 from simulator.server import build_app
 from simulator.tls import server_context
@@ -45,6 +46,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--heartbeat-interval", type=_positive, default=5.0, help="device heartbeat interval")
     parser.add_argument("--lease-interval", type=_positive, default=10.0, help="node lease renewal interval")
     parser.add_argument("--pod-start-seconds", type=float, default=0.5, help="time a scheduled pod takes to run")
+    parser.add_argument(
+        "--k3s-version", default=K3S_VERSION, help="the K3s version the machines run at start (e.g. v1.30.8+k3s1)"
+    )
     parser.add_argument("--job-seconds", type=float, default=1.0, help="time a Job pod runs before it completes")
     parser.add_argument("--reboot-seconds", type=float, default=3.0, help="wiped device off-time before it boots")
     parser.add_argument("--node-gone-seconds", type=float, default=1.0, help="wiped Node NotReady before removal")
@@ -104,6 +108,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         lease_seconds=args.lease_interval,
         pod_start_seconds=args.pod_start_seconds,
         job_seconds=args.job_seconds,
+        k3s_version=args.k3s_version,
         reboot_seconds=args.reboot_seconds,
         node_gone_seconds=args.node_gone_seconds,
         retry_seconds=args.retry_seconds,

@@ -21,6 +21,13 @@ VERSION_INFO = {
 }
 
 
+def version_info(git_version: str) -> dict[str, Any]:
+    """/version of a K3s server running `git_version` (e.g. v1.30.8+k3s1)."""
+    parts = git_version.lstrip("v").split(".")
+    minor = parts[1] if len(parts) > 1 else VERSION_INFO["minor"]
+    return {**VERSION_INFO, "major": parts[0] or "1", "minor": minor, "gitVersion": git_version}
+
+
 def api_versions(server_address: str) -> dict[str, Any]:
     return {
         "kind": "APIVersions",

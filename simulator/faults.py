@@ -16,6 +16,10 @@ A fault is `{"site": code or None (all sites), "kind", "rate", "node", "seconds"
   a growing back-off: `CrashLoopBackOff` (a pod that was running starts crashing too).
 - `image_pull_failure`: new Deployment pods cannot pull their image: `ErrImagePull`, then
   `ImagePullBackOff`, and they stay Pending.
+- `upgrade_fail`: a system-upgrade-controller Job upgrading a node at the site (only `node`, when given)
+  fails after the drain, every retry too: the Job ends Failed (BackoffLimitExceeded), the Plan reports
+  JobFailed, and the node stays cordoned on its old version.
+- `upgrade_hang`: the same Job never finishes (until its activeDeadlineSeconds fails it: DeadlineExceeded).
 - `node_death`: the device `node` dies (Ready Unknown, no leases, heartbeats or jobs) until the fault is
   removed or `seconds` pass; `rate` is not used.
 """
@@ -38,7 +42,11 @@ KINDS = (
     "crashloop_workloads",
     "image_pull_failure",
     "node_death",
+    "upgrade_fail",
+    "upgrade_hang",
 )
+# Kinds whose `node` names the one node they strike (optional for the upgrade faults).
+UPGRADE_KINDS = ("upgrade_fail", "upgrade_hang")
 API_KINDS = ("offline", "timeout", "throttle", "api_error", "slow")
 MAX_TIMEOUT_SECONDS = 300.0
 
@@ -104,6 +112,13 @@ class Faults:
             if known_nodes is not None:
                 if node not in known_nodes:
                     raise FaultError(f"unknown node {node!r}")
+                if site is not None and known_nodes[node] != site:
+                    raise FaultError(f"node {node!r} is not at site {site!r}")
+                site = known_nodes[node]
+        elif kind in UPGRADE_KINDS and node is not None:
+            if not isinstance(node, str) or (known_nodes is not None and node not in known_nodes):
+                raise FaultError(f"unknown node {node!r}")
+            if known_nodes is not None:
                 if site is not None and known_nodes[node] != site:
                     raise FaultError(f"node {node!r} is not at site {site!r}")
                 site = known_nodes[node]
@@ -173,6 +188,16 @@ class Faults:
 
     def dead_nodes(self, site: str) -> set[str]:
         return {f.node for f in self.active(site, "node_death") if f.node}
+
+    def upgrade_fault(self, site: str, node: str) -> str | None:
+        """ "fail" or "hang" when an upgrade fault strikes this node's upgrade (decided per node, not per call)."""
+        for kind in UPGRADE_KINDS:
+            for fault in self.active(site, kind):
+                if fault.node not in (None, node):
+                    continue
+                if fault.rate >= 1.0 or (hash((fault.id, node)) % 10_000) / 10_000 < fault.rate:
+                    return kind.removeprefix("upgrade_")
+        return None
 
 
 def parse_cli_fault(text: str) -> dict[str, Any]:

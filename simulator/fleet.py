@@ -22,7 +22,7 @@ import yaml
 from aiohttp import web
 
 from simulator.faults import FaultError, Faults
-from simulator.fleetgen import SiteSpec, reconcile
+from simulator.fleetgen import K3S_VERSION, SiteSpec, reconcile
 from simulator.githost.host import FAULT_KINDS as GIT_HOST_FAULT_KINDS
 from simulator.githost.host import TARGET as GIT_HOST_TARGET
 from simulator.githost.host import GitHost
@@ -60,6 +60,7 @@ class Config:
     faults: list[dict[str, Any]] = field(default_factory=list)
     tls: bool = True
     git_group: str = "fleet"
+    k3s_version: str = K3S_VERSION  # what every machine runs at start (a Plan upgrades it)
 
 
 class Fleet:

@@ -82,6 +82,18 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
     ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False),
     ResourceType("kustomize.toolkit.fluxcd.io", "v1", "kustomizations", "Kustomization", True, ("ks",), ("status",)),
     ResourceType("source.toolkit.fluxcd.io", "v1", "gitrepositories", "GitRepository", True, ("gitrepo",), ("status",)),
+    # Stored only: the simulator serves the kinds it knows whether or not their CRD was applied.
+    ResourceType(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        False,
+        ("crd", "crds"),
+        ("status",),
+    ),
+    # Rancher's system-upgrade-controller CRD (simulator.controllers.upgrades runs its Plans).
+    ResourceType("upgrade.cattle.io", "v1", "plans", "Plan", True, (), ("status",)),
 )
 
 BY_PATH: dict[tuple[str, str, str], ResourceType] = {(r.group, r.version, r.plural): r for r in RESOURCE_TYPES}

@@ -97,7 +97,7 @@ async def _dispatch(request: web.Request, site: Site) -> web.StreamResponse:
         return json_response({"paths": ["/api", "/api/v1", "/apis", "/openapi/v2", "/openapi/v3", "/version"]})
     head = segments[0]
     if head == "version":
-        return json_response(discovery.VERSION_INFO)
+        return json_response(discovery.version_info(site.k3s_version()))
     if head in ("healthz", "livez", "readyz"):
         return web.Response(text="ok")
     if head == "openapi":

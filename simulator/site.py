@@ -35,6 +35,7 @@ RECONCILE_ON = frozenset(
         "poddisruptionbudgets",
         "statefulsets",
         "secrets",
+        "plans",
     }
 )
 MAX_JOB_LOG = 500
@@ -64,6 +65,7 @@ class Site:
             pod_fault=self._pod_fault,
             job_finished=self._job_finished,
             wake_at=self._wake_at,
+            upgrade_fault=self._upgrade_fault,
         )
         self.agent = GitOpsAgent(self, repo)
         self.devices = Devices(self)
@@ -172,6 +174,27 @@ class Site:
                 if fault.rate >= 1.0 or (hash((fault.id, key)) % 10_000) / 10_000 < fault.rate:
                     return effect
         return None
+
+    def _upgrade_fault(self, node: str) -> str | None:
+        """The controllers' `upgrade_fault` hook: "fail" or "hang" for a node's upgrade Job under a fault."""
+        return self.fleet.faults.upgrade_fault(self.code, node) if self.fleet.faults else None
+
+    def k3s_version(self) -> str:
+        """The K3s version the site's API reports: its (first) server node's, as the API server is that binary."""
+        nodes = self.store.load_all("nodes")
+        servers = [n for n in nodes if "node-role.kubernetes.io/control-plane" in (n["metadata"].get("labels") or {})]
+        for node in sorted(servers or nodes, key=lambda n: n["metadata"]["name"]):
+            version = ((node.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion")
+            if version:
+                return str(version)
+        return self.fleet.config.k3s_version
+
+    def node_k3s_version(self, hostname: str) -> str:
+        """The K3s version a machine runs: its Node's (kept across a restart), else the fleet's starting one."""
+        node = self.store.load("nodes", "", hostname) or {}
+        return str(
+            ((node.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion") or self.fleet.config.k3s_version
+        )
 
     def _job_finished(self, job: dict[str, Any], pod: dict[str, Any], env: dict[str, str]) -> None:
         containers = (pod.get("spec") or {}).get("containers") or []

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from simulator.resources import ResourceType
+from simulator.upgrade_plans import plan_row
 from simulator.workloads import condition, pod_ready
 
 
@@ -105,6 +106,41 @@ def _deployment_row(deploy: dict[str, Any]) -> list[Any]:
     ]
 
 
+def _seconds_between(start: str | None, end: str | None) -> str:
+    if not start:
+        return ""
+    try:
+        began = datetime.strptime(start, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        ended = datetime.strptime(end, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) if end else datetime.now(UTC)
+    except ValueError:
+        return ""
+    seconds = max(0, int((ended - began).total_seconds()))
+    return f"{seconds}s" if seconds < 120 else f"{seconds // 60}m"
+
+
+def _job_row(job: dict[str, Any]) -> list[Any]:
+    """kubectl's job columns: STATUS (Complete, Failed, Suspended, Running), COMPLETIONS, DURATION."""
+    spec, status = job.get("spec") or {}, job.get("status") or {}
+    state = "Running"
+    for kind in ("Complete", "Failed"):
+        if condition(job, kind) and (condition(job, kind) or {}).get("status") == "True":
+            state = kind
+    if state == "Running" and spec.get("suspend"):
+        state = "Suspended"
+    containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
+    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    return [
+        job["metadata"]["name"],
+        state,
+        f"{status.get('succeeded', 0)}/{spec.get('completions', 1)}",
+        _seconds_between(status.get("startTime"), status.get("completionTime")),
+        _age(job),
+        ",".join(c.get("name", "") for c in containers),
+        ",".join(c.get("image", "") for c in containers),
+        ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+    ]
+
+
 COLUMNS: dict[str, tuple[list[dict[str, Any]], Any]] = {
     "nodes": (
         [
@@ -120,6 +156,33 @@ COLUMNS: dict[str, tuple[list[dict[str, Any]], Any]] = {
             _col("Container-Runtime", priority=1),
         ],
         _node_row,
+    ),
+    # The CRD's additionalPrinterColumns (Applying has priority 10: -o wide); no Age column, as for CRDs
+    # that declare their own columns.
+    "plans": (
+        [
+            _col("Name"),
+            _col("Image"),
+            _col("Channel"),
+            _col("Version"),
+            _col("Complete"),
+            _col("Message"),
+            _col("Applying", priority=10),
+        ],
+        plan_row,
+    ),
+    "jobs": (
+        [
+            _col("Name"),
+            _col("Status"),
+            _col("Completions"),
+            _col("Duration"),
+            _col("Age"),
+            _col("Containers", priority=1),
+            _col("Images", priority=1),
+            _col("Selector", priority=1),
+        ],
+        _job_row,
     ),
     "pods": (
         [

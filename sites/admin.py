@@ -28,6 +28,7 @@ from sites import devices, lifecycle, services
 from sites.admin_devices import NodeCredentialInline, issue_bootstrap_tokens, issue_site_wide_bootstrap_tokens
 from sites.admin_health import health_badge
 from sites.admin_lifecycle import SiteLifecycleAdminMixin
+from sites.admin_versions import K3sVersionFilter, k3s_version_cell
 from sites.choices import NODE_MANUAL_TRANSITIONS, NodeState, SiteState
 from sites.models import Cluster, Node, Site
 
@@ -181,7 +182,16 @@ class SiteAdmin(SiteLifecycleAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
         "nodes_summary",
         "last_heartbeat_at",
     ]
-    list_filter = ["health", "state", "region", "cluster__reachability", LabelFilter, HeartbeatFilter, "timezone"]
+    list_filter = [
+        "health",
+        "state",
+        "region",
+        "cluster__reachability",
+        K3sVersionFilter,
+        LabelFilter,
+        HeartbeatFilter,
+        "timezone",
+    ]
     search_fields = ["code", "name"]
     inlines = [ClusterInline, NodeInline]
     actions = ["probe_clusters", issue_bootstrap_tokens, issue_site_wide_bootstrap_tokens, "decommission_site"]
@@ -217,7 +227,7 @@ class SiteAdmin(SiteLifecycleAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="K3s", ordering="cluster__k3s_version")
     def k3s_version(self, site: Site) -> str:
-        return site.cluster.k3s_version or "-"
+        return k3s_version_cell(site)
 
     @admin.display(description="nodes (active/all)")
     def nodes_summary(self, site: Any) -> str:

@@ -108,3 +108,10 @@ def cluster_record_probe(
     for key, value in {**fields, "updated_at": at}.items():
         setattr(cluster, key, value)
     return cluster
+
+
+def cluster_record_version(*, site_id: int, k3s_version: str, at: dt.datetime | None = None) -> None:
+    """Record the K3s version a site's API was just seen to run, outside a probe (a verified K3s upgrade:
+    rollouts.workflows.upgrade_checks); not audited (an observation), as a probe's."""
+    at = at or timezone.now()
+    Cluster.objects.filter(site_id=site_id).update(k3s_version=k3s_version[:64], last_contact_at=at, updated_at=at)

@@ -26,5 +26,7 @@ class SystemActor(models.TextChoices):
     DEMO = "system:demo", "manage.py demo_rollout"
     FLEET_IMPORT = "system:fleet_import", "manage.py fleet_import"
     HEALTH = "system:health", "node-down alerts (sites.alerts)"
+    K3S = "system:k3s", "the k3s platform application and its releases (rollouts.k3s)"
+    K3S_RELEASE = "system:k3s_release", "manage.py k3s_release"
     ROLLOUT = "system:rollout", "the rollout workflow"
     WORKFLOW = "system:workflow", "the workflow engine"

@@ -15,6 +15,10 @@ from fleet.settings.base import PRODUCTION, env
 # the site (its cluster answering, the base stack applied) and at a git host that keeps failing.
 FLEET_LOG_SINK = env.str("FLEET_LOG_SINK", default="").strip()
 FLEET_BASE_STACK_VERSION = env.str("FLEET_BASE_STACK_VERSION", default="").strip()
+# The K3s version policy (sites.k3s_versions): the version the fleet is moving to, and how many minor
+# versions behind it a site may be before it is flagged (K3s upgrades one minor version at a time).
+FLEET_K3S_TARGET_VERSION = env.str("FLEET_K3S_TARGET_VERSION", default="v1.31.4+k3s1").strip()
+FLEET_K3S_ALLOWED_MINOR_SKEW = env.int("FLEET_K3S_ALLOWED_MINOR_SKEW", default=1)
 FLEET_ONBOARD_POLL_SECONDS = env.float("FLEET_ONBOARD_POLL_SECONDS", default=30.0)
 _log_sink = urlsplit(FLEET_LOG_SINK)
 if FLEET_LOG_SINK and (_log_sink.scheme not in ("http", "https") or not _log_sink.hostname or "@" in _log_sink.netloc):

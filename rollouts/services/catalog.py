@@ -11,7 +11,7 @@ from fleet.audit.services import Actor, audit_record, changes_between, field_val
 from fleet.errors import Conflict, Invalid
 from fleet.updates import model_update
 from fleet.validation import full_clean_or_invalid
-from rollouts import approvals, selectors
+from rollouts import approvals, k3s_policy, selectors
 from rollouts.models import Application, Release
 from rollouts.rendering import validate_release
 from rollouts.services.actors import user_of
@@ -125,6 +125,7 @@ def release_create(
     if Release.objects.filter(application=application, version=version).exists():
         raise Invalid(f"{application.name} already has a release {version}", field="version")
     full_clean_or_invalid(release, exclude=["created_by"])
+    k3s_policy.check_release(application, version, templates)
     validate_release(
         application=application, version=version, templates=templates, values=values, sites=_release_check_sites()
     )
@@ -160,6 +161,7 @@ def release_update(*, release: Release, actor: Actor, source: Source, **changes:
         setattr(release, key, value)
     _validate_release(release, set())
     if changes_between(before, field_values(release, RELEASE_FIELDS)):
+        k3s_policy.check_release(release.application, release.version, release.templates)
         validate_release(
             application=release.application,
             version=release.version,

@@ -15,7 +15,7 @@ from fleet.audit.services import Actor, audit_record, field_values
 from fleet.errors import Conflict, Invalid
 from fleet.updates import model_update
 from fleet.validation import full_clean_or_invalid
-from rollouts import approvals, planning, selectors
+from rollouts import approvals, k3s_policy, planning, selectors
 from rollouts.models import RolloutPlan
 from rollouts.services.actors import user_of
 from sites.labels import LabelSelector
@@ -134,6 +134,10 @@ def _validate_plan(plan: RolloutPlan, *, changed: set[str]) -> None:
         selectors.unknown_site_codes(canaries, field="waves")
     planning.check_threshold(plan.failure_threshold)
     _check_health_gates(plan)
+    release = plan.release if plan.release_id else None
+    if release is not None and k3s_policy.is_k3s(release.application):
+        sites = selectors.plan_target_sites(plan.target)
+        k3s_policy.check_plan(release=release, auto_rollback=plan.auto_rollback, sites=sites)
     if plan.cron:
         parse_cron(plan.cron)
     try:

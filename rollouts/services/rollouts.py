@@ -11,12 +11,13 @@ from fleet.audit.choices import Source
 from fleet.audit.services import Actor, actor_name, audit_record, field_values
 from fleet.errors import Conflict
 from fleet.workflows import WorkflowRun, active_run, start, wake
-from rollouts import approvals, planning
+from rollouts import approvals, k3s_policy, planning
 from rollouts.choices import (
     DRIVE_KIND,
     ROLLOUT_ACTIVE_STATES,
     ROLLOUT_FINISHED_STATES,
     ROLLOUT_ROLLBACK_STATES,
+    ROLLOUT_TRANSITIONS,
     SITE_NOT_STARTED_STATES,
     RolloutState,
     SiteRolloutState,
@@ -232,17 +233,40 @@ def rollout_approve(*, rollout: Rollout, actor: Actor, source: Source, reason: s
         return rollout
 
 
+def _halt_upgrade(rollout: Rollout, *, actor: Actor, source: Source, reason: str) -> Rollout:
+    """A roll back asked of a K3s upgrade: halt it (no site is reverted); Conflict when it cannot halt."""
+    note = "a K3s upgrade is not reverted (K3s does not downgrade safely); the rollout is halted instead"
+    if rollout.state == RolloutState.HALTED:
+        audit_record(actor=actor, verb="rollback", obj=rollout, source=source, payload={"reason": reason, "note": note})
+        return rollout
+    if RolloutState.HALTED not in ROLLOUT_TRANSITIONS[rollout.state]:
+        raise Conflict(
+            f"rollout {rollout.pk} is {rollout.state}: a K3s upgrade is not rolled back (K3s does not downgrade "
+            "safely) and this rollout cannot be halted; sites left cordoned need a person (docs/OPERATIONS.md)",
+            field="state",
+        )
+    why = f"roll back asked: {note}" + (f" ({reason})" if reason else "")
+    halted = rollout_transition(rollout=rollout, to=RolloutState.HALTED, actor=actor, source=source, reason=why)
+    rollout_wake(rollout=halted, actor=actor, source=source)
+    return halted
+
+
 def rollout_rollback(*, rollout: Rollout, actor: Actor, source: Source, reason: str = "") -> Rollout:
     """Ask for every site that got the release to be put back at its previous revision.
 
     Records the request (and stops the rollout from starting more sites); the rollout workflow carries
     it out site by site and then moves the rollout to `rolled_back`. A person gives a reason (Invalid
     naming `reason`).
+
+    A K3s upgrade (rollouts.k3s) is not reverted, K3s does not downgrade safely: the request halts the
+    rollout instead, and sites left cordoned wait for a person (docs/OPERATIONS.md).
     """
     require_perm(actor, "rollouts.change_rollout")
     reason = require_reason(actor, reason)
     with transaction.atomic():
-        locked = Rollout.objects.select_for_update().get(pk=rollout.pk)
+        locked = Rollout.objects.select_for_update().select_related("release__application").get(pk=rollout.pk)
+        if k3s_policy.is_k3s(locked.release.application):
+            return _halt_upgrade(locked, actor=actor, source=source, reason=reason)
         if locked.state not in ROLLOUT_ROLLBACK_STATES:
             raise Conflict(f"rollout {locked.pk} is {locked.state}; it cannot be rolled back", field="state")
         if locked.rollback_requested_at is not None:

@@ -29,7 +29,7 @@ from fleet.workflows import (
     start,
     wake,
 )
-from rollouts import services
+from rollouts import k3s_policy, services
 from rollouts.choices import (
     ROLLOUT_FINISHED_STATES,
     SITE_DONE_STATES,
@@ -53,7 +53,7 @@ from rollouts.planning import (
 )
 from rollouts.rendering import ReleaseRenderer, RenderedSite
 from rollouts.schedule import site_next_open, site_window_open
-from rollouts.workflows import converge
+from rollouts.workflows import converge, upgrade_checks
 from rollouts.workflows.common import (
     ACTOR,
     SITE_STEP_TIMEOUT,
@@ -153,6 +153,11 @@ def site_commit(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
             move(row, SiteRolloutState.COMMITTING)
     release = row.rollout.release
     rendered = _render(release, row.site)
+    upgrade: dict[str, Any] = {}
+    if k3s_policy.is_k3s(release.application):  # a K3s upgrade is judged from the nodes (upgrade_checks)
+        upgrade, refused = upgrade_checks.before(row, release.version)
+        if refused:
+            return Fail(refused)
     prefix = owned_prefix(row)
     repo = SiteRepo.for_site(row.site)  # a refused repo_url is a RepoError: the site fails with why
     result = repo.write(
@@ -180,6 +185,8 @@ def site_commit(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
         "progress_deadline_seconds": snapshot_progress_deadline(snapshot),
         "min_success_seconds": snapshot_min_success(snapshot),
     }
+    if upgrade:
+        data["upgrade"] = upgrade
     # The edge cannot have applied a commit it has not fetched yet: the first look is one poll later.
     return Done(data, after=SYNC_POLL_SECONDS)
 
@@ -249,7 +256,7 @@ def site_converge(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
         if not status.applied(sha):
             at = status.last_applied_revision
             return converge.waiting(ctx, SYNC_POLL_SECONDS, f"waiting for the edge to apply {sha[:12]} (at {at})")
-    verdict = converge.judge(row, ctx)
+    verdict = upgrade_checks.judge(row, ctx) if ctx.get("upgrade") else converge.judge(row, ctx)
     converge.reachable_again(row, ctx)
     if verdict.failed:
         return Fail(verdict.message)

@@ -10,6 +10,8 @@
 - `kubelet`: starts pods with their environment (Secret and ConfigMap references resolved), readiness,
   Job completion, and the pod faults (crash loop, image pull) the site asks for;
 - `disruption`: PodDisruptionBudget status;
+- `upgrades`: Rancher's system-upgrade-controller: Plans (upgrade.cattle.io/v1) -> a Job per node that
+  cordons, drains within the disruption budgets and moves the node to the Plan's K3s version;
 
 and `loop.Controllers`, which runs them in order, one pass at a time.
 

@@ -28,6 +28,11 @@ Nodes = dict[str, Obj]  # this pass's Nodes by name
 PodFault = Callable[[Obj], str | None]
 JobFinished = Callable[[Obj, Obj, dict[str, str]], None]
 WakeAt = Callable[[float], None]
+UpgradeFault = Callable[[str], str | None]
+
+
+def _no_upgrade_fault(node: str) -> str | None:
+    return None
 
 
 def node_ready(node: Obj) -> bool:
@@ -69,11 +74,25 @@ class Context:
       then ImagePullBackOff);
     - `job_finished(job, pod, env)`: a Job pod ran to completion on its node with this environment (its
       literal values and what its Secret and ConfigMap references resolved to): log it, obey a wipe;
-    - `wake_at(monotonic_time)`: run a pass again then.
+    - `wake_at(monotonic_time)`: run a pass again then;
+    - `upgrade_fault(node)`: what a fault does to a system-upgrade Job on that node: None, "fail" or "hang".
+
+    `job_gates` (Job uid -> "hold" or "fail") is how the Plan controller (upgrades.py) steps the upgrade
+    pods it owns: the kubelet does not let a held Job pod finish, and fails a pod whose Job is "fail".
     """
 
-    def __init__(self, api: ApiServer, *, pod_fault: PodFault, job_finished: JobFinished, wake_at: WakeAt):
+    def __init__(
+        self,
+        api: ApiServer,
+        *,
+        pod_fault: PodFault,
+        job_finished: JobFinished,
+        wake_at: WakeAt,
+        upgrade_fault: UpgradeFault = _no_upgrade_fault,
+    ):
         self.api = api
+        self.upgrade_fault = upgrade_fault
+        self.job_gates: dict[str, str] = {}
         self.store = api.store
         self.pod_fault = pod_fault
         self.job_finished = job_finished

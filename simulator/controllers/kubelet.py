@@ -10,7 +10,7 @@ The monotonic times a kubelet keeps about its pods are not part of the API objec
 
 from simulator import podfaults
 from simulator.controllers.context import PODS, Context, Nodes, Obj, node_ready
-from simulator.controllers.pod_status import complete, set_ready, start, waiting
+from simulator.controllers.pod_status import complete, fail, set_ready, start, waiting
 from simulator.workloads import EnvUnresolved, container_env, controller_of, pod_finished, pod_ready
 
 
@@ -52,7 +52,12 @@ class Kubelet:
                 continue
             started = self.running_at.setdefault(uid, now)
             is_job = (controller_of(pod) or {}).get("kind") == "Job"
-            if is_job and alive:
+            gate = ctx.job_gates.get((controller_of(pod) or {}).get("uid", "")) if is_job else None
+            if gate == "fail" and alive:
+                fail(pod)
+                ctx.api.write(PODS, pod)
+                continue
+            if is_job and alive and gate is None:
                 if now >= started + self.job_seconds:
                     self._job_done(pod)
                     continue

@@ -1,19 +1,20 @@
 """One reconcile pass over a site: the controllers in order, each over the shared `Context`.
 
 The order follows a change through a real cluster's controllers, so that one pass carries it as far as it
-goes: garbage collection first (nothing works on orphans), then the workload controllers that create and
-delete pods (Deployment -> ReplicaSet -> pods, DaemonSets, Jobs), the scheduler binds the new pods, the
-kubelets run them, and last the statuses are computed from what the kubelets left, all from one
-`Observed` view. Controllers do not call each
-other: what one needs of another's work in the same pass it reads back from the store (a write makes a
-new stored version, which the parse cache sees), and the garbage collector tells the kubelet which pods
-it deleted through the `forget` callback it is given here.
+goes: garbage collection first (nothing works on orphans), the Plan controller (its cordons, evictions and
+Jobs are then seen by the rest of the pass), then the workload controllers that create and delete pods
+(Deployment -> ReplicaSet -> pods, DaemonSets, Jobs), the scheduler binds the new pods, the kubelets run
+them, and last the statuses are computed from what the kubelets left, all from one `Observed` view.
+Controllers do not call each other: what one needs of another's work in the same pass it reads back from
+the store (a write makes a new stored version, which the parse cache sees), and the garbage collector
+tells the kubelet which pods it deleted through the `forget` callback it is given here; the Plan
+controller holds its upgrade Jobs' pods through `Context.job_gates`, which the kubelet reads.
 """
 
 import time
 
 from simulator.apiserver import ApiServer
-from simulator.controllers.context import Context, JobFinished, Nodes, Observed, PodFault, WakeAt
+from simulator.controllers.context import Context, JobFinished, Nodes, Observed, PodFault, UpgradeFault, WakeAt
 from simulator.controllers.daemonsets import DaemonSetController
 from simulator.controllers.deployments import DeploymentController
 from simulator.controllers.disruption import DisruptionController
@@ -22,6 +23,7 @@ from simulator.controllers.jobs import JobController
 from simulator.controllers.kubelet import Kubelet
 from simulator.controllers.replicasets import ReplicaSetController
 from simulator.controllers.scheduler import Scheduler
+from simulator.controllers.upgrades import PlanController
 
 
 class Controllers:
@@ -37,8 +39,10 @@ class Controllers:
         pod_fault: PodFault,
         job_finished: JobFinished,
         wake_at: WakeAt,
+        upgrade_fault: UpgradeFault | None = None,
     ):
-        self.context = ctx = Context(api, pod_fault=pod_fault, job_finished=job_finished, wake_at=wake_at)
+        hooks = {"upgrade_fault": upgrade_fault} if upgrade_fault else {}
+        self.context = ctx = Context(api, pod_fault=pod_fault, job_finished=job_finished, wake_at=wake_at, **hooks)
         self.kubelet = Kubelet(ctx, pod_start_seconds=pod_start_seconds, job_seconds=job_seconds)
         self.garbage = GarbageCollector(ctx, forget=self.kubelet.forget)
         self.deployments = DeploymentController(ctx)
@@ -47,6 +51,7 @@ class Controllers:
         self.jobs = JobController(ctx)
         self.scheduler = Scheduler(ctx)
         self.disruption = DisruptionController(ctx)
+        self.plans = PlanController(ctx, upgrade_seconds=job_seconds)
 
     @property
     def pod_start_seconds(self) -> float:
@@ -69,6 +74,7 @@ class Controllers:
         now = time.monotonic()
         nodes: Nodes = {n["metadata"]["name"]: n for n in ctx.load_all("nodes")}
         self.garbage.reconcile(nodes)
+        self.plans.reconcile(nodes, now)
         self.deployments.reconcile()
         self.replicasets.reconcile()
         self.daemonsets.reconcile(nodes)

@@ -108,3 +108,20 @@ def complete(pod: Obj) -> None:
             started=False,
             state={"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": started, "finishedAt": now_iso()}},
         )
+
+
+def fail(pod: Obj) -> None:
+    """The pod's container exited 1: Failed, not ready (the way an upgrade Job's pod fails)."""
+    status = pod["status"]
+    status["phase"] = "Failed"
+    conditions = list(status.get("conditions") or [])
+    for kind in READY_KINDS:
+        conditions = set_condition(conditions, kind, "False", "PodFailed", "")
+    status["conditions"] = conditions
+    for container in status.get("containerStatuses") or []:
+        started = (container.get("state") or {}).get("running", {}).get("startedAt", now_iso())
+        container.update(
+            ready=False,
+            started=False,
+            state={"terminated": {"exitCode": 1, "reason": "Error", "startedAt": started, "finishedAt": now_iso()}},
+        )

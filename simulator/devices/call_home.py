@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from simulator.devices.machine import KERNEL_VERSION, OS_IMAGE, Device
-from simulator.fleetgen import HARDWARE, K3S_VERSION
+from simulator.fleetgen import HARDWARE
 
 if TYPE_CHECKING:
     from simulator.site import Site
@@ -34,7 +34,7 @@ async def register(site: "Site", device: Device) -> str:
             "cpus": 4,
             "disk_gb": 512,
             "os": OS_IMAGE,
-            "k3s_version": K3S_VERSION,
+            "k3s_version": site.node_k3s_version(device.hostname),
             "hostname": device.hostname,
             "ip": device.ip,
         },
@@ -82,7 +82,11 @@ async def heartbeat_loop(site: "Site", device: Device) -> None:
         while device.state == "joined" and device.node_token:
             if not (site.offline() or device.dead):
                 body = {
-                    "versions": {"k3s": K3S_VERSION, "os": OS_IMAGE, "kernel": KERNEL_VERSION},
+                    "versions": {
+                        "k3s": site.node_k3s_version(device.hostname),
+                        "os": OS_IMAGE,
+                        "kernel": KERNEL_VERSION,
+                    },
                     "backups": site.latest_backups(),
                     "hostname": device.hostname,
                     "serial": device.serial,

@@ -36,7 +36,7 @@ class Devices:
         api, store = self.site.api, self.site.store
         self.by_hostname[device.hostname] = device
         device.state = "joined"
-        node = node_object(device)
+        node = node_object(device, self.site.node_k3s_version(device.hostname))
         existing = store.get("nodes", "", device.hostname)
         if existing is None:
             node = api.create(NODES, None, node)

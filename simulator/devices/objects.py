@@ -5,11 +5,10 @@ import hashlib
 from typing import Any
 
 from simulator.devices.machine import KERNEL_VERSION, OS_IMAGE, Device, micro_time
-from simulator.fleetgen import K3S_VERSION
 from simulator.store import now_iso
 
 
-def node_object(device: Device) -> dict[str, Any]:
+def node_object(device: Device, k3s_version: str) -> dict[str, Any]:
     labels = {
         "kubernetes.io/hostname": device.hostname,
         "kubernetes.io/os": "linux",
@@ -78,8 +77,8 @@ def node_object(device: Device) -> dict[str, Any]:
                 "kernelVersion": KERNEL_VERSION,
                 "osImage": OS_IMAGE,
                 "containerRuntimeVersion": "containerd://1.7.23-k3s2",
-                "kubeletVersion": K3S_VERSION,
-                "kubeProxyVersion": K3S_VERSION,
+                "kubeletVersion": k3s_version,
+                "kubeProxyVersion": k3s_version,
                 "operatingSystem": "linux",
                 "architecture": "amd64",
             },

@@ -3,6 +3,7 @@ from rest_framework.routers import SimpleRouter
 from sites.api.alerts import AlertViewSet
 from sites.api.bootstrap import BootstrapTokenViewSet
 from sites.api.device import DeviceHeartbeatViewSet, DeviceRegisterViewSet
+from sites.api.k3s_versions import K3sVersionsViewSet
 from sites.api.views import NodeViewSet, SiteViewSet
 
 router = SimpleRouter()
@@ -12,6 +13,7 @@ router.register(
 )
 router.register("nodes", NodeViewSet, basename="node")
 router.register("alerts", AlertViewSet, basename="alert")
+router.register("k3s-versions", K3sVersionsViewSet, basename="k3s-version")
 # Machines' endpoints: `device/register/` and `device/heartbeat/` (each a POST to its list route).
 router.register("device/register", DeviceRegisterViewSet, basename="device-register")
 router.register("device/heartbeat", DeviceHeartbeatViewSet, basename="device-heartbeat")

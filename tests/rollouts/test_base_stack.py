@@ -45,7 +45,7 @@ def test_the_release_is_made_once_from_the_current_template_version(settings: An
     assert first.pk == again.pk and Release.objects.count() == 1
     application = Application.objects.get(name="base-stack")
     assert (application.team, application.namespace) == ("platform", "edgefleet-system")
-    assert application.namespaces == ["edgefleet-system", "flux-system", "kube-system"]
+    assert application.namespaces == ["edgefleet-system", "flux-system", "kube-system", "system-upgrade"]
     newest = base_stack.template_versions()[-1]
     assert first.version == newest and first.templates == base_stack.read_templates(newest)
     assert first.values["log_sink"] == "https://logs.example.com/edge"
@@ -140,3 +140,16 @@ def test_a_new_template_version_is_a_new_release_and_can_be_pinned(templates: Pa
     out = io.StringIO()
     call_command("base_stack_release", "--template-version", "1.1.0", stdout=out)
     assert f"base stack release {new.pk}: base-stack 1.1.0" in out.getvalue()
+
+
+def test_the_base_stack_carries_the_system_upgrade_controller() -> None:
+    stack = base_stack_for(SiteFactory())
+    docs = [doc for path, text in stack.files.items() if "/system-upgrade/" in path for doc in documents(text)]
+    kinds = {(doc["kind"], doc["metadata"].get("namespace", ""), doc["metadata"]["name"]) for doc in docs}
+    assert {
+        ("Namespace", "", "system-upgrade"),
+        ("ServiceAccount", "system-upgrade", "system-upgrade"),
+        ("ClusterRoleBinding", "", "system-upgrade"),
+        ("Deployment", "system-upgrade", "system-upgrade-controller"),
+        ("CustomResourceDefinition", "", "plans.upgrade.cattle.io"),
+    } <= kinds
