@@ -37,7 +37,7 @@ CELERY_TASK_ROUTES = {
     "workflows.advance": {"queue": "control"},
     "workflows.sweep": {"queue": "control"},
     "rollouts.drift_check": {"queue": "control"},
-    "rollouts.drift_site": {"queue": "io"},
+    "rollouts.drift_sites": {"queue": "io"},
 }
 # Workers report received/started/succeeded/failed to Flower. A "sent" event too would be a second
 # publish for every message (a few per rollout site); Flower shows queue lengths from the broker.
