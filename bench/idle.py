@@ -32,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.rollout import cpu_seconds, free_port, tcp_open, wait_for  # noqa: E402
+from bench.measure import cpu_seconds, free_port, start_redis, wait_for  # noqa: E402
 
 
 def postgres_url(name: str) -> str:
@@ -103,18 +103,11 @@ def main() -> None:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="edgefleet-bench-idle-"))
-    binary = shutil.which("redis-server") or sys.exit("bench: needs redis-server on PATH")
     from simulator.testing import running_simulator
 
     simulated = contextlib.ExitStack()
     sim = simulated.enter_context(running_simulator(sites=args.sites, state_dir=tmp / "sim", startup_timeout=600))
-    port = free_port()
-    redis_proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp)],
-        stdout=subprocess.DEVNULL,
-    )
-    wait_for(lambda: tcp_open(port), 10, "redis-server", every=0.05)
-    redis_url = f"redis://127.0.0.1:{port}/0"
+    redis_proc, redis_url = start_redis(tmp)
     database_url = postgres_url("bench_idle") if args.database == "postgres" else f"sqlite:///{tmp / 'idle.sqlite3'}"
     os.environ.update(
         {
