@@ -3,13 +3,13 @@
 import logging
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from fleet.audit.choices import Source, SystemActor
 from fleet.errors import FleetError
 from rollouts import drift, services
 from rollouts.models import RolloutPlan
-from sites.models import Site
 
 logger = logging.getLogger(__name__)
 
@@ -33,22 +33,24 @@ def rollout_plan_start_task(plan_id: int) -> int | None:
     return rollout.pk
 
 
-DRIFT_SITE_TASK = "rollouts.drift_site"
+DRIFT_SITES_TASK = "rollouts.drift_sites"
 
 
 @shared_task(name="rollouts.drift_check", ignore_result=True)
 def drift_check_task() -> int:
-    """Beat: send a drift check for the FLEET_DRIFT_BATCH sites checked longest ago (to the io queue)."""
-    site_ids = drift.drift_due_sites(limit=int(getattr(settings, "FLEET_DRIFT_BATCH", 500)))
-    for site_id in site_ids:
-        drift_site_task.apply_async(args=(site_id,), expires=int(getattr(settings, "FLEET_DRIFT_INTERVAL", 60)) * 2)
-    return len(site_ids)
+    """Beat: send the FLEET_DRIFT_BATCH sites checked longest ago, in chunks, to the io queue."""
+    chunks = drift.drift_due_chunks(limit=settings.FLEET_DRIFT_BATCH, size=settings.FLEET_DRIFT_CHUNK)
+    for chunk in chunks:
+        drift_sites_task.apply_async(args=(chunk,), expires=settings.FLEET_DRIFT_INTERVAL * 2)
+    return sum(len(chunk) for chunk in chunks)
 
 
-@shared_task(name=DRIFT_SITE_TASK, ignore_result=True, soft_time_limit=60, time_limit=90)
-def drift_site_task(site_id: int) -> str | None:
-    """Compare one site's applied revision with its repository head and record it."""
-    site = Site.objects.select_related("cluster").filter(pk=site_id).first()
-    if site is None:
+@shared_task(name=DRIFT_SITES_TASK, ignore_result=True, soft_time_limit=240, time_limit=270)
+def drift_sites_task(site_ids: list[int]) -> dict[str, int] | None:
+    """Compare each site's applied revision with its repository head and record it. A chunk cut short by
+    its time limit (many unreachable sites) leaves the rest as the longest waiting of the next round."""
+    try:
+        return drift.drift_check_sites([int(site_id) for site_id in site_ids])
+    except SoftTimeLimitExceeded:
+        logger.warning("drift check of %s sites cut short by its time limit", len(site_ids))
         return None
-    return drift.drift_check_site(site).state

@@ -33,11 +33,12 @@ CELERY_TASK_QUEUES = (
 # Tasks that talk to a site (git, Kubernetes) go to `io`, so bookkeeping never queues behind them.
 CELERY_TASK_ROUTES = {
     "sites.probe": {"queue": "io"},
+    "sites.probe_sites": {"queue": "io"},
     # workflows.advance is sent to the queue its next step declares (Step.queue); this is the default.
     "workflows.advance": {"queue": "control"},
     "workflows.sweep": {"queue": "control"},
     "rollouts.drift_check": {"queue": "control"},
-    "rollouts.drift_site": {"queue": "io"},
+    "rollouts.drift_sites": {"queue": "io"},
 }
 # Workers report received/started/succeeded/failed to Flower. A "sent" event too would be a second
 # publish for every message (a few per rollout site); Flower shows queue lengths from the broker.
@@ -57,10 +58,13 @@ FLEET_WORKFLOW_LEASE_SECONDS = env.float("FLEET_WORKFLOW_LEASE_SECONDS", default
 FLEET_WORKFLOW_SWEEP_SECONDS = env.float("FLEET_WORKFLOW_SWEEP_SECONDS", default=5.0)
 FLEET_WORKFLOW_REDELIVER_SECONDS = env.float("FLEET_WORKFLOW_REDELIVER_SECONDS", default=60.0)
 FLEET_WORKFLOW_SWEEP_BATCH = env.int("FLEET_WORKFLOW_SWEEP_BATCH", default=500)
+# The health probe of every site: how often, and how many sites one `sites.probe_sites` message carries.
+FLEET_PROBE_INTERVAL = env.float("FLEET_PROBE_INTERVAL", default=300.0)
+FLEET_PROBE_CHUNK = env.int("FLEET_PROBE_CHUNK", default=25)
 CELERY_BEAT_SCHEDULE = {
     "probe-all-sites": {
         "task": "sites.probe_all",
-        "schedule": env.float("FLEET_PROBE_INTERVAL", default=300.0),
+        "schedule": FLEET_PROBE_INTERVAL,
     },
     "workflow-sweep": {
         "task": "workflows.sweep",

@@ -88,3 +88,5 @@ FLEET_ROLLOUT_POD_GRACE_SECONDS = env.float("FLEET_ROLLOUT_POD_GRACE_SECONDS", d
 # Drift check: every FLEET_DRIFT_INTERVAL seconds, the FLEET_DRIFT_BATCH sites checked longest ago.
 FLEET_DRIFT_INTERVAL = env.float("FLEET_DRIFT_INTERVAL", default=60.0)
 FLEET_DRIFT_BATCH = env.int("FLEET_DRIFT_BATCH", default=500)
+# Sites per drift task: one message (and one Flower event trio) for this many checks, not one each.
+FLEET_DRIFT_CHUNK = env.int("FLEET_DRIFT_CHUNK", default=25)

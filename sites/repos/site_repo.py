@@ -18,6 +18,7 @@ from django.conf import settings
 from sites.repo_urls import GitPolicy, RepoLocation, RepoUrlRefused
 from sites.repos.clone import Clone
 from sites.repos.errors import RepoError, RepoUnavailable, UnsafePath, UnsafeUrl
+from sites.repos.refs import UNKNOWN, local_head
 from sites.repos.runner import GitCredentials, GitOutput, GitRunner, scrub_credentials
 from sites.repos.session import WorkingClone
 from sites.repos.values import (
@@ -137,7 +138,12 @@ class SiteRepo:
     # --- public operations ------------------------------------------------------------------------
 
     def head(self) -> str | None:
-        """The remote's `main` head (`git ls-remote`, no clone, no lock), or None for an empty repository."""
+        """The remote's `main` head, or None for an empty repository: no clone, no lock. A local bare
+        repository's refs are read from its files (sites.repos.refs), any other with `git ls-remote`."""
+        if self.location.transport == "file" and self.location.path is not None:
+            found = local_head(self.location.path, LOCAL_MAIN)
+            if found != UNKNOWN:
+                return found
         out = self._run_bare("ls-remote", "--refs", self.url, LOCAL_MAIN)
         for line in out.stdout.decode(errors="replace").splitlines():
             sha, _, ref = line.partition("\t")

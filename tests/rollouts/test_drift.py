@@ -4,13 +4,14 @@ in sync, one whose agent fails the new head has drifted, an offline one is unrea
 import datetime as dt
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from rollouts.choices import DriftState
-from rollouts.drift import drift_check_site, drift_due_sites
+from rollouts.drift import drift_check_site, drift_check_sites, drift_due_chunks, drift_due_sites
 from rollouts.models import SiteSyncState
 from simulator.testing import Simulator
 from sites.models import Site
@@ -29,6 +30,7 @@ def write(site: Site, text: str) -> str:
     return result.revision
 
 
+HOUR = dt.timedelta(hours=1)
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo\n  namespace: demo\ndata:\n  v: '{}'\n"
 
 
@@ -82,23 +84,47 @@ def test_drift_check_records_in_sync_drifted_and_unreachable_sites(
     assert SiteSyncState.objects.count() == 3
 
 
-@pytest.mark.django_db
-def test_the_beat_task_fans_out_a_bounded_batch_never_checked_sites_first(
-    monkeypatch: pytest.MonkeyPatch, settings: object
+def test_a_chunk_loads_its_sites_at_once_and_an_unchanged_site_only_moves_its_checked_at(
+    simulated_fleet: Callable[[int], Simulator], django_assert_num_queries: Callable[..., Any]
 ) -> None:
-    from rollouts import tasks
+    sim = simulated_fleet(2)
+    sites = [Site.objects.get(code=code) for code in sim.codes]
+    ids = [site.pk for site in sites]
+    for site in sites:
+        write(site, CM.format(1))
+    wait_for(lambda: drift_check_sites(ids) == {DriftState.IN_SYNC: 2}, 15, "both sites in sync")
+    before = dict(SiteSyncState.objects.values_list("site_id", "checked_at"))
+    health = list(Site.objects.order_by("pk").values_list("health", "health_since", "repo_head_revision"))
+
+    # When nothing changed at either site: the chunk's one load, then one UPDATE of checked_at per site
+    with django_assert_num_queries(1 + len(ids)):
+        assert drift_check_sites(ids) == {DriftState.IN_SYNC: 2}
+
+    after = dict(SiteSyncState.objects.values_list("site_id", "checked_at"))
+    assert all(after[site_id] > before[site_id] for site_id in ids)  # type: ignore[operator]
+    assert list(Site.objects.order_by("pk").values_list("health", "health_since", "repo_head_revision")) == health
+
+    # A new head is recorded in full again: the row, the site's drift inputs
+    new_head = write(sites[0], CM.format(2))
+    wait_for(lambda: drift_check_sites(ids) == {DriftState.IN_SYNC: 2}, 15, "the new head applied")
+    assert SiteSyncState.objects.get(site=sites[0]).head_revision == new_head
+    assert Site.objects.get(pk=sites[0].pk).repo_head_revision == new_head
+
+
+@pytest.mark.django_db
+def test_the_beat_round_is_a_bounded_batch_in_chunks_never_checked_sites_first() -> None:
     from tests.factories import SiteFactory
 
-    sites = SiteFactory.create_batch(5)
+    sites = SiteFactory.create_batch(7)
     SiteSyncState.objects.create(site=sites[0], state=DriftState.IN_SYNC, checked_at=timezone.now())
-    sent: list[tuple[int, ...]] = []
-    monkeypatch.setattr(tasks.drift_site_task, "apply_async", lambda args, **kw: sent.append(args))
-    settings.FLEET_DRIFT_BATCH = 4  # type: ignore[attr-defined]
+    SiteSyncState.objects.create(site=sites[1], state=DriftState.IN_SYNC, checked_at=timezone.now() - HOUR)
 
-    assert tasks.drift_check_task() == 4
+    chunks = drift_due_chunks(limit=6, size=4)
 
-    assert len(sent) == 4
-    assert (sites[0].pk,) not in sent  # checked recently: it waits for the next round
+    assert [len(chunk) for chunk in chunks] == [4, 2]
+    ids = [site_id for chunk in chunks for site_id in chunk]
+    assert sites[0].pk not in ids  # checked recently: it waits for the next round
+    assert ids[-1] == sites[1].pk  # checked an hour ago: after every never-checked site
 
 
 @pytest.mark.django_db

@@ -20,7 +20,7 @@ from sites import lifecycle
 from sites.choices import AlertKind, ClusterReachability, NodeHealth, NodeState, SiteHealth
 from sites.messages import clock
 from sites.models import Alert, Cluster, Node, Site
-from sites.tasks import site_probe_task
+from sites.tasks import site_probe_task, sites_probe_task
 from tests.fleet.workflows.conftest import wait_until
 from tests.services import Worker, worker_env
 from tests.sites.test_lifecycle_support import FAST_SIM, agent, at_step, drive, import_fleet
@@ -186,3 +186,19 @@ def test_an_offline_site_is_unreachable_since_its_first_failed_probe_in_words(
     site = probe_until(site, probe_worker, lambda s: s.health == SiteHealth.HEALTHY, "the site healthy again")
     cluster.refresh_from_db()
     assert (cluster.last_error, cluster.last_error_detail, cluster.failing_since) == ("", "", None)
+
+
+def test_the_beat_rounds_chunk_probes_each_of_its_sites_in_one_message(fleet: list[Site], probe_worker: Worker) -> None:
+    before = dict(Cluster.objects.values_list("site_id", "last_probe_at"))
+    ids = [site.pk for site in fleet]
+    with celery_app.connection_for_write(url=probe_worker.env["FLEET_REDIS_URL"]) as connection:
+        celery_app.send_task(sites_probe_task.name, args=[ids], queue=QUEUE, connection=connection)
+
+    def all_probed() -> bool:
+        now = dict(Cluster.objects.values_list("site_id", "last_probe_at"))
+        return all(now[site_id] is not None and now[site_id] != before[site_id] for site_id in ids)
+
+    wait_until(all_probed, 60, "both sites probed by the one chunk")
+    assert set(Cluster.objects.filter(site_id__in=ids).values_list("reachability", flat=True)) == {
+        ClusterReachability.REACHABLE
+    }

@@ -26,7 +26,7 @@ from django.conf import settings as django_settings
 
 from fleet.celery import app as celery_app
 from rollouts.models import SiteSyncState
-from rollouts.tasks import DRIFT_SITE_TASK
+from rollouts.tasks import DRIFT_SITES_TASK
 from sites.models import Site
 from sites.repo_urls import GitPolicy, HostEntry
 from sites.repos import Author, GitCredentials, RepoError, SiteRepo, UnsafeUrl
@@ -133,8 +133,8 @@ def test_a_worker_sends_the_token_only_to_its_host_whatever_the_database_says(re
             # When the drift check runs for each of them in the worker (sent on the worker's own broker:
             # another directory's session fixture may have given this process's producer a different one)
             with celery_app.connection_for_write(redis_url) as connection:
-                for site in sites.values():
-                    celery_app.send_task(DRIFT_SITE_TASK, args=(site.pk,), queue=queue, connection=connection)
+                for site in sites.values():  # one chunk each: a refused site must not hide the others
+                    celery_app.send_task(DRIFT_SITES_TASK, args=([site.pk],), queue=queue, connection=connection)
             _wait_for(
                 lambda: SiteSyncState.objects.filter(site__in=sites.values()).count() == len(sites), 90, "drift checks"
             )
