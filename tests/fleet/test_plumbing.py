@@ -14,7 +14,7 @@ from fleet.errors import Conflict, Invalid
 from fleet.transitions import StateMachine, state_transition
 from fleet.updates import model_update
 from rollouts import services as rollout_services
-from rollouts.admin import ApplicationForm, ReleaseForm, RolloutPlanForm
+from rollouts.admin.catalog import ApplicationForm, ReleaseForm, RolloutPlanForm
 from rollouts.api.serializers import ApplicationWriteSerializer, ReleaseWriteSerializer, RolloutPlanWriteSerializer
 from sites import services as site_services
 from sites.admin import NodeForm, SiteForm
