@@ -14,16 +14,19 @@ from django.utils.safestring import SafeString
 
 from fleet.admin_display import badge
 from fleet.admin_readonly import ReadOnlyAdmin
-from sites.choices import AlertKind, SiteHealth
+from sites.choices import AlertKind, NodeHealth, SiteHealth
 from sites.messages import clock
 from sites.models import Alert
+
+HEALTH_LABELS = {str(value): str(label) for value, label in [*SiteHealth.choices, *NodeHealth.choices]}
 
 
 def health_badge(health: str, since: dt.datetime | None, reason: str = "") -> SafeString:
     """`degraded since 14:02`, the reason on hover."""
     when = f" since {clock(since, timezone.now())}" if since else ""
     # A site offline by plan is not an alarm: grey, where a site state `offline` is red.
-    pill = badge("unknown", "offline") if health == SiteHealth.OFFLINE else badge(health)
+    label = HEALTH_LABELS.get(health, health)
+    pill = badge("unknown", label) if health == SiteHealth.OFFLINE else badge(health, label)
     return format_html('<span title="{}">{}{}</span>', reason, pill, when)
 
 
