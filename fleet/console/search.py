@@ -41,11 +41,13 @@ def search(query: str, *, kinds: frozenset[str]) -> list[Hit]:
 
 
 def _sites(query: str) -> list[Hit]:
-    # A city is the site's `city` label when it has one, and is often part of the restaurant's name.
+    # A city is the site's `market` (the simulator's and importers' metro area) or `city` label, and is
+    # usually part of the restaurant's name too.
     rows = Site.objects.filter(
         Q(code__iexact=query)
         | Q(code__istartswith=query)
         | Q(name__icontains=query)
+        | Q(labels__market__icontains=query.replace(" ", "-"))
         | Q(labels__city__icontains=query)
         | Q(region__iexact=query)
     ).only("id", "code", "name", "region", "labels")[:PER_KIND]
@@ -53,7 +55,7 @@ def _sites(query: str) -> list[Hit]:
         Hit(
             "site",
             f"{site.code} {site.name}",
-            f"{site.region} {site.labels.get('city', '')}".strip(),
+            f"{site.region} {site.labels.get('city') or site.labels.get('market') or ''}".strip(),
             reverse("admin:sites_site_change", args=[site.pk]),
             site.code.lower() == query.lower(),
         )

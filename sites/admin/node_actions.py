@@ -21,6 +21,7 @@ from django.utils.html import format_html
 
 from fleet.errors import FleetError
 from sites import devices, lifecycle
+from sites.choices import NODE_RETIRABLE_STATES, NodeState
 from sites.models import Node
 
 MAX_NODES_PER_PROVISION = 100
@@ -58,6 +59,16 @@ NODE_BUTTONS: dict[str, tuple[str, str, str]] = {
 }
 
 
+# The states in which each button is shown: those its door accepts (sites.lifecycle).
+BUTTON_STATES: dict[str, frozenset[str]] = {
+    "provision": lifecycle.PROVISIONABLE_STATES,
+    "wipe": lifecycle.WIPEABLE_STATES,
+    "replace": lifecycle.REPLACEABLE_STATES,
+    "revoke": frozenset(set(NodeState) - {NodeState.RETIRED}),
+    "retire": NODE_RETIRABLE_STATES,
+}
+
+
 def _errors_to_form(form: forms.Form, exc: FleetError) -> bool:
     """A service's per-field refusals next to the form's fields; False when none of them is a form field."""
     shown = False
@@ -88,7 +99,7 @@ class NodeLifecycleAdminMixin(admin.ModelAdmin):
         return [
             (label, reverse(f"admin:sites_node_{suffix}", args=[node.pk]))
             for suffix, (_action, label, permission) in NODE_BUTTONS.items()
-            if getattr(self, permission)(request)
+            if node.state in BUTTON_STATES[suffix] and getattr(self, permission)(request)
         ]
 
     def node_button_view(self, request: HttpRequest, node_id: int, suffix: str) -> HttpResponse:
@@ -225,6 +236,10 @@ def node_buttons_for_site(
         if getattr(model_admin, permission)(request)
     ]
     return {
-        node.pk: [(label, reverse(f"admin:sites_node_{suffix}", args=[node.pk])) for suffix, label in allowed]
+        node.pk: [
+            (label, reverse(f"admin:sites_node_{suffix}", args=[node.pk]))
+            for suffix, label in allowed
+            if node.state in BUTTON_STATES[suffix]
+        ]
         for node in nodes
     }
