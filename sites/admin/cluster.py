@@ -5,8 +5,9 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils.safestring import SafeString
 
-from fleet.admin_display import badge
+from fleet.admin_display import badge, raw_detail, when
 from fleet.admin_forms import ServiceAdminMixin, ServiceForm
 from sites import services
 from sites.models import Cluster
@@ -67,7 +68,7 @@ class ClusterForm(ServiceForm):
 @admin.register(Cluster)
 class ClusterAdmin(ServiceAdminMixin, admin.ModelAdmin):
     form = ClusterForm
-    list_display = ["site", "api_url", "reachability_badge", "k3s_version", "last_contact_at", "has_credentials"]
+    list_display = ["site", "api_url", "reachability_badge", "k3s_version", "last_contact", "has_credentials"]
     list_filter = ["reachability", "site__region"]
     search_fields = ["site__code", "site__name", "api_url"]
     list_select_related = ["site"]
@@ -78,7 +79,7 @@ class ClusterAdmin(ServiceAdminMixin, admin.ModelAdmin):
         "k3s_version",
         "reachability",
         "last_contact_at",
-        "last_error",
+        "error",
     ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -87,9 +88,18 @@ class ClusterAdmin(ServiceAdminMixin, admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Cluster | None = None) -> bool:
         return False
 
+    @admin.display(description="last contact", ordering="last_contact_at")
+    def last_contact(self, cluster: Cluster) -> SafeString:
+        return when(cluster.last_contact_at, cluster.site.timezone)
+
+    @admin.display(description="last error")
+    def error(self, cluster: Cluster) -> SafeString:
+        """The sentence for people, the raw error behind a disclosure (sites.messages)."""
+        return raw_detail(cluster.last_error, cluster.last_error_detail)
+
     @admin.display(description="reachability", ordering="reachability")
     def reachability_badge(self, cluster: Cluster) -> str:
-        return badge(cluster.reachability)
+        return badge(cluster.reachability, cluster.get_reachability_display())
 
     @admin.display(boolean=True)
     def has_credentials(self, cluster: Cluster) -> bool:

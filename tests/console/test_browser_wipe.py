@@ -47,7 +47,7 @@ def test_wipe_a_node_from_its_page_through_the_typed_confirmation_and_see_it_cha
     browser.get(f"{live_server.url}/admin/sites/node/{node.pk}/change/")
     assert node_state(browser) == NodeState.ACTIVE
 
-    browser.find_element(By.LINK_TEXT, "Wipe…").click()
+    browser.find_element(By.CSS_SELECTOR, f'a.node-button[href$="/{node.pk}/wipe/"]').click()
     wait_for(browser, lambda d: d.find_elements(By.NAME, "confirm"), 15, "the wipe confirmation")
     browser.find_element(By.NAME, "reason").send_keys("sold to a franchisee")
     browser.find_element(By.NAME, "confirm").send_keys("not-" + node.hostname)  # a typo: refused, nothing starts

@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from fleet.audit.models import AuditEvent
 from fleet.workflows import dispatch
 from fleet.workflows.models import WorkflowRun
 from sites.choices import NodeState
-from sites.models import Node, Site
+from sites.models import Cluster, Node, Site
 from tests.console.fleet_data import make_fleet
 from tests.factories import NodeFactory, SiteFactory
 
@@ -172,3 +173,30 @@ def test_pages_take_a_bounded_number_of_queries(
 
     with django_assert_max_num_queries(MAX_QUERIES):
         assert staff.get(page).status_code == 200
+
+
+def test_errors_read_as_sentences_with_the_raw_detail_behind_a_disclosure(staff: Client) -> None:
+    site = SiteFactory()
+    Cluster.objects.filter(site=site).update(
+        reachability="unreachable",
+        last_error="cannot reach the cluster at 10.2.3.4:6443 (connection refused) since 14:02",
+        last_error_detail="MaxRetryError: HTTPSConnectionPool(host='10.2.3.4', port=6443)",
+    )
+    cluster = Cluster.objects.get(site=site)
+
+    for page in (
+        f"/admin/sites/site/{site.pk}/change/",
+        f"/admin/sites/cluster/{cluster.pk}/change/",
+        "/admin/sites/site/",
+    ):
+        html = staff.get(page).content.decode()
+        assert "<summary>raw error</summary>" in html, page
+        assert html.index("MaxRetryError") > html.index("<details"), page  # never shown as the message
+    assert ">Unreachable<" in staff.get("/admin/sites/cluster/").content.decode()  # the label, not the value
+
+
+def test_audit_list_is_headed_for_people(staff: Client) -> None:
+    AuditEvent.objects.create(actor_repr="alice", verb="wipe", object_type="sites.node", object_id="1", object_repr="n")
+    page = staff.get("/admin/audit/auditevent/").content.decode()
+    assert "column-who" in page and "column-what" in page
+    assert "column-actor_repr" not in page and "column-object_repr" not in page and "REPR" not in page.upper()
