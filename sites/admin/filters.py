@@ -8,6 +8,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from sites.choices import NODE_HEALTH_COUNTED_STATES, NodeHealth
 from sites.models import Node, Site
 
 
@@ -75,4 +76,19 @@ class DriftFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() in ("yes", "no"):
             return queryset.filter(drifted_since__isnull=self.value() == "no")
+        return queryset
+
+
+class NodeDownFilter(admin.SimpleListFilter):
+    """Machines that should be in service and are not ready or not seen: the dashboard's "nodes down"."""
+
+    title = "down"
+    parameter_name = "down"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> Any:
+        return (("yes", "down (not ready or not seen)"),)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "yes":
+            return queryset.filter(state__in=NODE_HEALTH_COUNTED_STATES).exclude(health=NodeHealth.READY)
         return queryset

@@ -18,7 +18,7 @@ from fleet.admin_forms import ServiceAdminMixin, ServiceForm
 from fleet.workflows import active_run, runs_of
 from sites import services
 from sites.admin.devices import NodeCredentialInline
-from sites.admin.filters import LastSeenFilter
+from sites.admin.filters import LastSeenFilter, NodeDownFilter
 from sites.admin.health import health_badge
 from sites.admin.node_actions import NodeLifecycleAdminMixin
 from sites.choices import NODE_MANUAL_TRANSITIONS
@@ -34,7 +34,7 @@ class NodeForm(ServiceForm):
             allowed = sorted(NODE_MANUAL_TRANSITIONS.get(self.instance.state, frozenset()))
             self.fields["state"].help_text = (
                 f"from {self.instance.state} you may set: {', '.join(allowed) or 'nothing'}; "
-                "wipe, replace, provision and retire are actions of the node list"
+                "wipe, replace, provision and retire are the buttons above (and actions of the node list)"
             )
 
     class Meta:
@@ -69,7 +69,7 @@ class NodeAdmin(NodeLifecycleAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
         "hostname", "serial", "site_link", "role", "state_badge", "health_column", "mac", "hardware_model",
         "last_seen",
     ]  # fmt: skip
-    list_filter = ["health", "state", "role", "site__region", LastSeenFilter, "hardware_model"]
+    list_filter = [NodeDownFilter, "health", "state", "role", "site__region", LastSeenFilter, "hardware_model"]
     search_fields = ["serial", "hostname", "mac", "site__code"]
     list_select_related = ["site"]
     autocomplete_fields = ["site"]

@@ -38,7 +38,9 @@ def test_dashboard_is_the_home_page_with_counts_that_link_to_filtered_lists(staf
     # 20 sites: 14 healthy, 2 of each other health (SITE_HEALTHS cycles over ten).
     assert 'href="/admin/sites/site/?health__exact=healthy">14<' in page
     assert 'href="/admin/sites/site/?health__exact=unreachable">2<' in page
-    assert 'id="nodes-down"' in page and ">8<" in page  # 40 nodes, one in five not ready or not seen
+    assert 'href="/admin/sites/node/?down=yes">8<' in page  # 40 nodes, one in five not ready or not seen
+    down = staff.get("/admin/sites/node/", {"down": "yes"}).content.decode()
+    assert down.count('class="field-hostname"') == 8
     assert "pos everywhere GN" in page and "wavebar" in page  # the active rollout, its waves as bars
     assert "early (2 of 3)" not in page and "applying" in page  # what it waits for
     assert "the replacement machine to be switched on" in page  # a run waiting for a person
