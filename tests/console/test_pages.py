@@ -202,3 +202,17 @@ def test_audit_list_is_headed_for_people(staff: Client) -> None:
     page = staff.get("/admin/audit/auditevent/").content.decode()
     assert "column-who" in page and "column-what" in page
     assert "column-actor_repr" not in page and "column-object_repr" not in page and "REPR" not in page.upper()
+
+
+def test_a_staff_user_without_view_permissions_sees_no_site_or_rollout_on_the_dashboard(
+    client: Client, django_user_model: Any
+) -> None:
+    make_fleet(10, 10)
+    client.force_login(django_user_model.objects.create_user("nobody", password="x", is_staff=True))
+
+    page = client.get("/admin/").content.decode()
+
+    assert 'id="last-failures"' not in page and 'id="active-rollouts"' not in page
+    assert "GN-0000" not in page
+    assert client.get("/admin/console/search/", {"q": "GN-00003"}).status_code == 200  # no kinds: no result
+    assert 'id="search-results"' not in client.get("/admin/console/search/", {"q": "GN-00003"}).content.decode()
