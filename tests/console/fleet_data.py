@@ -13,7 +13,7 @@ from fleet.workflows.models import StepRun, WorkflowRun
 from rollouts.choices import RolloutState, SiteRolloutState, WaveState
 from rollouts.models import Application, Release, Rollout, RolloutPlan, RolloutWave, SiteRollout
 from sites.choices import AlertKind, NodeHealth, NodeRole, NodeState, SiteHealth, SiteState
-from sites.models import Alert, Cluster, Node, Site
+from sites.models import Alert, Backup, BootstrapToken, Cluster, Node, NodeCredential, Site
 
 SITE_HEALTHS = [SiteHealth.HEALTHY] * 7 + [SiteHealth.DEGRADED, SiteHealth.UNREACHABLE, SiteHealth.OFFLINE]
 NODE_HEALTHS = [NodeHealth.READY] * 8 + [NodeHealth.NOT_READY, NodeHealth.NOT_SEEN]
@@ -64,9 +64,41 @@ def make_fleet(sites: int, nodes: int, *, prefix: str = "GN") -> list[Site]:
     Alert.objects.bulk_create(
         [Alert(kind=AlertKind.NODE_DOWN, site_id=n.site_id, node=n, message="down", opened_at=now) for n in down]
     )
+    _device_rows(created, now, prefix)
     _runs(created, now)
     _rollout(created, now, prefix)
     return created
+
+
+def _device_rows(sites: list[Site], now: dt.datetime, prefix: str) -> None:
+    """A credential per machine, a bootstrap token and a backup per site: the device API's lists."""
+    nodes = list(Node.objects.filter(site__in=sites).only("id", "site_id"))
+    NodeCredential.objects.bulk_create(
+        [NodeCredential(node_id=n.pk, prefix=f"nc{n.pk}", token_hash=f"{prefix}-nc-{n.pk}") for n in nodes],
+        batch_size=BATCH,
+    )
+    BootstrapToken.objects.bulk_create(
+        [
+            BootstrapToken(site=s, prefix=f"bt{s.pk}", token_hash=f"{prefix}-bt-{s.pk}", expires_at=now, serials=[])
+            for s in sites
+        ],
+        batch_size=BATCH,
+    )
+    Backup.objects.bulk_create(
+        [
+            Backup(
+                site=s,
+                application="pos",
+                namespace="pos",
+                taken_at=now,
+                location=f"s3://b/{s.code}",
+                size=1,
+                reported_at=now,
+            )
+            for s in sites
+        ],
+        batch_size=BATCH,
+    )
 
 
 def _runs(sites: list[Site], now: dt.datetime) -> None:

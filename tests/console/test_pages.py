@@ -155,6 +155,9 @@ PAGES = [
     "/admin/sites/node/",
     "/admin/sites/alert/",
     "/admin/sites/cluster/",
+    "/admin/sites/backup/",
+    "/admin/sites/bootstraptoken/",
+    "/admin/audit/auditevent/",
     "site",
     "node",
 ]
