@@ -36,6 +36,9 @@ PERSON_WAITS: dict[tuple[str, str], str] = {
     (WIPE_KIND, "await_rejoin"): "the wiped machine to register again",
     (WIPE_KIND, "drain"): "a drain: pods a disruption budget protects must be moved by someone",
 }
+# A drain waits for a person only while a disruption budget blocks it (its wait message says so); the
+# other drain waits are evictions going on.
+BLOCKED_DRAIN = "PodDisruptionBudget"
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,7 @@ def person_waits() -> list[tuple[WorkflowRun, str, str]]:
     runs = (
         WorkflowRun.objects.filter(wanted, state=RunState.WAITING)
         .annotate(last_message=Subquery(last_message))
+        .exclude(Q(kind=WIPE_KIND, current_step="drain") & ~Q(last_message__contains=BLOCKED_DRAIN))
         .order_by("updated_at")[:LIST_LENGTH]
     )
     return [(run, PERSON_WAITS[(run.kind, run.current_step)], getattr(run, "last_message", "") or "") for run in runs]

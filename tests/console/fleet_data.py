@@ -103,7 +103,12 @@ def _device_rows(sites: list[Site], now: dt.datetime, prefix: str) -> None:
 
 def _runs(sites: list[Site], now: dt.datetime) -> None:
     node = Node.objects.filter(site=sites[0]).first()
-    for state, step in (("failed", "drain"), ("waiting", "await_checkin"), ("waiting", "drain")):
+    waits = {
+        "await_checkin": "waiting for the machine",
+        "drain": "1 pod(s) blocked by a PodDisruptionBudget: pos/db-0 (budget allows 0); waiting",
+        "cordon": "evicted 2 pod(s): pos/web-1, pos/web-2",
+    }
+    for state, step in (("failed", "drain"), ("waiting", "await_checkin"), ("waiting", "drain"), ("waiting", "cordon")):
         run = WorkflowRun.objects.create(
             kind="node.replace" if step == "await_checkin" else "node.wipe",
             subject_type="sites.node",
@@ -114,7 +119,7 @@ def _runs(sites: list[Site], now: dt.datetime) -> None:
             error="drain blocked" if state == "failed" else "",
             finished_at=now if state == "failed" else None,
         )
-        StepRun.objects.create(run=run, step=step, state="waiting", message="waiting for the machine", polls=3)
+        StepRun.objects.create(run=run, step=step, state="waiting", message=waits[step], polls=3)
 
 
 def _rollout(sites: list[Site], now: dt.datetime, prefix: str) -> None:

@@ -71,6 +71,9 @@ def test_the_dashboard_counts_a_node_down_after_the_simulator_kills_it(
     wait_for(browser, lambda d: d.find_elements(By.ID, "site-nodes"), 15, "the site page")
     row = browser.find_element(By.CSS_SELECTOR, f'#site-nodes tr[data-node="{victim.hostname}"]')
     assert "Not seen" in row.text and "Replace…" in row.text
+    # Times in the viewer's zone with seconds, the restaurant's local time beside (console.js).
+    since = browser.find_element(By.CSS_SELECTOR, "#site-health time")
+    assert since.get_attribute("data-localized") == "1" and "(site " in since.text
     screenshot(browser, "site")
 
     # The search box: a site code lands on its page, a city lists its restaurants.

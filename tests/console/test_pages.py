@@ -44,6 +44,7 @@ def test_dashboard_is_the_home_page_with_counts_that_link_to_filtered_lists(staf
     assert "pos everywhere GN" in page and "wavebar" in page  # the active rollout, its waves as bars
     assert "early (2 of 3)" not in page and "applying" in page  # what it waits for
     assert "the replacement machine to be switched on" in page  # a run waiting for a person
+    assert "blocked by a PodDisruptionBudget" in page and "evicted 2 pod(s)" not in page
     assert "pods crash-looping" in page  # the last failures
     assert 'data-live-url="/admin/console/live/"' in page
 
