@@ -128,7 +128,7 @@ class BootstrapTokenAdmin(ReadOnlyAdmin):
 
     @admin.display(description="state")
     def state_badge(self, token: BootstrapToken) -> str:
-        return badge(token.state)
+        return badge(token.state, BootstrapTokenState(token.state).label)
 
     @admin.display(description="for")
     def machines(self, token: BootstrapToken) -> str:

@@ -130,7 +130,7 @@ class NodeAdmin(NodeLifecycleAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, node: Node) -> str:
-        return badge(node.state)
+        return badge(node.state, node.get_state_display())
 
     @admin.display(description="health", ordering="health")
     def health_column(self, node: Node) -> str:
