@@ -65,13 +65,11 @@ def site_overview(site: Site) -> SiteOverview:
         )
     runs = list((runs_of(site) | runs_of(Node.objects.filter(site=site))).order_by("-id")[:TIMELINE_LENGTH])
     node_ids = [str(node.pk) for node in nodes]
-    audit = list(
-        AuditEvent.objects.filter(
-            Q(object_type="sites.site", object_id=str(site.pk))
-            | Q(object_type="sites.node", object_id__in=node_ids)
-            | Q(object_type="sites.cluster", object_id=str(getattr(site, "cluster", site).pk))
-        ).order_by("-id")[:AUDIT_LENGTH]
-    )
+    about = Q(object_type="sites.site", object_id=str(site.pk)) | Q(object_type="sites.node", object_id__in=node_ids)
+    cluster = getattr(site, "cluster", None)
+    if cluster is not None:
+        about |= Q(object_type="sites.cluster", object_id=str(cluster.pk))
+    audit = list(AuditEvent.objects.filter(about).order_by("-id")[:AUDIT_LENGTH])
     return SiteOverview(
         site=site,
         nodes=nodes,
