@@ -2,13 +2,14 @@
 release and the revision applied, drift, the rollouts that touched it, its runs and those of its nodes as
 one timeline, its open alerts and its audit trail. Every list is bounded (the newest few)."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 
 from fleet.audit.models import AuditEvent
-from fleet.workflows import WorkflowRun, runs_of
+from fleet.workflows import StepRun, WorkflowRun, runs_of
 from rollouts.choices import SiteRolloutState
 from rollouts.models import SiteRollout, SiteSyncState
 from sites.models import Alert, Node, Site
@@ -38,7 +39,7 @@ class SiteOverview:
     sync: SiteSyncState | None
     applications: list[AppRelease]
     rollouts: list[SiteRollout]
-    runs: list[WorkflowRun]
+    runs: Sequence[WorkflowRun]
     audit: list[AuditEvent]
 
 
@@ -63,7 +64,13 @@ def site_overview(site: Site) -> SiteOverview:
                 release.application.name, release.version, row.revision, row.rollout_id, row.state, row.finished_at
             ),
         )
-    runs = list((runs_of(site) | runs_of(Node.objects.filter(site=site))).order_by("-id")[:TIMELINE_LENGTH])
+    # Each run with its latest step's message ("waiting for the replacement to check in"), in the same query.
+    latest = StepRun.objects.filter(run=OuterRef("pk")).order_by("-id").values("message")[:1]
+    runs = list(
+        (runs_of(site) | runs_of(Node.objects.filter(site=site)))
+        .annotate(last_message=Subquery(latest))
+        .order_by("-id")[:TIMELINE_LENGTH]
+    )
     node_ids = [str(node.pk) for node in nodes]
     about = Q(object_type="sites.site", object_id=str(site.pk)) | Q(object_type="sites.node", object_id__in=node_ids)
     cluster = getattr(site, "cluster", None)

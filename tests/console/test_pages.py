@@ -216,3 +216,13 @@ def test_a_staff_user_without_view_permissions_sees_no_site_or_rollout_on_the_da
     assert "GN-0000" not in page
     assert client.get("/admin/console/search/", {"q": "GN-00003"}).status_code == 200  # no kinds: no result
     assert 'id="search-results"' not in client.get("/admin/console/search/", {"q": "GN-00003"}).content.decode()
+
+
+def test_site_page_runs_say_what_a_waiting_run_waits_for(staff: Client) -> None:
+    make_fleet(3, 6)
+    site = Site.objects.get(code="GN-00000")  # its first machine has a replacement waiting for check-in
+
+    page = staff.get(f"/admin/sites/site/{site.pk}/change/").content.decode()
+
+    runs = page[page.index('id="site-runs"') :]
+    assert "node.replace" in runs and "await_checkin" in runs and "waiting for the machine" in runs
