@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+ARGS ?=
 
 .PHONY: install dev test test-sqlite lint format bench clean
 
@@ -17,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 dev: $(STAMP)
-	$(PY) scripts/devstack.py
+	$(PY) scripts/devstack.py $(ARGS)
 
 # Uses the PostgreSQL on 127.0.0.1:5432 when it answers (SQLite otherwise) and a real Redis.
 test: $(STAMP)

@@ -96,7 +96,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         state = Path(tmp) / "sim"
         started = time.monotonic()
         with running_simulator(
-            sites=args.sites, state_dir=state, seed=1, sync_interval=args.sync_interval, startup_timeout=300
+            sites=args.sites,
+            state_dir=state,
+            seed=1,
+            sync_interval=args.sync_interval,
+            startup_timeout=max(300.0, args.sites * 0.05),  # 30000 sites take minutes on a busy machine
         ) as sim:
             results["startup_s"] = time.monotonic() - started
             pid = sim.process.pid

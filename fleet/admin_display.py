@@ -1,5 +1,8 @@
 """Small display helpers shared by the admin pages."""
 
+import datetime as dt
+
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
@@ -30,4 +33,29 @@ def badge(state: str, label: str | None = None) -> SafeString:
         'white-space:nowrap">{}</span>',
         _HEX[colour],
         label or state,
+    )
+
+
+def when(at: dt.datetime | None, site_tz: str = "") -> SafeString:
+    """A time as `<time datetime=...>`: the server writes it in TIME_ZONE with seconds, and the console's
+    script (fleet/static/console/console.js) rewrites it to the viewer's time zone and adds the site's
+    local time beside it when `site_tz` names one. Empty times are a dash."""
+    if at is None:
+        return format_html("{}", "-")
+    local = timezone.localtime(at)
+    return format_html(
+        '<time datetime="{}" data-site-tz="{}" title="{}">{}</time>',
+        at.isoformat(),
+        site_tz,
+        local.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        local.strftime("%Y-%m-%d %H:%M:%S"),
+    )
+
+
+def raw_detail(sentence: str, detail: str) -> SafeString:
+    """A message for people, the raw error for engineers behind a disclosure (sites.messages keeps both)."""
+    if not detail or detail == sentence:
+        return format_html("{}", sentence or "-")
+    return format_html(
+        '{} <details class="raw-detail"><summary>raw error</summary><pre>{}</pre></details>', sentence or "-", detail
     )

@@ -10,7 +10,7 @@ from fleet.api.throttling import throttled_admin_login
 
 admin.site.site_header = "edgefleet"
 admin.site.site_title = "edgefleet"
-admin.site.index_title = "Fleet administration"
+admin.site.index_title = "Fleet"
 
 # A path under /api/ that matches no route (a malformed id, say) answers JSON like every other API error.
 handler404 = "fleet.api.exceptions.not_found"

@@ -1,11 +1,21 @@
 """`make dev`: the whole edgefleet stack on one machine, in the foreground; Ctrl-C stops everything.
 
-Migrates, makes sure an admin user exists (credentials printed), starts a simulated fleet, imports it and
-onboards every site (its base stack committed through the local git host), and runs web (:8000), a
-Celery worker, Celery beat, Flower (:5555), the simulator (:8700) and, when no Redis answers at
-FLEET_REDIS_URL, a private redis-server.
+Migrates, makes sure an admin user exists (credentials printed), starts a simulated fleet (40 sites),
+imports it, probes it at once and onboards every site (its base stack committed through the local git
+host), and runs web (:8000), a Celery worker, Celery beat, Flower (:5555), the simulator (:8700) and,
+when no Redis answers at FLEET_REDIS_URL, a private redis-server.
+
+A living fleet: a demo rollout slow enough to watch (a minute's bake between waves, two sites at a time),
+one site offline and one failing (simulator faults injected once they are onboarded: dev_faults).
+
+    scripts/devstack.py [--sites 40] [--no-demo] [--no-offline-site] [--no-failing-site] [--bake 60]
+                        [--max-parallel 2]
+
+The same as environment variables: FLEET_DEV_SITES, FLEET_DEV_DEMO=0, FLEET_DEV_OFFLINE_SITE=0,
+FLEET_DEV_FAILING_SITE=0; ports: FLEET_WEB_PORT, FLEET_SIM_PORT, FLEET_FLOWER_PORT.
 """
 
+import argparse
 import os
 import shutil
 import socket
@@ -20,7 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 WEB_PORT = int(os.environ.get("FLEET_WEB_PORT", "8000"))
 SIM_PORT = int(os.environ.get("FLEET_SIM_PORT", "8700"))
-SIM_SITES = int(os.environ.get("FLEET_DEV_SITES", "12"))
+SIM_SITES = int(os.environ.get("FLEET_DEV_SITES", "40"))
+FLOWER_PORT = int(os.environ.get("FLEET_FLOWER_PORT", "5555"))
 PRIVATE_REDIS_PORT = int(os.environ.get("FLEET_DEV_REDIS_PORT", "6390"))
 
 
@@ -42,13 +53,29 @@ def run(*args: str, env: dict[str, str]) -> None:
     subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=env, check=True)  # noqa: S603 - our own manage.py
 
 
+def on(name: str) -> bool:
+    return os.environ.get(name, "1") != "0"
+
+
+def options() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="the whole edgefleet stack on one machine (make dev)")
+    parser.add_argument("--sites", type=int, default=SIM_SITES, help="simulated sites (default 40)")
+    parser.add_argument("--no-demo", dest="demo", action="store_false", default=on("FLEET_DEV_DEMO"))
+    parser.add_argument("--no-offline-site", dest="offline", action="store_false", default=on("FLEET_DEV_OFFLINE_SITE"))
+    parser.add_argument("--no-failing-site", dest="failing", action="store_false", default=on("FLEET_DEV_FAILING_SITE"))
+    parser.add_argument("--bake", type=int, default=60, help="demo rollout: seconds between waves (default 60)")
+    parser.add_argument("--max-parallel", type=int, default=2, help="demo rollout: sites at once (default 2)")
+    return parser.parse_args()
+
+
 def main() -> int:
+    args = options()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     data_dir = Path(env.setdefault("FLEET_DATA_DIR", str(ROOT / "var")))
     data_dir.mkdir(parents=True, exist_ok=True)
-    for port, what in ((WEB_PORT, "web"), (SIM_PORT, "simulator"), (5555, "Flower")):
+    for port, what in ((WEB_PORT, "web"), (SIM_PORT, "sim"), (FLOWER_PORT, "Flower")):
         if answers("127.0.0.1", port):
-            print(f"port {port} ({what}) is in use: stop what holds it, or set FLEET_WEB_PORT/FLEET_SIM_PORT")
+            print(f"port {port} ({what}) is in use: stop what holds it, or set FLEET_{what.upper()}_PORT")
             return 1
 
     manager = Manager()
@@ -85,18 +112,24 @@ def main() -> int:
     # agents from that directory): onboarding commits each site's base stack there.
     env.setdefault("FLEET_REPO_ROOT", str(sim_dir / "repos"))
     control_plane = f"http://127.0.0.1:{WEB_PORT}"
-    simulator = f"{PY} -m simulator --sites {SIM_SITES} --port {SIM_PORT} --state-dir {sim_dir}"
+    simulator = f"{PY} -m simulator --sites {args.sites} --port {SIM_PORT} --state-dir {sim_dir}"
     manager.add_process(
         "simulator", supervised("simulator", f"{simulator} --control-plane {control_plane}"), cwd=str(ROOT), env=env
     )
-    # The web process imports the simulated fleet once the simulator has written it and onboards it (each
+    # The web process imports the simulated fleet once the simulator has written it, queues a probe of every
+    # site (nodes' last seen and health at once, not at the next periodic probe) and onboards it (each
     # site's base stack committed through the local git host, its edge pointed at it: the worker does it),
-    # starts the demo rollout of a sample release across it (FLEET_DEV_DEMO=0 to skip; a rerun reports the
-    # one going), then serves, supervised from then on (a failed import still stops the stack).
-    demo = f"{PY} manage.py demo_rollout --bake 15 && " if env.get("FLEET_DEV_DEMO", "1") != "0" else ""
+    # starts the demo rollout of a sample release across it (a rerun reports the one going), leaves the
+    # faults to a background command that waits for their sites' onboarding, then serves, supervised from
+    # then on (a failed import still stops the stack).
+    demo = f"{PY} manage.py demo_rollout --bake {args.bake} --max-parallel {args.max_parallel} && " if args.demo else ""
+    faults = ""
+    if args.offline or args.failing:
+        chosen = ("" if args.offline else "--offline '' ") + ("" if args.failing else "--failing '' ")
+        faults = f"({PY} manage.py dev_faults {chosen}{sim_dir} &) && "
     manager.add_process(
         "web",
-        f"{PY} manage.py fleet_import --onboard --wait 60 {sim_dir / 'fleet.json'} && {demo}"
+        f"{PY} manage.py fleet_import --probe --onboard --wait 60 {sim_dir / 'fleet.json'} && {demo}{faults}"
         f"exec {supervised('web', f'{PY} manage.py runserver 0.0.0.0:{WEB_PORT} --noreload')}",
         cwd=str(ROOT),
         env=env,
@@ -117,7 +150,7 @@ def main() -> int:
 
     print(
         f"\nedgefleet: admin http://127.0.0.1:{WEB_PORT}/admin/  API http://127.0.0.1:{WEB_PORT}/api/v1/  "
-        f"docs http://127.0.0.1:{WEB_PORT}/api/docs/  Flower http://127.0.0.1:5555/ "
+        f"docs http://127.0.0.1:{WEB_PORT}/api/docs/  Flower http://127.0.0.1:{FLOWER_PORT}/ "
         f"(user {env.get('FLEET_FLOWER_USER', 'admin')})  simulator https://127.0.0.1:{SIM_PORT}/\n"
     )
     manager.loop()

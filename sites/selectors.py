@@ -1,7 +1,7 @@
 """Reads of sites and nodes that are more than a one-line filter."""
 
-from django.db.models import Count, F, Q, QuerySet, Window
-from django.db.models.functions import RowNumber
+from django.db.models import Count, F, OuterRef, QuerySet, Subquery, Window
+from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
 
 from sites.choices import NodeState, SiteState
@@ -17,10 +17,15 @@ def sites_to_probe() -> QuerySet[Site]:
 
 
 def site_list() -> QuerySet[Site]:
-    """Sites with their cluster and node counts, one query for the whole page."""
+    """Sites with their cluster and node counts, one query for the whole page. The counts are correlated
+    subqueries, not a join and GROUP BY: the database counts the nodes of the page's rows only, and the
+    list's row count (which does not use them) leaves them out, so a page costs the same at 3000 sites."""
+    nodes = Node.objects.filter(site=OuterRef("pk")).order_by().values("site")
     return Site.objects.select_related("cluster").annotate(
-        node_count=Count("nodes", filter=~Q(nodes__state=NodeState.RETIRED)),
-        active_node_count=Count("nodes", filter=Q(nodes__state=NodeState.ACTIVE)),
+        node_count=Coalesce(Subquery(nodes.exclude(state=NodeState.RETIRED).annotate(n=Count("id")).values("n")), 0),
+        active_node_count=Coalesce(
+            Subquery(nodes.filter(state=NodeState.ACTIVE).annotate(n=Count("id")).values("n")), 0
+        ),
     )
 
 

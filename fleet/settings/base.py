@@ -38,7 +38,7 @@ def development_fernet_key(secret: str) -> str:
 FLEET_SECRET_KEYS = env.list("FLEET_SECRET_KEYS", default=[]) or [development_fernet_key(SECRET_KEY)]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "fleet.console.apps.ConsoleAdminConfig",  # django.contrib.admin with the console as its home page
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -17,7 +17,8 @@ from rollouts import services as rollout_services
 from rollouts.admin.catalog import ApplicationForm, ReleaseForm, RolloutPlanForm
 from rollouts.api.serializers import ApplicationWriteSerializer, ReleaseWriteSerializer, RolloutPlanWriteSerializer
 from sites import services as site_services
-from sites.admin import NodeForm, SiteForm
+from sites.admin.node import NodeForm
+from sites.admin.site import SiteForm
 from sites.api.serializers import NodeWriteSerializer, SiteWriteSerializer
 from sites.choices import NODE_TRANSITIONS, NodeState
 from sites.models import Node, Site

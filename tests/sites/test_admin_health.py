@@ -43,9 +43,9 @@ def test_site_and_node_lists_show_health_and_filter_on_it(staff: Client) -> None
     site_page = staff.get(f"/admin/sites/site/{sick.pk}/change/").content.decode()
 
     assert str(sick.code) in sites and "TX-9999" not in sites
-    assert "node nuc-2 not seen" in sites and ">degraded<" in sites
-    assert "nuc-2" in nodes and ">not_seen<" in nodes
-    assert ">not_seen<" in site_page  # the site's nodes with their health
+    assert "node nuc-2 not seen" in sites and ">Degraded<" in sites
+    assert "nuc-2" in nodes and ">Not seen<" in nodes
+    assert ">Not seen<" in site_page  # the site's nodes with their health
 
 
 def test_the_alert_list_is_read_only_and_links_an_open_node_down_alert_to_replace(staff: Client) -> None:

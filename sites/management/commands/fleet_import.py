@@ -1,4 +1,4 @@
-"""`manage.py fleet_import FILE [--onboard]`: create or update sites, clusters and nodes from a fleet.json,
+"""`manage.py fleet_import FILE [--onboard] [--probe]`: create or update sites, clusters and nodes from a fleet.json,
 and with --onboard start the onboarding of each site it lists (sites.site_lifecycle)."""
 
 import time
@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from fleet.audit.choices import Source, SystemActor
 from fleet.errors import FleetError
+from sites import services
 from sites.choices import SiteState
 from sites.imports import fleet_import_file
 from sites.models import Site
@@ -29,8 +30,14 @@ class Command(BaseCommand):
             help="onboard every site listed (git host project, base stack, edge pointed at it): new sites start "
             "planned and become active once they applied it; sites onboarded already are left alone",
         )
+        parser.add_argument(
+            "--probe",
+            action="store_true",
+            help="queue a probe of every site listed at once (the workers record nodes' last seen and health), "
+            "rather than at the next periodic probe",
+        )
 
-    def handle(self, *args: Any, file: Path, wait: float, onboard: bool, **options: Any) -> None:
+    def handle(self, *args: Any, file: Path, wait: float, onboard: bool, probe: bool, **options: Any) -> None:
         deadline = time.monotonic() + wait
         while not file.exists() and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -40,6 +47,11 @@ class Command(BaseCommand):
         except FleetError as exc:
             raise CommandError(exc.message) from exc
         self.stdout.write(self.style.SUCCESS(str(summary)))
+        if probe:
+            count = services.site_probe_request(
+                sites=list(Site.objects.filter(code__in=summary.codes)), actor=ACTOR, source=Source.COMMAND
+            )
+            self.stdout.write(f"queued a probe of {count} site(s)")
         if not onboard:
             return
         sites = list(Site.objects.filter(code__in=summary.codes).order_by("code"))

@@ -1,5 +1,5 @@
 """The site page's action buttons: Onboard and Decommission, each with a confirmation page, then the same
-doors as the API (sites.site_lifecycle). Mixed into SiteAdmin (sites/admin.py); the buttons are in
+doors as the API (sites.site_lifecycle). Mixed into SiteAdmin (sites/admin/site.py); the buttons are in
 templates/admin/sites/site/change_form.html. The site list's "Decommission site…" action uses the same
 form and door.
 

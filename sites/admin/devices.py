@@ -1,6 +1,6 @@
 """Admin pages and actions around the device API: bootstrap tokens, node credentials, backups.
 
-Imported by sites/admin.py. Secrets never appear on a page except once, in the message that follows
+Imported by sites/admin/__init__.py. Secrets never appear on a page except once, in the message that follows
 issuing a bootstrap token. Every action goes through sites.devices, so it is audited as in the API.
 """
 
@@ -129,7 +129,7 @@ class BootstrapTokenAdmin(ReadOnlyAdmin):
 
     @admin.display(description="state")
     def state_badge(self, token: BootstrapToken) -> str:
-        return badge(token.state)
+        return badge(token.state, BootstrapTokenState(token.state).label)
 
     @admin.display(description="for")
     def machines(self, token: BootstrapToken) -> str:

@@ -12,18 +12,21 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from fleet.admin_display import badge
+from fleet.admin_display import badge, when
 from fleet.admin_readonly import ReadOnlyAdmin
-from sites.choices import AlertKind, SiteHealth
+from sites.choices import AlertKind, NodeHealth, SiteHealth
 from sites.messages import clock
 from sites.models import Alert
+
+HEALTH_LABELS = {str(value): str(label) for value, label in [*SiteHealth.choices, *NodeHealth.choices]}
 
 
 def health_badge(health: str, since: dt.datetime | None, reason: str = "") -> SafeString:
     """`degraded since 14:02`, the reason on hover."""
     when = f" since {clock(since, timezone.now())}" if since else ""
     # A site offline by plan is not an alarm: grey, where a site state `offline` is red.
-    pill = badge("unknown", "offline") if health == SiteHealth.OFFLINE else badge(health)
+    label = HEALTH_LABELS.get(health, health)
+    pill = badge("unknown", label) if health == SiteHealth.OFFLINE else badge(health, label)
     return format_html('<span title="{}">{}{}</span>', reason, pill, when)
 
 
@@ -42,13 +45,21 @@ class OpenFilter(admin.SimpleListFilter):
 
 @admin.register(Alert)
 class AlertAdmin(ReadOnlyAdmin):
-    list_display = ["opened_at", "kind", "site", "node", "message", "state", "resolved_at", "resolution", "act"]
+    list_display = ["opened", "kind", "site", "node", "message", "state", "resolved", "resolution", "act"]
     list_filter = [OpenFilter, "kind", "site__region", "opened_at"]
     search_fields = ["message", "site__code", "node__hostname", "node__serial"]
     list_select_related = ["site", "node"]
     date_hierarchy = "opened_at"
     list_per_page = 100
     show_full_result_count = False
+
+    @admin.display(description="opened", ordering="opened_at")
+    def opened(self, alert: Alert) -> SafeString:
+        return when(alert.opened_at, alert.site.timezone)
+
+    @admin.display(description="resolved", ordering="resolved_at")
+    def resolved(self, alert: Alert) -> SafeString:
+        return when(alert.resolved_at, alert.site.timezone)
 
     @admin.display(description="state", ordering="resolved_at")
     def state(self, alert: Alert) -> SafeString:
