@@ -16,39 +16,17 @@ Completion of raw tasks is counted from the worker's task events, of runs from t
 import argparse
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # `simulator` is the package, not bench/simulator.py
+from simulator.harness import RedisServer, start_process, stop_process, tcp_open, wait_until  # noqa: E402
+
 STEPS = 5
-
-
-def tcp_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"bench: {what} did not happen within {seconds:.0f} s")
-        time.sleep(0.05)
 
 
 def main() -> None:
@@ -70,17 +48,14 @@ def main() -> None:
     redis_proc = None
     redis_url = os.environ.get("FLEET_BENCH_REDIS_URL")
     if not redis_url:
-        if tcp_open(6379):
+        if tcp_open("127.0.0.1", 6379):
             redis_url = "redis://127.0.0.1:6379/14"
         else:
-            binary = shutil.which("redis-server") or sys.exit("bench: needs Redis (redis-server on PATH)")
-            port = free_port()
-            redis_proc = subprocess.Popen(
-                [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp)],
-                stdout=subprocess.DEVNULL,
-            )
-            wait_for(lambda: tcp_open(port), 10, "redis-server")
-            redis_url = f"redis://127.0.0.1:{port}/0"
+            if not RedisServer.available():
+                sys.exit("bench: needs Redis (redis-server on PATH)")
+            redis_proc = RedisServer(tmp)
+            redis_proc.start()
+            redis_url = redis_proc.url
     database_url = os.environ.get("FLEET_DATABASE_URL") or f"sqlite:///{tmp / 'bench.sqlite3'}"
     os.environ.update(
         {
@@ -93,7 +68,6 @@ def main() -> None:
             "DJANGO_SETTINGS_MODULE": "fleet.settings",
         }
     )
-    sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()
@@ -121,9 +95,7 @@ def main() -> None:
         if args.db_reuse
         else [sys.executable, "-m", "celery", "-A", "fleet", *worker_args]
     )
-    worker = subprocess.Popen(
-        command, cwd=ROOT, env=os.environ.copy(), stdout=log_path.open("ab"), stderr=subprocess.STDOUT
-    )
+    worker = start_process(command, log=log_path, cwd=ROOT, env=os.environ.copy())
 
     succeeded = 0
     lock = threading.Lock()
@@ -151,29 +123,28 @@ def main() -> None:
         started = time.perf_counter()
         for _ in range(n):
             chain(*[app.signature("celery.accumulate", immutable=True) for _ in range(STEPS)]).apply_async()
-        wait_for(lambda: succeeded >= n * STEPS, args.timeout, f"{n * STEPS} raw tasks")
+        wait_until(lambda: succeeded >= n * STEPS, args.timeout, f"{n * STEPS} raw tasks", interval=0.05)
         return time.perf_counter() - started
 
     def engine(n: int) -> float:
         started = time.perf_counter()
         runs = [workflow_start(kind="noop", subject=None, actor="bench", source="command").pk for _ in range(n)]
         done = WorkflowRun.objects.filter(pk__in=runs, state=RunState.SUCCEEDED)
-        wait_for(lambda: done.count() == n, args.timeout, f"{n} workflow runs")
+        wait_until(lambda: done.count() == n, args.timeout, f"{n} workflow runs", interval=0.05)
         return time.perf_counter() - started
 
     try:
-        wait_for(lambda: b" ready." in log_path.read_bytes(), 60, "the worker")
+        wait_until(lambda: b" ready." in log_path.read_bytes(), 60, "the worker", interval=0.05)
         raw(20)  # warm-up: connections, imports, forked children
         engine(20)
         raw_seconds = raw(args.runs)
         engine_seconds = engine(args.runs)
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        stop_process(worker, timeout=30)
         if os.environ.get("FLEET_DATABASE_URL", "").startswith("postgres"):
             WorkflowRun.objects.filter(kind="noop", created_by_repr="bench").delete()
         if redis_proc is not None:
-            redis_proc.terminate()
+            redis_proc.stop()
         if args.keep:
             print(f"bench: worker log in {log_path}")
         else:

@@ -36,13 +36,11 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -50,29 +48,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # `simulator` is the package, not bench/simulator.py
+from simulator.harness import RedisServer, start_process, stop_process, wait_until  # noqa: E402
+
 WAVES = [{"name": "1%", "percent": 1}, {"name": "10%", "percent": 10}, {"name": "100%", "percent": 100}]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def tcp_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def wait_for(check: Callable[[], bool], seconds: float, what: str, every: float = 0.2) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"bench: {what} did not happen within {seconds:.0f} s")
-        time.sleep(every)
 
 
 def descendants(pid: int) -> list[tuple[int, str, int]]:
@@ -220,8 +199,8 @@ def main() -> None:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="edgefleet-bench-rollout-"))
-    binary = shutil.which("redis-server") or sys.exit("bench: needs redis-server on PATH")
-    sys.path.insert(0, str(ROOT))  # `simulator` is the package, not bench/simulator.py
+    if not RedisServer.available():
+        sys.exit("bench: needs redis-server on PATH")
     from simulator.testing import running_simulator
 
     # The simulator first: with https the settings (read once, at django.setup) name its git host.
@@ -242,15 +221,10 @@ def main() -> None:
                 "FLEET_GIT_HOSTS": urlsplit(sim.gitlab_url).netloc,
             }
         )
-    port = free_port()
     nice = ["nice", "-n", str(args.niceness)] if args.niceness else []
-    redis_args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp)]
-    redis_proc = subprocess.Popen(
-        [*nice, binary, *redis_args],
-        stdout=subprocess.DEVNULL,
-    )
-    wait_for(lambda: tcp_open(port), 10, "redis-server", every=0.05)
-    redis_url = f"redis://127.0.0.1:{port}/0"
+    redis_server = RedisServer(tmp, prefix=nice)
+    redis_server.start()
+    redis_url = redis_server.url
     database_url = os.environ.get("FLEET_DATABASE_URL") or f"sqlite:///{tmp / 'bench.sqlite3'}"
     os.environ.update(
         {
@@ -265,7 +239,6 @@ def main() -> None:
             "DJANGO_SETTINGS_MODULE": "fleet.settings",
         }
     )
-    sys.path.insert(0, str(ROOT))
     import django
     import redis
 
@@ -324,11 +297,7 @@ def main() -> None:
                 command = [*nice, sys.executable, "-m", "celery", "-A", "fleet", "worker", "-Q", "control,io",
                            *pool_args, "--without-gossip", "--without-mingle", "-l", "WARNING",
                            "-n", f"bench-{number}-{os.getpid()}@%h"]  # fmt: skip
-                workers.append(
-                    subprocess.Popen(
-                        command, cwd=ROOT, env=os.environ.copy(), stdout=log_path.open("ab"), stderr=subprocess.STDOUT
-                    )
-                )
+                workers.append(start_process(command, log=log_path, cwd=ROOT, env=os.environ.copy()))
 
             def sweeping() -> None:  # what beat does
                 while not stop.wait(1.0):
@@ -343,7 +312,7 @@ def main() -> None:
                     "worker": sum(cpu_seconds(worker.pid) for worker in workers),
                     "worker main": sum(own_cpu_seconds(worker.pid) for worker in workers),
                     "simulator": cpu_seconds(sim.process.pid),
-                    "redis": cpu_seconds(redis_proc.pid),
+                    "redis": cpu_seconds(redis_server.proc.pid if redis_server.proc else 0),
                     "this process": sum(os.times()[:4]),
                     "machine busy": busy,
                     "machine total": total,
@@ -379,7 +348,7 @@ def main() -> None:
                     warm.refresh_from_db()
                     return warm.state in (RolloutState.SUCCEEDED, RolloutState.HALTED)
 
-                wait_for(warmed, args.timeout, "the warm-up rollout", every=0.2)
+                wait_until(warmed, args.timeout, "the warm-up rollout", interval=0.2)
                 time.sleep(1)
             steps_before, rows_before = executed_steps(), timeline_rows()
             runs_before = WorkflowRun.objects.filter(kind__startswith="rollout.").count()
@@ -426,7 +395,7 @@ def main() -> None:
                     )
                 return rollout.state in (RolloutState.SUCCEEDED, RolloutState.HALTED)
 
-            wait_for(finished, args.timeout, "the orchestrated rollout", every=0.5 if args.timeline else 0.2)
+            wait_until(finished, args.timeout, "the orchestrated rollout", interval=0.5 if args.timeline else 0.2)
             orchestrated = time.perf_counter() - started
             cpu_orchestrated = cpu_delta(cpu_before, cpu_snapshot())
             time.sleep(2)
@@ -480,9 +449,8 @@ def main() -> None:
         for worker in workers:
             worker.terminate()
         for worker in workers:
-            worker.wait(timeout=60)
-        redis_proc.terminate()
-        redis_proc.wait(timeout=10)
+            stop_process(worker, timeout=60)
+        redis_server.stop()
         if args.keep:
             print(f"bench: logs and state in {tmp}")
         else:

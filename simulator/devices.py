@@ -60,6 +60,9 @@ class Device:
     registrations: int = 0
     refusals: int = 0
     heartbeats: int = 0
+    # Heartbeats due but not sent, the site being offline or the machine dead (a test waits on them to
+    # know a heartbeat could have happened and did not).
+    heartbeats_missed: int = 0
     last_heartbeat_status: int | None = None
     wipes: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -93,6 +96,7 @@ class Device:
             "registrations": self.registrations,
             "refusals": self.refusals,
             "heartbeats": self.heartbeats,
+            "heartbeats_missed": self.heartbeats_missed,
             "last_heartbeat_status": self.last_heartbeat_status,
             "wipes": self.wipes,
             "events": self.events[-10:],
@@ -409,6 +413,8 @@ class Devices:
                             device.node_token = None
                             device.record("credential_revoked", status=response.status)
                             return
+                else:
+                    device.heartbeats_missed += 1
                 await asyncio.sleep(config.heartbeat_seconds)
         finally:
             device.heartbeating = False

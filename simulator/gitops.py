@@ -167,6 +167,7 @@ class GitOpsAgent:
         self.busy = False
         self.reported_missing = False
         self.syncs = 0
+        self.offline_polls = 0
         self._ks_rv = -1
         self._ks_generation = 0
         self._ks_suspended = False
@@ -212,7 +213,10 @@ class GitOpsAgent:
         return True
 
     def poll(self) -> None:
-        if self.busy or self.site.offline():
+        if self.site.offline():
+            self.offline_polls += 1  # observable: the agent looked, and could not reach its source
+            return
+        if self.busy:
             return
         stored = self.site.store.get("kustomizations", *KUSTOMIZATION)
         if stored is None:
@@ -411,5 +415,6 @@ class GitOpsAgent:
             "attempted": self.attempted_sha,
             "failed": self.failed,
             "syncs": self.syncs,
+            "offline_polls": self.offline_polls,
             "objects": len(self.inventory),
         }

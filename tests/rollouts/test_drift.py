@@ -2,7 +2,6 @@
 in sync, one whose agent fails the new head has drifted, an offline one is unreachable (not drifted)."""
 
 import datetime as dt
-import time
 from collections.abc import Callable
 
 import pytest
@@ -16,7 +15,8 @@ from simulator.testing import Simulator
 from sites.models import Site
 from sites.repos import Author, SiteRepo
 from sites.services import site_probe
-from tests.rollouts.conftest import client_for, wait_for
+from tests.rollouts.conftest import client_for, wait_sweeping
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -40,13 +40,17 @@ def test_drift_check_records_in_sync_drifted_and_unreachable_sites(
     # Given three sites at a first commit their agents applied...
     heads = {site.code: write(site, CM.format(1)) for site in (synced, drifting, offline)}
     for site in (synced, drifting, offline):
-        wait_for(lambda site=site: drift_check_site(site).state == DriftState.IN_SYNC, 15, f"{site.code} in sync")
+        wait_sweeping(lambda site=site: drift_check_site(site).state == DriftState.IN_SYNC, 15, f"{site.code} in sync")
         site_probe(site=site)  # reached: its health is then the nodes' and the drift's to say
     # ...then a new head that one agent fails to apply, and one site going offline.
     sim.add_fault("sync_failure", site=drifting.code)
     new_head = write(drifting, CM.format(2))
     sim.add_fault("offline", site=offline.code)
-    time.sleep(0.6)  # a few agent polls
+    wait_until(
+        lambda: (sync := sim.summary(drifting.code)["sync"])["attempted"] == new_head and sync["failed"],
+        15,
+        "the drifting site's agent failing to apply the new head",
+    )
 
     # When the check runs for each site
     rows = {site.code: drift_check_site(site) for site in (synced, drifting, offline)}

@@ -8,7 +8,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.services import ROOT
+from tests.support.services import ROOT
 
 
 def load_checker() -> ModuleType:

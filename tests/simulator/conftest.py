@@ -234,15 +234,3 @@ def raw(sim: Simulator, site_code: str) -> Raw:
         return RawResponse(response.status, dict(response.getheaders()), parsed)
 
     return send
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.1, what: str = "") -> Any:
-    """Poll until `predicate()` is truthy and return its value; fail the test after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate} (last value: {last!r})")

@@ -8,7 +8,10 @@ from kubernetes import client, dynamic
 from kubernetes.client.exceptions import ApiException
 
 from simulator.testing import Simulator
-from tests.simulator.conftest import SPARE_SITE, wait_for
+from tests.simulator.conftest import SPARE_SITE
+from tests.support import wait_until
+
+pytestmark = pytest.mark.integration
 
 
 def deployment(name: str, *, replicas: int = 1, labels: dict[str, str] | None = None) -> dict[str, Any]:
@@ -186,7 +189,7 @@ def test_server_side_apply_with_dynamic_client(api: Any, namespace: str) -> None
 def test_status_subresource_is_isolated(api: Any, namespace: str) -> None:
     apps = client.AppsV1Api(api)
     apps.create_namespaced_deployment(namespace, deployment("iso"))
-    wait_for(lambda: (apps.read_namespaced_deployment("iso", namespace).status.available_replicas or 0) == 1)
+    wait_until(lambda: (apps.read_namespaced_deployment("iso", namespace).status.available_replicas or 0) == 1)
     # A status change through the main resource is ignored ...
     patched = apps.patch_namespaced_deployment("iso", namespace, {"status": {"replicas": 42}})
     assert patched.status.replicas == 1
@@ -218,7 +221,7 @@ def test_deployment_becomes_available_and_scales(api: Any, namespace: str) -> No
         conditions = {c.type: c.status for c in d.status.conditions or []}
         return d if conditions.get("Available") == "True" and d.status.available_replicas == 2 else None
 
-    ready = wait_for(available, what="deployment available")
+    ready = wait_until(available, what="deployment available")
     assert ready.status.updated_replicas == 2 and ready.status.observed_generation == ready.metadata.generation
     assert {c.type for c in ready.status.conditions} == {"Available", "Progressing"}
     assert len(apps.list_namespaced_replica_set(namespace).items) == 1
@@ -227,14 +230,14 @@ def test_deployment_becomes_available_and_scales(api: Any, namespace: str) -> No
     scale = apps.read_namespaced_deployment_scale("web", namespace)
     assert scale.spec.replicas == 2
     apps.patch_namespaced_deployment_scale("web", namespace, {"spec": {"replicas": 3}})
-    wait_for(lambda: (apps.read_namespaced_deployment("web", namespace).status.available_replicas or 0) == 3)
+    wait_until(lambda: (apps.read_namespaced_deployment("web", namespace).status.available_replicas or 0) == 3)
     # A new template makes a new ReplicaSet and moves the pods over.
     apps.patch_namespaced_deployment(
         "web",
         namespace,
         {"spec": {"template": {"spec": {"containers": [{"name": "main", "image": "registry.example/web:2.0"}]}}}},
     )
-    wait_for(
+    wait_until(
         lambda: (
             all(
                 p.spec.containers[0].image.endswith(":2.0")
@@ -245,7 +248,7 @@ def test_deployment_becomes_available_and_scales(api: Any, namespace: str) -> No
     )
     # Deleting the Deployment collects its ReplicaSets and Pods.
     apps.delete_namespaced_deployment("web", namespace)
-    wait_for(
+    wait_until(
         lambda: not core.list_namespaced_pod(namespace).items and not apps.list_namespaced_replica_set(namespace).items,
         what="garbage collection",
     )
@@ -275,7 +278,7 @@ def test_jobs_run_and_complete(api: Any, namespace: str, sim: Simulator, site_co
             },
         },
     )
-    job = wait_for(
+    job = wait_until(
         lambda: (j := batch.read_namespaced_job("restore-db", namespace)).status.succeeded and j, what="job completion"
     )
     assert {c.type for c in job.status.conditions if c.status == "True"} >= {"Complete"}
@@ -303,7 +306,7 @@ def test_cordoned_nodes_get_no_new_pods_but_keep_daemonset_pods(
     core.patch_node(cordoned, {"spec": {"unschedulable": True}})
     try:
         apps.create_namespaced_deployment(namespace, deployment("spread", replicas=4))
-        pods = wait_for(
+        pods = wait_until(
             lambda: (
                 [p for p in core.list_namespaced_pod(namespace).items if p.spec.node_name]
                 if len([p for p in core.list_namespaced_pod(namespace).items if p.spec.node_name]) == 4
@@ -324,7 +327,7 @@ def test_deleting_a_node_removes_its_pods(sim: Simulator) -> None:
     site_api = sim.api_client(code)
     core = client.CoreV1Api(site_api)
     sim.unbox(code, serial="G6DELNODE001", mac="94:c6:91:aa:00:01", hostname="doomed-node", bootstrap_token="t")
-    wait_for(
+    wait_until(
         lambda: any(
             p.spec.node_name == "doomed-node"
             for p in core.list_namespaced_pod("kube-system", label_selector="app=svclb-traefik").items
@@ -333,7 +336,7 @@ def test_deleting_a_node_removes_its_pods(sim: Simulator) -> None:
     # When the Node is deleted
     core.delete_node("doomed-node")
     # Then no pod is left bound to it
-    wait_for(lambda: not core.list_pod_for_all_namespaces(field_selector="spec.nodeName=doomed-node").items)
+    wait_until(lambda: not core.list_pod_for_all_namespaces(field_selector="spec.nodeName=doomed-node").items)
     site_api.close()
 
 
@@ -372,8 +375,8 @@ def test_eviction_respects_disruption_budgets(api: Any, namespace: str) -> None:
         namespace,
         {"metadata": {"name": "guard"}, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}}},
     )
-    wait_for(lambda: (apps.read_namespaced_deployment("guarded", namespace).status.available_replicas or 0) == 1)
-    pdb = wait_for(
+    wait_until(lambda: (apps.read_namespaced_deployment("guarded", namespace).status.available_replicas or 0) == 1)
+    pdb = wait_until(
         lambda: (
             (p := policy.read_namespaced_pod_disruption_budget("guard", namespace)).status
             and p.status.current_healthy == 1
@@ -403,7 +406,7 @@ def test_namespace_delete_cascades(api: Any) -> None:
     with pytest.raises(ApiException) as exc:  # nothing new lands in a terminating namespace
         core.create_namespaced_config_map("short-lived", {"metadata": {"name": "y"}})
     assert exc.value.status == 403
-    wait_for(lambda: "short-lived" not in {n.metadata.name for n in core.list_namespace().items})
+    wait_until(lambda: "short-lived" not in {n.metadata.name for n in core.list_namespace().items})
     assert not core.list_namespaced_config_map("short-lived").items
     assert not core.list_namespaced_pod("short-lived").items
 

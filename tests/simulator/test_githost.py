@@ -18,7 +18,8 @@ import requests
 
 from simulator.githost.paths import path_problem
 from simulator.testing import Simulator, running_simulator
-from tests.simulator.conftest import SPARE_SITE, wait_for
+from tests.simulator.conftest import SPARE_SITE
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -343,7 +344,7 @@ def test_a_push_over_https_reaches_the_sites_gitops_agent(sim: Simulator, tmp_pa
     def applied() -> bool:
         return sim.summary(code)["sync"]["applied"] == sha
 
-    wait_for(applied, timeout=20, what="the agent applying the commit pushed over HTTPS")
+    wait_until(applied, timeout=20, what="the agent applying the commit pushed over HTTPS")
 
 
 def test_path_rules_refuse_what_gitlab_refuses() -> None:
@@ -393,7 +394,7 @@ def test_the_agent_follows_its_gitrepository_to_the_git_host(sim: Simulator, tmp
         core.create_namespaced_secret("flux-system", secret(wrong))
         patch = {"spec": {"url": project.http_url_to_repo, "secretRef": {"name": "site-git"}}}
         custom.patch_namespaced_custom_object(*flux, patch)
-        wait_for(lambda: source_says("repository not found"), timeout=20, what="the source refusing the wrong token")
+        wait_until(lambda: source_says("repository not found"), timeout=20, what="the source refusing the wrong token")
 
         # Its own deploy token: a commit pushed over HTTPS is applied
         core.replace_namespaced_secret("site-git", "flux-system", secret(right))
@@ -401,16 +402,16 @@ def test_the_agent_follows_its_gitrepository_to_the_git_host(sim: Simulator, tmp
         _git(sim, "clone", "-q", _with_credentials(project.http_url_to_repo, "edgefleet", sim.gitlab_token), str(clone))
         sha = _commit(sim, clone, "follow.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: follow}\n")
         _git(sim, "push", "-q", "origin", "HEAD:main", cwd=clone)
-        wait_for(lambda: sim.summary(code)["sync"]["applied"] == sha, timeout=20, what="the commit applied")
+        wait_until(lambda: sim.summary(code)["sync"]["applied"] == sha, timeout=20, what="the commit applied")
 
         # The git host down: the fetch fails, and comes back with it
         fault = sim.add_fault("offline", site="githost")
-        wait_for(lambda: source_says("connection refused"), timeout=20, what="the source reporting the host down")
+        wait_until(lambda: source_says("connection refused"), timeout=20, what="the source reporting the host down")
         sim.remove_fault(fault)
-        wait_for(lambda: source_says("stored artifact"), timeout=20, what="the source recovering")
+        wait_until(lambda: source_says("stored artifact"), timeout=20, what="the source recovering")
 
         # A file:// URL outside the simulator's state directory is not followed
         custom.patch_namespaced_custom_object(*flux, {"spec": {"url": "file:///etc", "secretRef": None}})
-        wait_for(lambda: source_says("outside the simulator's state directory"), timeout=20, what="a refused path")
+        wait_until(lambda: source_says("outside the simulator's state directory"), timeout=20, what="a refused path")
         custom.patch_namespaced_custom_object(*flux, {"spec": {"url": sim.site(code)["repo_url"]}})
-        wait_for(lambda: source_says("stored artifact"), timeout=20, what="the site's own repository again")
+        wait_until(lambda: source_says("stored artifact"), timeout=20, what="the site's own repository again")

@@ -64,17 +64,6 @@ def at_step(name: str) -> Callable[[WorkflowRun], bool]:
     return lambda run: run.current_step == name and run.state == "waiting"
 
 
-def wait_for(check: Callable[[], Any], seconds: float, what: str) -> Any:
-    give_up = time.monotonic() + seconds
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > give_up:
-            pytest.fail(f"{what} did not happen within {seconds} s")
-        time.sleep(0.1)
-
-
 def wipe_jobs(sim: Simulator, code: str) -> list[dict[str, Any]]:
     return [j for j in sim.jobs(code) if j["labels"].get("edgefleet.io/action") == "wipe"]
 

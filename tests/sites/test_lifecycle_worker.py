@@ -1,7 +1,6 @@
 """The lifecycle workflows end to end: a real Celery worker on a real Redis, the simulator over HTTP, and
 the control plane served by live_server so simulated machines register and heartbeat for real."""
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,10 +16,10 @@ from simulator.testing import Simulator, running_simulator
 from sites import devices, lifecycle, services
 from sites.choices import NodeState
 from sites.models import Backup, BootstrapToken, Node, NodeCredential, Site
-from tests.fleet.workflows.conftest import wait_until
-from tests.services import Worker
 from tests.sites.conftest import POS_RESTORE_IMAGE
 from tests.sites.test_lifecycle_support import FAST_SIM, FAST_TIMINGS, import_fleet, wipe_jobs
+from tests.support import wait_until
+from tests.support.services import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -168,6 +167,22 @@ def crashable_worker(celery_worker: Worker) -> Iterator[Worker]:
     celery_worker.restart()
 
 
+def last_call(sim: Simulator, code: str) -> int:
+    """The number of the site's last Kubernetes API call so far (see `in_flight`)."""
+    return max((call["n"] for call in sim.api_calls(code)), default=0)
+
+
+def in_flight(sim: Simulator, code: str, after: int, method: str, path_end: str, what: str) -> None:
+    """Wait until the site has received, since call number `after`, a `method` call to a path ending in
+    `path_end`: with the `slow` fault on, it is then in flight (the step read the site first, and its write
+    is not answered yet)."""
+    wait_until(
+        lambda: [c for c in sim.api_calls(code, after=after) if c["method"] == method and c["path"].endswith(path_end)],
+        30,
+        what,
+    )
+
+
 def test_a_wipe_whose_worker_is_killed_mid_step_completes_with_each_side_effect_once(
     sim: Simulator, fleet: list[Site], crashable_worker: Worker, settings: Any
 ) -> None:
@@ -177,13 +192,14 @@ def test_a_wipe_whose_worker_is_killed_mid_step_completes_with_each_side_effect_
     devices.node_credentials_issue(node=node, actor="test", source="test")
     sim.add_fault("slow", site=site.code, seconds=0.8)  # every call to the site takes a while
 
+    mark = last_call(sim, site.code)
     run = lifecycle.node_wipe_request(node=node, actor="test", source="test", reason="crash", confirm=node.hostname)
     wait_until(
         lambda: WorkflowRun.objects.filter(pk=run.pk, current_step="run_wipe_job", state=RunState.RUNNING).exists(),
         30,
         "the wipe Job step starting",
     )
-    time.sleep(1.0)  # inside the step: its first call to the site is answered, the second is in flight
+    in_flight(sim, site.code, mark, "POST", "/namespaces/kube-system/jobs", "the step creating the wipe Job")
     crashable_worker.stop(kill=True)
     crashable_worker.start()
     sim.clear_faults()
@@ -206,6 +222,7 @@ def test_a_provisioning_whose_worker_is_killed_mid_step_completes_once(
     node = services.node_create(
         actor="test", source="test", serial="G6E2E0000077", site=site, hostname="e2e-crash-1", mac="94:c6:91:ee:00:77"
     )
+    mark = last_call(sim, site.code)
     run = lifecycle.node_provision_request(node=node, actor="test", source="test")
     _row, token = devices.bootstrap_token_issue(site=site, actor="test", source="test")
     sim.add_fault("slow", site=site.code, seconds=0.8)
@@ -216,7 +233,7 @@ def test_a_provisioning_whose_worker_is_killed_mid_step_completes_once(
         30,
         "the label step starting",
     )
-    time.sleep(1.0)  # the Node was read; the label patch is in flight
+    in_flight(sim, site.code, mark, "PATCH", f"/nodes/{node.hostname}", "the step patching the Node's labels")
     crashable_worker.stop(kill=True)
     crashable_worker.start()
     sim.clear_faults()

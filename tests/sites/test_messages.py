@@ -18,7 +18,7 @@ from sites.clusters import ClusterError, ClusterNotConfigured, ClusterRefused, C
 from sites.messages import Problem, clock, cluster_problem, endpoint
 from sites.models import Cluster
 from tests.factories import SiteFactory
-from tests.services import free_port
+from tests.support import free_port
 
 pytestmark = pytest.mark.django_db
 

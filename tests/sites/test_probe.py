@@ -105,7 +105,7 @@ def test_probe_with_refused_credentials_is_unauthorized(k3s_api: str) -> None:
 
 @pytest.mark.django_db
 def test_probe_of_a_closed_port_is_unreachable_and_bounded() -> None:
-    from tests.services import free_port
+    from tests.support import free_port
 
     port = free_port()
     site = _site_with_cluster(f"http://127.0.0.1:{port}")
@@ -118,6 +118,7 @@ def test_probe_of_a_closed_port_is_unreachable_and_bounded() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.integration
 def test_probe_through_the_api_is_carried_out_by_a_real_worker(celery_worker, admin_api, k3s_api: str) -> None:  # type: ignore[no-untyped-def]
     site = _site_with_cluster(k3s_api)
 

@@ -27,9 +27,9 @@ from tests.sites.test_lifecycle_support import (
     deliver,
     drive,
     import_fleet,
-    wait_for,
     wipe_jobs,
 )
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +103,7 @@ def test_secret_env_is_a_secret_owned_by_the_job_and_never_in_its_spec(sim: Simu
     # And deleting the Job would have taken the Secret with it (the owner reference), as a cluster's GC does
     assert adapter.ensure_job_secret(NAMESPACE, "edgefleet-secret-check", {TOKEN_ENV: "again"}) is True
     k8s.BatchV1Api(api).delete_namespaced_job("edgefleet-secret-check", NAMESPACE)
-    wait_for(lambda: _secret(api, "edgefleet-secret-check") is None, 10, "the Job's Secret collected")
+    wait_until(lambda: _secret(api, "edgefleet-secret-check") is None, 10, "the Job's Secret collected")
 
 
 def test_a_rejoining_wipe_hands_the_token_over_in_a_secret_that_ends_with_the_job(
