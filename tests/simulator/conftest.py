@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client as k8s_client
+from kubernetes.client.exceptions import ApiException
 
 from simulator.testing import Simulator, running_simulator
 
@@ -48,6 +50,7 @@ FAST = [
 # Module name -> the site index it works on, so tests in different modules never share a site.
 SITE_OF_MODULE = {
     "test_client": 0,
+    "test_client_workloads": 0,
     "test_kubectl": 1,
     "test_gitops": 2,
     "test_devices": 3,
@@ -164,6 +167,19 @@ def api(sim: Simulator, site_code: str) -> Iterator[Any]:
     client = sim.api_client(site_code)
     yield client
     client.close()
+
+
+@pytest.fixture
+def namespace(api: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace of the test's own at its module's site, deleted afterwards."""
+    name = request.node.name.replace("_", "-")[:40].strip("-").lower()
+    core = k8s_client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    try:
+        core.delete_namespace(name)
+    except ApiException:
+        pass
 
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
