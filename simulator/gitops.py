@@ -168,6 +168,7 @@ class GitOpsAgent:
         self.reported_missing = False
         self.syncs = 0
         self.offline_polls = 0
+        self.source_refusals = 0
         self._ks_rv = -1
         self._ks_generation = 0
         self._ks_suspended = False
@@ -200,6 +201,7 @@ class GitOpsAgent:
         source = resolve(self.site, self._source_spec)
         self._source_remote = source.remote
         if source.error is not None:
+            self.source_refusals += 1  # observable: the agent tried its source again and could not read it
             if source.error != self._source_error:
                 self._source_error = source.error
                 self._report_source_failure(source.error)
@@ -416,5 +418,6 @@ class GitOpsAgent:
             "failed": self.failed,
             "syncs": self.syncs,
             "offline_polls": self.offline_polls,
+            "source_refusals": self.source_refusals,
             "objects": len(self.inventory),
         }
