@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 from django.conf import settings
+from django.test import Client
 from rest_framework.test import APIClient
 
 from fleet.celery import app as celery_app
@@ -112,6 +113,14 @@ def api() -> APIClient:
 @pytest.fixture
 def admin_user(db: None) -> object:
     return UserFactory(username="root", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def staff(admin_user: object) -> Client:
+    """The admin site's client, logged in as the superuser."""
+    client = Client()
+    client.force_login(admin_user)  # type: ignore[arg-type]
+    return client
 
 
 @pytest.fixture

@@ -87,14 +87,12 @@ def simulated_fleet(tmp_path: Path, django_db_blocker: Any) -> Iterator[Callable
 @pytest.fixture
 def short_lease_worker(celery_worker: Worker) -> Iterator[Worker]:
     """The session's worker restarted with a 3-second lease, so a killed worker's runs resume in seconds."""
-    previous = dict(celery_worker.env)
-    celery_worker.env["FLEET_WORKFLOW_LEASE_SECONDS"] = "3"
-    celery_worker.env["FLEET_ROLLOUT_STEP_TIMEOUT"] = "8"  # a lost step's lease runs out in 13 s
-    celery_worker.env["FLEET_ROLLOUT_DRIVE_TIMEOUT"] = "8"
-    celery_worker.restart()
-    yield celery_worker
-    celery_worker.env.clear()
-    celery_worker.env.update(previous)
+    with celery_worker.reconfigured(
+        FLEET_WORKFLOW_LEASE_SECONDS="3",
+        FLEET_ROLLOUT_STEP_TIMEOUT="8",  # a lost step's lease runs out in 13 s
+        FLEET_ROLLOUT_DRIVE_TIMEOUT="8",
+    ) as worker:
+        yield worker
 
 
 def commit_count(repo: Path) -> int:

@@ -36,13 +36,8 @@ SHORT_DEADLINE_TEMPLATES = {
 @pytest.fixture
 def short_grace_worker(celery_worker: Worker) -> Iterator[Worker]:
     """The session's worker restarted with a 3-second pod grace (CrashLoopBackOff fails a site in seconds)."""
-    previous = dict(celery_worker.env)
-    celery_worker.env["FLEET_ROLLOUT_POD_GRACE_SECONDS"] = "3"
-    celery_worker.restart()
-    yield celery_worker
-    celery_worker.env.clear()
-    celery_worker.env.update(previous)
-    celery_worker.restart()
+    with celery_worker.reconfigured(FLEET_ROLLOUT_POD_GRACE_SECONDS="3") as worker:
+        yield worker
 
 
 def release(version: str, templates: dict[str, str] = POS_BRIDGE_TEMPLATES) -> Release:

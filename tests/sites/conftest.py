@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from django.core.cache import cache
 
+from fleet.workflows import dispatch
 from rollouts import services as rollout_services
 from rollouts.models import Application
 from sites import devices, services
@@ -23,6 +24,12 @@ def _clear_throttle_counts() -> Iterator[None]:
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture
+def quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No wake-up message leaves this process (the tests that advance runs do it themselves)."""
+    monkeypatch.setattr(dispatch, "enqueue_advance", lambda *args, **kwargs: True)
 
 
 @pytest.fixture

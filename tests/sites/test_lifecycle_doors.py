@@ -7,18 +7,12 @@ from typing import Any
 import pytest
 
 from fleet.audit.models import AuditEvent
-from fleet.workflows import dispatch
 from fleet.workflows.models import WorkflowRun
 from sites.choices import NodeState
 from sites.models import Node
 from tests.factories import NodeFactory, UserFactory
 
 # --- the doors --------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def quiet(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dispatch, "enqueue_advance", lambda *args, **kwargs: True)
 
 
 def wipe_body(node: Node, **extra: Any) -> dict[str, Any]:
@@ -113,15 +107,6 @@ def test_change_node_permission_alone_does_not_allow_a_wipe(api: Any, quiet: Non
 
 
 # --- admin ------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def staff(admin_user: Any) -> Any:
-    from django.test import Client
-
-    client = Client()
-    client.force_login(admin_user)
-    return client
 
 
 @pytest.mark.django_db

@@ -158,13 +158,8 @@ def test_a_dead_node_is_replaced_and_the_replacement_restored_from_the_latest_ba
 def crashable_worker(celery_worker: Worker) -> Iterator[Worker]:
     """The session's worker with a short lease and short step timeouts, so a killed attempt is taken over
     in seconds; restored after the module (the crash tests come last in it)."""
-    previous = dict(celery_worker.env)
-    celery_worker.env.update({"FLEET_WORKFLOW_LEASE_SECONDS": "3", "FLEET_NODE_STEP_TIMEOUT": "5"})
-    celery_worker.restart()
-    yield celery_worker
-    celery_worker.env.clear()
-    celery_worker.env.update(previous)
-    celery_worker.restart()
+    with celery_worker.reconfigured(FLEET_WORKFLOW_LEASE_SECONDS="3", FLEET_NODE_STEP_TIMEOUT="5") as worker:
+        yield worker
 
 
 def last_call(sim: Simulator, code: str) -> int:
@@ -172,15 +167,27 @@ def last_call(sim: Simulator, code: str) -> int:
     return max((call["n"] for call in sim.api_calls(code)), default=0)
 
 
-def in_flight(sim: Simulator, code: str, after: int, method: str, path_end: str, what: str) -> None:
-    """Wait until the site has received, since call number `after`, a `method` call to a path ending in
-    `path_end`: with the `slow` fault on, it is then in flight (the step read the site first, and its write
-    is not answered yet)."""
+def crash_in_flight(
+    sim: Simulator, code: str, worker: Worker, run: WorkflowRun, *, step: str, after: int, call: tuple[str, str]
+) -> WorkflowRun:
+    """SIGKILL the worker while `step` of `run` has a `call` (method, path ending) to the site in flight, start
+    it again and return the run once finished. In flight means: the site received the call, numbered above
+    `after`, and with the `slow` fault on has not answered it yet."""
+    wait_until(
+        lambda: WorkflowRun.objects.filter(pk=run.pk, current_step=step, state=RunState.RUNNING).exists(),
+        30,
+        f"the {step} step starting",
+    )
+    method, path_end = call
     wait_until(
         lambda: [c for c in sim.api_calls(code, after=after) if c["method"] == method and c["path"].endswith(path_end)],
         30,
-        what,
+        f"the {step} step's {method} ...{path_end} reaching the site",
     )
+    worker.stop(kill=True)
+    worker.start()
+    sim.clear_faults()
+    return finished(run, seconds=40)
 
 
 def test_a_wipe_whose_worker_is_killed_mid_step_completes_with_each_side_effect_once(
@@ -194,16 +201,10 @@ def test_a_wipe_whose_worker_is_killed_mid_step_completes_with_each_side_effect_
 
     mark = last_call(sim, site.code)
     run = lifecycle.node_wipe_request(node=node, actor="test", source="test", reason="crash", confirm=node.hostname)
-    wait_until(
-        lambda: WorkflowRun.objects.filter(pk=run.pk, current_step="run_wipe_job", state=RunState.RUNNING).exists(),
-        30,
-        "the wipe Job step starting",
-    )
-    in_flight(sim, site.code, mark, "POST", "/namespaces/kube-system/jobs", "the step creating the wipe Job")
-    crashable_worker.stop(kill=True)
-    crashable_worker.start()
-    sim.clear_faults()
-    run = finished(run, seconds=40)
+    run = crash_in_flight(
+        sim, site.code, crashable_worker, run, step="run_wipe_job", after=mark,
+        call=("POST", "/namespaces/kube-system/jobs"),
+    )  # fmt: skip
 
     assert run.state == RunState.SUCCEEDED, (run.error, timeline(run))
     node.refresh_from_db()
@@ -228,16 +229,9 @@ def test_a_provisioning_whose_worker_is_killed_mid_step_completes_once(
     sim.add_fault("slow", site=site.code, seconds=0.8)
     sim.unbox(site.code, serial=node.serial, mac=node.mac, hostname=node.hostname, bootstrap_token=token)
 
-    wait_until(
-        lambda: WorkflowRun.objects.filter(pk=run.pk, current_step="label", state=RunState.RUNNING).exists(),
-        30,
-        "the label step starting",
+    run = crash_in_flight(
+        sim, site.code, crashable_worker, run, step="label", after=mark, call=("PATCH", f"/nodes/{node.hostname}")
     )
-    in_flight(sim, site.code, mark, "PATCH", f"/nodes/{node.hostname}", "the step patching the Node's labels")
-    crashable_worker.stop(kill=True)
-    crashable_worker.start()
-    sim.clear_faults()
-    run = finished(run, seconds=40)
 
     assert run.state == RunState.SUCCEEDED, (run.error, timeline(run))
     node.refresh_from_db()

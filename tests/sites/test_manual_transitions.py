@@ -6,7 +6,6 @@ API: its heartbeat answers 401 afterwards)."""
 from typing import Any
 
 import pytest
-from django.test import Client
 from rest_framework.test import APIClient
 
 from fleet.audit.models import AuditEvent
@@ -18,24 +17,12 @@ from sites.choices import (
     NodeState,
 )
 from sites.models import Node, NodeCredential
-from tests.factories import NodeFactory, UserFactory
+from tests.factories import NodeFactory, api_for
 
 pytestmark = pytest.mark.django_db
 
 HEARTBEAT = "/api/v1/device/heartbeat/"
 NODE_CLERK = ["sites.view_node", "sites.change_node"]
-
-
-def api_for(perms: list[str], username: str = "clerk") -> APIClient:
-    client = APIClient()
-    client.force_authenticate(UserFactory(username=username, perms=perms))
-    return client
-
-
-def admin_for(perms: list[str], username: str = "clerk") -> Client:
-    client = Client()
-    client.force_login(UserFactory(username=username, is_staff=True, perms=perms))
-    return client
 
 
 def machine(node: Node) -> APIClient:

@@ -13,15 +13,8 @@ from sites.choices import (
     SiteState,
 )
 from sites.models import Node, NodeCredential, Site
-from tests.factories import NodeFactory, SiteFactory
-from tests.sites.test_manual_transitions import (
-    NODE_CLERK,
-    admin_for,
-    api_for,
-    heartbeat,
-    machine,
-    transitions_of,
-)
+from tests.factories import NodeFactory, SiteFactory, admin_for, api_for
+from tests.sites.test_manual_transitions import NODE_CLERK, heartbeat, machine, transitions_of
 
 pytestmark = pytest.mark.django_db
 

@@ -5,14 +5,13 @@ server and checks the bearer token, so a wrong credential is refused as a real o
 with a test CA, it also checks client certificates, so the inline kubeconfig data is proven to be used.
 """
 
-import json
 import ssl
 import stat
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from sites.choices import ClusterReachability
 from sites.models import Cluster
 from tests.factories import SiteFactory
 from tests.sites.pki import b64, ca_pem, issue, kubeconfig
+from tests.support.http import JsonHandler, serving
 
 TOKEN = "s3cret-token"
 VERSION = {
@@ -41,7 +41,7 @@ VERSION = {
 NODES = {"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": []}
 
 
-class _K3sVersionHandler(BaseHTTPRequestHandler):
+class _K3sVersionHandler(JsonHandler):
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
         if self.headers.get("Authorization") != f"Bearer {TOKEN}":
             self._answer(401, {"kind": "Status", "status": "Failure", "reason": "Unauthorized", "code": 401})
@@ -52,26 +52,11 @@ class _K3sVersionHandler(BaseHTTPRequestHandler):
         else:
             self._answer(404, {"kind": "Status", "code": 404})
 
-    def _answer(self, code: int, body: dict[str, object]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
 
 @pytest.fixture
 def k3s_api() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _K3sVersionHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(_K3sVersionHandler) as server:
+        yield server.url
 
 
 def _site_with_cluster(api_url: str, token: str = TOKEN):  # type: ignore[no-untyped-def]

@@ -113,6 +113,20 @@ class Worker:
         self.stop()
         self.start()
 
+    @contextmanager
+    def reconfigured(self, **env: str) -> Iterator["Worker"]:
+        """The worker restarted with `env` added, then restarted as it was: a later test never gets a worker
+        still configured for an earlier one (the session worker is shared)."""
+        previous = dict(self.env)
+        self.env.update(env)
+        self.restart()
+        try:
+            yield self
+        finally:
+            self.env.clear()
+            self.env.update(previous)
+            self.restart()
+
 
 def worker_env(redis_url: str, data_dir: Path) -> dict[str, str]:
     env = {**os.environ}

@@ -131,14 +131,6 @@ def make_due(run: WorkflowRun) -> None:
 
 @pytest.fixture
 def short_lease_worker(celery_worker: Worker) -> Iterator[Worker]:
-    """The session's worker, restarted with a 3-second lease so a crash is recovered from in seconds.
-
-    The environment is restored afterwards (a running worker keeps the short lease until its next
-    restart, which is harmless: a step's timeout always extends the lease it needs).
-    """
-    previous = dict(celery_worker.env)
-    celery_worker.env["FLEET_WORKFLOW_LEASE_SECONDS"] = "3"
-    celery_worker.restart()
-    yield celery_worker
-    celery_worker.env.clear()
-    celery_worker.env.update(previous)
+    """The session's worker, restarted with a 3-second lease so a crash is recovered from in seconds."""
+    with celery_worker.reconfigured(FLEET_WORKFLOW_LEASE_SECONDS="3") as worker:
+        yield worker
