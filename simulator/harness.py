@@ -16,6 +16,7 @@ Flower, the supervisor) is started with `start_process`, which tells the `on_sta
 suite's plugin (tests/support/integration.py) uses that to insist such tests are marked `integration`.
 """
 
+import os
 import shutil
 import signal
 import socket
@@ -112,6 +113,23 @@ def stop_process(proc: "subprocess.Popen[bytes]", *, timeout: float = 20.0, kill
         proc.kill()
         proc.wait(timeout=10)
     return int(proc.returncode)
+
+
+def child_processes(parent: int | None = None) -> list[tuple[int, str]]:
+    """(pid, command name) of every process whose parent is `parent` (this process by default), from /proc."""
+    parent = os.getpid() if parent is None else parent
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+        if int(rest[1]) == parent:
+            found.append((int(entry), name))
+    return found
 
 
 class RedisServer:

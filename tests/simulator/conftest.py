@@ -24,6 +24,7 @@ from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
 from simulator.testing import Simulator, running_simulator
+from tests.support.http import JsonHandler
 
 KUBECTL = os.environ.get("KUBECTL", "/usr/bin/kubectl")
 SITES = 8
@@ -84,10 +85,7 @@ class FakeControlPlane:
 
 
 def _handler(cp: FakeControlPlane) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:  # keep test output clean
-            pass
-
+    class Handler(JsonHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
@@ -116,14 +114,6 @@ def _handler(cp: FakeControlPlane) -> type[BaseHTTPRequestHandler]:
                     return self._answer(401, {"detail": "credential revoked"})
                 return self._answer(200, {"ok": True})
             return self._answer(404, {"detail": "not found"})
-
-        def _answer(self, status: int, data: Any) -> None:
-            payload = json.dumps(data).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
 
     return Handler
 

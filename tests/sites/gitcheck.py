@@ -7,6 +7,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+from simulator.harness import child_processes
 from sites.repo_urls import GitPolicy, HostEntry
 from sites.repos import (
     Author,
@@ -55,18 +56,7 @@ def push_as_someone_else(bare: Path, workdir: Path, files: dict[str, str], messa
 
 def git_children() -> list[str]:
     """Names of the git processes whose parent is this test process."""
-    me, names = os.getpid(), []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
-        if int(rest[1]) == me and name.startswith("git"):
-            names.append(name)
-    return names
+    return [name for _pid, name in child_processes() if name.startswith("git")]
 
 
 def closed_port() -> int:

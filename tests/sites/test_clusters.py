@@ -1,7 +1,6 @@
 """SiteCluster against the simulator's Kubernetes API: the operations the lifecycle workflows rely on,
 and how the site's failures map onto the adapter's three error types."""
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +12,7 @@ from sites.clusters import ClusterNotConfigured, ClusterNotFound, ClusterRefused
 from sites.models import Site
 from tests.factories import SiteFactory
 from tests.sites.test_lifecycle_support import FAST_SIM, import_fleet
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -97,10 +97,7 @@ def test_a_job_pinned_to_a_node_runs_there_once(sim: Simulator, site: Site) -> N
     )
     assert not cluster.create_job(namespace="default", name="pin-1", node=name, image="busybox", labels=labels)
 
-    deadline = time.monotonic() + 10
-    while not ((status := cluster.job("default", "pin-1")) and status.complete):
-        assert time.monotonic() < deadline, "the job did not complete"
-        time.sleep(0.1)
+    wait_until(lambda: (status := cluster.job("default", "pin-1")) and status.complete, 10, "the job completing")
 
     ran = [job for job in sim.jobs(site.code) if job["name"] == "pin-1"]
     assert len(ran) == 1 and ran[0]["node"] == name and ran[0]["env"] == {"A": "1"}

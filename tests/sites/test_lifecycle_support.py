@@ -1,7 +1,6 @@
 """Helpers shared by the lifecycle tests (no tests here): a simulated fleet imported into the inventory,
 and a driver that advances a run in this process (the engine's own advance, every wait made due at once)."""
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from fleet.workflows.models import WorkflowRun
 from simulator.testing import Simulator
 from sites.imports import fleet_import_file
 from sites.models import Node, Site
+from tests.support import wait_until
 
 FAST_SIM = ["--job-seconds", "0.3", "--node-gone-seconds", "0.3", "--reboot-seconds", "0.5", "--retry-seconds", "0.5"]
 FAST_SIM += ["--heartbeat-interval", "0.5", "--pod-start-seconds", "0.1"]
@@ -47,17 +47,20 @@ def drive(
     run: WorkflowRun, *, until: Callable[[WorkflowRun], bool] | None = None, seconds: float = 20, pause: float = 0.1
 ) -> WorkflowRun:
     """Advance `run` here until it ends (or `until(run)`), making each wait due at once."""
-    give_up = time.monotonic() + seconds
-    while True:
+
+    def ended() -> WorkflowRun | None:
         run.refresh_from_db()
         if run.state in TERMINAL_STATES or (until is not None and until(run)):
             return run
-        if time.monotonic() > give_up:
-            steps = list(run.steps.values_list("step", "state", "message"))[-5:]
-            pytest.fail(f"run {run.kind} stuck at {run.current_step} ({run.state}): {steps}")
         WorkflowRun.objects.filter(pk=run.pk).update(wake_at=Now(), lease_until=None)
         deliver(run)
-        time.sleep(pause)
+        return None
+
+    def stuck() -> str:
+        steps = list(run.steps.values_list("step", "state", "message"))[-5:]
+        return f"run {run.kind} stuck at {run.current_step} ({run.state}): {steps}"
+
+    return wait_until(ended, seconds, f"run {run.kind} ending", interval=pause, explain=stuck)
 
 
 def at_step(name: str) -> Callable[[WorkflowRun], bool]:

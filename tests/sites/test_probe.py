@@ -9,7 +9,6 @@ import ssl
 import stat
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -22,6 +21,7 @@ from sites.choices import ClusterReachability
 from sites.models import Cluster
 from tests.factories import SiteFactory
 from tests.sites.pki import b64, ca_pem, issue, kubeconfig
+from tests.support import wait_until
 from tests.support.http import JsonHandler, serving
 
 TOKEN = "s3cret-token"
@@ -110,11 +110,11 @@ def test_probe_through_the_api_is_carried_out_by_a_real_worker(celery_worker, ad
     response = admin_api.post(f"/api/v1/sites/{site.code}/probe/")
 
     assert response.status_code == 202, response.content
-    deadline = time.monotonic() + 30
-    cluster = Cluster.objects.get(site=site)
-    while cluster.last_probe_at is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-        cluster.refresh_from_db()
+    cluster = wait_until(
+        lambda: Cluster.objects.filter(site=site, last_probe_at__isnull=False).first(),
+        30,
+        "the worker's probe recorded",
+    )
     assert cluster.reachability == ClusterReachability.REACHABLE
     assert cluster.k3s_version == "v1.31.4+k3s1"
 

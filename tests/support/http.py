@@ -13,7 +13,7 @@ from typing import Any
 class JsonHandler(BaseHTTPRequestHandler):
     """Answers with `_answer(code, body)`; logs nothing (the test's output stays readable)."""
 
-    def _answer(self, code: int, body: dict[str, object]) -> None:
+    def _answer(self, code: int, body: object) -> None:
         data = json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
