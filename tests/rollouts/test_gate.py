@@ -15,9 +15,10 @@ import pytest
 from fleet.audit.models import AuditEvent
 from rollouts import services
 from rollouts.choices import RolloutState, SiteRolloutState, SkipReason
-from rollouts.models import Application, Release, Rollout, SiteRollout
+from rollouts.models import Release, Rollout, SiteRollout
 from simulator.testing import Simulator
 from tests.rollouts.conftest import POS_BRIDGE_TEMPLATES, commit_count, wait_sweeping
+from tests.rollouts.test_workflow import release
 from tests.support.services import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -38,15 +39,6 @@ def short_grace_worker(celery_worker: Worker) -> Iterator[Worker]:
     """The session's worker restarted with a 3-second pod grace (CrashLoopBackOff fails a site in seconds)."""
     with celery_worker.reconfigured(FLEET_ROLLOUT_POD_GRACE_SECONDS="3") as worker:
         yield worker
-
-
-def release(version: str, templates: dict[str, str] = POS_BRIDGE_TEMPLATES) -> Release:
-    application = Application.objects.filter(name="pos-bridge").first() or services.application_create(
-        actor="test", source="test", name="pos-bridge", team="payments", namespace="pos"
-    )
-    return services.release_create(
-        actor="test", source="test", application=application, version=version, templates=templates
-    )
 
 
 def start(rel: Release, **plan: Any) -> Rollout:

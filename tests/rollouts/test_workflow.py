@@ -27,12 +27,13 @@ CONFIGMAP = "apps/pos-bridge/configmap.yaml"
 IN_FLIGHT = ["committing", "syncing", "verifying"]
 
 
-def release(version: str) -> Release:
+def release(version: str, templates: dict[str, str] = POS_BRIDGE_TEMPLATES) -> Release:
+    """A release of pos-bridge (the application created at the first call) with `templates`."""
     application = Application.objects.filter(name="pos-bridge").first() or services.application_create(
         actor="test", source="test", name="pos-bridge", team="payments", namespace="pos"
     )
     return services.release_create(
-        actor="test", source="test", application=application, version=version, templates=POS_BRIDGE_TEMPLATES
+        actor="test", source="test", application=application, version=version, templates=templates
     )
 
 

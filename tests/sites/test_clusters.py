@@ -11,7 +11,7 @@ from simulator.testing import Simulator, running_simulator
 from sites.clusters import ClusterNotConfigured, ClusterNotFound, ClusterRefused, ClusterUnavailable, SiteCluster
 from sites.models import Site
 from tests.factories import SiteFactory
-from tests.sites.test_lifecycle_support import FAST_SIM, import_fleet
+from tests.sites.test_lifecycle_support import FAST_SIM, cluster_of, import_fleet
 from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
@@ -28,10 +28,6 @@ def site(sim: Simulator, db: None, settings: Any) -> Iterator[Site]:
     settings.KUBE_TIMEOUT_SECONDS = 1.0
     yield import_fleet(sim)[0]
     sim.clear_faults()
-
-
-def cluster_of(site: Site) -> SiteCluster:
-    return SiteCluster.for_cluster(Site.objects.select_related("cluster").get(pk=site.pk).cluster)
 
 
 def test_node_operations_are_idempotent(site: Site) -> None:

@@ -18,12 +18,20 @@ from rollouts.models import Application
 from simulator.testing import Simulator, running_simulator
 from sites import devices, lifecycle, registration, services
 from sites.choices import NodeState
-from sites.clusters import SiteCluster
 from sites.models import Backup, Node, NodeCredential, Site
 from sites.workflows import wipe as wipe_workflow
 from tests.factories import UserFactory
 from tests.sites.conftest import POS_RESTORE_IMAGE
-from tests.sites.test_lifecycle_support import FAST_SIM, FAST_TIMINGS, agent, at_step, drive, import_fleet, wipe_jobs
+from tests.sites.test_lifecycle_support import (
+    FAST_SIM,
+    FAST_TIMINGS,
+    agent,
+    at_step,
+    cluster_of,
+    drive,
+    import_fleet,
+    wipe_jobs,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -43,10 +51,6 @@ def fleet(sim: Simulator, db: None, settings: Any, monkeypatch: pytest.MonkeyPat
     sites = import_fleet(sim)
     yield sites
     sim.clear_faults()
-
-
-def cluster(site: Site) -> SiteCluster:
-    return SiteCluster.for_cluster(Site.objects.select_related("cluster").get(pk=site.pk).cluster)
 
 
 def verbs(node: Node) -> list[str]:
@@ -81,7 +85,7 @@ def test_provision_waits_for_check_in_then_ready_then_labels_and_activates(sim: 
     assert run.state == RunState.SUCCEEDED, run.error
     node.refresh_from_db()
     assert node.state == NodeState.ACTIVE
-    labels = cluster(site).node("prov-1").labels  # type: ignore[union-attr]
+    labels = cluster_of(site).node("prov-1").labels  # type: ignore[union-attr]
     assert labels["edgefleet.io/serial"] == "G6PROV000001"
     assert labels["edgefleet.io/site"] == site.code
     assert labels["edgefleet.io/node-id"] == str(node.pk)
@@ -130,7 +134,7 @@ def test_wipe_of_an_unreachable_site_waits_then_fails_and_destroys_nothing(
     assert NodeCredential.objects.filter(node=node, revoked_at=None).count() == 1
     sim.clear_faults()
     assert wipe_jobs(sim, site.code) == []
-    assert cluster(site).node(node.hostname).unschedulable is False  # type: ignore[union-attr]
+    assert cluster_of(site).node(node.hostname).unschedulable is False  # type: ignore[union-attr]
 
 
 def test_drain_blocked_by_a_disruption_budget_fails_for_an_operator_and_recordons(
@@ -163,7 +167,7 @@ def test_drain_blocked_by_a_disruption_budget_fails_for_an_operator_and_recordon
     node.refresh_from_db()
     assert node.state == NodeState.CORDONED  # given back to an operator, not left draining
     assert "drain blocked" in node.state_reason
-    assert cluster(site).node(node.hostname).unschedulable is True  # type: ignore[union-attr]
+    assert cluster_of(site).node(node.hostname).unschedulable is True  # type: ignore[union-attr]
     assert wipe_jobs(sim, site.code) == []
 
 
@@ -190,7 +194,7 @@ def test_wipe_revokes_before_the_job_and_ends_wiped_with_the_node_object_gone(
     assert wipe_workflow.BOOTSTRAP_TOKEN_ENV not in jobs[0]["env"]  # no rejoin asked: no token handed out
     wipe = k8s.BatchV1Api(sim.api_client(site.code)).read_namespaced_job(jobs[0]["name"], "kube-system")
     assert [t.operator for t in wipe.spec.template.spec.tolerations] == ["Exists"]  # our own image, on any taint
-    assert cluster(site).node(node.hostname) is None
+    assert cluster_of(site).node(node.hostname) is None
 
 
 def test_wipe_steps_are_idempotent(sim: Simulator, fleet: list[Site]) -> None:
@@ -212,10 +216,10 @@ def test_wipe_steps_are_idempotent(sim: Simulator, fleet: list[Site]) -> None:
     node.refresh_from_db()
     assert node.state == NodeState.CORDONED
     assert verbs(node).count("transition") == 1  # cordoned once
-    assert cluster(site).node(node.hostname).unschedulable is True  # type: ignore[union-attr]
+    assert cluster_of(site).node(node.hostname).unschedulable is True  # type: ignore[union-attr]
     # A step that runs again after the run went past the drain does nothing at the site.
     assert type(wipe_workflow.wipe_drain(run, {**ctx, "wipe_job": "edgefleet-wipe-1"})).__name__ == "Done"
-    cluster(site).uncordon(node.hostname)
+    cluster_of(site).uncordon(node.hostname)
 
 
 # --- replace ----------------------------------------------------------------------------------------
@@ -250,7 +254,7 @@ def test_replace_of_a_dead_node_rehydrates_the_replacement_with_the_application_
 
     old.refresh_from_db()
     assert old.state == NodeState.RETIRED  # its hostname passes to the replacement
-    assert cluster(site).node(old.hostname) is None  # tainted out-of-service and deleted
+    assert cluster_of(site).node(old.hostname) is None  # tainted out-of-service and deleted
     assert not NodeCredential.objects.filter(node=old, revoked_at=None).exists()
     new = Node.objects.get(serial="G6REPL000001")
     assert (new.site_id, new.hostname, new.state) == (site.pk, old.hostname, NodeState.PREREGISTERED)

@@ -12,6 +12,7 @@ from fleet.workflows import engine
 from fleet.workflows.choices import TERMINAL_STATES
 from fleet.workflows.models import WorkflowRun
 from simulator.testing import Simulator
+from sites.clusters import SiteCluster
 from sites.imports import fleet_import_file
 from sites.models import Node, Site
 from tests.support import wait_until
@@ -73,3 +74,8 @@ def wipe_jobs(sim: Simulator, code: str) -> list[dict[str, Any]]:
 
 def sim_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     return tmp_path_factory.mktemp(name)
+
+
+def cluster_of(site: Site) -> SiteCluster:
+    """The Kubernetes adapter for the site's cluster, as the workflows build it."""
+    return SiteCluster.for_cluster(Site.objects.select_related("cluster").get(pk=site.pk).cluster)
