@@ -1,47 +1,37 @@
-"""What the benchmarks share: a free port, a wait, a private redis-server, and what a process tree uses
-(CPU time, RSS, git children) read from /proc and ps."""
+"""What the benchmarks share: a wait and a private redis-server (over simulator.harness, the one home of
+processes, ports and waits), and what a process tree uses (CPU time, RSS, git children) from /proc and ps."""
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from simulator import harness
+from simulator.harness import free_port as free_port  # re-exported for the benches
 
 
 def tcp_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+    """Whether something answers on 127.0.0.1:`port` (simulator.harness.tcp_open)."""
+    return harness.tcp_open("127.0.0.1", port)
 
 
 def wait_for(check: Callable[[], bool], seconds: float, what: str, every: float = 0.2) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"bench: {what} did not happen within {seconds:.0f} s")
-        time.sleep(every)
+    """simulator.harness.wait_until, ending the benchmark with a sentence when it times out."""
+    try:
+        harness.wait_until(check, seconds, what, interval=every)
+    except harness.WaitTimeout as exc:
+        raise SystemExit(f"bench: {exc}") from None
 
 
-def start_redis(directory: Path, *, nice: list[str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    """A private redis-server on a free port (no persistence, files in `directory`) and its URL."""
-    binary = shutil.which("redis-server") or sys.exit("bench: needs Redis (redis-server on PATH)")
-    port = free_port()
-    arguments = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    arguments += ["--dir", str(directory)]
-    process = subprocess.Popen([*(nice or []), binary, *arguments], stdout=subprocess.DEVNULL)
-    wait_for(lambda: tcp_open(port), 10, "redis-server", every=0.05)
-    return process, f"redis://127.0.0.1:{port}/0"
+def start_redis(directory: Path, *, nice: list[str] | None = None) -> "tuple[subprocess.Popen[bytes], str]":
+    """A private redis-server (simulator.harness.RedisServer: a free port, no persistence) and its URL."""
+    if not harness.RedisServer.available():
+        sys.exit("bench: needs Redis (redis-server on PATH)")
+    server = harness.RedisServer(directory, prefix=nice or ())
+    server.start()
+    assert server.proc is not None
+    return server.proc, server.url
 
 
 def descendants(pid: int) -> list[tuple[int, str, int]]:

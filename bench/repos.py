@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from simulator.harness import child_processes  # noqa: E402
 from sites.repo_urls import GitPolicy  # noqa: E402
 from sites.repos import Author, SiteRepo  # noqa: E402
 
@@ -65,19 +66,8 @@ def baseline_write(bare: Path, clone: Path, code: str, round_no: int) -> None:
 
 def children() -> tuple[int, int]:
     """(all child processes, git child processes) of this process."""
-    me, total, gits = os.getpid(), 0, 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
-        if int(rest[1]) == me:
-            total += 1
-            gits += name.startswith("git")
-    return total, gits
+    names = [name for _pid, name in child_processes()]
+    return len(names), sum(name.startswith("git") for name in names)
 
 
 def fds() -> int:

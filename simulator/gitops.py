@@ -46,6 +46,8 @@ class GitOpsAgent:
         self.busy = False
         self.reported_missing = False
         self.syncs = 0
+        self.offline_polls = 0
+        self.source_refusals = 0
         self._ks_rv = -1
         self._ks_generation = 0
         self._ks_suspended = False
@@ -78,6 +80,7 @@ class GitOpsAgent:
         source = resolve(self.site, self._source_spec)
         self._source_remote = source.remote
         if source.error is not None:
+            self.source_refusals += 1  # observable: the agent tried its source again and could not read it
             if source.error != self._source_error:
                 self._source_error = source.error
                 self._report_source_failure(source.error)
@@ -91,7 +94,10 @@ class GitOpsAgent:
         return True
 
     def poll(self) -> None:
-        if self.busy or self.site.offline():
+        if self.site.offline():
+            self.offline_polls += 1  # observable: the agent looked, and could not reach its source
+            return
+        if self.busy:
             return
         stored = self.site.store.get("kustomizations", *KUSTOMIZATION)
         if stored is None:
@@ -230,5 +236,7 @@ class GitOpsAgent:
             "attempted": self.attempted_sha,
             "failed": self.failed,
             "syncs": self.syncs,
+            "offline_polls": self.offline_polls,
+            "source_refusals": self.source_refusals,
             "objects": len(self.inventory),
         }

@@ -48,6 +48,7 @@ async def handle_site(request: web.Request) -> web.StreamResponse:
         return error_response(ApiError(404, f"no site {request.match_info['code']!r} in this fleet"))
     if request.headers.get("Authorization") != f"Bearer {site.token}":
         return error_response(ApiError(401, "Unauthorized"))
+    site.record_api_call(request.method, request.path.removeprefix(f"/sites/{site.code}"))
     if fleet.faults:
         faulted = await _api_faults(request, site)
         if faulted is not None:

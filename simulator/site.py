@@ -7,6 +7,7 @@ and renew leases for all sites in one place).
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,11 +73,19 @@ class Site:
         self.jobs_log: list[dict[str, Any]] = []
         self.backups: dict[str, dict[str, Any]] = {}
         self.reconciles = 0
+        # The last calls to the site's Kubernetes API as they arrive (before any fault delays them), each
+        # {"n": sequence number, "method", "path"}: tests wait on them to know a call is in flight.
+        self.api_calls: deque[dict[str, Any]] = deque(maxlen=200)
+        self._api_calls_seen = 0
         self._pending = False
         self._synchronous = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.store.listeners.append(self._changed)
+
+    def record_api_call(self, method: str, path: str) -> None:
+        self._api_calls_seen += 1
+        self.api_calls.append({"n": self._api_calls_seen, "method": method, "path": path})
 
     @property
     def faults(self) -> Any:
@@ -263,6 +272,7 @@ class Site:
             "objects": self.store.count(),
             "resource_version": self.store.rv,
             "reconciles": self.reconciles,
+            "api_calls": list(self.api_calls),
             "nodes": nodes,
             "devices": [d.summary() for d in self.devices.by_hostname.values()],
             "sync": {**self.agent.summary(), "status": ks.get("status", {})},

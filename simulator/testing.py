@@ -23,17 +23,17 @@ which imports python-gitlab.
 import contextlib
 import json
 import os
-import signal
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from simulator.harness import WaitTimeout, log_tail, start_process, stop_process, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -223,19 +223,18 @@ class Simulator:
         return list(self._call("GET", f"/_sim/sites/{code}/jobs")["jobs"])
 
     def summary(self, code: str) -> dict[str, Any]:
-        """Nodes, devices (registration, heartbeats, wipes), sync state and faults of one site."""
+        """Nodes, devices (registration, heartbeats, wipes), sync state, faults and the last API calls of
+        one site."""
         return dict(self._call("GET", f"/_sim/sites/{code}"))
+
+    def api_calls(self, code: str, *, after: int = 0) -> list[dict[str, Any]]:
+        """The site's last Kubernetes API calls numbered above `after`, as they arrived (before a fault
+        delays them): `{"n", "method", "path"}`, e.g. to know that a call is in flight."""
+        return [call for call in self.summary(code)["api_calls"] if call["n"] > after]
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM, wait, then kill; returns the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
-        return int(self.process.returncode)
+        return stop_process(self.process, timeout=timeout)
 
 
 def _parse(data: bytes) -> Any:
@@ -285,8 +284,7 @@ def running_simulator(
         args += ["--control-plane", control_plane]
     args += list(extra_args)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    log = (state_dir / "simulator.log").open("ab")
-    process = subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+    process = start_process(args, log=state_dir / "simulator.log", cwd=REPO_ROOT, env=env)
     sim: Simulator | None = None
     try:
         sim = _wait_started(process, state_dir, startup_timeout)
@@ -294,27 +292,23 @@ def running_simulator(
     finally:
         if sim is not None:
             sim.stop()
-        elif process.poll() is None:
-            process.kill()
-            process.wait(10)
-        log.close()
+        else:
+            stop_process(process, kill=True)
 
 
 def _wait_started(process: subprocess.Popen[bytes], state_dir: Path, timeout: float) -> Simulator:
-    deadline = time.monotonic() + timeout
     info_path = state_dir / "simulator.json"
-    while time.monotonic() < deadline:
+
+    def answering() -> Simulator | None:
         if process.poll() is not None:
-            tail = (state_dir / "simulator.log").read_text(errors="replace")[-2000:]
+            tail = log_tail(state_dir / "simulator.log", 2000)
             raise SimulatorError(f"the simulator exited with {process.returncode}:\n{tail}")
         try:
             info = json.loads(info_path.read_text())
         except (OSError, ValueError):
-            time.sleep(0.05)
-            continue
+            return None
         if info.get("pid") != process.pid:
-            time.sleep(0.05)
-            continue
+            return None
         ca = Path(info["ca_cert"]) if info.get("ca_cert") else None
         sim = Simulator(
             base_url=info["base_url"],
@@ -328,10 +322,13 @@ def _wait_started(process: subprocess.Popen[bytes], state_dir: Path, timeout: fl
         try:
             status, _ = sim.request("GET", "/_sim/healthz", auth=False)
         except OSError:
-            status = 0
-        if status == 200:
-            return sim
-        time.sleep(0.05)
-    process.kill()
-    process.wait(10)
-    raise SimulatorError(f"the simulator did not answer within {timeout:.0f}s (see {state_dir / 'simulator.log'})")
+            return None
+        return sim if status == 200 else None
+
+    try:
+        return wait_until(answering, timeout, "the simulator answering", interval=0.05)
+    except WaitTimeout:
+        stop_process(process, kill=True)
+        raise SimulatorError(
+            f"the simulator did not answer within {timeout:.0f}s (see {state_dir / 'simulator.log'})"
+        ) from None

@@ -1,20 +1,49 @@
-"""Shared fixtures: API clients with and without permissions, a real Redis and a real Celery worker."""
+"""Shared fixtures: API clients with and without permissions, a real Redis and a real Celery worker.
+
+`redis_url` and `celery_worker` are session fixtures and live here only: a sub-conftest that overrode
+`redis_url` would not move the cached session worker, which keeps the broker of whichever test set it up
+first, so a test could publish to one Redis while the worker listens on another (and test order would
+decide). `pytest_collection_modifyitems` refuses such an override. A test that needs a broker of its own
+(to kill it, or to give its worker other settings) starts a `RedisServer` and a `Worker` of its own, as
+the `private_redis` fixture below gives one).
+"""
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 from django.conf import settings
+from django.test import Client
 from rest_framework.test import APIClient
 
 from fleet.celery import app as celery_app
 from tests.factories import UserFactory
-from tests.services import Worker, redis_server, worker_env
+from tests.support import RedisServer
+from tests.support.services import Worker, redis_server, worker_env
+
+pytest_plugins = ["tests.support.integration", "pytester"]
+
+SESSION_SERVICES = ("redis_url", "celery_worker")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Fail the run if any test would get `redis_url` or `celery_worker` from somewhere else than here."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        for name in SESSION_SERVICES:
+            defs = info.name2fixturedefs.get(name, ()) if info is not None else ()
+            if defs and getattr(defs[-1].func, "__module__", __name__) != __name__:
+                raise pytest.UsageError(
+                    f"{item.nodeid} gets the session fixture {name} from {defs[-1].func.__module__}: "
+                    f"{name} is defined once, in tests/conftest.py (see its docstring)"
+                )
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    """A real Redis for this test session (flushed first), also used as the test process's broker."""
+    """A real Redis for this test session (flushed first), also used as the test process's broker and the
+    session worker's: there is one per session, never overridden (see the module docstring)."""
     with redis_server() as url:
         redis.Redis.from_url(url).flushdb()
         previous = celery_app.conf.broker_url
@@ -53,6 +82,17 @@ def celery_worker(
     worker.stop()
 
 
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, which it may stop, kill and start again (never the session's)."""
+    if not RedisServer.available():
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_throttle_counts() -> Iterator[None]:
     """Throttle counters live in the cache (process memory in tests): every test starts with none."""
@@ -73,6 +113,14 @@ def api() -> APIClient:
 @pytest.fixture
 def admin_user(db: None) -> object:
     return UserFactory(username="root", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def staff(admin_user: object) -> Client:
+    """The admin site's client, logged in as the superuser."""
+    client = Client()
+    client.force_login(admin_user)  # type: ignore[arg-type]
+    return client
 
 
 @pytest.fixture

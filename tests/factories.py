@@ -1,11 +1,17 @@
 """factory_boy factories for the models tests need most."""
 
+from typing import TYPE_CHECKING
+
 import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission, User
 
 from sites.choices import NodeState, SiteState
 from sites.models import Cluster, Node, Site
+
+if TYPE_CHECKING:
+    from django.test import Client
+    from rest_framework.test import APIClient
 
 
 class UserFactory(factory.django.DjangoModelFactory[User]):
@@ -62,3 +68,21 @@ def api_key_for(user: User, **kwargs: object) -> str:
 
     _token, key = api_token_issue(user=user, actor="test", source="test", **kwargs)  # type: ignore[arg-type]
     return key
+
+
+def api_for(perms: list[str], username: str = "clerk") -> "APIClient":
+    """An API client for a user with exactly `perms` (e.g. "sites.change_node")."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(UserFactory(username=username, perms=perms))
+    return client
+
+
+def admin_for(perms: list[str], username: str = "clerk") -> "Client":
+    """An admin-site client for a staff user with exactly `perms`."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(UserFactory(username=username, is_staff=True, perms=perms))
+    return client

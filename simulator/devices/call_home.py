@@ -106,6 +106,8 @@ async def heartbeat_loop(site: "Site", device: Device) -> None:
                         device.node_token = None
                         device.record("credential_revoked", status=response.status)
                         return
+            else:
+                device.heartbeats_missed += 1
             await asyncio.sleep(config.heartbeat_seconds)
     finally:
         device.heartbeating = False

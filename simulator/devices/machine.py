@@ -36,6 +36,9 @@ class Device:
     registrations: int = 0
     refusals: int = 0
     heartbeats: int = 0
+    # Heartbeats due but not sent, the site being offline or the machine dead (a test waits on them to
+    # know a heartbeat could have happened and did not).
+    heartbeats_missed: int = 0
     last_heartbeat_status: int | None = None
     wipes: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -69,6 +72,7 @@ class Device:
             "registrations": self.registrations,
             "refusals": self.refusals,
             "heartbeats": self.heartbeats,
+            "heartbeats_missed": self.heartbeats_missed,
             "last_heartbeat_status": self.last_heartbeat_status,
             "wipes": self.wipes,
             "events": self.events[-10:],

@@ -15,9 +15,9 @@ from simulator.testing import Simulator, running_simulator
 from sites.models import Alert, Site
 from tests.console.conftest import wait_for
 from tests.console.screens import screenshot
-from tests.services import Worker
 from tests.sites.test_health_worker import LEASE_SECONDS, probe, probe_until, probe_worker
 from tests.sites.test_lifecycle_support import FAST_SIM, agent, import_fleet
+from tests.support.services import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

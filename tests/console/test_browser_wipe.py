@@ -13,8 +13,8 @@ from simulator.testing import Simulator, running_simulator
 from sites.choices import NodeState
 from sites.models import Site
 from tests.console.conftest import wait_for
-from tests.services import Worker
 from tests.sites.test_lifecycle_support import FAST_SIM, FAST_TIMINGS, agent, import_fleet
+from tests.support.services import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -22,8 +22,8 @@ from rollouts.models import Rollout, SiteRollout
 from simulator.testing import Simulator
 from sites.models import Site
 from tests.console.conftest import wait_for
-from tests.rollouts.conftest import POS_BRIDGE_TEMPLATES, redis_url, simulated_fleet  # noqa: F401 (fixtures)
-from tests.services import Worker
+from tests.rollouts.conftest import POS_BRIDGE_TEMPLATES, simulated_fleet  # noqa: F401 (a fixture)
+from tests.support.services import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -153,7 +153,7 @@ def test_support_watches_pauses_resumes_and_opens_an_unreachable_site(
 def test_support_approves_a_wave_seeing_who_may_and_their_reason_after(
     logged_in: WebDriver,
     live_server: Any,
-    redis_url: str,  # noqa: F811 (the private broker: the approval's wake-up goes there)
+    redis_url: str,  # the broker of the session worker: the approval's wake-up goes there
 ) -> None:
     # Given a rollout whose canary is done and whose next wave waits for an approval
     for i in range(3):

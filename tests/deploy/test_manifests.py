@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from simulator.testing import Simulator, running_simulator
-from tests.services import ROOT
+from tests.support.services import ROOT
 
 KUBECTL = shutil.which(os.environ.get("KUBECTL", "kubectl")) or "/usr/bin/kubectl"
 BASE = ROOT / "deploy" / "base"

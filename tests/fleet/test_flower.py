@@ -3,7 +3,6 @@
 
 import base64
 import secrets
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -13,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from fleet.flower import basic_auth, flower_argv
-from tests.services import ROOT, _wait_for, free_port
+from tests.support import free_port, start_process, stop_process, wait_until
+from tests.support.services import ROOT
 
 
 def _status(url: str, credentials: str | None = None) -> int:
@@ -51,11 +51,10 @@ def test_flower_requires_its_password_and_no_command_line_shows_it(redis_url: st
         "FLEET_FLOWER_PASSWORD": password,
         "FLEET_FLOWER_PORT": str(port),
     }
-    log = (tmp_path / "flower.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "fleet.flower"], cwd=ROOT, env=env, stdout=log, stderr=log)  # noqa: S603
+    proc = start_process([sys.executable, "-m", "fleet.flower"], log=tmp_path / "flower.log", cwd=ROOT, env=env)
     try:
         url = f"http://127.0.0.1:{port}/"
-        _wait_for(lambda: _status(url) != 0, 60, "flower")
+        wait_until(lambda: _status(url) != 0, 60, "flower")
 
         assert _status(url) == 401
         assert _status(url, "ops:wrong") == 401
@@ -64,9 +63,7 @@ def test_flower_requires_its_password_and_no_command_line_shows_it(redis_url: st
         assert leaks == [], f"processes with the password on their command line: {leaks}"
         assert b"fleet.flower" in (Path("/proc") / str(proc.pid) / "cmdline").read_bytes()  # we looked at it
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+        stop_process(proc, timeout=30)
 
 
 def test_flower_refuses_to_run_without_credentials_or_with_ones_it_would_split() -> None:

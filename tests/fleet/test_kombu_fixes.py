@@ -7,18 +7,13 @@ connection loss. Upstream kombu raises the AttributeError that took the worker d
 nothing escapes and every channel ends closed.
 """
 
-import os
-import signal
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from kombu import Connection, Exchange, Queue
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 
 import fleet.celery  # noqa: F401  (installs the fix, as every edgefleet process does)
-from tests.fleet.workflows.conftest import PrivateRedis
+from tests.support import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -26,15 +21,7 @@ TASKS = Queue("fix-tasks", Exchange("fix-tasks"), routing_key="fix-tasks")
 FANOUT = Queue("fix-fanout", Exchange("fix-fanout", type="fanout"), auto_delete=True)
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
-def lose_the_broker_with_a_message_unacknowledged(broker: PrivateRedis) -> tuple[Connection, object]:
+def lose_the_broker_with_a_message_unacknowledged(broker: RedisServer) -> tuple[Connection, object]:
     """A connection whose task channel holds one unacknowledged message when Redis is SIGKILLed."""
     with Connection(broker.url) as producer_connection:
         producer = producer_connection.Producer()
@@ -53,21 +40,18 @@ def lose_the_broker_with_a_message_unacknowledged(broker: PrivateRedis) -> tuple
     control.consume()
     assert len(received) == 1 and tasks.channel.qos._delivered  # one message held, not acknowledged
 
-    assert broker.proc is not None
-    os.kill(broker.proc.pid, signal.SIGKILL)
-    broker.proc.wait(timeout=10)
-    broker.proc = None
+    broker.kill()
     return connection, tasks.channel
 
 
 def test_upstream_kombu_still_crashes_closing_a_channel_after_the_broker_is_gone(
-    broker: PrivateRedis, monkeypatch: pytest.MonkeyPatch
+    private_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The reproducer, on kombu's own code: when this stops raising, upstream is fixed and
     fleet/kombu_fixes.py can go."""
     monkeypatch.setattr(virtual.Transport, "close_connection", virtual.Transport.close_connection.__wrapped__)
     monkeypatch.setattr(kombu_redis.QoS, "restore_unacked", kombu_redis.QoS.restore_unacked.__wrapped__)
-    connection, task_channel = lose_the_broker_with_a_message_unacknowledged(broker)
+    connection, task_channel = lose_the_broker_with_a_message_unacknowledged(private_redis)
 
     connection.collect(socket_timeout=1)
     with pytest.raises(AttributeError, match="hostname"):
@@ -75,9 +59,9 @@ def test_upstream_kombu_still_crashes_closing_a_channel_after_the_broker_is_gone
 
 
 def test_with_the_fix_the_task_channel_is_closed_with_the_connection_and_nothing_escapes(
-    broker: PrivateRedis,
+    private_redis: RedisServer,
 ) -> None:
-    connection, task_channel = lose_the_broker_with_a_message_unacknowledged(broker)
+    connection, task_channel = lose_the_broker_with_a_message_unacknowledged(private_redis)
 
     connection.collect(socket_timeout=1)
     assert task_channel.closed  # type: ignore[attr-defined]  # closed even though the channel after it failed
@@ -85,11 +69,11 @@ def test_with_the_fix_the_task_channel_is_closed_with_the_connection_and_nothing
 
 
 def test_with_the_fix_a_channel_left_open_skips_restoring_instead_of_crashing(
-    broker: PrivateRedis, monkeypatch: pytest.MonkeyPatch
+    private_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The second guard alone: even if a channel escapes the collect, closing it later does not raise."""
     monkeypatch.setattr(virtual.Transport, "close_connection", virtual.Transport.close_connection.__wrapped__)
-    connection, task_channel = lose_the_broker_with_a_message_unacknowledged(broker)
+    connection, task_channel = lose_the_broker_with_a_message_unacknowledged(private_redis)
 
     connection.collect(socket_timeout=1)
     assert not task_channel.closed  # type: ignore[attr-defined]  # upstream's loop stopped before it

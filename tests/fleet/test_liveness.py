@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from fleet.liveness import age, main, touch
-from tests.fleet.workflows.conftest import wait_until
-from tests.services import ROOT, Worker, worker_env
+from tests.support import wait_until
+from tests.support.services import ROOT, Worker, worker_env
 
 
 def test_the_probe_passes_a_fresh_file_and_fails_a_stale_or_missing_one(tmp_path: Path) -> None:

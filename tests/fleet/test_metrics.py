@@ -9,6 +9,7 @@ from tests.factories import NodeFactory
 pytestmark = pytest.mark.django_db
 
 
+@pytest.mark.integration
 def test_metrics_count_nodes_by_state_and_show_queues(redis_url: str, settings: object) -> None:
     settings.REDIS_URL = redis_url  # type: ignore[attr-defined]
     NodeFactory.create_batch(3, state=NodeState.ACTIVE)

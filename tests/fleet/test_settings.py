@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from tests.services import PRODUCTION_ENV
+from tests.support.services import PRODUCTION_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,6 +105,7 @@ def test_unknown_environment_is_refused() -> None:
 
 
 @pytest.mark.django_db
+@pytest.mark.integration
 def test_healthz_checks_the_database_and_optionally_the_broker(redis_url: str, settings: object) -> None:
     settings.REDIS_URL = redis_url  # type: ignore[attr-defined]
     assert Client().get("/healthz").json() == {"status": "ok", "checks": {"database": "ok"}}
@@ -115,7 +116,7 @@ def test_healthz_checks_the_database_and_optionally_the_broker(redis_url: str, s
 
 @pytest.mark.django_db
 def test_healthz_reports_an_unreachable_broker(settings: object) -> None:
-    from tests.services import free_port
+    from tests.support import free_port
 
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # type: ignore[attr-defined]
     response = Client().get("/healthz?deep=1")

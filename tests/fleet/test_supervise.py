@@ -13,8 +13,8 @@ from fleet.supervise import backoff_after
 from fleet.workflows.choices import RunState
 from fleet.workflows.models import WorkflowRun
 from fleet.workflows.services import workflow_start
-from tests.fleet.workflows.conftest import wait_until
-from tests.services import ROOT, worker_env
+from tests.support import start_process, stop_process, wait_until
+from tests.support.services import ROOT, worker_env
 
 BACKOFF = {"min_backoff": 1.0, "max_backoff": 30.0, "healthy_after": 60.0}
 
@@ -38,14 +38,12 @@ def supervised(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]
     """`python -m fleet.supervise` around a shell loop that records each start in a file."""
     starts = tmp_path / "starts"
     script = f"echo $$ >> {starts}; while :; do sleep 0.1; done"
-    proc = subprocess.Popen(
+    proc = start_process(
         [sys.executable, "-m", "fleet.supervise", "--name", "loop", "--min-backoff", "0.1", "--", "sh", "-c", script],
-        cwd=ROOT, stdout=(tmp_path / "supervise.log").open("ab"), stderr=subprocess.STDOUT,
+        log=tmp_path / "supervise.log", cwd=ROOT,
     )  # fmt: skip
     yield proc, starts
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait(timeout=10)
+    stop_process(proc, kill=True)
 
 
 def started(starts: Path) -> list[int]:
@@ -88,11 +86,11 @@ def test_a_supervised_worker_killed_with_its_children_is_started_again_and_takes
     the Procfile run it, and that worker runs what is sent next."""
     env = {**worker_env(redis_url, tmp_path), "FLEET_WORKFLOW_LEASE_SECONDS": "3"}
     log_path = tmp_path / "worker.log"
-    proc = subprocess.Popen(
+    proc = start_process(
         [sys.executable, "-m", "fleet.supervise", "--name", "worker", "--min-backoff", "0.2", "--",
          sys.executable, "-m", "celery", "-A", "fleet", "worker", "-Q", "control,io", "-c", "1",
          "--without-gossip", "--without-mingle", "-l", "INFO", "-n", f"supervised-{os.getpid()}@%h"],
-        cwd=ROOT, env=env, stdout=log_path.open("ab"), stderr=subprocess.STDOUT,
+        log=log_path, cwd=ROOT, env=env,
     )  # fmt: skip
     try:
         wait_until(lambda: log_path.read_bytes().count(b" ready.") == 1, 60, "the worker starting")
@@ -114,5 +112,4 @@ def test_a_supervised_worker_killed_with_its_children_is_started_again_and_takes
             "the restarted worker running new work",
         )
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        stop_process(proc, timeout=60)

@@ -131,7 +131,7 @@ def test_with_redis_the_count_is_shared_across_processes(admin_user: Any, redis_
 
 @pytest.mark.integration
 def test_a_cache_outage_neither_fails_requests_nor_lifts_the_limit(admin_user: Any, settings: Any) -> None:
-    from tests.services import free_port
+    from tests.support import free_port
 
     settings.CACHES = {
         "default": {

@@ -1,9 +1,7 @@
 """Fixtures for the rollouts tests: users with exactly the rollout permissions a test is about."""
 
 import os
-import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -13,13 +11,13 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from fleet.celery import app as celery_app
 from fleet.workflows.tasks import workflow_sweep_task
 from simulator.testing import Simulator, running_simulator
 from sites.imports import fleet_import_file
 from sites.models import Site
 from tests.factories import UserFactory
-from tests.services import Worker, free_port, redis_server, tcp_open
+from tests.support import wait_until
+from tests.support.services import Worker
 
 VIEW = [
     "rollouts.view_application",
@@ -71,37 +69,6 @@ POS_BRIDGE_TEMPLATES = {
 }
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private redis-server for the rollouts tests (overriding the session-wide one): the machine's
-    shared Redis is also the broker of other test sessions' workers, which would take our messages."""
-    binary = shutil.which("redis-server")
-    if binary is None or os.environ.get("FLEET_TEST_REDIS_URL"):
-        with redis_server() as url:
-            yield url
-        return
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path_factory.mktemp("redis"))],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 10
-        while not tcp_open("127.0.0.1", port):
-            if time.monotonic() > deadline:
-                raise RuntimeError("private redis-server did not start")
-            time.sleep(0.05)
-        url = f"redis://127.0.0.1:{port}/0"
-        previous = celery_app.conf.broker_url
-        celery_app.conf.broker_url = url
-        yield url
-        celery_app.conf.broker_url = previous
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 @pytest.fixture
 def simulated_fleet(tmp_path: Path, django_db_blocker: Any) -> Iterator[Callable[[int], Simulator]]:
     """`simulated_fleet(n)`: a simulator with n sites (fast GitOps polling), imported into the database,
@@ -120,14 +87,12 @@ def simulated_fleet(tmp_path: Path, django_db_blocker: Any) -> Iterator[Callable
 @pytest.fixture
 def short_lease_worker(celery_worker: Worker) -> Iterator[Worker]:
     """The session's worker restarted with a 3-second lease, so a killed worker's runs resume in seconds."""
-    previous = dict(celery_worker.env)
-    celery_worker.env["FLEET_WORKFLOW_LEASE_SECONDS"] = "3"
-    celery_worker.env["FLEET_ROLLOUT_STEP_TIMEOUT"] = "8"  # a lost step's lease runs out in 13 s
-    celery_worker.env["FLEET_ROLLOUT_DRIVE_TIMEOUT"] = "8"
-    celery_worker.restart()
-    yield celery_worker
-    celery_worker.env.clear()
-    celery_worker.env.update(previous)
+    with celery_worker.reconfigured(
+        FLEET_WORKFLOW_LEASE_SECONDS="3",
+        FLEET_ROLLOUT_STEP_TIMEOUT="8",  # a lost step's lease runs out in 13 s
+        FLEET_ROLLOUT_DRIVE_TIMEOUT="8",
+    ) as worker:
+        yield worker
 
 
 def commit_count(repo: Path) -> int:
@@ -144,14 +109,28 @@ def git_show(repo: Path, spec: str) -> str | None:
     return out.stdout if out.returncode == 0 else None
 
 
-def wait_for(check: Callable[[], Any], seconds: float, what: str) -> None:
-    """Poll `check()` until true, sweeping as beat would, or fail the test."""
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {seconds} s\n{_dump()}")
-        workflow_sweep_task()
-        time.sleep(0.25)
+def wait_sweeping(check: Callable[[], Any], seconds: float, what: str) -> Any:
+    """`wait_until`, sweeping between polls as beat would; a timeout shows the rollouts and runs."""
+    return wait_until(check, seconds, what, interval=0.25, every=workflow_sweep_task, explain=_dump)
+
+
+def driver_decides_again(rollout: Any, what: str) -> None:
+    """Prove the rollout's driver has looked at the rollout again since now: wake it and wait for one more
+    poll of its step. A check for something that must not happen, made after this, could have failed: the
+    driver had its chance to start it (without this it passes on a machine too slow to have tried)."""
+    from django.db.models import Sum
+
+    from fleet.workflows import StepRun, runs_of, wake
+    from rollouts.choices import DRIVE_KIND
+
+    run = runs_of(rollout).filter(kind=DRIVE_KIND).get()
+
+    def polls() -> int:
+        return int(StepRun.objects.filter(run=run).aggregate(n=Sum("polls"))["n"] or 0)
+
+    before = polls()
+    wake(run)
+    wait_sweeping(lambda: polls() > before, 30, f"the driver deciding again ({what})")
 
 
 def _dump() -> str:

@@ -14,13 +14,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff(admin_user: object) -> Client:
-    client = Client()
-    client.force_login(admin_user)  # type: ignore[arg-type]
-    return client
-
-
-@pytest.fixture
 def rollout() -> Rollout:
     for _ in range(6):
         SiteFactory()

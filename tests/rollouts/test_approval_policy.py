@@ -27,7 +27,7 @@ from rollouts.workflows.driver import drive
 from tests.factories import SiteFactory, UserFactory
 from tests.rollouts.conftest import VIEW
 from tests.rollouts.factories import TEMPLATES, VALUES, ApplicationFactory
-from tests.services import PRODUCTION_ENV
+from tests.support.services import PRODUCTION_ENV
 
 pytestmark = pytest.mark.django_db
 

@@ -1,7 +1,6 @@
 """The approval policy end to end: a real Celery worker drives the rollout against the simulator, and the
 sites' bare repositories, read with plain git, show that nothing is committed before each approval."""
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -13,8 +12,8 @@ from rollouts.choices import RolloutState, SiteRolloutState
 from rollouts.models import Application, Rollout, SiteRollout
 from simulator.testing import Simulator
 from tests.factories import UserFactory
-from tests.rollouts.conftest import POS_BRIDGE_TEMPLATES, VIEW, commit_count, wait_for
-from tests.services import Worker
+from tests.rollouts.conftest import POS_BRIDGE_TEMPLATES, VIEW, commit_count, driver_decides_again, wait_sweeping
+from tests.support.services import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -68,8 +67,8 @@ def test_with_the_policy_every_wave_waits_for_another_persons_approval(
     rollout = services.rollout_start(plan=plan, actor=starter, source="test", reason="pos-bridge 1.0.0")
 
     # Before any approval: the driver stops at the gate, and no repository got a commit.
-    wait_for(lambda: state(rollout) == RolloutState.AWAITING_APPROVAL, 40, "the gate before wave 0")
-    time.sleep(1.5)
+    wait_sweeping(lambda: state(rollout) == RolloutState.AWAITING_APPROVAL, 40, "the gate before wave 0")
+    driver_decides_again(rollout, "at the gate before wave 0")
     assert commits(sim) == before
     assert set(SiteRollout.objects.filter(rollout=rollout).values_list("state", flat=True)) == {"pending"}
 
@@ -79,9 +78,9 @@ def test_with_the_policy_every_wave_waits_for_another_persons_approval(
     assert approve(reviewer, rollout).status_code == 200
 
     # Wave 0 goes out, then the rollout waits again before wave 1: its sites stay untouched.
-    wait_for(lambda: state(rollout) == RolloutState.AWAITING_APPROVAL, 60, "the gate before wave 1")
+    wait_sweeping(lambda: state(rollout) == RolloutState.AWAITING_APPROVAL, 60, "the gate before wave 1")
     canary, rest = wave_codes(rollout, 0), wave_codes(rollout, 1)
-    time.sleep(1.5)
+    driver_decides_again(rollout, "at the gate before wave 1")
     now = commits(sim)
     assert {code: now[code] - before[code] for code in canary} == dict.fromkeys(canary, 1)
     assert {code: now[code] - before[code] for code in rest} == dict.fromkeys(rest, 0)
@@ -91,6 +90,6 @@ def test_with_the_policy_every_wave_waits_for_another_persons_approval(
 
     assert approve(starter, rollout).status_code == 403
     assert approve(reviewer, rollout).status_code == 200
-    wait_for(lambda: state(rollout) == RolloutState.SUCCEEDED, 60, "the rollout succeeding")
+    wait_sweeping(lambda: state(rollout) == RolloutState.SUCCEEDED, 60, "the rollout succeeding")
     assert {code: n - before[code] for code, n in commits(sim).items()} == dict.fromkeys(sim.codes, 1)
     assert Application.objects.count() == 1

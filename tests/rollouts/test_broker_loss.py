@@ -6,11 +6,6 @@ This is the reproducer for the worker that exited on the first Redis loss (kombu
 of the lost connection); see fleet/celery_fixes.py.
 """
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,46 +14,18 @@ import pytest
 from rollouts.choices import RolloutState, SiteRolloutState
 from rollouts.models import Rollout, SiteRollout
 from simulator.testing import Simulator
-from tests.fleet.workflows.conftest import PrivateRedis
 from tests.rollouts.conftest import commit_count
 from tests.rollouts.test_workflow import release, start, state
-from tests.services import ROOT, Worker, worker_env
+from tests.support import RedisServer, log_has, log_tail, wait_until
+from tests.support.services import Beat, Worker, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-class Beat:
-    """A real `celery -A fleet beat` with the database scheduler, for the whole test."""
-
-    def __init__(self, env: dict[str, str], directory: Path) -> None:
-        self.log_path = directory / "beat.log"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "fleet", "beat", "-l", "INFO",
-             "--pidfile", str(directory / "beat.pid"), "-s", str(directory / "beat-schedule")],
-            cwd=ROOT, env=env, stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def stack(broker: PrivateRedis, tmp_path: Path) -> Iterator[tuple[Worker, Beat]]:
+def stack(private_redis: RedisServer, tmp_path: Path) -> Iterator[tuple[Worker, Beat]]:
     """A worker and beat of their own on the killable Redis, sweeping every second."""
-    env = worker_env(broker.url, tmp_path)
+    env = worker_env(private_redis.url, tmp_path)
     env.update({"FLEET_WORKFLOW_SWEEP_SECONDS": "1", "FLEET_WORKFLOW_REDELIVER_SECONDS": "5"})
     worker = Worker(env, tmp_path / "worker.log", as_deployed=True)
     worker.start()
@@ -68,26 +35,26 @@ def stack(broker: PrivateRedis, tmp_path: Path) -> Iterator[tuple[Worker, Beat]]
     worker.stop()
 
 
-def kill_redis(server: PrivateRedis) -> None:
-    """SIGKILL: no shutdown, nothing saved (the server keeps nothing on disk anyway)."""
-    assert server.proc is not None
-    os.kill(server.proc.pid, signal.SIGKILL)
-    server.proc.wait(timeout=10)
-    server.proc = None
+def wait(check: Callable[[], object], seconds: float, what: str, *, worker: Worker) -> None:
+    """`wait_until`, failing at once if the worker exits (it must survive the broker's loss)."""
+    wait_until(
+        check,
+        seconds,
+        what,
+        interval=0.25,
+        every=lambda: worker.check_alive(f"while waiting for {what}"),
+        explain=lambda: log_tail(worker.log_path),
+    )
 
 
-def log_has(path: Path, text: bytes) -> bool:
-    return path.exists() and text in path.read_bytes()
+# What beat logs when it finds the broker gone: sending a due task fails ("Couldn't apply scheduled task"),
+# or its connection does ("beat: Connection error"), whichever comes first on this machine.
+BROKER_GONE = (b"Couldn't apply scheduled task", b"beat: Connection error")
 
 
-def wait(check: Callable[[], bool], seconds: float, what: str, *, worker: Worker) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if worker.proc is None or worker.proc.poll() is not None:
-            pytest.fail(f"the worker exited while waiting for {what}:\n{worker.log_path.read_text()[-3000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {seconds} s:\n{worker.log_path.read_text()[-3000:]}")
-        time.sleep(0.25)
+def broker_gone_count(beat: Beat) -> int:
+    data = beat.log_path.read_bytes()
+    return sum(data.count(text) for text in BROKER_GONE)
 
 
 def site_states(rollout: Rollout) -> dict[str, int]:
@@ -98,7 +65,7 @@ def site_states(rollout: Rollout) -> dict[str, int]:
 
 
 def test_a_rollout_completes_through_redis_killed_twice_mid_wave_without_restarting_anything(
-    broker: PrivateRedis, stack: tuple[Worker, Beat], simulated_fleet: Callable[[int], Simulator]
+    private_redis: RedisServer, stack: tuple[Worker, Beat], simulated_fleet: Callable[[int], Simulator]
 ) -> None:
     worker, beat = stack
     sim = simulated_fleet(24)
@@ -123,17 +90,12 @@ def test_a_rollout_completes_through_redis_killed_twice_mid_wave_without_restart
             f"three more sites succeeding (round {round_})",
             worker=worker,
         )
-        failures = beat.log_path.read_bytes().count(b"Couldn't apply scheduled task")
+        failures = broker_gone_count(beat)
 
         # When Redis dies and comes back empty: every queued and unacknowledged message is gone.
-        kill_redis(broker)
-        wait(
-            lambda n=failures: beat.log_path.read_bytes().count(b"Couldn't apply scheduled task") > n,  # type: ignore[misc]
-            60,
-            "beat finding the broker gone",
-            worker=worker,
-        )
-        broker.start()
+        private_redis.kill()
+        wait(lambda n=failures: broker_gone_count(beat) > n, 60, "beat finding the broker gone", worker=worker)  # type: ignore[misc]
+        private_redis.start()
 
     # Then the same worker and beat finish the rollout: the sweeper re-sends what Redis lost.
     wait(lambda: state(rollout) == RolloutState.SUCCEEDED, 180, "the rollout succeeding", worker=worker)

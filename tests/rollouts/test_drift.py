@@ -2,7 +2,6 @@
 in sync, one whose agent fails the new head has drifted, an offline one is unreachable (not drifted)."""
 
 import datetime as dt
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +16,8 @@ from simulator.testing import Simulator
 from sites.models import Site
 from sites.repos import Author, SiteRepo
 from sites.services import site_probe
-from tests.rollouts.conftest import client_for, wait_for
+from tests.rollouts.conftest import client_for, wait_sweeping
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -42,13 +42,17 @@ def test_drift_check_records_in_sync_drifted_and_unreachable_sites(
     # Given three sites at a first commit their agents applied...
     heads = {site.code: write(site, CM.format(1)) for site in (synced, drifting, offline)}
     for site in (synced, drifting, offline):
-        wait_for(lambda site=site: drift_check_site(site).state == DriftState.IN_SYNC, 15, f"{site.code} in sync")
+        wait_sweeping(lambda site=site: drift_check_site(site).state == DriftState.IN_SYNC, 15, f"{site.code} in sync")
         site_probe(site=site)  # reached: its health is then the nodes' and the drift's to say
     # ...then a new head that one agent fails to apply, and one site going offline.
     sim.add_fault("sync_failure", site=drifting.code)
     new_head = write(drifting, CM.format(2))
     sim.add_fault("offline", site=offline.code)
-    time.sleep(0.6)  # a few agent polls
+    wait_until(
+        lambda: (sync := sim.summary(drifting.code)["sync"])["attempted"] == new_head and sync["failed"],
+        15,
+        "the drifting site's agent failing to apply the new head",
+    )
 
     # When the check runs for each site
     rows = {site.code: drift_check_site(site) for site in (synced, drifting, offline)}
@@ -92,7 +96,7 @@ def test_a_chunk_loads_its_sites_at_once_and_an_unchanged_site_only_moves_its_ch
     ids = [site.pk for site in sites]
     for site in sites:
         write(site, CM.format(1))
-    wait_for(lambda: drift_check_sites(ids) == {DriftState.IN_SYNC: 2}, 15, "both sites in sync")
+    wait_sweeping(lambda: drift_check_sites(ids) == {DriftState.IN_SYNC: 2}, 15, "both sites in sync")
     before = dict(SiteSyncState.objects.values_list("site_id", "checked_at"))
     health = list(Site.objects.order_by("pk").values_list("health", "health_since", "repo_head_revision"))
 
@@ -106,7 +110,7 @@ def test_a_chunk_loads_its_sites_at_once_and_an_unchanged_site_only_moves_its_ch
 
     # A new head is recorded in full again: the row, the site's drift inputs
     new_head = write(sites[0], CM.format(2))
-    wait_for(lambda: drift_check_sites(ids) == {DriftState.IN_SYNC: 2}, 15, "the new head applied")
+    wait_sweeping(lambda: drift_check_sites(ids) == {DriftState.IN_SYNC: 2}, 15, "the new head applied")
     assert SiteSyncState.objects.get(site=sites[0]).head_revision == new_head
     assert Site.objects.get(pk=sites[0].pk).repo_head_revision == new_head
 

@@ -14,10 +14,10 @@ from fleet.workflows.services import workflow_cancel
 from rollouts import dry_runs
 from rollouts.models import DryRun, Release, Rollout
 from tests.factories import SiteFactory, UserFactory
-from tests.rollouts.conftest import VIEW, client_for, wait_for
+from tests.rollouts.conftest import VIEW, client_for, wait_sweeping
 from tests.rollouts.factories import ReleaseFactory, RolloutPlanFactory
 from tests.rollouts.runs import run_to_end
-from tests.services import Worker
+from tests.support.services import Worker
 
 HEAD = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: {{ release.namespace }}\ndata:\n  a: '"
 # About a tenth of a second of CPU per site, within every bound: 200 `in` tests over 100,000 items.
@@ -137,7 +137,7 @@ def test_a_dry_run_in_the_background_with_a_real_worker(celery_worker: Worker) -
     client = client_for("planner", [*VIEW, "rollouts.add_dryrun", "workflows.view_workflowrun"])
 
     started = [client.post(f"/api/v1/rollout-plans/{plan.pk}/dry-run/", {}, format="json") for plan in (good, bad)]
-    wait_for(lambda: ended(client, good.pk) and ended(client, bad.pk), 120, "both dry runs ending")
+    wait_sweeping(lambda: ended(client, good.pk) and ended(client, bad.pk), 120, "both dry runs ending")
 
     assert [response.status_code for response in started] == [202, 202]
     passed, refused = dry_run_api(client, good.pk), dry_run_api(client, bad.pk)
@@ -162,7 +162,7 @@ def test_a_dry_run_is_cancelled_through_the_workflow_run_api(celery_worker: Work
 
     run_id = client.post(f"/api/v1/rollout-plans/{plan.pk}/dry-run/", {}, format="json").json()["run"]
     cancel = client.post(f"/api/v1/workflow-runs/{run_id}/cancel/", {"reason": "not now"}, format="json")
-    wait_for(lambda: ended(client, plan.pk), 120, "the dry run ending")
+    wait_sweeping(lambda: ended(client, plan.pk), 120, "the dry run ending")
 
     assert cancel.status_code == 202, cancel.content
     result = dry_run_api(client, plan.pk)

@@ -15,10 +15,11 @@ import pytest
 from fleet.audit.models import AuditEvent
 from rollouts import services
 from rollouts.choices import RolloutState, SiteRolloutState, SkipReason
-from rollouts.models import Application, Release, Rollout, SiteRollout
+from rollouts.models import Release, Rollout, SiteRollout
 from simulator.testing import Simulator
-from tests.rollouts.conftest import POS_BRIDGE_TEMPLATES, commit_count, wait_for
-from tests.services import Worker
+from tests.rollouts.conftest import POS_BRIDGE_TEMPLATES, commit_count, wait_sweeping
+from tests.rollouts.test_workflow import release
+from tests.support.services import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -36,22 +37,8 @@ SHORT_DEADLINE_TEMPLATES = {
 @pytest.fixture
 def short_grace_worker(celery_worker: Worker) -> Iterator[Worker]:
     """The session's worker restarted with a 3-second pod grace (CrashLoopBackOff fails a site in seconds)."""
-    previous = dict(celery_worker.env)
-    celery_worker.env["FLEET_ROLLOUT_POD_GRACE_SECONDS"] = "3"
-    celery_worker.restart()
-    yield celery_worker
-    celery_worker.env.clear()
-    celery_worker.env.update(previous)
-    celery_worker.restart()
-
-
-def release(version: str, templates: dict[str, str] = POS_BRIDGE_TEMPLATES) -> Release:
-    application = Application.objects.filter(name="pos-bridge").first() or services.application_create(
-        actor="test", source="test", name="pos-bridge", team="payments", namespace="pos"
-    )
-    return services.release_create(
-        actor="test", source="test", application=application, version=version, templates=templates
-    )
+    with celery_worker.reconfigured(FLEET_ROLLOUT_POD_GRACE_SECONDS="3") as worker:
+        yield worker
 
 
 def start(rel: Release, **plan: Any) -> Rollout:
@@ -103,14 +90,14 @@ def test_a_release_that_breaks_pods_halts_in_wave_two_and_the_last_wave_gets_not
     for code in broken:
         sim.add_fault("unavailable_workloads", site=code)
 
-    wait_for(lambda: fresh(rollout).state == RolloutState.AWAITING_APPROVAL, 60, "the canary passing")
+    wait_sweeping(lambda: fresh(rollout).state == RolloutState.AWAITING_APPROVAL, 60, "the canary passing")
     services.rollout_approve(rollout=rollout, actor="test", source="test", reason="canary is fine")
     approved = time.monotonic()
 
     # When their Deployments time out, the rollout halts in wave 2, long before the site deadline
-    wait_for(lambda: fresh(rollout).state == RolloutState.HALTED, 120, "the rollout halting")
+    wait_sweeping(lambda: fresh(rollout).state == RolloutState.HALTED, 120, "the rollout halting")
     assert time.monotonic() - approved < 150 - 30, "halted by the progress deadline, not the site deadline"
-    wait_for(
+    wait_sweeping(
         lambda: all(rows_of(rollout)[code].state == SiteRolloutState.FAILED for code in broken),
         60,
         "the three broken sites failed",
@@ -173,7 +160,7 @@ def test_a_wave_of_only_unreachable_sites_halts_and_the_next_wave_gets_nothing(
     )
 
     # While they do not answer they wait as unreachable, counted apart from syncing, with the reason
-    wait_for(lambda: fresh(rollout).n_unreachable == 2, 30, "both canaries waiting as unreachable")
+    wait_sweeping(lambda: fresh(rollout).n_unreachable == 2, 30, "both canaries waiting as unreachable")
     waiting = rows_of(fresh(rollout))
     assert {waiting[code].state for code in canaries} == {SiteRolloutState.UNREACHABLE}
     assert all(waiting[code].unreachable_since is not None for code in canaries)
@@ -181,7 +168,7 @@ def test_a_wave_of_only_unreachable_sites_halts_and_the_next_wave_gets_nothing(
     assert fresh(rollout).n_syncing == 0 and fresh(rollout).n_succeeded == 0
 
     # When their deadline passes, they are skipped as unreachable: no failure, but no pass either
-    wait_for(lambda: fresh(rollout).state == RolloutState.HALTED, 60, "the rollout halting")
+    wait_sweeping(lambda: fresh(rollout).state == RolloutState.HALTED, 60, "the rollout halting")
     rollout = fresh(rollout)
     assert (
         rollout.halted_reason == "no site of wave 0 (canary) could be reached: all 2 skipped (2 could not be reached)"
@@ -211,16 +198,16 @@ def test_min_success_seconds_holds_a_site_that_goes_unhealthy_right_after_becomi
         return bool(steps and steps.filter(message__contains="counts as succeeded after 20 s").exists())
 
     # When its Deployment became available (a site without the hold would have succeeded there and then)
-    wait_for(holding, 40, "the site available and held")
+    wait_sweeping(holding, 40, "the site available and held")
     assert rows_of(rollout)[code].state == SiteRolloutState.VERIFYING
     # and its pods start crash-looping right after
     sim.add_fault("crashloop_workloads", site=code)
 
     # Then the site never counts as succeeded: it fails on the crash loop
     done = {SiteRolloutState.SUCCEEDED, SiteRolloutState.FAILED, SiteRolloutState.SKIPPED}
-    wait_for(lambda: rows_of(rollout)[code].state in done, 60, "the site's verdict")
+    wait_sweeping(lambda: rows_of(rollout)[code].state in done, 60, "the site's verdict")
     row = rows_of(rollout)[code]
     assert row.state == SiteRolloutState.FAILED, row.error
     assert "of Deployment pos/pos-bridge is in CrashLoopBackOff since " in row.error
     assert row.finished_at is not None and row.started_at is not None
-    wait_for(lambda: fresh(rollout).state == RolloutState.HALTED, 30, "the rollout halting")
+    wait_sweeping(lambda: fresh(rollout).state == RolloutState.HALTED, 30, "the rollout halting")

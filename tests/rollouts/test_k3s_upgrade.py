@@ -25,8 +25,8 @@ from simulator.testing import Simulator, running_simulator
 from sites.imports import fleet_import_file
 from sites.models import Cluster, Site
 from sites.probing import site_probe
-from tests.rollouts.conftest import commit_count, git_show, wait_for
-from tests.services import Worker
+from tests.rollouts.conftest import commit_count, git_show, wait_sweeping
+from tests.support.services import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -112,7 +112,7 @@ def test_a_fleet_upgrades_k3s_in_waves_waiting_on_budgets_and_halting_on_a_faile
     for code in sim.codes:
         deploy_pos(sim, code, min_available=3 if code == blocked else 2)
     for code in sim.codes:
-        wait_for(lambda code=code: pos_available(sim, code), 20, f"pos available at {code}")
+        wait_sweeping(lambda code=code: pos_available(sim, code), 20, f"pos available at {code}")
         site_probe(site=Site.objects.get(code=code))
     assert set(Cluster.objects.values_list("k3s_version", flat=True)) == {OLD}
     sim.add_fault("upgrade_fail", site=failing)
@@ -131,11 +131,11 @@ def test_a_fleet_upgrades_k3s_in_waves_waiting_on_budgets_and_halting_on_a_faile
     rollout = services.rollout_start(plan=plan, actor="test", source="test")
 
     # The canary converges: every node upgraded, verified from the cluster
-    wait_for(lambda: row(rollout, canary).state == SiteRolloutState.SUCCEEDED, 60, "the canary upgraded")
+    wait_sweeping(lambda: row(rollout, canary).state == SiteRolloutState.SUCCEEDED, 60, "the canary upgraded")
     assert upgraded(sim, canary) and pos_available(sim, canary)
 
     # The blocked site waits on its budget: an agent cordoned, its pos pods not evicted, the site verifying
-    wait_for(lambda: "disruption budget(s) pos/pos" in last_status(rollout, blocked), 60, "the drain waiting")
+    wait_sweeping(lambda: "disruption budget(s) pos/pos" in last_status(rollout, blocked), 60, "the drain waiting")
     core = k8s.CoreV1Api(sim.api_client(blocked))
     cordoned = [n.metadata.name for n in nodes(sim, blocked) if n.spec.unschedulable]
     assert row(rollout, blocked).state == SiteRolloutState.VERIFYING and len(cordoned) == 1
@@ -147,7 +147,7 @@ def test_a_fleet_upgrades_k3s_in_waves_waiting_on_budgets_and_halting_on_a_faile
     )
 
     # The failing site halts its wave at the threshold; the sites after it in the wave never start
-    wait_for(lambda: Rollout.objects.get(pk=rollout.pk).state == RolloutState.HALTED, 120, "the rollout halting")
+    wait_sweeping(lambda: Rollout.objects.get(pk=rollout.pk).state == RolloutState.HALTED, 120, "the rollout halting")
     rollout.refresh_from_db()
     assert "more than the threshold" in rollout.halted_reason
     failed = row(rollout, failing)

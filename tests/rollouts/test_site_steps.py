@@ -20,7 +20,7 @@ from sites.repos import Author, SiteRepo
 from tests.factories import SiteFactory
 from tests.rollouts.conftest import POS_BRIDGE_TEMPLATES, commit_count, git_show
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
 CONFIGMAP = "apps/pos-bridge/configmap.yaml"
 

@@ -18,8 +18,8 @@ from rollouts.rendering import render_site_files
 from simulator.testing import Simulator
 from sites.models import Site
 from sites.repos import Author, SiteRepo
-from tests.rollouts.conftest import POS_BRIDGE_TEMPLATES, commit_count, git_show, wait_for
-from tests.services import Worker
+from tests.rollouts.conftest import POS_BRIDGE_TEMPLATES, commit_count, driver_decides_again, git_show, wait_sweeping
+from tests.support.services import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -27,12 +27,13 @@ CONFIGMAP = "apps/pos-bridge/configmap.yaml"
 IN_FLIGHT = ["committing", "syncing", "verifying"]
 
 
-def release(version: str) -> Release:
+def release(version: str, templates: dict[str, str] = POS_BRIDGE_TEMPLATES) -> Release:
+    """A release of pos-bridge (the application created at the first call) with `templates`."""
     application = Application.objects.filter(name="pos-bridge").first() or services.application_create(
         actor="test", source="test", name="pos-bridge", team="payments", namespace="pos"
     )
     return services.release_create(
-        actor="test", source="test", application=application, version=version, templates=POS_BRIDGE_TEMPLATES
+        actor="test", source="test", application=application, version=version, templates=templates
     )
 
 
@@ -89,7 +90,7 @@ def test_a_three_wave_rollout_converges_with_one_commit_per_site(
     before = counts(sim)
 
     rollout = start(release("1.0.0"))
-    wait_for(lambda: state(rollout) == RolloutState.SUCCEEDED, 60, "the rollout succeeding")
+    wait_sweeping(lambda: state(rollout) == RolloutState.SUCCEEDED, 60, "the rollout succeeding")
 
     assert_converged(sim, rollout, before)
     assert [w.n_succeeded for w in rollout.waves.order_by("index")] == [w.size for w in rollout.waves.order_by("index")]
@@ -101,7 +102,7 @@ def test_a_three_wave_rollout_converges_with_one_commit_per_site(
     # A roll back asked for afterwards reverts every site; their repositories were empty before, so the
     # application's folder goes away, in one more commit per site.
     services.rollout_rollback(rollout=rollout, actor="test", source="test", reason="changed our minds")
-    wait_for(lambda: state(rollout) == RolloutState.ROLLED_BACK, 40, "the roll back finishing")
+    wait_sweeping(lambda: state(rollout) == RolloutState.ROLLED_BACK, 40, "the roll back finishing")
     assert new_commits(sim, before, sim.codes) == dict.fromkeys(sim.codes, 2)
     assert {code: git_show(sim.repo_path(code), f"main:{CONFIGMAP}") for code in sim.codes} == dict.fromkeys(sim.codes)
     assert set(SiteRollout.objects.filter(rollout=rollout).values_list("state", flat=True)) == {"rolled_back"}
@@ -128,9 +129,9 @@ def test_a_failing_canary_wave_halts_and_rolls_back_and_later_waves_get_nothing(
         waves=[{"name": "canary", "sites": canaries}, {"percent": 50}, {"percent": 100}],
         auto_rollback=True,
     )
-    wait_for(lambda: Rollout.objects.get(pk=rollout.pk).halted_reason != "", 40, "the rollout halting")
+    wait_sweeping(lambda: Rollout.objects.get(pk=rollout.pk).halted_reason != "", 40, "the rollout halting")
     sim.clear_faults()  # the edge recovers, so the reverts can be applied
-    wait_for(lambda: state(rollout) == RolloutState.ROLLED_BACK, 40, "the roll back finishing")
+    wait_sweeping(lambda: state(rollout) == RolloutState.ROLLED_BACK, 40, "the roll back finishing")
 
     # Then the canaries are back at 1.0.0 (as a new commit), and no later-wave site got anything.
     later = [code for code in sim.codes if code not in canaries]
@@ -159,8 +160,8 @@ def test_a_halted_rollout_without_auto_rollback_stays_halted(
     sim.add_fault("sync_failure", site=sim.codes[0])
 
     rollout = start(release("1.0.0"), waves=[{"sites": [sim.codes[0]]}, {"percent": 50}, {"percent": 100}])
-    wait_for(lambda: state(rollout) == RolloutState.HALTED, 40, "the rollout halting")
-    time.sleep(1.5)
+    wait_sweeping(lambda: state(rollout) == RolloutState.HALTED, 40, "the rollout halting")
+    driver_decides_again(rollout, "halted")
 
     assert state(rollout) == RolloutState.HALTED
     assert new_commits(sim, before, sim.codes[1:]) == dict.fromkeys(sim.codes[1:], 0)
@@ -174,16 +175,19 @@ def test_the_approval_gate_and_a_pause_hold_later_waves(
     before = counts(sim)
 
     rollout = start(release("1.0.0"), require_approval=True, max_parallel=1)
-    wait_for(lambda: state(rollout) == RolloutState.AWAITING_APPROVAL, 40, "the first gate")
-    time.sleep(1.5)
+    wait_sweeping(lambda: state(rollout) == RolloutState.AWAITING_APPROVAL, 40, "the first gate")
+    driver_decides_again(rollout, "at the first gate")
     later = wave_codes(rollout, 1) + wave_codes(rollout, 2)
     assert new_commits(sim, before, later) == dict.fromkeys(later, 0)
 
     services.rollout_approve(rollout=rollout, actor="test", source="test")
-    wait_for(lambda: SiteRollout.objects.filter(rollout=rollout, wave__index=1).exclude(state="pending").exists(), 20,
-             "the second wave starting")  # fmt: skip
+    wait_sweeping(
+        lambda: SiteRollout.objects.filter(rollout=rollout, wave__index=1).exclude(state="pending").exists(),
+        20,
+        "the second wave starting",
+    )
     services.rollout_pause(rollout=rollout, actor="test", source="test")
-    wait_for(
+    wait_sweeping(
         lambda: (
             not SiteRollout.objects.filter(rollout=rollout, state__in=["committing", "syncing", "verifying"]).exists()
         ),
@@ -191,16 +195,16 @@ def test_the_approval_gate_and_a_pause_hold_later_waves(
         "the sites in flight finishing",
     )
     held = counts(sim)
-    time.sleep(2)
+    driver_decides_again(rollout, "paused")
     assert counts(sim) == held  # paused: nothing new starts
     assert state(rollout) == RolloutState.PAUSED
     assert SiteRollout.objects.filter(rollout=rollout, wave__index=1, state="pending").exists()
 
     services.rollout_resume(rollout=rollout, actor="test", source="test")
-    wait_for(lambda: state(rollout) == RolloutState.AWAITING_APPROVAL, 40, "the second gate")
+    wait_sweeping(lambda: state(rollout) == RolloutState.AWAITING_APPROVAL, 40, "the second gate")
     assert new_commits(sim, before, wave_codes(rollout, 2)) == dict.fromkeys(wave_codes(rollout, 2), 0)
     services.rollout_approve(rollout=rollout, actor="test", source="test")
-    wait_for(lambda: state(rollout) == RolloutState.SUCCEEDED, 40, "the rollout succeeding")
+    wait_sweeping(lambda: state(rollout) == RolloutState.SUCCEEDED, 40, "the rollout succeeding")
     assert_converged(sim, rollout, before)
 
 
@@ -216,14 +220,14 @@ def test_a_site_outside_its_window_waits_and_proceeds_when_it_opens(
     Site.objects.filter(pk=late.pk).update(maintenance_windows=[{"start": opens, "end": closes}])
 
     rollout = start(release("1.0.0"), waves=[{"percent": 100}], respect_windows=True)
-    wait_for(
+    wait_sweeping(
         lambda: SiteRollout.objects.get(rollout=rollout, site=late).state == SiteRolloutState.WAITING_WINDOW,
         10,
         "the site waiting for its window",
     )
     assert commit_count(sim.repo_path(late.code)) == before[late.code]
 
-    wait_for(lambda: state(rollout) == RolloutState.SUCCEEDED, 40, "the rollout succeeding once the window opened")
+    wait_sweeping(lambda: state(rollout) == RolloutState.SUCCEEDED, 40, "the rollout succeeding once the window opened")
     row = SiteRollout.objects.get(rollout=rollout, site=late)
     assert row.started_at is not None
     assert row.started_at >= dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=1)
@@ -239,7 +243,7 @@ def test_killing_the_worker_mid_wave_loses_no_site_and_commits_none_twice(
     before = counts(sim)
 
     rollout = start(release("1.0.0"), waves=[{"percent": 25}, {"percent": 100}])
-    wait_for(
+    wait_sweeping(
         lambda: SiteRollout.objects.filter(rollout=rollout, wave__index=1).exclude(state="pending").count() >= 2,
         40,
         "the second wave in flight",
@@ -247,7 +251,7 @@ def test_killing_the_worker_mid_wave_loses_no_site_and_commits_none_twice(
     short_lease_worker.stop(kill=True)
     short_lease_worker.start()
     killed = time.monotonic()
-    wait_for(lambda: state(rollout) == RolloutState.SUCCEEDED, 60, "the rollout succeeding after the crash")
+    wait_sweeping(lambda: state(rollout) == RolloutState.SUCCEEDED, 60, "the rollout succeeding after the crash")
     assert time.monotonic() - killed < 40  # leases of 13 s, then a sweep
 
     assert_converged(sim, rollout, before)
@@ -262,7 +266,7 @@ def test_a_reached_site_past_its_deadline_fails_and_counts_against_the_threshold
 
     # A deadline far shorter than the Deployment's own progress deadline (600 s): the site deadline decides.
     rollout = start(release("1.0.0"), waves=[{"percent": 100}], site_deadline_seconds=4, failure_threshold={"count": 1})
-    wait_for(lambda: state(rollout) == RolloutState.SUCCEEDED, 40, "the rollout finishing without the stuck site")
+    wait_sweeping(lambda: state(rollout) == RolloutState.SUCCEEDED, 40, "the rollout finishing without the stuck site")
 
     rows = {row.site.code: row for row in SiteRollout.objects.filter(rollout=rollout).select_related("site")}
     # It was reached (the edge applied the commit): the release is not healthy there, so it failed.
@@ -274,7 +278,7 @@ def test_a_reached_site_past_its_deadline_fails_and_counts_against_the_threshold
     run = rows[stuck].workflow_run
     assert run is not None
     # The driver asks the run to stop and goes on; a run caught in its step stops at its next wake-up.
-    wait_for(lambda: WorkflowRun.objects.get(pk=run.pk).state == RunState.CANCELLED, 10, "the stuck run cancelled")
+    wait_sweeping(lambda: WorkflowRun.objects.get(pk=run.pk).state == RunState.CANCELLED, 10, "the stuck run cancelled")
     steps = run.steps.filter(step="converge").values_list("message", flat=True)
     assert any("not available yet" in message for message in steps)
 
@@ -288,14 +292,14 @@ def test_cancel_skips_the_sites_not_started_and_stops_the_waiting_ones(
         sim.add_fault("unavailable_workloads", site=code)
 
     rollout = start(release("1.0.0"), waves=[{"percent": 100}], max_parallel=1)
-    wait_for(
+    wait_sweeping(
         lambda: SiteRollout.objects.filter(rollout=rollout, state=SiteRolloutState.VERIFYING).exists(),
         20,
         "the first site waiting in verify",
     )
     services.rollout_cancel(rollout=rollout, actor="test", source="test", reason="wrong release")
     driver = WorkflowRun.objects.get(kind=DRIVE_KIND, subject_id=str(rollout.pk))
-    wait_for(lambda: WorkflowRun.objects.get(pk=driver.pk).state == RunState.SUCCEEDED, 20, "the driver finishing")
+    wait_sweeping(lambda: WorkflowRun.objects.get(pk=driver.pk).state == RunState.SUCCEEDED, 20, "the driver finishing")
 
     assert state(rollout) == RolloutState.CANCELLED
     assert set(SiteRollout.objects.filter(rollout=rollout).values_list("state", flat=True)) == {"skipped"}

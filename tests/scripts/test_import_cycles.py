@@ -1,25 +1,15 @@
 """scripts/check_import_cycles.py (`make lint`): no import circle between the modules of the Django apps,
 lazy imports included; the allow-list reports entries no longer needed."""
 
-import importlib.util
 import textwrap
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-from tests.services import ROOT
+from tests.support.scripts import load_script
+from tests.support.services import ROOT
 
-
-def load_checker() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("check_import_cycles", ROOT / "scripts/check_import_cycles.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-checker = load_checker()
+checker = load_script("check_import_cycles")
 
 
 def tree(tmp_path: Path, files: dict[str, str]) -> Path:

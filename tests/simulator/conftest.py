@@ -20,8 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client as k8s_client
+from kubernetes.client.exceptions import ApiException
 
 from simulator.testing import Simulator, running_simulator
+from tests.support.http import JsonHandler
 
 KUBECTL = os.environ.get("KUBECTL", "/usr/bin/kubectl")
 SITES = 8
@@ -48,6 +51,7 @@ FAST = [
 # Module name -> the site index it works on, so tests in different modules never share a site.
 SITE_OF_MODULE = {
     "test_client": 0,
+    "test_client_workloads": 0,
     "test_kubectl": 1,
     "test_gitops": 2,
     "test_devices": 3,
@@ -81,10 +85,7 @@ class FakeControlPlane:
 
 
 def _handler(cp: FakeControlPlane) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:  # keep test output clean
-            pass
-
+    class Handler(JsonHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
@@ -113,14 +114,6 @@ def _handler(cp: FakeControlPlane) -> type[BaseHTTPRequestHandler]:
                     return self._answer(401, {"detail": "credential revoked"})
                 return self._answer(200, {"ok": True})
             return self._answer(404, {"detail": "not found"})
-
-        def _answer(self, status: int, data: Any) -> None:
-            payload = json.dumps(data).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
 
     return Handler
 
@@ -164,6 +157,19 @@ def api(sim: Simulator, site_code: str) -> Iterator[Any]:
     client = sim.api_client(site_code)
     yield client
     client.close()
+
+
+@pytest.fixture
+def namespace(api: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace of the test's own at its module's site, deleted afterwards."""
+    name = request.node.name.replace("_", "-")[:40].strip("-").lower()
+    core = k8s_client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    try:
+        core.delete_namespace(name)
+    except ApiException:
+        pass
 
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
@@ -234,15 +240,3 @@ def raw(sim: Simulator, site_code: str) -> Raw:
         return RawResponse(response.status, dict(response.getheaders()), parsed)
 
     return send
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.1, what: str = "") -> Any:
-    """Poll until `predicate()` is truthy and return its value; fail the test after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate} (last value: {last!r})")

@@ -8,6 +8,8 @@ import pytest
 from simulator.testing import Simulator
 from tests.simulator.conftest import Raw
 
+pytestmark = pytest.mark.integration
+
 CM = "/api/v1/namespaces/default/configmaps"
 
 

@@ -10,7 +10,10 @@ import pytest
 from kubernetes import client
 
 from simulator.testing import Simulator
-from tests.simulator.conftest import FakeControlPlane, Raw, wait_for
+from tests.simulator.conftest import FakeControlPlane, Raw
+from tests.support import wait_until
+
+pytestmark = pytest.mark.integration
 
 NODES = "/api/v1/nodes"
 
@@ -101,7 +104,7 @@ def test_offline_site(
 ) -> None:
     # Given a registered device that heartbeats
     sim.unbox(site_code, serial="G6OFFLINE001", mac="94:c6:91:20:21:22", bootstrap_token="t")
-    wait_for(
+    wait_until(
         lambda: (
             len(control_plane.of("/api/v1/device/heartbeat/"))
             and any(d["heartbeats"] for d in sim.summary(site_code)["devices"])
@@ -114,7 +117,9 @@ def test_offline_site(
     with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
         raw("GET", NODES)
     # And devices stop heartbeating and the agent stops syncing
-    beats = sum(d["heartbeats"] for d in sim.summary(site_code)["devices"])
+    devices = sim.summary(site_code)["devices"]
+    beats = sum(d["heartbeats"] for d in devices)
+    missed = {d["serial"]: d["heartbeats_missed"] for d in devices if d["heartbeating"]}
     work = tmp_path / "work"
     subprocess.run(["git", "clone", "-q", sim.site(site_code)["repo_url"], str(work)], check=True, timeout=30)
     (work / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: while-offline\n")
@@ -124,23 +129,33 @@ def test_offline_site(
         ["push", "-q", "origin", "HEAD:main"],
     ):
         subprocess.run(["git", *command], cwd=work, check=True, timeout=30)
-    time.sleep(1.0)
+    # (the agent and the devices look twice while offline, and do nothing)
+    polls = sim.summary(site_code)["sync"]["offline_polls"]
+    wait_until(lambda: sim.summary(site_code)["sync"]["offline_polls"] >= polls + 2, what="two agent polls offline")
+    wait_until(
+        lambda: all(
+            d["heartbeats_missed"] >= missed[d["serial"]] + 2
+            for d in sim.summary(site_code)["devices"]
+            if d["serial"] in missed
+        ),
+        what="two heartbeats of every device falling due while offline",
+    )
     summary = sim.summary(site_code)
     assert summary["offline"] and summary["sync"]["applied"] is None
     assert sum(d["heartbeats"] for d in summary["devices"]) == beats
     # When it comes back, everything resumes
     sim.clear_faults()
-    wait_for(lambda: _status(raw) == 200, what="API back")
-    wait_for(lambda: sim.summary(site_code)["sync"]["applied"], what="sync resumed")
+    wait_until(lambda: _status(raw) == 200, what="API back")
+    wait_until(lambda: sim.summary(site_code)["sync"]["applied"], what="sync resumed")
     assert client.CoreV1Api(api).read_namespaced_config_map("while-offline", "default")
-    wait_for(lambda: sum(d["heartbeats"] for d in sim.summary(site_code)["devices"]) > beats, what="heartbeats back")
+    wait_until(lambda: sum(d["heartbeats"] for d in sim.summary(site_code)["devices"]) > beats, what="heartbeats back")
 
 
 def test_offline_for_a_while(sim: Simulator, site_code: str, raw: Raw) -> None:
     sim.add_fault("offline", site=site_code, seconds=0.5)
     with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
         raw("GET", NODES)
-    wait_for(lambda: _status(raw) == 200, timeout=5, what="the outage to end by itself")
+    wait_until(lambda: _status(raw) == 200, timeout=5, what="the outage to end by itself")
     assert sim.faults() == []
 
 
@@ -160,13 +175,21 @@ def test_unavailable_workloads(sim: Simulator, site_code: str, api: Any) -> None
             },
         },
     )
-    wait_for(lambda: apps.read_namespaced_deployment("never", "default").status.replicas == 1, what="pod created")
-    time.sleep(1.0)  # several pod start times
-    deploy = apps.read_namespaced_deployment("never", "default")
+    wait_until(lambda: apps.read_namespaced_deployment("never", "default").status.replicas == 1, what="pod created")
+    # The pod started (the kubelet had its chance to make it ready) and the Deployment says what it sees.
+    wait_until(
+        lambda: [p for p in client.CoreV1Api(api).list_namespaced_pod("default", label_selector="app=never").items
+                 if p.status.phase == "Running"],
+        what="the pod running",
+    )  # fmt: skip
+    deploy = wait_until(
+        lambda: (d := apps.read_namespaced_deployment("never", "default")).status.conditions and d,
+        what="the Deployment's conditions",
+    )
     assert not deploy.status.available_replicas
     assert {c.type: c.status for c in deploy.status.conditions}["Available"] == "False"
     sim.clear_faults()
-    wait_for(
+    wait_until(
         lambda: apps.read_namespaced_deployment("never", "default").status.available_replicas == 1,
         what="available once the fault is gone",
     )
@@ -203,7 +226,7 @@ def test_crashloop_workloads(sim: Simulator, site_code: str, api: Any) -> None:
     sim.add_fault("crashloop_workloads", site=site_code)
     _deployment(apps, "crashy")
 
-    phase, reason, restarts = wait_for(lambda: _waiting(core, "crashy"), what="the container crash-looping")
+    phase, reason, restarts = wait_until(lambda: _waiting(core, "crashy"), what="the container crash-looping")
     assert (phase, reason) == ("Running", "CrashLoopBackOff") and restarts >= 1
     pod: Any = core.list_namespaced_pod("default", label_selector="app=crashy").items[0]
     last = pod.status.container_statuses[0].last_state.terminated
@@ -212,7 +235,7 @@ def test_crashloop_workloads(sim: Simulator, site_code: str, api: Any) -> None:
     assert not apps.read_namespaced_deployment("crashy", "default").status.available_replicas
 
     sim.clear_faults()
-    wait_for(
+    wait_until(
         lambda: apps.read_namespaced_deployment("crashy", "default").status.available_replicas == 1,
         what="available once the fault is gone",
     )
@@ -224,12 +247,12 @@ def test_a_running_pod_starts_crashing_and_the_complete_rollout_is_not_timed_out
 ) -> None:
     apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
     _deployment(apps, "healthy-then-not")
-    wait_for(
+    wait_until(
         lambda: apps.read_namespaced_deployment("healthy-then-not", "default").status.available_replicas == 1,
         what="available",
     )
     sim.add_fault("crashloop_workloads", site=site_code)
-    wait_for(lambda: _waiting(core, "healthy-then-not"), what="the running pod crashing")
+    wait_until(lambda: _waiting(core, "healthy-then-not"), what="the running pod crashing")
     deploy = apps.read_namespaced_deployment("healthy-then-not", "default")
     conditions = {c.type: c for c in deploy.status.conditions}
     assert not deploy.status.available_replicas
@@ -243,9 +266,9 @@ def test_image_pull_failure(sim: Simulator, site_code: str, api: Any) -> None:
     sim.add_fault("image_pull_failure", site=site_code)
     _deployment(apps, "unpullable")
 
-    first = wait_for(lambda: _waiting(core, "unpullable"), what="the pull failing")
+    first = wait_until(lambda: _waiting(core, "unpullable"), what="the pull failing")
     assert first[0] == "Pending" and first[1] in ("ErrImagePull", "ImagePullBackOff")
-    wait_for(lambda: (_waiting(core, "unpullable") or ("", "", 0))[1] == "ImagePullBackOff", what="the back-off")
+    wait_until(lambda: (_waiting(core, "unpullable") or ("", "", 0))[1] == "ImagePullBackOff", what="the back-off")
     pod: Any = core.list_namespaced_pod("default", label_selector="app=unpullable").items[0]
     assert (
         pod.status.container_statuses[0].state.waiting.message
@@ -253,7 +276,7 @@ def test_image_pull_failure(sim: Simulator, site_code: str, api: Any) -> None:
     )
 
     sim.clear_faults()
-    wait_for(
+    wait_until(
         lambda: apps.read_namespaced_deployment("unpullable", "default").status.available_replicas == 1,
         what="available once the image can be pulled",
     )

@@ -14,7 +14,9 @@ from simulator.cli import parse_args
 from simulator.faults import FaultError, parse_cli_fault
 from simulator.fleetgen import generate, reconcile
 from simulator.testing import SimulatorError, running_simulator
-from tests.simulator.conftest import wait_for
+from tests.support import wait_until
+
+pytestmark = pytest.mark.integration
 
 
 def _public(sites: list) -> list:
@@ -71,7 +73,7 @@ def test_state_directory_and_restart(tmp_path: Path) -> None:
             ["push", "-q", "origin", "HEAD:main"],
         ):
             subprocess.run(["git", *command], cwd=work, check=True, timeout=30)
-        wait_for(lambda: sim.summary(code)["sync"]["applied"], what="first sync")
+        wait_until(lambda: sim.summary(code)["sync"]["applied"], what="first sync")
         assert sim.stop() == 0  # SIGTERM is a clean exit
 
     with running_simulator(sites=2, state_dir=state, seed=21, sync_interval=0.3) as again:
@@ -81,7 +83,7 @@ def test_state_directory_and_restart(tmp_path: Path) -> None:
         assert again.admin_token == sim.admin_token
         api = again.api_client(code)
         # The repository survived the restart and the agent applies it again into the fresh cluster.
-        wait_for(
+        wait_until(
             lambda: any(
                 c.metadata.name == "kept" for c in client.CoreV1Api(api).list_namespaced_config_map("default").items
             ),

@@ -9,7 +9,9 @@ import pytest
 from kubernetes import client
 
 from simulator.testing import Simulator
-from tests.simulator.conftest import wait_for
+from tests.support import wait_until
+
+pytestmark = pytest.mark.integration
 
 FLUX = ("kustomize.toolkit.fluxcd.io", "v1", "flux-system", "kustomizations", "site")
 
@@ -109,7 +111,7 @@ def test_commits_are_applied_reported_and_pruned(api: Any, checkout: Checkout, s
         "kds 1.0",
     )
     # Then the agent reports it applied, as Flux would, and the deployment becomes available
-    status = wait_for(lambda: _applied(api, sha), timeout=15, what="revision applied")
+    status = wait_until(lambda: _applied(api, sha), timeout=15, what="revision applied")
     assert status["lastAttemptedRevision"] == f"main@sha1:{sha}"
     assert status["observedGeneration"] == 1 and _ready(status)["reason"] == "ReconciliationSucceeded"
     source: Any = client.CustomObjectsApi(api).get_namespaced_custom_object(
@@ -117,7 +119,7 @@ def test_commits_are_applied_reported_and_pruned(api: Any, checkout: Checkout, s
     )
     assert source["status"]["artifact"]["revision"] == f"main@sha1:{sha}"
     apps = client.AppsV1Api(api)
-    wait_for(
+    wait_until(
         lambda: (apps.read_namespaced_deployment("kds", "kitchen").status.available_replicas or 0) == 2,
         what="deployment available",
     )
@@ -128,7 +130,7 @@ def test_commits_are_applied_reported_and_pruned(api: Any, checkout: Checkout, s
 
     # When a broken manifest is pushed
     broken = checkout.commit({"apps/kds.yaml": APP.format(version="2.0") + "  oops: [unclosed\n"}, "broken yaml")
-    status = wait_for(lambda: _failed(api, broken), timeout=15, what="failure reported")
+    status = wait_until(lambda: _failed(api, broken), timeout=15, what="failure reported")
     # Then nothing changes and the failure is explained
     assert status["lastAppliedRevision"] == f"main@sha1:{sha}"
     assert "kds.yaml" in _ready(status)["message"] and _ready(status)["reason"] == "BuildFailed"
@@ -144,13 +146,13 @@ def test_commits_are_applied_reported_and_pruned(api: Any, checkout: Checkout, s
         },
         "invalid object",
     )
-    status = wait_for(lambda: _failed(api, invalid), timeout=15, what="invalid object reported")
+    status = wait_until(lambda: _failed(api, invalid), timeout=15, what="invalid object reported")
     assert "selector" in _ready(status)["message"] and _ready(status)["reason"] == "ReconciliationFailed"
     assert _image(api) == "registry.example/kds:1.0"  # the valid half was not applied either
 
     # When the repository is fixed and a config map is dropped
     fixed = checkout.commit({"bad.yaml": None, "config.yaml": CONFIG.format(name="a")}, "fix, drop b")
-    wait_for(lambda: _applied(api, fixed), timeout=15, what="fixed revision applied")
+    wait_until(lambda: _applied(api, fixed), timeout=15, what="fixed revision applied")
     assert _image(api) == "registry.example/kds:2.0"
     names = {c.metadata.name for c in core.list_namespaced_config_map("kitchen").items}
     assert "a" in names and "b" not in names  # pruned
@@ -169,7 +171,7 @@ def test_kustomization_file_selects_resources(api: Any, checkout: Checkout) -> N
         },
         "kustomize layout",
     )
-    wait_for(lambda: _applied(api, sha), timeout=15, what="kustomization applied")
+    wait_until(lambda: _applied(api, sha), timeout=15, what="kustomization applied")
     names = {c.metadata.name for c in client.CoreV1Api(api).list_namespaced_config_map("kitchen").items}
     assert {"from-base", "extra"} <= names and "not-listed" not in names
 
@@ -182,10 +184,10 @@ def test_sync_failure_fault(api: Any, checkout: Checkout, sim: Simulator, site_c
         "late.yaml": CONFIG.format(name="late"),
     }
     sha = checkout.commit(files, "during a sync failure")
-    status = wait_for(lambda: _failed(api, sha), timeout=15, what="simulated failure")
+    status = wait_until(lambda: _failed(api, sha), timeout=15, what="simulated failure")
     assert "simulated" in _ready(status)["message"]
     names = {c.metadata.name for c in client.CoreV1Api(api).list_namespaced_config_map("kitchen").items}
     assert "late" not in names
     sim.clear_faults()
-    wait_for(lambda: _applied(api, sha), timeout=15, what="applied once the fault is gone")
+    wait_until(lambda: _applied(api, sha), timeout=15, what="applied once the fault is gone")
     assert "late" in {c.metadata.name for c in client.CoreV1Api(api).list_namespaced_config_map("kitchen").items}

@@ -6,8 +6,13 @@ import subprocess
 import threading
 from pathlib import Path
 
+import pytest
+
 from simulator.testing import Simulator
-from tests.simulator.conftest import KUBECTL, Kubectl, wait_for
+from tests.simulator.conftest import KUBECTL, Kubectl
+from tests.support import wait_until
+
+pytestmark = pytest.mark.integration
 
 APP = """\
 apiVersion: v1
@@ -133,7 +138,7 @@ def test_drain_waits_for_the_disruption_budget(
         reader = threading.Thread(target=lambda: output.extend(drain.stdout or []), daemon=True)
         reader.start()
         try:
-            wait_for(
+            wait_until(
                 lambda: any("will retry after 5s" in line for line in output), timeout=20, what="a blocked eviction"
             )
             assert drain.poll() is None, "drain should still be retrying the blocked eviction"
@@ -146,7 +151,7 @@ def test_drain_waits_for_the_disruption_budget(
     # Then the drain finishes and the pod runs elsewhere
     assert drain.returncode == 0, "".join(output)
     assert f"node/{node} drained" in "".join(output)
-    wait_for(lambda: (n := _pod_node(kubectl, ns)) and n != node, timeout=15, what="pod rescheduled")
+    wait_until(lambda: (n := _pod_node(kubectl, ns)) and n != node, timeout=15, what="pod rescheduled")
     kubectl("uncordon", node)
     kubectl("delete", "namespace", ns)
 

@@ -14,7 +14,8 @@ import pytest
 from kubernetes import client as k8s
 
 from simulator.testing import Simulator, running_simulator
-from tests.simulator.conftest import FAST, KUBECTL, wait_for
+from tests.simulator.conftest import FAST, KUBECTL
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +71,9 @@ def test_plans_upgrade_servers_then_agents_and_kubectl_shows_it(old_fleet: Simul
     start_upgrade(sim, code, tmp_path)
 
     # During: the server plan applies on the server, cordoned; the agents wait for it (prepare), uncordoned
-    wait_for(lambda: plan(sim, code, "server-plan").get("status", {}).get("applying") == [server], 10, what="applying")
+    wait_until(
+        lambda: plan(sim, code, "server-plan").get("status", {}).get("applying") == [server], 10, what="applying"
+    )
     during = kubectl(sim, code, tmp_path, "get", "plans.upgrade.cattle.io", "-n", "system-upgrade", "-o", "wide")
     assert during.splitlines()[0].split() == ["NAME", "IMAGE", "CHANNEL", "VERSION", "COMPLETE", "MESSAGE", "APPLYING"]
     rows = {line.split()[0]: line.split() for line in during.splitlines()[1:]}
@@ -87,8 +90,8 @@ def test_plans_upgrade_servers_then_agents_and_kubectl_shows_it(old_fleet: Simul
     def done() -> bool:
         return all(n.status.node_info.kubelet_version == NEW and not n.spec.unschedulable for n in nodes(sim, code))
 
-    wait_for(done, 30, what="every node upgraded")
-    wait_for(lambda: complete(plan(sim, code, "agent-plan")).get("status") == "True", 10, what="agent plan complete")
+    wait_until(done, 30, what="every node upgraded")
+    wait_until(lambda: complete(plan(sim, code, "agent-plan")).get("status") == "True", 10, what="agent plan complete")
     server_plan = plan(sim, code, "server-plan")
     assert server_plan["status"]["latestVersion"] == "v1.31.4-k3s1" and len(server_plan["status"]["latestHash"]) == 56
     assert "applying" not in server_plan["status"]
@@ -113,7 +116,7 @@ def test_plans_upgrade_servers_then_agents_and_kubectl_shows_it(old_fleet: Simul
 
     # A new patch version in the Plans: every node again, and the previous version's Jobs deleted
     kubectl(sim, code, tmp_path, "apply", "-f", "-", stdin=plans_yaml("v1.31.5+k3s1"))
-    wait_for(lambda: {n.status.node_info.kubelet_version for n in nodes(sim, code)} == {"v1.31.5+k3s1"}, 30)
+    wait_until(lambda: {n.status.node_info.kubelet_version for n in nodes(sim, code)} == {"v1.31.5+k3s1"}, 30)
     listed_now = k8s.BatchV1Api(sim.api_client(code)).list_namespaced_job("system-upgrade").items
     versions = {(j.metadata.labels or {}).get("upgrade.cattle.io/version") for j in listed_now}
     assert versions == {"v1.31.5-k3s1"}
@@ -153,7 +156,7 @@ def test_a_disruption_budget_makes_the_drain_wait_until_it_allows(old_fleet: Sim
     def pos_pods() -> list[Any]:
         return [p for p in core.list_namespaced_pod("pos").items if p.status.phase == "Running"]
 
-    wait_for(lambda: len(pos_pods()) == 3 and all(p.status.container_statuses[0].ready for p in pos_pods()), 10)
+    wait_until(lambda: len(pos_pods()) == 3 and all(p.status.container_statuses[0].ready for p in pos_pods()), 10)
     start_upgrade(sim, code, tmp_path)
 
     # An agent that runs a pos pod gets cordoned and its drain waits: no pod is evicted past the budget
@@ -162,7 +165,7 @@ def test_a_disruption_budget_makes_the_drain_wait_until_it_allows(old_fleet: Sim
         agents = [n for n in nodes(sim, code) if CONTROL_PLANE not in n.metadata.labels]
         return next((n for n in agents if n.spec.unschedulable and n.metadata.name in hosts), None)
 
-    node = wait_for(blocked, 20, what="an agent running a pos pod cordoned").metadata.name
+    node = wait_until(blocked, 20, what="an agent running a pos pod cordoned").metadata.name
     assert any(p.spec.node_name == node for p in pos_pods())
     assert plan(sim, code, "agent-plan")["status"]["applying"] == [node]
     assert next(n for n in nodes(sim, code) if n.metadata.name == node).status.node_info.kubelet_version == OLD
@@ -172,12 +175,12 @@ def test_a_disruption_budget_makes_the_drain_wait_until_it_allows(old_fleet: Sim
     kubectl(
         sim, code, tmp_path, "patch", "pdb", "pos", "-n", "pos", "--type=merge", "-p", '{"spec":{"minAvailable":1}}'
     )
-    wait_for(
+    wait_until(
         lambda: all(n.status.node_info.kubelet_version == NEW and not n.spec.unschedulable for n in nodes(sim, code)),
         30,
         what="every node upgraded once the budget allowed",
     )
-    wait_for(lambda: len(pos_pods()) == 3, 10, what="the pos pods running again")
+    wait_until(lambda: len(pos_pods()) == 3, 10, what="the pos pods running again")
 
 
 def test_a_failing_upgrade_leaves_its_node_cordoned_on_the_old_version(old_fleet: Simulator, tmp_path: Path) -> None:
@@ -185,7 +188,9 @@ def test_a_failing_upgrade_leaves_its_node_cordoned_on_the_old_version(old_fleet
     sim.add_fault("upgrade_fail", site=code)
     start_upgrade(sim, code, tmp_path)
 
-    failed = wait_for(lambda: complete(plan(sim, code, "server-plan")).get("reason") == "JobFailed", 30, what="failed")
+    failed = wait_until(
+        lambda: complete(plan(sim, code, "server-plan")).get("reason") == "JobFailed", 30, what="failed"
+    )
     message = complete(plan(sim, code, "server-plan"))["message"]
     assert failed and complete(plan(sim, code, "server-plan"))["status"] == "False"
     server = plan(sim, code, "server-plan")["status"]["applying"][0]
@@ -199,7 +204,7 @@ def test_a_failing_upgrade_leaves_its_node_cordoned_on_the_old_version(old_fleet
     # Once the cause is gone, deleting the failed Job makes the controller try again, and it goes through
     sim.clear_faults()
     kubectl(sim, code, tmp_path, "delete", "jobs", "--all", "-n", "system-upgrade")
-    wait_for(lambda: complete(plan(sim, code, "agent-plan")).get("status") == "True", 30, what="the retry through")
+    wait_until(lambda: complete(plan(sim, code, "agent-plan")).get("status") == "True", 30, what="the retry through")
     assert all(n.status.node_info.kubelet_version == NEW and not n.spec.unschedulable for n in nodes(sim, code))
 
 
@@ -210,9 +215,9 @@ def test_a_hanging_upgrade_is_failed_by_its_job_deadline(old_fleet: Simulator, t
     hurried = plans_yaml().replace("  concurrency: 1\n", "  concurrency: 1\n  jobActiveDeadlineSecs: 2\n")
     kubectl(sim, code, tmp_path, "apply", "-f", "-", stdin=hurried)
 
-    job = wait_for(lambda: k8s.BatchV1Api(sim.api_client(code)).list_namespaced_job("system-upgrade").items, 10)[0]
+    job = wait_until(lambda: k8s.BatchV1Api(sim.api_client(code)).list_namespaced_job("system-upgrade").items, 10)[0]
     assert job.spec.active_deadline_seconds == 2 and job.spec.backoff_limit == 2
-    wait_for(lambda: complete(plan(sim, code, "server-plan")).get("reason") == "JobFailed", 20, what="deadline")
+    wait_until(lambda: complete(plan(sim, code, "server-plan")).get("reason") == "JobFailed", 20, what="deadline")
     assert (
         "DeadlineExceeded: Job was active longer than specified deadline"
         in complete(plan(sim, code, "server-plan"))["message"]

@@ -5,9 +5,13 @@ import threading
 import time
 from typing import Any
 
+import pytest
 from kubernetes import client, watch
 
-from tests.simulator.conftest import Raw, wait_for
+from tests.simulator.conftest import Raw
+from tests.support import wait_until
+
+pytestmark = pytest.mark.integration
 
 
 def _collect(api: Any, stop_after: int, **kwargs: Any) -> tuple[list[dict[str, Any]], threading.Thread]:
@@ -61,11 +65,13 @@ def test_leaving_the_selection_is_a_delete(api: Any) -> None:
     core = client.CoreV1Api(api)
     core.create_namespaced_config_map("default", {"metadata": {"name": "leaver", "labels": {"team": "a"}}})
     rv = core.read_namespaced_config_map("leaver", "default").metadata.resource_version
-    events, thread = _collect(api, 1, resource_version=rv, timeout_seconds=5, label_selector="team=a")
-    time.sleep(0.3)
+    events, thread = _collect(api, 2, resource_version=rv, timeout_seconds=5, label_selector="team=a")
+    # The watch is live once it reports an object created after it started (no guessing how long it takes).
+    core.create_namespaced_config_map("default", {"metadata": {"name": "marker", "labels": {"team": "a"}}})
+    wait_until(lambda: events, 5, "the watch reporting the marker")
     core.patch_namespaced_config_map("leaver", "default", {"metadata": {"labels": {"team": "b"}}})
     thread.join(timeout=10)
-    assert [(e["type"], e["object"].metadata.name) for e in events] == [("DELETED", "leaver")]
+    assert [(e["type"], e["object"].metadata.name) for e in events] == [("ADDED", "marker"), ("DELETED", "leaver")]
 
 
 def _stream(raw: Raw, query: str) -> tuple[float, list[dict[str, Any]]]:
@@ -97,4 +103,4 @@ def test_watchers_are_released(api: Any, raw: Raw) -> None:
     # Many short watches in a row leave nothing behind and the API keeps answering.
     for _ in range(5):
         _stream(raw, "timeoutSeconds=0")
-    wait_for(lambda: raw("GET", "/api/v1/namespaces/default/configmaps").status == 200)
+    wait_until(lambda: raw("GET", "/api/v1/namespaces/default/configmaps").status == 200)

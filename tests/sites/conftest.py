@@ -1,14 +1,19 @@
-"""Fixtures for the device API tests: a site ready for machines, and a clean throttle between tests."""
+"""Fixtures for the sites tests: a site ready for machines, a clean throttle between tests, and a site's
+repository as a bare repository on disk (`bare`, `repo`, `seeded`)."""
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from django.core.cache import cache
 
+from fleet.workflows import dispatch
 from rollouts import services as rollout_services
 from rollouts.models import Application
 from sites import devices, services
+from sites.repos import CommitResult, SiteRepo
 from tests.factories import SiteFactory
+from tests.sites.gitcheck import ANN, make_bare
 
 POS_RESTORE_IMAGE = "registry.example.com/pos/restore:3.2"
 
@@ -19,6 +24,12 @@ def _clear_throttle_counts() -> Iterator[None]:
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture
+def quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No wake-up message leaves this process (the tests that advance runs do it themselves)."""
+    monkeypatch.setattr(dispatch, "enqueue_advance", lambda *args, **kwargs: True)
 
 
 @pytest.fixture
@@ -49,4 +60,28 @@ def pos_application(db: None) -> Application:
         namespace="pos",
         stateful=True,
         restore_image=POS_RESTORE_IMAGE,
+    )
+
+
+# --- a site's repository on disk (tests/sites/test_repos*.py) ---------------------------------------
+
+
+@pytest.fixture
+def bare(tmp_path: Path) -> Path:
+    return make_bare(tmp_path / "remotes" / "TX-0001.git")
+
+
+@pytest.fixture
+def repo(bare: Path, tmp_path: Path) -> SiteRepo:
+    return SiteRepo("TX-0001", str(bare), cache_dir=tmp_path / "cache", timeout=10, lock_timeout=10)
+
+
+@pytest.fixture
+def seeded(repo: SiteRepo) -> CommitResult:
+    """The repository after a first write: a kustomization at the root and one owned app directory."""
+    return repo.write(
+        {"kustomization.yaml": "resources: [apps/pos]\n", "apps/pos/deploy.yaml": "image: pos:1\n"},
+        owned_prefix="apps/pos",
+        message="Roll out pos 1",
+        author=ANN,
     )

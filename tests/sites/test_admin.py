@@ -12,13 +12,6 @@ from tests.factories import NodeFactory, SiteFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def staff(admin_user: object) -> Client:
-    client = Client()
-    client.force_login(admin_user)  # type: ignore[arg-type]
-    return client
-
-
 @pytest.mark.parametrize(
     "path",
     [

@@ -5,25 +5,12 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from fleet.workflows import dispatch
 from fleet.workflows.models import WorkflowRun
 from sites.choices import AlertKind, NodeHealth, NodeState, SiteHealth
 from sites.models import Alert, Node
 from tests.factories import NodeFactory, SiteFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff(admin_user: object) -> Client:
-    client = Client()
-    client.force_login(admin_user)  # type: ignore[arg-type]
-    return client
-
-
-@pytest.fixture
-def quiet(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dispatch, "enqueue_advance", lambda *args, **kwargs: True)
 
 
 def down_alert(node: Node) -> Alert:

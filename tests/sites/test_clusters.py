@@ -1,7 +1,6 @@
 """SiteCluster against the simulator's Kubernetes API: the operations the lifecycle workflows rely on,
 and how the site's failures map onto the adapter's three error types."""
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +11,8 @@ from simulator.testing import Simulator, running_simulator
 from sites.clusters import ClusterNotConfigured, ClusterNotFound, ClusterRefused, ClusterUnavailable, SiteCluster
 from sites.models import Site
 from tests.factories import SiteFactory
-from tests.sites.test_lifecycle_support import FAST_SIM, import_fleet
+from tests.sites.test_lifecycle_support import FAST_SIM, cluster_of, import_fleet
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -28,10 +28,6 @@ def site(sim: Simulator, db: None, settings: Any) -> Iterator[Site]:
     settings.KUBE_TIMEOUT_SECONDS = 1.0
     yield import_fleet(sim)[0]
     sim.clear_faults()
-
-
-def cluster_of(site: Site) -> SiteCluster:
-    return SiteCluster.for_cluster(Site.objects.select_related("cluster").get(pk=site.pk).cluster)
 
 
 def test_node_operations_are_idempotent(site: Site) -> None:
@@ -97,10 +93,7 @@ def test_a_job_pinned_to_a_node_runs_there_once(sim: Simulator, site: Site) -> N
     )
     assert not cluster.create_job(namespace="default", name="pin-1", node=name, image="busybox", labels=labels)
 
-    deadline = time.monotonic() + 10
-    while not ((status := cluster.job("default", "pin-1")) and status.complete):
-        assert time.monotonic() < deadline, "the job did not complete"
-        time.sleep(0.1)
+    wait_until(lambda: (status := cluster.job("default", "pin-1")) and status.complete, 10, "the job completing")
 
     ran = [job for job in sim.jobs(site.code) if job["name"] == "pin-1"]
     assert len(ran) == 1 and ran[0]["node"] == name and ran[0]["env"] == {"A": "1"}

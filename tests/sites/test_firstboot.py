@@ -18,7 +18,7 @@ from tests.factories import NodeFactory, SiteFactory
 SCRIPT = Path(__file__).resolve().parents[2] / "edge" / "firstboot.py"
 MAC = "52:54:00:aa:bb:01"
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 def _firstboot(tmp_path: Path, run: str, url: str, *args: str) -> subprocess.CompletedProcess[str]:

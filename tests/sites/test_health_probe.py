@@ -4,10 +4,7 @@ per site (one Node list; the Leases only when a node is not Ready), each node's 
 the site's health, and the node-down alerts it opens and resolves."""
 
 import datetime as dt
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -17,6 +14,7 @@ from fleet.audit.models import AuditEvent
 from sites import services
 from sites.choices import AlertKind, ClusterReachability, NodeHealth, NodeState, SiteHealth
 from sites.models import Alert, Node, Site
+from tests.support.http import JsonHandler, serving
 
 pytestmark = pytest.mark.django_db
 TOKEN = "s3cret-token"
@@ -43,7 +41,7 @@ def node_object(name: str, status: str, since: dt.datetime, heartbeat: dt.dateti
     return {"metadata": {"name": name}, "spec": {}, "status": {"conditions": [ready]}}
 
 
-class _K3s(BaseHTTPRequestHandler):
+class _K3s(JsonHandler):
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
         server: Any = self.server
         path = self.path.split("?")[0].rstrip("/")
@@ -63,27 +61,12 @@ class _K3s(BaseHTTPRequestHandler):
         else:
             self._answer(404, {"kind": "Status", "code": 404})
 
-    def _answer(self, code: int, body: dict[str, object]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
 
 @pytest.fixture
 def k3s() -> Iterator[Any]:
-    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), _K3s)
-    server.nodes, server.leases, server.requests = [], {}, []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    server.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(_K3s) as server:
+        server.nodes, server.leases, server.requests = [], {}, []
+        yield server
 
 
 @pytest.fixture

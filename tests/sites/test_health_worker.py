@@ -21,9 +21,9 @@ from sites.choices import AlertKind, ClusterReachability, NodeHealth, NodeState,
 from sites.messages import clock
 from sites.models import Alert, Cluster, Node, Site
 from sites.tasks import site_probe_task, sites_probe_task
-from tests.fleet.workflows.conftest import wait_until
-from tests.services import Worker, worker_env
 from tests.sites.test_lifecycle_support import FAST_SIM, agent, at_step, drive, import_fleet
+from tests.support import wait_until
+from tests.support.services import Worker, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -27,9 +27,9 @@ from sites.clusters import ClusterRefused, SiteCluster
 from sites.models import Cluster, Site
 from sites.tasks import site_probe_task
 from tests.factories import SiteFactory
-from tests.fleet.workflows.conftest import wait_until
-from tests.services import Worker, free_port
 from tests.sites.pki import b64, kubeconfig
+from tests.support import free_port, wait_until
+from tests.support.services import Worker
 
 EXEC_CREDENTIAL = json.dumps(
     {"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential", "status": {"token": "x"}}

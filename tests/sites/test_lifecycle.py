@@ -13,18 +13,25 @@ from rest_framework.test import APIClient
 from fleet.audit.models import AuditEvent
 from fleet.workflows import dispatch
 from fleet.workflows.choices import RunState
-from fleet.workflows.models import WorkflowRun
 from fleet.workflows.outcomes import Done
 from rollouts.models import Application
 from simulator.testing import Simulator, running_simulator
 from sites import devices, lifecycle, registration, services
 from sites.choices import NodeState
-from sites.clusters import SiteCluster
 from sites.models import Backup, Node, NodeCredential, Site
 from sites.workflows import wipe as wipe_workflow
-from tests.factories import NodeFactory, UserFactory
+from tests.factories import UserFactory
 from tests.sites.conftest import POS_RESTORE_IMAGE
-from tests.sites.test_lifecycle_support import FAST_SIM, FAST_TIMINGS, agent, at_step, drive, import_fleet, wipe_jobs
+from tests.sites.test_lifecycle_support import (
+    FAST_SIM,
+    FAST_TIMINGS,
+    agent,
+    at_step,
+    cluster_of,
+    drive,
+    import_fleet,
+    wipe_jobs,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -44,10 +51,6 @@ def fleet(sim: Simulator, db: None, settings: Any, monkeypatch: pytest.MonkeyPat
     sites = import_fleet(sim)
     yield sites
     sim.clear_faults()
-
-
-def cluster(site: Site) -> SiteCluster:
-    return SiteCluster.for_cluster(Site.objects.select_related("cluster").get(pk=site.pk).cluster)
 
 
 def verbs(node: Node) -> list[str]:
@@ -82,7 +85,7 @@ def test_provision_waits_for_check_in_then_ready_then_labels_and_activates(sim: 
     assert run.state == RunState.SUCCEEDED, run.error
     node.refresh_from_db()
     assert node.state == NodeState.ACTIVE
-    labels = cluster(site).node("prov-1").labels  # type: ignore[union-attr]
+    labels = cluster_of(site).node("prov-1").labels  # type: ignore[union-attr]
     assert labels["edgefleet.io/serial"] == "G6PROV000001"
     assert labels["edgefleet.io/site"] == site.code
     assert labels["edgefleet.io/node-id"] == str(node.pk)
@@ -131,7 +134,7 @@ def test_wipe_of_an_unreachable_site_waits_then_fails_and_destroys_nothing(
     assert NodeCredential.objects.filter(node=node, revoked_at=None).count() == 1
     sim.clear_faults()
     assert wipe_jobs(sim, site.code) == []
-    assert cluster(site).node(node.hostname).unschedulable is False  # type: ignore[union-attr]
+    assert cluster_of(site).node(node.hostname).unschedulable is False  # type: ignore[union-attr]
 
 
 def test_drain_blocked_by_a_disruption_budget_fails_for_an_operator_and_recordons(
@@ -164,7 +167,7 @@ def test_drain_blocked_by_a_disruption_budget_fails_for_an_operator_and_recordon
     node.refresh_from_db()
     assert node.state == NodeState.CORDONED  # given back to an operator, not left draining
     assert "drain blocked" in node.state_reason
-    assert cluster(site).node(node.hostname).unschedulable is True  # type: ignore[union-attr]
+    assert cluster_of(site).node(node.hostname).unschedulable is True  # type: ignore[union-attr]
     assert wipe_jobs(sim, site.code) == []
 
 
@@ -191,7 +194,7 @@ def test_wipe_revokes_before_the_job_and_ends_wiped_with_the_node_object_gone(
     assert wipe_workflow.BOOTSTRAP_TOKEN_ENV not in jobs[0]["env"]  # no rejoin asked: no token handed out
     wipe = k8s.BatchV1Api(sim.api_client(site.code)).read_namespaced_job(jobs[0]["name"], "kube-system")
     assert [t.operator for t in wipe.spec.template.spec.tolerations] == ["Exists"]  # our own image, on any taint
-    assert cluster(site).node(node.hostname) is None
+    assert cluster_of(site).node(node.hostname) is None
 
 
 def test_wipe_steps_are_idempotent(sim: Simulator, fleet: list[Site]) -> None:
@@ -213,10 +216,10 @@ def test_wipe_steps_are_idempotent(sim: Simulator, fleet: list[Site]) -> None:
     node.refresh_from_db()
     assert node.state == NodeState.CORDONED
     assert verbs(node).count("transition") == 1  # cordoned once
-    assert cluster(site).node(node.hostname).unschedulable is True  # type: ignore[union-attr]
+    assert cluster_of(site).node(node.hostname).unschedulable is True  # type: ignore[union-attr]
     # A step that runs again after the run went past the drain does nothing at the site.
     assert type(wipe_workflow.wipe_drain(run, {**ctx, "wipe_job": "edgefleet-wipe-1"})).__name__ == "Done"
-    cluster(site).uncordon(node.hostname)
+    cluster_of(site).uncordon(node.hostname)
 
 
 # --- replace ----------------------------------------------------------------------------------------
@@ -251,7 +254,7 @@ def test_replace_of_a_dead_node_rehydrates_the_replacement_with_the_application_
 
     old.refresh_from_db()
     assert old.state == NodeState.RETIRED  # its hostname passes to the replacement
-    assert cluster(site).node(old.hostname) is None  # tainted out-of-service and deleted
+    assert cluster_of(site).node(old.hostname) is None  # tainted out-of-service and deleted
     assert not NodeCredential.objects.filter(node=old, revoked_at=None).exists()
     new = Node.objects.get(serial="G6REPL000001")
     assert (new.site_id, new.hostname, new.state) == (site.pk, old.hostname, NodeState.PREREGISTERED)
@@ -328,171 +331,3 @@ def test_replace_restores_nothing_for_an_application_no_longer_stateful(
         label_selector="edgefleet.io/action=restore"
     )
     assert restores.items == []
-
-
-# --- the doors --------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def quiet(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dispatch, "enqueue_advance", lambda *args, **kwargs: True)
-
-
-def wipe_body(node: Node, **extra: Any) -> dict[str, Any]:
-    return {"reason": "customer asked", "confirm": node.hostname, **extra}
-
-
-@pytest.mark.django_db
-def test_wipe_api_answers_202_with_the_run(admin_api: Any, quiet: None) -> None:
-    node = NodeFactory()
-
-    response = admin_api.post(f"/api/v1/nodes/{node.pk}/wipe/", wipe_body(node, rejoin=True), format="json")
-
-    assert response.status_code == 202, response.json()
-    body = response.json()
-    assert body["kind"] == "node.wipe" and body["state"] == "pending" and body["created_by"] == "root"
-    assert {"id", "subject", "current_step", "error", "created_at", "steps"} <= set(body)
-    event = AuditEvent.objects.get(verb="wipe_request")
-    assert (
-        event.actor_repr == "root" and event.payload["rejoin"] is True and event.payload["reason"] == "customer asked"
-    )
-
-
-@pytest.mark.django_db
-def test_wipe_with_a_wrong_confirmation_is_400_naming_confirm(admin_api: Any, quiet: None) -> None:
-    node = NodeFactory()
-
-    response = admin_api.post(f"/api/v1/nodes/{node.pk}/wipe/", wipe_body(node, confirm="other"), format="json")
-
-    assert response.status_code == 400
-    assert "hostname" in response.json()["confirm"][0]
-    assert not WorkflowRun.objects.exists()
-
-
-@pytest.mark.django_db
-def test_second_destructive_action_while_one_runs_is_409_naming_the_run(admin_api: Any, quiet: None) -> None:
-    node = NodeFactory()
-    first = admin_api.post(f"/api/v1/nodes/{node.pk}/wipe/", wipe_body(node), format="json").json()
-
-    again = admin_api.post(
-        f"/api/v1/nodes/{node.pk}/replace/",
-        wipe_body(node, replacement_serial="NEW-1", shipment_ref="x", replacement_mac="94:c6:91:cc:00:01"),
-        format="json",
-    )
-
-    assert again.status_code == 409
-    assert f"node.wipe run {first['id']}" in again.json()["detail"]
-
-
-@pytest.mark.django_db
-def test_replace_naming_a_serial_in_use_is_400(admin_api: Any, quiet: None) -> None:
-    node, other = NodeFactory(), NodeFactory(serial="TAKEN-1")
-
-    response = admin_api.post(
-        f"/api/v1/nodes/{node.pk}/replace/",
-        wipe_body(node, replacement_serial=other.serial, shipment_ref="x", replacement_mac="94:c6:91:cc:00:02"),
-        format="json",
-    )
-
-    assert response.status_code == 400
-    assert "TAKEN-1 is already in use" in str(response.json())
-    assert not WorkflowRun.objects.exists()
-
-
-@pytest.mark.django_db
-def test_provision_of_an_active_node_is_409_naming_its_state(admin_api: Any, quiet: None) -> None:
-    node = NodeFactory(state=NodeState.ACTIVE)
-
-    response = admin_api.post(f"/api/v1/nodes/{node.pk}/provision/", {}, format="json")
-
-    assert response.status_code == 409
-    assert "is active" in response.json()["detail"]
-
-
-@pytest.mark.django_db
-def test_read_only_user_cannot_wipe_replace_or_provision(readonly_api: Any, quiet: None) -> None:
-    node = NodeFactory(state=NodeState.PREREGISTERED)
-
-    for action, body in (("wipe", wipe_body(node)), ("replace", wipe_body(node)), ("provision", {})):
-        response = readonly_api.post(f"/api/v1/nodes/{node.pk}/{action}/", body, format="json")
-        assert response.status_code == 403, action
-    assert not WorkflowRun.objects.exists()
-
-
-@pytest.mark.django_db
-def test_change_node_permission_alone_does_not_allow_a_wipe(api: Any, quiet: None) -> None:
-    node = NodeFactory()
-    api.force_authenticate(UserFactory(perms=["sites.view_node", "sites.change_node", "sites.provision_node"]))
-
-    assert api.post(f"/api/v1/nodes/{node.pk}/wipe/", wipe_body(node), format="json").status_code == 403
-    api.force_authenticate(UserFactory(username="wiper", perms=["sites.view_node", "sites.wipe_node"]))
-    assert api.post(f"/api/v1/nodes/{node.pk}/wipe/", wipe_body(node), format="json").status_code == 202
-
-
-# --- admin ------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def staff(admin_user: Any) -> Any:
-    from django.test import Client
-
-    client = Client()
-    client.force_login(admin_user)
-    return client
-
-
-@pytest.mark.django_db
-def test_admin_wipe_asks_for_a_reason_and_the_hostname_then_starts_the_run(staff: Any, quiet: None) -> None:
-    node = NodeFactory()
-    selected = {"action": "wipe_node", "_selected_action": [node.pk]}
-
-    page = staff.post("/admin/sites/node/", selected)
-    assert page.status_code == 200
-    assert "Type the node" in page.content.decode() and node.hostname in page.content.decode()
-
-    wrong = staff.post("/admin/sites/node/", {**selected, "reason": "RMA", "confirm": "nope"})
-    assert wrong.status_code == 200 and "to confirm" in wrong.content.decode()
-    assert not WorkflowRun.objects.exists()
-
-    done = staff.post("/admin/sites/node/", {**selected, "reason": "RMA", "confirm": node.hostname, "rejoin": "on"})
-    assert done.status_code == 302
-    run = WorkflowRun.objects.get()
-    assert (run.kind, run.context["rejoin"], run.created_by_repr) == ("node.wipe", True, "root")
-    assert AuditEvent.objects.filter(verb="wipe_request", source="admin").count() == 1
-
-
-@pytest.mark.django_db
-def test_admin_replace_and_provision_go_through_the_services(staff: Any, quiet: None) -> None:
-    old, new = NodeFactory(), NodeFactory(state=NodeState.PREREGISTERED)
-    replace = {"action": "replace_node", "_selected_action": [old.pk], "reason": "dead", "confirm": old.hostname}
-    replace |= {"replacement_serial": "G6ADM0000001", "replacement_mac": "94:c6:91:dd:00:01", "shipment_ref": "UPS"}
-
-    assert staff.post("/admin/sites/node/", replace).status_code == 302
-    assert (
-        staff.post("/admin/sites/node/", {"action": "provision_nodes", "_selected_action": [new.pk]}).status_code == 200
-    )
-    response = staff.post(
-        "/admin/sites/node/", {"action": "provision_nodes", "_selected_action": [new.pk], "confirm": "yes"}
-    )
-
-    assert response.status_code == 302
-    assert sorted(WorkflowRun.objects.values_list("kind", flat=True)) == ["node.provision", "node.replace"]
-    assert WorkflowRun.objects.get(kind="node.replace").context["shipment_ref"] == "UPS"
-    page = staff.get(f"/admin/sites/node/{old.pk}/change/").content.decode()
-    assert f"subject_type=sites.node&amp;subject_id={old.pk}" in page and "1 run(s)" in page
-    runs = staff.get(f"/admin/workflows/workflowrun/?subject_type=sites.node&subject_id={old.pk}")
-    assert runs.status_code == 200 and "node.replace" in runs.content.decode()
-
-
-@pytest.mark.django_db
-def test_replace_follows_the_contract_without_a_mac(admin_api: Any, quiet: None) -> None:
-    node = NodeFactory()
-
-    response = admin_api.post(
-        f"/api/v1/nodes/{node.pk}/replace/",
-        wipe_body(node, replacement_serial="NEW-NOMAC", shipment_ref="UPS-1"),
-        format="json",
-    )
-
-    assert response.status_code == 202, response.content
-    assert response.json()["kind"] == "node.replace"

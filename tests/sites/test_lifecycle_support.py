@@ -1,7 +1,6 @@
 """Helpers shared by the lifecycle tests (no tests here): a simulated fleet imported into the inventory,
 and a driver that advances a run in this process (the engine's own advance, every wait made due at once)."""
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,10 @@ from fleet.workflows import engine
 from fleet.workflows.choices import TERMINAL_STATES
 from fleet.workflows.models import WorkflowRun
 from simulator.testing import Simulator
+from sites.clusters import SiteCluster
 from sites.imports import fleet_import_file
 from sites.models import Node, Site
+from tests.support import wait_until
 
 FAST_SIM = ["--job-seconds", "0.3", "--node-gone-seconds", "0.3", "--reboot-seconds", "0.5", "--retry-seconds", "0.5"]
 FAST_SIM += ["--heartbeat-interval", "0.5", "--pod-start-seconds", "0.1"]
@@ -47,32 +48,24 @@ def drive(
     run: WorkflowRun, *, until: Callable[[WorkflowRun], bool] | None = None, seconds: float = 20, pause: float = 0.1
 ) -> WorkflowRun:
     """Advance `run` here until it ends (or `until(run)`), making each wait due at once."""
-    give_up = time.monotonic() + seconds
-    while True:
+
+    def ended() -> WorkflowRun | None:
         run.refresh_from_db()
         if run.state in TERMINAL_STATES or (until is not None and until(run)):
             return run
-        if time.monotonic() > give_up:
-            steps = list(run.steps.values_list("step", "state", "message"))[-5:]
-            pytest.fail(f"run {run.kind} stuck at {run.current_step} ({run.state}): {steps}")
         WorkflowRun.objects.filter(pk=run.pk).update(wake_at=Now(), lease_until=None)
         deliver(run)
-        time.sleep(pause)
+        return None
+
+    def stuck() -> str:
+        steps = list(run.steps.values_list("step", "state", "message"))[-5:]
+        return f"run {run.kind} stuck at {run.current_step} ({run.state}): {steps}"
+
+    return wait_until(ended, seconds, f"run {run.kind} ending", interval=pause, explain=stuck)
 
 
 def at_step(name: str) -> Callable[[WorkflowRun], bool]:
     return lambda run: run.current_step == name and run.state == "waiting"
-
-
-def wait_for(check: Callable[[], Any], seconds: float, what: str) -> Any:
-    give_up = time.monotonic() + seconds
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > give_up:
-            pytest.fail(f"{what} did not happen within {seconds} s")
-        time.sleep(0.1)
 
 
 def wipe_jobs(sim: Simulator, code: str) -> list[dict[str, Any]]:
@@ -81,3 +74,8 @@ def wipe_jobs(sim: Simulator, code: str) -> list[dict[str, Any]]:
 
 def sim_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     return tmp_path_factory.mktemp(name)
+
+
+def cluster_of(site: Site) -> SiteCluster:
+    """The Kubernetes adapter for the site's cluster, as the workflows build it."""
+    return SiteCluster.for_cluster(Site.objects.select_related("cluster").get(pk=site.pk).cluster)

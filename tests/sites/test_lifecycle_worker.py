@@ -1,7 +1,6 @@
 """The lifecycle workflows end to end: a real Celery worker on a real Redis, the simulator over HTTP, and
 the control plane served by live_server so simulated machines register and heartbeat for real."""
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,10 +16,10 @@ from simulator.testing import Simulator, running_simulator
 from sites import devices, lifecycle, services
 from sites.choices import NodeState
 from sites.models import Backup, BootstrapToken, Node, NodeCredential, Site
-from tests.fleet.workflows.conftest import wait_until
-from tests.services import Worker
 from tests.sites.conftest import POS_RESTORE_IMAGE
 from tests.sites.test_lifecycle_support import FAST_SIM, FAST_TIMINGS, import_fleet, wipe_jobs
+from tests.support import wait_until
+from tests.support.services import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -159,13 +158,36 @@ def test_a_dead_node_is_replaced_and_the_replacement_restored_from_the_latest_ba
 def crashable_worker(celery_worker: Worker) -> Iterator[Worker]:
     """The session's worker with a short lease and short step timeouts, so a killed attempt is taken over
     in seconds; restored after the module (the crash tests come last in it)."""
-    previous = dict(celery_worker.env)
-    celery_worker.env.update({"FLEET_WORKFLOW_LEASE_SECONDS": "3", "FLEET_NODE_STEP_TIMEOUT": "5"})
-    celery_worker.restart()
-    yield celery_worker
-    celery_worker.env.clear()
-    celery_worker.env.update(previous)
-    celery_worker.restart()
+    with celery_worker.reconfigured(FLEET_WORKFLOW_LEASE_SECONDS="3", FLEET_NODE_STEP_TIMEOUT="5") as worker:
+        yield worker
+
+
+def last_call(sim: Simulator, code: str) -> int:
+    """The number of the site's last Kubernetes API call so far (see `in_flight`)."""
+    return max((call["n"] for call in sim.api_calls(code)), default=0)
+
+
+def crash_in_flight(
+    sim: Simulator, code: str, worker: Worker, run: WorkflowRun, *, step: str, after: int, call: tuple[str, str]
+) -> WorkflowRun:
+    """SIGKILL the worker while `step` of `run` has a `call` (method, path ending) to the site in flight, start
+    it again and return the run once finished. In flight means: the site received the call, numbered above
+    `after`, and with the `slow` fault on has not answered it yet."""
+    wait_until(
+        lambda: WorkflowRun.objects.filter(pk=run.pk, current_step=step, state=RunState.RUNNING).exists(),
+        30,
+        f"the {step} step starting",
+    )
+    method, path_end = call
+    wait_until(
+        lambda: [c for c in sim.api_calls(code, after=after) if c["method"] == method and c["path"].endswith(path_end)],
+        30,
+        f"the {step} step's {method} ...{path_end} reaching the site",
+    )
+    worker.stop(kill=True)
+    worker.start()
+    sim.clear_faults()
+    return finished(run, seconds=40)
 
 
 def test_a_wipe_whose_worker_is_killed_mid_step_completes_with_each_side_effect_once(
@@ -177,17 +199,12 @@ def test_a_wipe_whose_worker_is_killed_mid_step_completes_with_each_side_effect_
     devices.node_credentials_issue(node=node, actor="test", source="test")
     sim.add_fault("slow", site=site.code, seconds=0.8)  # every call to the site takes a while
 
+    mark = last_call(sim, site.code)
     run = lifecycle.node_wipe_request(node=node, actor="test", source="test", reason="crash", confirm=node.hostname)
-    wait_until(
-        lambda: WorkflowRun.objects.filter(pk=run.pk, current_step="run_wipe_job", state=RunState.RUNNING).exists(),
-        30,
-        "the wipe Job step starting",
-    )
-    time.sleep(1.0)  # inside the step: its first call to the site is answered, the second is in flight
-    crashable_worker.stop(kill=True)
-    crashable_worker.start()
-    sim.clear_faults()
-    run = finished(run, seconds=40)
+    run = crash_in_flight(
+        sim, site.code, crashable_worker, run, step="run_wipe_job", after=mark,
+        call=("POST", "/namespaces/kube-system/jobs"),
+    )  # fmt: skip
 
     assert run.state == RunState.SUCCEEDED, (run.error, timeline(run))
     node.refresh_from_db()
@@ -206,21 +223,15 @@ def test_a_provisioning_whose_worker_is_killed_mid_step_completes_once(
     node = services.node_create(
         actor="test", source="test", serial="G6E2E0000077", site=site, hostname="e2e-crash-1", mac="94:c6:91:ee:00:77"
     )
+    mark = last_call(sim, site.code)
     run = lifecycle.node_provision_request(node=node, actor="test", source="test")
     _row, token = devices.bootstrap_token_issue(site=site, actor="test", source="test")
     sim.add_fault("slow", site=site.code, seconds=0.8)
     sim.unbox(site.code, serial=node.serial, mac=node.mac, hostname=node.hostname, bootstrap_token=token)
 
-    wait_until(
-        lambda: WorkflowRun.objects.filter(pk=run.pk, current_step="label", state=RunState.RUNNING).exists(),
-        30,
-        "the label step starting",
+    run = crash_in_flight(
+        sim, site.code, crashable_worker, run, step="label", after=mark, call=("PATCH", f"/nodes/{node.hostname}")
     )
-    time.sleep(1.0)  # the Node was read; the label patch is in flight
-    crashable_worker.stop(kill=True)
-    crashable_worker.start()
-    sim.clear_faults()
-    run = finished(run, seconds=40)
 
     assert run.state == RunState.SUCCEEDED, (run.error, timeline(run))
     node.refresh_from_db()

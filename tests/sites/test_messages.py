@@ -7,7 +7,6 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -18,14 +17,15 @@ from sites.clusters import ClusterError, ClusterNotConfigured, ClusterRefused, C
 from sites.messages import Problem, clock, cluster_problem, endpoint
 from sites.models import Cluster
 from tests.factories import SiteFactory
-from tests.services import free_port
+from tests.support import free_port
+from tests.support.http import JsonHandler, serving
 
 pytestmark = pytest.mark.django_db
 
 TOKEN = "s3cret-token"
 
 
-class _Answers(BaseHTTPRequestHandler):
+class _Answers(JsonHandler):
     """Answers /version with the status named by the server's `status` (and a body that is not JSON for 299)."""
 
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
@@ -42,17 +42,11 @@ class _Answers(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, *args: object) -> None:
-        pass
-
 
 @pytest.fixture
 def answering() -> Iterator[Any]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(_Answers) as server:
+        yield server
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import io
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,6 +41,7 @@ from sites.models import Node, Site
 from sites.repos import Author, SiteRepo
 from sites.workflows import site_common
 from tests.sites.test_lifecycle_support import FAST_SIM
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -96,32 +96,48 @@ def gitlab_host(sim: Simulator, quiet: Any) -> Any:
 def drive(run: WorkflowRun, *, until: Callable[[WorkflowRun], bool] | None = None, seconds: float = 30) -> WorkflowRun:
     """Advance `run` in this process as a worker would (a lease handed over is used, a wait is made due at
     once), until it ends or `until(run)`."""
-    give_up = time.monotonic() + seconds
-    while True:
+
+    def ended() -> WorkflowRun | None:
         run.refresh_from_db()
         if run.state in TERMINAL_STATES or (until is not None and until(run)):
             return run
-        if time.monotonic() > give_up:
-            pytest.fail(f"run {run.kind} stuck at {run.current_step} ({run.state}): {timeline(run)[-3:]}")
-        handed_over = run.lease_owner if run.lease_owner.startswith("handoff/") else None
-        if handed_over is None:
-            WorkflowRun.objects.filter(pk=run.pk).update(wake_at=Now())
-        engine.advance(run.pk, worker_id="test", lease_token=handed_over)
-        time.sleep(0.05)
+        advance_here(run)
+        return None
+
+    return wait_until(
+        ended,
+        seconds,
+        f"run {run.kind} ending",
+        interval=0.05,
+        explain=lambda: f"stuck at {run.current_step} ({run.state}): {timeline(run)[-3:]}",
+    )
+
+
+def advance_here(run: WorkflowRun) -> None:
+    """What a worker does with the run's wake-up: use a lease handed over, else make the run due now."""
+    handed_over = run.lease_owner if run.lease_owner.startswith("handoff/") else None
+    if handed_over is None:
+        WorkflowRun.objects.filter(pk=run.pk).update(wake_at=Now())
+    engine.advance(run.pk, worker_id="test", lease_token=handed_over)
 
 
 def drive_all(done: Callable[[], bool], seconds: float = 60) -> None:
     """Advance every active run here (a rollout's driver and its site runs) until `done()`."""
-    give_up = time.monotonic() + seconds
-    while not done():
-        if time.monotonic() > give_up:
-            pytest.fail(f"not done within {seconds} s: {list(WorkflowRun.objects.exclude(state__in=TERMINAL_STATES))}")
+
+    def all_done() -> bool:
+        if done():
+            return True
         for run in WorkflowRun.objects.exclude(state__in=TERMINAL_STATES).exclude(kind="node.provision"):
-            handed_over = run.lease_owner if run.lease_owner.startswith("handoff/") else None
-            if handed_over is None:
-                WorkflowRun.objects.filter(pk=run.pk).update(wake_at=Now())
-            engine.advance(run.pk, worker_id="test", lease_token=handed_over)
-        time.sleep(0.05)
+            advance_here(run)
+        return False
+
+    wait_until(
+        all_done,
+        seconds,
+        "every run done",
+        interval=0.05,
+        explain=lambda: f"still active: {list(WorkflowRun.objects.exclude(state__in=TERMINAL_STATES))}",
+    )
 
 
 def timeline(run: WorkflowRun) -> list[tuple[str, str, str]]:

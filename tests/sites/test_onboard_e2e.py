@@ -29,10 +29,10 @@ from sites.clusters import SiteCluster
 from sites.githost.base import MARKER_PATH
 from sites.imports import fleet_import_file
 from sites.models import NodeCredential, Site
-from tests.fleet.workflows.conftest import wait_until
 from tests.rollouts.conftest import POS_BRIDGE_TEMPLATES
-from tests.services import Worker
 from tests.sites.test_lifecycle_support import FAST_SIM
+from tests.support import wait_until
+from tests.support.services import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -5,14 +5,12 @@ server and checks the bearer token, so a wrong credential is refused as a real o
 with a test CA, it also checks client certificates, so the inline kubeconfig data is proven to be used.
 """
 
-import json
 import ssl
 import stat
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,8 @@ from sites.choices import ClusterReachability
 from sites.models import Cluster
 from tests.factories import SiteFactory
 from tests.sites.pki import b64, ca_pem, issue, kubeconfig
+from tests.support import wait_until
+from tests.support.http import JsonHandler, serving
 
 TOKEN = "s3cret-token"
 VERSION = {
@@ -41,7 +41,7 @@ VERSION = {
 NODES = {"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": []}
 
 
-class _K3sVersionHandler(BaseHTTPRequestHandler):
+class _K3sVersionHandler(JsonHandler):
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
         if self.headers.get("Authorization") != f"Bearer {TOKEN}":
             self._answer(401, {"kind": "Status", "status": "Failure", "reason": "Unauthorized", "code": 401})
@@ -52,26 +52,11 @@ class _K3sVersionHandler(BaseHTTPRequestHandler):
         else:
             self._answer(404, {"kind": "Status", "code": 404})
 
-    def _answer(self, code: int, body: dict[str, object]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
 
 @pytest.fixture
 def k3s_api() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _K3sVersionHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(_K3sVersionHandler) as server:
+        yield server.url
 
 
 def _site_with_cluster(api_url: str, token: str = TOKEN):  # type: ignore[no-untyped-def]
@@ -105,7 +90,7 @@ def test_probe_with_refused_credentials_is_unauthorized(k3s_api: str) -> None:
 
 @pytest.mark.django_db
 def test_probe_of_a_closed_port_is_unreachable_and_bounded() -> None:
-    from tests.services import free_port
+    from tests.support import free_port
 
     port = free_port()
     site = _site_with_cluster(f"http://127.0.0.1:{port}")
@@ -118,17 +103,18 @@ def test_probe_of_a_closed_port_is_unreachable_and_bounded() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.integration
 def test_probe_through_the_api_is_carried_out_by_a_real_worker(celery_worker, admin_api, k3s_api: str) -> None:  # type: ignore[no-untyped-def]
     site = _site_with_cluster(k3s_api)
 
     response = admin_api.post(f"/api/v1/sites/{site.code}/probe/")
 
     assert response.status_code == 202, response.content
-    deadline = time.monotonic() + 30
-    cluster = Cluster.objects.get(site=site)
-    while cluster.last_probe_at is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-        cluster.refresh_from_db()
+    cluster = wait_until(
+        lambda: Cluster.objects.filter(site=site, last_probe_at__isnull=False).first(),
+        30,
+        "the worker's probe recorded",
+    )
     assert cluster.reachability == ClusterReachability.REACHABLE
     assert cluster.k3s_version == "v1.31.4+k3s1"
 

@@ -31,7 +31,8 @@ from sites.models import Site
 from sites.repo_urls import GitPolicy, HostEntry
 from sites.repos import Author, GitCredentials, RepoError, SiteRepo, UnsafeUrl
 from tests.factories import SiteFactory
-from tests.services import Worker, _wait_for, worker_env
+from tests.support import wait_until
+from tests.support.services import Worker, worker_env
 
 SECRET = "glpat-ATTACK-0123456789"  # noqa: S105 - a fake token whose travels we watch
 BASIC = "Basic " + base64.b64encode(f"x-access-token:{SECRET}".encode()).decode()
@@ -135,7 +136,7 @@ def test_a_worker_sends_the_token_only_to_its_host_whatever_the_database_says(re
             with celery_app.connection_for_write(redis_url) as connection:
                 for site in sites.values():  # one chunk each: a refused site must not hide the others
                     celery_app.send_task(DRIFT_SITES_TASK, args=([site.pk],), queue=queue, connection=connection)
-            _wait_for(
+            wait_until(
                 lambda: SiteSyncState.objects.filter(site__in=sites.values()).count() == len(sites), 90, "drift checks"
             )
         finally:

@@ -19,7 +19,7 @@ from sites.imports import fleet_import
 from sites.models import Site
 from sites.repo_urls import GitPolicy, HostEntry, RepoUrlRefused, token_scope
 from tests.factories import SiteFactory
-from tests.services import PRODUCTION_ENV
+from tests.support.services import PRODUCTION_ENV
 
 HOST = "gitlab.example.com"
 NEW_SITE = {"code": "TX-0412", "name": "Austin Lamar", "region": "us-south", "timezone": "America/Chicago"}

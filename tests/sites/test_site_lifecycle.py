@@ -7,11 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.test import Client
-from rest_framework.test import APIClient
 
 from fleet.audit.models import AuditEvent
-from fleet.workflows import dispatch, engine
+from fleet.workflows import engine
 from fleet.workflows.choices import TERMINAL_STATES, RunState
 from fleet.workflows.models import WorkflowRun
 from sites import devices, registration, services, site_lifecycle
@@ -19,31 +17,13 @@ from sites.base_stack import BaseStack, BaseStackUnavailable, base_stack_for, re
 from sites.choices import SiteState
 from sites.githost import _git_host
 from sites.models import BootstrapToken, NodeCredential, Site
-from tests.factories import NodeFactory, SiteFactory, UserFactory
+from tests.factories import NodeFactory, SiteFactory, UserFactory, admin_for, api_for
 
 pytestmark = pytest.mark.django_db
 
 VIEWER = ["sites.view_site"]
 ONBOARDER = [*VIEWER, "sites.onboard_site"]
 CLOSER = [*VIEWER, "sites.decommission_site"]
-
-
-def api_for(perms: list[str], username: str = "clerk") -> APIClient:
-    client = APIClient()
-    client.force_authenticate(UserFactory(username=username, perms=perms))
-    return client
-
-
-def admin_for(perms: list[str], username: str = "clerk") -> Client:
-    client = Client()
-    client.force_login(UserFactory(username=username, is_staff=True, perms=perms))
-    return client
-
-
-@pytest.fixture
-def quiet(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No wake-up message leaves this process (the tests that advance runs do it themselves)."""
-    monkeypatch.setattr(dispatch, "enqueue_advance", lambda *args, **kwargs: True)
 
 
 # --- onboarding's door ---------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from fleet.workflows.models import WorkflowRun
 from simulator.testing import Simulator, running_simulator
 from sites import devices, lifecycle
 from sites.choices import NodeState
-from sites.clusters import SiteCluster
 from sites.crypto import hash_secret
 from sites.models import BootstrapToken, Node, Site
 from sites.workflows import wipe as wipe_workflow
@@ -24,12 +23,13 @@ from tests.sites.test_lifecycle_support import (
     FAST_SIM,
     FAST_TIMINGS,
     agent,
+    cluster_of,
     deliver,
     drive,
     import_fleet,
-    wait_for,
     wipe_jobs,
 )
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -55,10 +55,6 @@ def fleet(sim: Simulator, db: None, settings: Any, monkeypatch: pytest.MonkeyPat
     sim.clear_faults()
 
 
-def cluster(site: Site) -> SiteCluster:
-    return SiteCluster.for_cluster(Site.objects.select_related("cluster").get(pk=site.pk).cluster)
-
-
 def _secret(api: Any, name: str) -> Any:
     try:
         return k8s.CoreV1Api(api).read_namespaced_secret(name, NAMESPACE)
@@ -71,7 +67,7 @@ def _secret(api: Any, name: str) -> Any:
 def test_secret_env_is_a_secret_owned_by_the_job_and_never_in_its_spec(sim: Simulator, fleet: list[Site]) -> None:
     site = fleet[0]
     node = agent(site)
-    adapter = cluster(site)
+    adapter = cluster_of(site)
     adapter.ensure_namespace(NAMESPACE)
 
     created = adapter.create_job(
@@ -103,7 +99,7 @@ def test_secret_env_is_a_secret_owned_by_the_job_and_never_in_its_spec(sim: Simu
     # And deleting the Job would have taken the Secret with it (the owner reference), as a cluster's GC does
     assert adapter.ensure_job_secret(NAMESPACE, "edgefleet-secret-check", {TOKEN_ENV: "again"}) is True
     k8s.BatchV1Api(api).delete_namespaced_job("edgefleet-secret-check", NAMESPACE)
-    wait_for(lambda: _secret(api, "edgefleet-secret-check") is None, 10, "the Job's Secret collected")
+    wait_until(lambda: _secret(api, "edgefleet-secret-check") is None, 10, "the Job's Secret collected")
 
 
 def test_a_rejoining_wipe_hands_the_token_over_in_a_secret_that_ends_with_the_job(

@@ -1,27 +1,15 @@
 """scripts/check_workflow_boundary.py (`make lint`): no app outside fleet/workflows writes runs, imports the
 engine's internals or builds run keys; the allow-list (empty now) reports entries no longer needed."""
 
-import importlib.util
 import textwrap
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-from tests.services import ROOT
+from tests.support.scripts import load_script
+from tests.support.services import ROOT
 
-
-def load_checker() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "check_workflow_boundary", ROOT / "scripts/check_workflow_boundary.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-checker = load_checker()
+checker = load_script("check_workflow_boundary")
 
 
 def tree(tmp_path: Path, files: dict[str, str]) -> Path:

@@ -1,7 +1,6 @@
 """The engine with real Celery workers on a real Redis: runs complete, a SIGKILLed worker's run is taken
 over after its lease, and runs waiting through a broker restart still complete."""
 
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -13,8 +12,8 @@ from fleet.workflows.choices import RunState, StepState
 from fleet.workflows.models import StepRun, WorkflowRun
 from fleet.workflows.services import workflow_start
 from fleet.workflows.tasks import workflow_sweep_task
-from tests.fleet.workflows.conftest import PrivateRedis, wait_until
-from tests.services import ROOT, Worker, worker_env
+from tests.support import RedisServer, log_has, start_process, stop_process, wait_until
+from tests.support.services import ROOT, Worker, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -70,16 +69,15 @@ def test_a_run_whose_worker_is_killed_mid_step_completes_once_after_its_lease(
 
 
 def test_waiting_runs_complete_through_a_broker_restart(
-    private_redis: PrivateRedis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    private_redis: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = worker_env(private_redis.url, tmp_path)
     env.update({"FLEET_WORKFLOW_SWEEP_SECONDS": "0.5", "FLEET_WORKFLOW_REDELIVER_SECONDS": "1"})
     worker = Worker(env, tmp_path / "worker.log")
     worker.start()
-    beat = subprocess.Popen(
-        [sys.executable, "-m", "tests.fleet.workflows.sweeper_loop"],
-        cwd=ROOT, env=env, stdout=(tmp_path / "sweeper.log").open("ab"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    beat = start_process(
+        [sys.executable, "-m", "tests.fleet.workflows.sweeper_loop"], log=tmp_path / "sweeper.log", cwd=ROOT, env=env
+    )
     try:
         # This process sends nothing: the private sweeper finds the new runs and wakes them on its Redis.
         monkeypatch.setattr(dispatch, "enqueue_advance", lambda *args, **kwargs: True)
@@ -92,11 +90,14 @@ def test_waiting_runs_complete_through_a_broker_restart(
         wait_until(lambda: states(runs) == {RunState.WAITING: 10}, 20, "all runs waiting")
 
         private_redis.stop()  # every queued message is gone with it
-        time.sleep(1)
+        wait_until(
+            lambda: log_has(worker.log_path, b"Connection to broker lost", b"Cannot connect to redis"),
+            30,
+            "the worker noticing the broker gone",
+        )
         private_redis.start()
 
         wait_until(lambda: states(runs) == {RunState.SUCCEEDED: 10}, 30, "all runs completing after the restart")
     finally:
-        beat.terminate()
-        beat.wait(timeout=10)
+        stop_process(beat)
         worker.stop()

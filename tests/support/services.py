@@ -1,16 +1,13 @@
-"""Real external services for the tests: a Redis (the machine's, or a private one) and a Celery worker.
+"""Real external services for the tests: a Redis (the machine's, or a private one), a Celery worker and beat.
 
 Nothing here is mocked: the worker is `celery -A fleet worker` in a subprocess, on the same database
 the test uses (tests that use it must be `transaction=True` so their rows are committed and visible).
 """
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,21 +15,9 @@ from urllib.parse import urlparse
 
 from django.conf import settings
 
-ROOT = Path(__file__).resolve().parent.parent
+from simulator.harness import RedisServer, log_tail, start_process, stop_process, tcp_open, wait_until
 
-
-def tcp_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @contextmanager
@@ -43,26 +28,20 @@ def redis_server() -> Iterator[str]:
     if url:
         yield url
         return
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if not RedisServer.available():
         if not tcp_open("127.0.0.1", 6379):
             raise RuntimeError(
                 "the integration tests need Redis: install redis-server (Debian: apt-get install redis-server)"
             )
         yield "redis://127.0.0.1:6379/13"
         return
-    port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tmp],
-            stdout=subprocess.DEVNULL,
-        )
+        server = RedisServer(Path(tmp))
+        server.start()
         try:
-            _wait_for(lambda: tcp_open("127.0.0.1", port), 10, "private redis-server")
-            yield f"redis://127.0.0.1:{port}/0"
+            yield server.url
         finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+            server.stop()
 
 
 def database_url() -> str:
@@ -100,45 +79,53 @@ class Worker:
 
     def start(self) -> None:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
+        self.proc = start_process(
             [
                 sys.executable, "-m", "celery", "-A", "fleet", "worker",
                 "-Q", self.queues, "-c", str(self.concurrency), "-P", "prefork",
                 *([] if self.as_deployed else ["--without-gossip", "--without-mingle"]),
                 "-l", "INFO", "-n", f"test-{os.getpid()}@%h",
             ],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            log=self.log_path, cwd=ROOT, env=self.env,
         )  # fmt: skip
-        log.close()
-        _wait_for(self._ready, 30, "celery worker")
+        wait_until(self._ready, 30, "celery worker ready", explain=lambda: log_tail(self.log_path))
 
     def _ready(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"celery worker exited with {self.proc.returncode}; see {self.log_path}")
+        self.check_alive("starting")
         with self.log_path.open("rb") as log:
             log.seek(self._log_offset)
             return b" ready." in log.read()
 
+    def check_alive(self, doing: str = "") -> None:
+        """Raise (with the log's tail) if the worker is not running: pass it as `wait_until(every=...)`."""
+        if self.proc is None or self.proc.poll() is not None:
+            code = None if self.proc is None else self.proc.returncode
+            raise RuntimeError(f"celery worker exited ({code}) {doing}:\n{log_tail(self.log_path)}")
+
     def stop(self, *, kill: bool = False) -> None:
+        """SIGTERM and wait; with `kill`, SIGKILL the worker and its children: a crash, not a shutdown."""
         if self.proc is None:
             return
-        if kill:
-            # SIGKILL the whole process group's children too: a crash, not a shutdown.
-            subprocess.run(["pkill", "-KILL", "-P", str(self.proc.pid)], check=False)
-            self.proc.kill()
-        else:
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        stop_process(self.proc, kill=kill)
         self.proc = None
 
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    @contextmanager
+    def reconfigured(self, **env: str) -> Iterator["Worker"]:
+        """The worker restarted with `env` added, then restarted as it was: a later test never gets a worker
+        still configured for an earlier one (the session worker is shared)."""
+        previous = dict(self.env)
+        self.env.update(env)
+        self.restart()
+        try:
+            yield self
+        finally:
+            self.env.clear()
+            self.env.update(previous)
+            self.restart()
 
 
 def worker_env(redis_url: str, data_dir: Path) -> dict[str, str]:
@@ -170,13 +157,19 @@ PRODUCTION_ENV = {
 }
 
 
-def _wait_for(check, seconds: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not come up within {seconds} s")
+class Beat:
+    """A real `celery -A fleet beat` with the database scheduler, logging to `directory/beat.log`."""
+
+    def __init__(self, env: dict[str, str], directory: Path) -> None:
+        self.log_path = directory / "beat.log"
+        self.proc = start_process(
+            [sys.executable, "-m", "celery", "-A", "fleet", "beat", "-l", "INFO",
+             "--pidfile", str(directory / "beat.pid"), "-s", str(directory / "beat-schedule")],
+            log=self.log_path, cwd=ROOT, env=env,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        stop_process(self.proc)
 
 
 def parse_redis(url: str) -> tuple[str, int]:
