@@ -88,7 +88,7 @@ class Worker:
             ],
             log=self.log_path, cwd=ROOT, env=self.env,
         )  # fmt: skip
-        wait_until(self._ready, 30, "celery worker ready", explain=lambda: log_tail(self.log_path))
+        wait_until(self._ready, 90, "celery worker ready", explain=lambda: log_tail(self.log_path))
 
     def _ready(self) -> bool:
         self.check_alive("starting")

@@ -83,7 +83,13 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
 
     def enqueue(
-        run_id: int, *, queue: str, step_timeout: float, countdown: float | None = None, lease_token: str | None = None
+        run_id: int,
+        *,
+        queue: str,
+        step_timeout: float,
+        countdown: float | None = None,
+        lease_token: str | None = None,
+        label: str = "",
     ) -> bool:
         messages.append({"run": run_id, "queue": queue, "countdown": countdown})
         if lease_token:
