@@ -130,7 +130,7 @@ def base_stack_release(
     version = version or current_version()
     templates = read_templates(version)
     values = platform_values()
-    application = base_stack_application(actor=actor, source=source)
+    application = base_stack_application(source=source)  # the platform's, made by edgefleet whoever asks
     same = _matching(application, version, templates, values)
     if same is not None:
         return same

@@ -73,7 +73,7 @@ def k3s_release(version: str, *, actor: Actor = ACTOR, source: Source = Source.C
     """The release of K3s `version` (reused when it exists), rendered and checked like any release."""
     if K3sVersion.parse(version) is None:
         raise Invalid(f"{version!r} is not a K3s version (like v1.31.4+k3s1)", field="version")
-    application = k3s_application(actor=actor, source=source)
+    application = k3s_application(source=source)  # the platform's, made by edgefleet whoever asks
     found = application.releases.filter(version=version).first()
     if found is not None:
         return found

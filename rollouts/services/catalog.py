@@ -15,6 +15,7 @@ from rollouts import approvals, k3s_policy, selectors
 from rollouts.models import Application, Release
 from rollouts.rendering import validate_release
 from rollouts.services.actors import user_of
+from sites.base_stack import APPLICATION as BASE_STACK_APPLICATION
 from sites.models import Site
 
 APPLICATION_FIELDS = (
@@ -28,6 +29,13 @@ APPLICATION_FIELDS = (
     "description",
 )
 RELEASE_FIELDS = ("version", "templates", "values")
+# Namespaces that hold the platform at every site (the cluster's own, the GitOps agent, the upgrade
+# controller whose Plans run privileged Jobs on every machine, the base stack): only the platform's own
+# applications, made by edgefleet itself (a system actor), may write there or take their names.
+PLATFORM_NAMESPACES = frozenset(
+    {"kube-system", "kube-public", "kube-node-lease", "flux-system", "system-upgrade", "edgefleet-system"}
+)
+PLATFORM_APPLICATIONS = frozenset({BASE_STACK_APPLICATION, k3s_policy.APPLICATION})
 
 
 # --- applications -----------------------------------------------------------------------------------
@@ -41,6 +49,7 @@ def application_create(*, actor: Actor, source: Source, **fields: Any) -> Applic
     application = Application(**fields)
     full_clean_or_invalid(application)
     _check_namespaces(application)
+    _check_platform(application, actor, changed=set(APPLICATION_FIELDS))
     with transaction.atomic():
         if Application.objects.filter(name=application.name).exists():
             raise Invalid(f"an application named {application.name} already exists", field="name")
@@ -60,6 +69,25 @@ def _check_namespaces(application: Application) -> None:
         raise Invalid("extra_namespaces repeats the application's own namespace", field="extra_namespaces")
 
 
+def _check_platform(application: Application, actor: Actor, *, changed: set[str]) -> None:
+    """People and integrations may not claim a platform namespace or a platform application's name."""
+    if isinstance(actor, str) and actor.startswith("system:"):
+        return
+    if "name" in changed and application.name in PLATFORM_APPLICATIONS:
+        raise Invalid(f"{application.name} is the name of a platform application, made by edgefleet", field="name")
+    for field in ("namespace", "extra_namespaces"):
+        if field not in changed:
+            continue
+        claimed = {application.namespace} if field == "namespace" else set(application.extra_namespaces)
+        reserved = sorted(claimed & PLATFORM_NAMESPACES)
+        if reserved:
+            raise Invalid(
+                f"{', '.join(reserved)} holds the platform at every site; only the platform's own applications "
+                "(the base stack, k3s) write there",
+                field=field,
+            )
+
+
 def application_update(*, application: Application, actor: Actor, source: Source, **changes: Any) -> Application:
     """Change an application. Its name and namespaces are fixed once a rollout used one of its releases:
     sites hold its objects there, under apps/<name>/."""
@@ -67,6 +95,7 @@ def application_update(*, application: Application, actor: Actor, source: Source
     def validate(row: Application, changed: set[str]) -> None:
         full_clean_or_invalid(row)
         _check_namespaces(row)
+        _check_platform(row, actor, changed=changed)
 
     def fixed_once_released(row: Application, diff: dict[str, list[Any]]) -> list[str]:
         fixed = {"name", "namespace", "extra_namespaces", "allowed_cluster_kinds"} & set(diff)

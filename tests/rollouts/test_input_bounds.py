@@ -12,7 +12,7 @@ from fleet.errors import Invalid
 from fleet.workflows import active_run
 from fleet.workflows.outcomes import Done, Wait
 from rollouts import services
-from rollouts.models import Release, Rollout, RolloutPlan, SiteRollout
+from rollouts.models import Application, Release, Rollout, RolloutPlan, SiteRollout
 from rollouts.planning import PLAN_NUMBER_RANGES, snapshot_number
 from rollouts.workflows.driver import drive
 from tests.factories import SiteFactory
@@ -176,3 +176,37 @@ def test_target_listing_too_many_sites_is_400_naming_target(admin_api: APIClient
 
     assert response.status_code == 400, response.content
     assert "more than 20000 sites" in response.json()["target"][0]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("namespace", "system-upgrade", "system-upgrade"),
+        ("namespace", "kube-system", "kube-system"),
+        ("extra_namespaces", ["flux-system"], "flux-system"),
+        ("name", "k3s", "platform application"),
+        ("name", "base-stack", "platform application"),
+    ],
+)
+def test_people_cannot_claim_the_platforms_namespaces_or_names(
+    planner_api: Any, field: str, value: Any, named: str
+) -> None:
+    """An application in system-upgrade could write a Plan, which runs a privileged Job on every machine
+    of every site; in flux-system it could point the GitOps agent elsewhere."""
+    body = {"name": "payments-x", "team": "payments", "namespace": "payments", field: value}
+    answer = planner_api.post("/api/v1/applications/", body, format="json")
+    assert answer.status_code == 400, answer.content
+    assert named in str(answer.json()[field])
+    assert not Application.objects.exists()
+
+
+def test_an_existing_application_cannot_move_into_a_platform_namespace(admin_api: Any) -> None:
+    """Not even a superuser: the platform's namespaces are edgefleet's own to write."""
+    created = admin_api.post(
+        "/api/v1/applications/", {"name": "pos", "team": "payments", "namespace": "pos"}, format="json"
+    )
+    assert created.status_code == 201, created.content
+    pk = created.json()["id"]
+    moved = admin_api.patch(f"/api/v1/applications/{pk}/", {"extra_namespaces": ["system-upgrade"]}, format="json")
+    assert moved.status_code == 400 and "system-upgrade" in str(moved.json()["extra_namespaces"])
+    assert Application.objects.get(name="pos").extra_namespaces == []
