@@ -1,0 +1,153 @@
+"""The fault experiments, one function each: `scenario(lab_args, scale) -> Outcome`.
+
+Each builds its lab (bench.faults.lab), runs a rollout with its fault injected mid-wave
+(bench.faults.experiment.run) and adds the checks particular to it. `scale` shortens the fault's
+duration for the suite-sized runs (1.0: the durations the issue names).
+"""
+
+import os
+import random
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.faults.experiment import Shape, run
+from bench.faults.lab import Lab, Timeout, wait_until
+from bench.faults.verdict import Outcome
+
+SCENARIOS: dict[str, Callable[..., Outcome]] = {}
+
+
+def scenario(fn: Callable[..., Outcome]) -> Callable[..., Outcome]:
+    SCENARIOS[fn.__name__.replace("_", "-")] = fn
+    return fn
+
+
+def log_count(paths: Any, text: bytes) -> int:
+    return sum(path.read_bytes().count(text) for path in paths if path.exists())
+
+
+def worker_restarts(lab: Lab) -> int:
+    return log_count([h.log_path for h in lab.worker_hosts], b"; restart ")
+
+
+@scenario
+def redis(lab: Lab, scale: float = 1.0) -> Outcome:
+    """Redis SIGKILLed and restarted empty mid-wave; later in the same wave, Redis away for 60 s."""
+    outage = 60 * scale
+    outcome = Outcome("redis", f"Redis SIGKILLed and restarted empty, then unavailable for {outage:.0f} s")
+    assert lab.redis is not None
+    pids = {h.name: [p.pid for p in h.procs] for h in lab.worker_hosts}
+
+    def inject(lab: Lab, rollout: Any) -> None:
+        assert lab.redis is not None
+        lab.redis.kill()
+        lab.redis.start()  # empty: no persistence
+        done_then = rollout.done
+        try:
+            wait_until(lambda: (rollout.refresh_from_db(), rollout.done)[1] >= done_then + 2, 120,
+                       "two more sites done after the kill")  # fmt: skip
+            outcome.check("progress after the restart", True, f"{rollout.done - done_then} more sites")
+        except Timeout as exc:
+            outcome.check("progress after the restart", False, str(exc))
+        lab.redis.kill()
+        time.sleep(outage)  # the fault itself: nothing listens on the port
+        lab.redis.start()
+
+    run(lab, outcome, inject, recovery=90)
+    outcome.check("workers never restarted", worker_restarts(lab) == 0, f"{worker_restarts(lab)} restarts")
+    same = pids == {h.name: [p.pid for p in h.procs] for h in lab.worker_hosts}
+    outcome.check("same worker processes", same)
+    unrecoverable = log_count(lab.logs(), b"Unrecoverable error")
+    outcome.check("no unrecoverable error logged", unrecoverable == 0, f"{unrecoverable}")
+    return outcome
+
+
+def terminate_connections(database: str) -> int:
+    """pg_terminate_backend of every connection to `database` except this process's own."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            [database],
+        )
+        return int(cursor.fetchone()[0])
+
+
+@scenario
+def postgres(lab: Lab, scale: float = 1.0) -> Outcome:
+    """Every other connection to the database terminated, five times over a wave (the shared server
+    cannot be restarted here: terminating all its connections is the stand-in for a restart)."""
+    rounds = 5
+    outcome = Outcome("postgres", f"pg_terminate_backend of all workers' and beat's connections, {rounds} times")
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]["NAME"]
+    killed: list[int] = []
+
+    def inject(lab: Lab, rollout: Any) -> None:
+        for _ in range(rounds):
+            killed.append(terminate_connections(database))
+            done_then = rollout.done
+            try:
+                wait_until(lambda: (rollout.refresh_from_db(), rollout.done)[1] > done_then, 120, "a site done")
+            except Timeout:
+                break
+
+    run(lab, outcome, inject, recovery=90)
+    outcome.figures["connections terminated"] = "+".join(str(n) for n in killed)
+    outcome.check("connections were terminated", sum(killed) > 0, f"{sum(killed)}")
+    outcome.check("workers never restarted", worker_restarts(lab) == 0, f"{worker_restarts(lab)} restarts")
+    return outcome
+
+
+@scenario
+def worker_kills(lab: Lab, scale: float = 1.0) -> Outcome:
+    """20 random SIGKILLs of worker processes (prefork children and main processes) over the rollout;
+    fleet.supervise restarts a killed main process (nobody does by hand)."""
+    kills = 20
+    outcome = Outcome("worker-kills", f"{kills} SIGKILLs of worker processes (children and main processes)")
+    dice = random.Random(16)  # noqa: S311 - which process dies, not a secret
+    done_kills: list[str] = []
+
+    def inject(lab: Lab, rollout: Any) -> None:
+        for _ in range(kills):
+            if (rollout.refresh_from_db(), rollout.state)[1] != "running":
+                break
+            victims = [v for host in lab.worker_hosts for v in host.worker_processes()]
+            if not victims:
+                time.sleep(0.5)
+                continue
+            pid, kind = dice.choice(victims)
+            try:
+                os.kill(pid, signal.SIGKILL)
+                done_kills.append(kind)
+            except ProcessLookupError:
+                pass
+            time.sleep(dice.uniform(0.5, 2.0) * max(scale, 0.3))
+
+    run(lab, outcome, inject, recovery=120, shape=Shape(trigger=0.1))
+    mains, children = done_kills.count("main"), done_kills.count("child")
+    outcome.figures["killed"] = f"{mains} main + {children} children"
+    outcome.check("processes were killed", len(done_kills) >= min(kills, 5), f"{len(done_kills)}")
+    return outcome
+
+
+def writable(path: Path) -> bool:
+    return os.access(path, os.W_OK)
+
+
+# What each scenario's lab needs besides the defaults (bench.faults.lab.Lab's fields).
+LAB_OPTIONS: dict[str, dict[str, Any]] = {
+    "redis": {"hosts": 1},
+    "postgres": {"hosts": 1},
+    "worker-kills": {"hosts": 2},
+}
+
+
+def lab_options(name: str) -> dict[str, Any]:
+    return dict(LAB_OPTIONS.get(name, {}))
