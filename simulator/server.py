@@ -41,6 +41,20 @@ def error_response(exc: ApiError) -> web.Response:
     return web.Response(body=exc.body(), status=exc.code, content_type=JSON, headers=exc.headers or None)
 
 
+# What a site's API answers under the `garbage` fault: 200, and no Kubernetes object.
+GARBAGE: tuple[tuple[str, bytes], ...] = (
+    ("text/html", b"<html><body><h1>Welcome!</h1>Please log in to continue.</body></html>"),
+    ("application/json", b'{"kind": "DeploymentList", "apiVersion": "apps/v1", "items": [{"metadata": {"na'),
+    ("application/json", b"{}"),
+    ("application/octet-stream", bytes(range(256))),
+)
+
+
+def garbage_response(which: int) -> web.Response:
+    content_type, body = GARBAGE[which]
+    return web.Response(status=200, body=body, content_type=content_type)
+
+
 def drop_connection(request: web.Request) -> web.Response:
     """Close the connection without an answer (an unreachable site)."""
     if request.transport is not None:
@@ -107,6 +121,8 @@ async def _api_faults(request: web.Request, site: Site) -> web.StreamResponse | 
     if faults.roll(site.code, "api_error"):
         code = faults.random.choice((500, 503))
         return error_response(ApiError(code, "simulated server error (fault injection)"))
+    if faults.roll(site.code, "garbage"):
+        return garbage_response(faults.random.randrange(len(GARBAGE)))
     if fault := faults.roll(site.code, "slow"):
         await asyncio.sleep(fault.seconds if fault.seconds is not None else 0.5)
     return None

@@ -73,6 +73,16 @@ def _translate(exc: Exception) -> ClusterError:
     return ClusterUnavailable(f"{type(exc).__name__}: {exc}")
 
 
+def _custom_object(obj: Any, kind: str) -> dict[str, Any]:
+    """A custom object as the client returns it (a dict, not validated: the client has no model for it),
+    or ClusterUnavailable when the answer is none: an HTML page the client passes on as a string, `{}`,
+    another kind. Such an answer is no status, so the site is neither reached nor judged on it."""
+    if not isinstance(obj, dict) or obj.get("kind") != kind:
+        shown = repr(obj)[:60]
+        raise ClusterUnavailable(f"the site answered with something malformed: not a {kind}: {shown}")
+    return obj
+
+
 def _status_message(exc: ApiException) -> str:
     try:
         body = yaml.safe_load(exc.body) if exc.body else None
@@ -347,7 +357,7 @@ class SiteCluster:
             )
         except ClusterNotFound:
             return None
-        return SyncStatus.of(obj)
+        return SyncStatus.of(_custom_object(obj, "Kustomization"))
 
     # --- the edge's GitOps source (onboarding points it at the site's project) ----------------------
 
@@ -360,7 +370,7 @@ class SiteCluster:
             )
         except ClusterNotFound:
             return None
-        return GitSource.of(obj)
+        return GitSource.of(_custom_object(obj, "GitRepository"))
 
     def point_git_source(
         self, *, url: str, secret_name: str, branch: str = "main", namespace: str = "flux-system", name: str = "site"

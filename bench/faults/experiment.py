@@ -103,7 +103,8 @@ def run(
     remaining = lab.sites - done_at_fault
     bound = recovery + 3 * pace * remaining
     try:
-        after = wait_until(lambda: finished(rollout), bound, f"the rollout finishing after the fault (bound {bound:.0f} s)")
+        what = f"the rollout finishing after the fault (bound {bound:.0f} s)"
+        after = wait_until(lambda: finished(rollout), bound, what)
         outcome.check("finished within the bound after the fault", True, f"{after:.0f} s <= {bound:.0f} s")
     except Timeout as exc:
         after = time.monotonic() - fault_over

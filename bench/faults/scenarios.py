@@ -5,6 +5,7 @@ Each builds its lab (bench.faults.lab), runs a rollout with its fault injected m
 duration for the suite-sized runs (1.0: the durations the issue names).
 """
 
+import contextlib
 import os
 import random
 import signal
@@ -23,6 +24,11 @@ SCENARIOS: dict[str, Callable[..., Outcome]] = {}
 def scenario(fn: Callable[..., Outcome]) -> Callable[..., Outcome]:
     SCENARIOS[fn.__name__.replace("_", "-")] = fn
     return fn
+
+
+def progressed(rollout: Any, done_then: int) -> bool:
+    rollout.refresh_from_db()
+    return bool(rollout.done > done_then)
 
 
 def log_count(paths: Any, text: bytes) -> int:
@@ -91,12 +97,13 @@ def postgres(lab: Lab, scale: float = 1.0) -> Outcome:
 
     def inject(lab: Lab, rollout: Any) -> None:
         for _ in range(rounds):
-            killed.append(terminate_connections(database))
+            # Each round once the workers are connected again and a site more is done (a wave goes on).
             done_then = rollout.done
             try:
-                wait_until(lambda: (rollout.refresh_from_db(), rollout.done)[1] > done_then, 120, "a site done")
+                wait_until(lambda n=done_then: progressed(rollout, n), 120, "a site done")  # type: ignore[misc]
             except Timeout:
                 break
+            killed.append(terminate_connections(database))
 
     run(lab, outcome, inject, recovery=90)
     outcome.figures["connections terminated"] = "+".join(str(n) for n in killed)
@@ -137,6 +144,69 @@ def worker_kills(lab: Lab, scale: float = 1.0) -> Outcome:
     return outcome
 
 
+@scenario
+def edge(lab: Lab, scale: float = 1.0) -> Outcome:
+    """The edge misbehaving: 20 % of API calls failing (api_error, throttle, timeout, slow: 5 % each),
+    every sync delayed with a long tail (exponential), 5 % of sites offline for part of the rollout (half
+    back before their site deadline, half not), one site answering garbage throughout."""
+    deadline = 40
+    hold = 60 * scale
+    outcome = Outcome(
+        "edge",
+        f"20 % of calls failing, sync_delay mean 2 s, 5 % offline (half past the {deadline} s site deadline), "
+        f"one site answering garbage; {hold:.0f} s",
+    )
+    sim = lab.sim
+    dice = random.Random(3)  # noqa: S311
+    chosen: dict[str, Any] = {}
+
+    def inject(lab: Lab, rollout: Any) -> None:
+        from rollouts.models import SiteRollout
+
+        # The sites struck are among those not started yet, so their runs meet the faults.
+        pending = sorted(
+            SiteRollout.objects.filter(rollout=rollout, state="pending").values_list("site__code", flat=True)
+        )
+        offline = dice.sample(pending, max(2, lab.sites // 20))
+        chosen["garbage"] = dice.choice([code for code in pending if code not in offline])
+        chosen["back_soon"], chosen["gone"] = offline[: len(offline) // 2], offline[len(offline) // 2 :]
+        for kind, seconds in (("api_error", None), ("throttle", 1), ("timeout", 3), ("slow", 1)):
+            sim.add_fault(kind, rate=0.05, seconds=seconds)
+        sim.add_fault("sync_delay", rate=1.0, seconds=2)
+        sim.add_fault("garbage", site=chosen["garbage"], rate=1.0)
+        for code in chosen["back_soon"]:
+            sim.add_fault("offline", site=code, seconds=deadline / 2)
+        for code in chosen["gone"]:
+            sim.add_fault("offline", site=code, seconds=deadline * 4)
+        with contextlib.suppress(Timeout):
+            wait_until(lambda: (rollout.refresh_from_db(), rollout.state)[1] != "running", hold, "", every=1)
+        for fault in sim.faults():
+            if fault["site"] is None:  # the fleet-wide faults end; the garbage site stays garbage
+                sim.remove_fault(fault["id"])
+
+    shape = Shape(site_deadline_seconds=deadline, trigger=0.2)
+    run(lab, outcome, inject, shape=shape, recovery=deadline * 4 + 60)
+    facts = outcome.facts
+    garbage, back_soon, gone = chosen["garbage"], chosen["back_soon"], chosen["gone"]
+    outcome.check(
+        "garbage site not succeeded",
+        facts[garbage]["state"] != "succeeded",
+        f"{garbage}: {facts[garbage]['state']} {facts[garbage]['skip_reason']}: {facts[garbage]['error'][:80]}",
+    )
+    wrong = [c for c in gone if (facts[c]["state"], facts[c]["skip_reason"]) != ("skipped", "unreachable")]
+    outcome.check(
+        "offline past the deadline => skipped unreachable",
+        not wrong,
+        ", ".join(f"{c} {facts[c]['state']}" for c in wrong) or f"{len(gone)} sites: {facts[gone[0]]['error'][:90]}",
+    )
+    returned = [c for c in back_soon if facts[c]["state"] == "succeeded"]
+    outcome.check("offline for a while => deferred, then done", len(returned) == len(back_soon),
+                  f"{len(returned)} of {len(back_soon)} succeeded")  # fmt: skip
+    failed = [c for c, f in facts.items() if f["state"] == "failed"]
+    outcome.check("no site failed as broken", not failed, ", ".join(failed[:5]))
+    return outcome
+
+
 def writable(path: Path) -> bool:
     return os.access(path, os.W_OK)
 
@@ -146,6 +216,7 @@ LAB_OPTIONS: dict[str, dict[str, Any]] = {
     "redis": {"hosts": 1},
     "postgres": {"hosts": 1},
     "worker-kills": {"hosts": 2},
+    "edge": {"hosts": 1},
 }
 
 

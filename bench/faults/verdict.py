@@ -84,9 +84,11 @@ def runs_release(kubeconfig: Path, namespace: str, deployment: str, version: str
         return False, f"no Deployment {namespace}/{deployment} ({exc.status})"
     finally:
         api_client.close()
-    image = found.spec.template.spec.containers[0].image
-    available = any(c.type == "Available" and c.status == "True" for c in (found.status.conditions or []))
-    ok = image.endswith(f":{version}") and available and (found.status.available_replicas or 0) >= 1
+    image = str(found.spec.template.spec.containers[0].image)  # type: ignore[union-attr]
+    status = found.status
+    conditions = (status.conditions if status is not None else None) or []
+    available = any(c.type == "Available" and c.status == "True" for c in conditions)
+    ok = image.endswith(f":{version}") and available and (status.available_replicas or 0) >= 1  # type: ignore[union-attr]
     return ok, f"{image}, available={available}"
 
 
@@ -108,7 +110,11 @@ def check_rollout(
     version = rollout.release.version
     namespace, name = deployment
     facts: dict[str, Any] = {}
-    doubles, unexplained, false_success, late, open_sites = [], [], [], [], []
+    doubles: list[str] = []
+    unexplained: list[str] = []
+    false_success: list[str] = []
+    late: list[str] = []
+    open_sites: list[str] = []
     commits_total = 0
     for row in rows:
         code = row.site.code
