@@ -160,7 +160,7 @@ def check_rollout(
 
 def retries_of(rollout: Any) -> dict[str, Any]:
     """Retried and timed-out step attempts of the rollout's site runs, and the most attempts at one step."""
-    from django.db.models import Count, Max
+    from django.db.models import Count, Max, Sum
 
     from fleet.workflows.models import StepRun
     from rollouts.models import SiteRollout
@@ -171,5 +171,5 @@ def retries_of(rollout: Any) -> dict[str, Any]:
     return {
         "retries": by_state.get("retrying", 0) + by_state.get("timed_out", 0),
         "max_attempt": steps.aggregate(m=Max("attempt"))["m"] or 0,
-        "waits": by_state.get("waiting", 0),
+        "polls": steps.filter(state="waiting").aggregate(n=Sum("polls"))["n"] or 0,
     }

@@ -166,6 +166,7 @@ def site_commit(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     )
     previous = result.previous if result.changed else _previous_of_unchanged(repo, row, result.revision)
     ctx.pop("skip", None)
+    ctx.pop("repo_waits", None)
     if result.revision is None:
         return Fail("the repository is still empty after the write")
     move(row, SiteRolloutState.SYNCING, revision=result.revision, previous_revision=previous or "")
