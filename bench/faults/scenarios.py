@@ -292,6 +292,52 @@ def push_race(lab: Lab, scale: float = 1.0) -> Outcome:
     return outcome
 
 
+def pushes_by_host(lab: Lab) -> dict[str, dict[str, int]]:
+    """{site code: {host: pushes}} from each host's worker log (sites.repos logs every push it makes)."""
+    found: dict[str, dict[str, int]] = {}
+    for host in lab.worker_hosts:
+        for line in host.log_path.read_text(errors="replace").splitlines():
+            if ": pushed " in line and " on top of " in line:
+                code = line.split(": pushed ")[0].rsplit(" ", 1)[-1]
+                found.setdefault(code, {}).setdefault(host.name, 0)
+                found[code][host.name] += 1
+    return found
+
+
+@scenario
+def hosts(lab: Lab, scale: float = 1.0) -> Outcome:
+    """Two worker hosts (separate FLEET_DATA_DIR: clone caches and locks), one PostgreSQL and one Redis:
+    a rollout served by both, and mid-wave a second rollout, of another application, to the same sites:
+    one commit per site and rollout, and every site keeps both applications' files."""
+    from bench.faults.experiment import finished, start_rollout
+    from bench.faults.verdict import check_rollout, paths_at_head
+
+    outcome = Outcome("hosts", "2 worker hosts; a second application rolled out to the same sites at once")
+    second: list[Any] = []
+
+    def inject(lab: Lab, rollout: Any) -> None:
+        second.append(start_rollout("2.0.0", Shape(max_parallel=6), app_name="kiosk"))
+        wait_until(lambda: finished(second[0]), 600, "the second rollout finishing")
+
+    run(lab, outcome, inject, recovery=60)
+    other = Outcome("hosts", "the second rollout")
+    check_rollout(other, rollout=second[0], repo_path=lab.sim.repo_path, kubeconfig_path=lab.sim.kubeconfig_path,
+                  deployment=("kiosk", "kiosk"))  # fmt: skip
+    for c in other.checks:
+        outcome.check(f"kiosk: {c.name}", c.ok, c.detail)
+    outcome.figures["kiosk commits"] = other.figures["commits"]
+    outcome.figures["kiosk succeeded"] = other.figures["succeeded"]
+    both = {"apps/pos-bridge/deployment.yaml", "apps/kiosk/deployment.yaml"}
+    missing = [code for code in lab.sim.codes if not both <= paths_at_head(lab.sim.repo_path(code))]
+    outcome.check("every site keeps both applications", not missing, ", ".join(missing[:5]) or f"{len(lab.sim.codes)}")
+    by_host = pushes_by_host(lab)
+    served = {name: sum(hosts.get(name, 0) for hosts in by_host.values()) for name in ("a", "b")}
+    mixed = sum(1 for hosts in by_host.values() if len(hosts) == 2)
+    outcome.figures["pushes by host"] = f"a {served['a']}, b {served['b']}; {mixed} sites written from both"
+    outcome.check("both hosts served", all(served.values()), str(served))
+    return outcome
+
+
 def is_ancestor(repo: Path, sha: str) -> bool:
     found = subprocess.run(["git", "--git-dir", str(repo), "merge-base", "--is-ancestor", sha, "main"], check=False)
     return found.returncode == 0
@@ -305,6 +351,7 @@ LAB_OPTIONS: dict[str, dict[str, Any]] = {
     "edge": {"hosts": 1},
     "git-host": {"hosts": 1, "git_transport": "https"},
     "push-race": {"hosts": 1},
+    "hosts": {"hosts": 2},
 }
 
 

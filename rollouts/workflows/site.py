@@ -246,7 +246,7 @@ def site_converge(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
             return converge.waiting(ctx, SYNC_POLL_SECONDS, "the site has no GitOps status yet")
         if status.failed_at(sha):
             return Fail(converge.sync_failure(row, status, sha))
-        if not status.applied(sha):
+        if not status.applied(sha) and not converge.applied_later(row, ctx, status, sha):
             at = status.last_applied_revision
             return converge.waiting(ctx, SYNC_POLL_SECONDS, f"waiting for the edge to apply {sha[:12]} (at {at})")
     verdict = converge.judge(row, ctx)

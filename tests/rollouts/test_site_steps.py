@@ -15,12 +15,12 @@ from rollouts.choices import ROLLBACK_KIND, SITE_KIND, RolloutState, SiteRollout
 from rollouts.models import RolloutWave, SiteRollout
 from rollouts.workflows.common import REPO_WAIT_CAP
 from rollouts.workflows.rollback import rollback_revert
-from rollouts.workflows.site import site_commit, site_finished
+from rollouts.workflows.site import site_commit, site_converge, site_finished
 from simulator.testing import Simulator
 from sites.models import Site
 from sites.repos import Author, SiteRepo
 from tests.factories import SiteFactory
-from tests.rollouts.conftest import POS_BRIDGE_TEMPLATES, commit_count, git_show
+from tests.rollouts.conftest import POS_BRIDGE_TEMPLATES, commit_count, git_show, wait_for
 from tests.services import free_port
 
 pytestmark = pytest.mark.django_db
@@ -223,3 +223,32 @@ def test_a_git_host_that_does_not_answer_makes_the_commit_step_wait_backing_off_
     assert isinstance(site_commit(run, ctx), Done)
     assert "skip" not in ctx and "repo_waits" not in ctx
     assert commit_count(sim.repo_path(row.site.code)) == 2
+
+
+def test_a_commit_the_edge_applied_only_as_part_of_a_later_head_counts_as_applied(
+    site_run: tuple[Simulator, SiteRollout, WorkflowRun, str],
+) -> None:
+    # Given our commit pushed, and another writer's commit on top of it (another application's rollout)
+    # before the edge synced: Flux applies the head, and never names our commit
+    sim, row, run, _ = site_run
+    ctx: dict[str, Any] = {}
+    done = site_commit(run, ctx)
+    assert isinstance(done, Done) and done.data is not None
+    ctx.update(done.data)
+    later = SiteRepo.for_site(row.site).write(
+        {"apps/kiosk/configmap.yaml": "kiosk\n"}, owned_prefix="apps/kiosk", message="kiosk", author=Author.of("t")
+    )
+    assert later.revision is not None and later.previous == ctx["revision"]
+
+    # When the converge step polls until the edge has applied the later head
+    outcomes: list[Any] = []
+
+    def past_sync() -> bool:
+        outcomes.append(site_converge(run, ctx))
+        row.refresh_from_db()
+        return isinstance(outcomes[-1], Done) or row.state == SiteRolloutState.VERIFYING
+
+    wait_for(past_sync, 60, "the site past waiting for its commit")
+
+    # Then our commit counted as applied (before, the step waited for it forever), and the site is judged
+    assert "waiting for the edge to apply" not in ctx.get("last_status", "")
