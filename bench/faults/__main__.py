@@ -53,7 +53,10 @@ def main() -> int:
         outcome.check("experiment ran", False, f"{type(exc).__name__}: {exc}")
         args.keep = True
     finally:
-        lab.close()
+        try:
+            lab.close()
+        except Exception:  # noqa: BLE001 - a process slow to stop must not hide the verdict
+            traceback.print_exc()
     outcome.figures = {"fleet": args.sites, **outcome.figures}
     print(outcome.table())
     if args.keep or not outcome.passed:

@@ -210,6 +210,7 @@ class Lab:
     git_transport: str = "file"
     settings: dict[str, str] = field(default_factory=dict)
     host_settings: dict[str, dict[str, str]] = field(default_factory=dict)
+    small_disk: dict[str, str] = field(default_factory=dict)  # host name -> tmpfs size for its clone cache
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     worker_hosts: list[Host] = field(default_factory=list)
     beat: subprocess.Popen[bytes] | None = None
@@ -281,6 +282,8 @@ class Lab:
             data_dir = self.tmp / f"host-{name}"
             env = {**os.environ, "FLEET_DATA_DIR": str(data_dir), "FLEET_REPO_CACHE_DIR": str(data_dir / "repo-cache")}
             env.update(self.host_settings.get(name, {}))
+            if name in self.small_disk:
+                self._mount_tmpfs(data_dir / "repo-cache", self.small_disk[name])
             host = Host(name, data_dir, env, self.concurrency, self.niceness)
             host.start()
             self.stack.callback(host.stop)
@@ -295,10 +298,22 @@ class Lab:
         self.stack.callback(self._stop_beat)
         wait_until(lambda: all(h.ready() for h in self.worker_hosts), 120, "the workers starting")
 
+    def _mount_tmpfs(self, path: Path, size: str) -> None:
+        """A disk of its own for a clone cache, so that it can be filled (needs root: mount)."""
+        path.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+        self.stack.callback(subprocess.run, ["umount", "-l", str(path)], check=False)
+
     def _stop_beat(self) -> None:
         if self.beat is not None and self.beat.poll() is None:
             self.beat.terminate()
-            self.beat.wait(timeout=30)
+            try:
+                self.beat.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                for pid, _, _ in descendants(self.beat.pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                self.beat.wait(timeout=10)
 
     @property
     def beat_log(self) -> Path:

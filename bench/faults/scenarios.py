@@ -338,6 +338,70 @@ def hosts(lab: Lab, scale: float = 1.0) -> Outcome:
     return outcome
 
 
+def fill(path: Path) -> int:
+    """Write a file into `path` until its disk is full; the bytes written."""
+    written = 0
+    with (path / "filler").open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+                written += 65536
+        except OSError:
+            pass
+    return written
+
+
+@scenario
+def disk_full(lab: Lab, scale: float = 1.0) -> Outcome:
+    """Host b's clone cache (its own 16 MB tmpfs) filled to the last byte mid-wave for 60 s, while host a
+    is fine: sites are not failed for a worker's full disk."""
+    hold = 60 * scale
+    outcome = Outcome("disk-full", f"host b's clone-cache disk full for {hold:.0f} s mid-wave (host a fine)")
+    cache = next(h for h in lab.worker_hosts if h.name == "b").data_dir / "repo-cache"
+
+    def inject(lab: Lab, rollout: Any) -> None:
+        written = fill(cache)
+        outcome.figures["filled"] = f"{written // 1024} kB"
+        time.sleep(hold)
+        (cache / "filler").unlink()
+
+    run(lab, outcome, inject, recovery=90)
+    enospc = log_count([h.log_path for h in lab.worker_hosts], b"No space left on device")
+    outcome.figures["'No space left' logged"] = enospc
+    failed = [c for c, f in outcome.facts.items() if f["state"] != "succeeded"]
+    outcome.check("no site failed or skipped for the full disk", not failed,
+                  "; ".join(f"{c}: {outcome.facts[c]['error'][:100]}" for c in failed[:3]))  # fmt: skip
+    return outcome
+
+
+SKEW_DIR = Path(__file__).resolve().parent / "skew"
+
+
+@scenario
+def clock_skew(lab: Lab, scale: float = 1.0) -> Outcome:
+    """Two worker hosts whose clocks are 30 s behind and 30 s ahead (beat and the database on time), from
+    the start: bench/faults/skew/sitecustomize.py shifts `time.time` and `timezone.now` in their processes."""
+    outcome = Outcome("clock-skew", "host a's clock 30 s behind, host b's 30 s ahead (beat and PostgreSQL on time)")
+
+    def inject(lab: Lab, rollout: Any) -> None:
+        return None  # the skew is there from the start
+
+    run(lab, outcome, inject, recovery=90)
+    by_host = pushes_by_host(lab)
+    served = {name: sum(hosts.get(name, 0) for hosts in by_host.values()) for name in ("a", "b")}
+    outcome.figures["pushes by host"] = f"a {served['a']}, b {served['b']}"
+    outcome.check("both hosts served", all(served.values()), str(served))
+    discarded = log_count([h.log_path for h in lab.worker_hosts], b"Discarding revoked task")
+    outcome.figures["expired messages discarded"] = discarded
+    return outcome
+
+
+def skewed(seconds: int) -> dict[str, str]:
+    path = os.pathsep.join(filter(None, [str(SKEW_DIR), os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": path, "FLEET_EXPERIMENT_CLOCK_SKEW": str(seconds)}
+
+
 def is_ancestor(repo: Path, sha: str) -> bool:
     found = subprocess.run(["git", "--git-dir", str(repo), "merge-base", "--is-ancestor", sha, "main"], check=False)
     return found.returncode == 0
@@ -352,6 +416,8 @@ LAB_OPTIONS: dict[str, dict[str, Any]] = {
     "git-host": {"hosts": 1, "git_transport": "https"},
     "push-race": {"hosts": 1},
     "hosts": {"hosts": 2},
+    "disk-full": {"hosts": 2, "small_disk": {"b": "16m"}},
+    "clock-skew": {"hosts": 2, "host_settings": {"a": skewed(-30), "b": skewed(30)}},
 }
 
 
