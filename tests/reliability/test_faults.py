@@ -41,7 +41,8 @@ def run_experiment(scenario: str, scale: float) -> None:
                "--database", experiment_database()]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=840, check=False)
     print(done.stdout[-6000:])
-    assert done.returncode == 0, f"{scenario}: the experiment's verdict is FAIL\n{done.stdout[-6000:]}\n{done.stderr[-3000:]}"
+    tail = f"{done.stdout[-6000:]}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, f"{scenario}: the experiment's verdict is FAIL\n{tail}"
     assert f"VERDICT {scenario}: PASS" in done.stdout
 
 
