@@ -123,7 +123,8 @@ def worker_kills(lab: Lab, scale: float = 1.0) -> Outcome:
     done_kills: list[str] = []
 
     def inject(lab: Lab, rollout: Any) -> None:
-        for _ in range(kills):
+        deadline = time.monotonic() + 600
+        while len(done_kills) < kills and time.monotonic() < deadline:
             if (rollout.refresh_from_db(), rollout.state)[1] != "running":
                 break
             victims = [v for host in lab.worker_hosts for v in host.worker_processes()]
