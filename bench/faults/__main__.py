@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench.faults SCENARIO [--sites 300] [--scale 1.0] [--database URL] [--keep]
 
-Scenarios: see bench/faults/scenarios.py (and docs/RELIABILITY.md for the table of results). The database
+Scenarios: bench/faults/scenarios.py (processes: Redis, PostgreSQL, workers, hosts, disks, clocks) and
+bench/faults/outside.py (the edge, the git host); docs/RELIABILITY.md has the table of results. The database
 (default: FLEET_DATABASE_URL's name + `_exp`, e.g. wt_faults_exp) is dropped and created for the run.
 """
 
@@ -15,6 +16,7 @@ import traceback
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import bench.faults.outside  # noqa: F401 - registers the edge and git host experiments
 from bench.faults.lab import Lab
 from bench.faults.scenarios import SCENARIOS, lab_options
 from bench.faults.verdict import Outcome
