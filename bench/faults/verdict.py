@@ -120,7 +120,13 @@ def check_rollout(
         code = row.site.code
         commits = rollout_commits(repo_path(code), rollout.pk)
         commits_total += len(commits)
-        facts[code] = {"state": row.state, "skip_reason": row.skip_reason, "commits": len(commits), "error": row.error}
+        facts[code] = {
+            "state": row.state,
+            "skip_reason": row.skip_reason,
+            "commits": len(commits),
+            "error": row.error,
+            "started_at": row.started_at,
+        }
         if len(commits) > 1:
             doubles.append(code)
         if row.state == SiteRolloutState.SUCCEEDED:
