@@ -6,6 +6,8 @@ A fault is `{"site": code or None (all sites), "kind", "rate", "node", "seconds"
 - `throttle`: 429 with `Retry-After: seconds` (default 1).
 - `slow`: `seconds` (default 0.5) of added latency before answering.
 - `timeout`: the request is held `seconds` (default 60, at most 300) and the connection closed unanswered.
+- `garbage`: the site's API answers 200 with a body that is no Kubernetes object: an HTML error page, a
+  truncated JSON document, `{}` or random bytes (a captive portal, a broken proxy, a confused agent).
 - `offline`: connections are dropped without an answer, the GitOps agent stops and devices stop
   heartbeating; `seconds`, when given, is how long the site stays offline.
 - `sync_failure`: the GitOps agent reports Ready False and applies nothing.
@@ -35,6 +37,7 @@ KINDS = (
     "throttle",
     "slow",
     "timeout",
+    "garbage",
     "offline",
     "sync_failure",
     "sync_delay",
@@ -47,7 +50,7 @@ KINDS = (
 )
 # Kinds whose `node` names the one node they strike (optional for the upgrade faults).
 UPGRADE_KINDS = ("upgrade_fail", "upgrade_hang")
-API_KINDS = ("offline", "timeout", "throttle", "api_error", "slow")
+API_KINDS = ("offline", "timeout", "throttle", "api_error", "garbage", "slow")
 MAX_TIMEOUT_SECONDS = 300.0
 
 

@@ -23,3 +23,17 @@ def drop_connection(request: web.Request) -> web.Response:
     if request.transport is not None:
         request.transport.abort()
     return web.Response(status=499)  # never sent: the transport is gone
+
+
+# What a site's API answers under the `garbage` fault: 200, and no Kubernetes object.
+GARBAGE: tuple[tuple[str, bytes], ...] = (
+    ("text/html", b"<html><body><h1>Welcome!</h1>Please log in to continue.</body></html>"),
+    ("application/json", b'{"kind": "DeploymentList", "apiVersion": "apps/v1", "items": [{"metadata": {"na'),
+    ("application/json", b"{}"),
+    ("application/octet-stream", bytes(range(256))),
+)
+
+
+def garbage_response(which: int) -> web.Response:
+    content_type, body = GARBAGE[which]
+    return web.Response(status=200, body=body, content_type=content_type)

@@ -18,7 +18,7 @@ from simulator.control import add_control_routes
 from simulator.errors import ApiError
 from simulator.fleet import FLEET_KEY, Fleet
 from simulator.resource_endpoints import resource
-from simulator.responses import drop_connection, error_response, json_response
+from simulator.responses import GARBAGE, drop_connection, error_response, garbage_response, json_response
 from simulator.site import Site
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,8 @@ async def _api_faults(request: web.Request, site: Site) -> web.StreamResponse | 
     if faults.roll(site.code, "api_error"):
         code = faults.random.choice((500, 503))
         return error_response(ApiError(code, "simulated server error (fault injection)"))
+    if faults.roll(site.code, "garbage"):
+        return garbage_response(faults.random.randrange(len(GARBAGE)))
     if fault := faults.roll(site.code, "slow"):
         await asyncio.sleep(fault.seconds if fault.seconds is not None else 0.5)
     return None

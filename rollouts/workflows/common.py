@@ -1,12 +1,13 @@
 """What the rollout workflows share: who they act as, their tuning knobs (FLEET_ROLLOUT_*), the site's
 errors as outcomes (`site_step`), and the helpers the site and roll-back steps use on a SiteRollout."""
 
+import random
 from typing import Any
 
 from django.conf import settings
 
 from fleet.audit.choices import Source, SystemActor
-from fleet.workflows import Fail, Outcome, Retry, Wait, WorkflowRun, active_run, errors_as_outcomes, wake
+from fleet.workflows import Fail, Wait, WorkflowRun, active_run, errors_as_outcomes, wake
 from rollouts import services
 from rollouts.choices import SkipReason
 from rollouts.models import Rollout, SiteRollout
@@ -36,17 +37,24 @@ DRIVE_STEP_TIMEOUT = _setting("FLEET_ROLLOUT_DRIVE_TIMEOUT", 30.0)
 # the step began (fleet.workflows' LeaseTiming), and the next sweep: keep it close to what the
 # adapters' own timeouts allow (a write is a fetch, a commit and a push).
 SITE_STEP_TIMEOUT = _setting("FLEET_ROLLOUT_STEP_TIMEOUT", 60.0)
+# The longest wait between two tries at a push the git host did not take.
+REPO_WAIT_CAP = 60.0
 
 
 # --- the site's errors as outcomes ------------------------------------------------------------------
 
 
-def _repo_unreachable(run: WorkflowRun, ctx: dict[str, Any], exc: RepoUnavailable) -> Outcome:
-    """The site's repository did not take the push: try again. Out of attempts, the run ends with the
-    site skipped as unreachable, not failed (`skip`, cleared by the next write that succeeds)."""
+def _repo_unreachable(run: WorkflowRun, ctx: dict[str, Any], exc: RepoUnavailable) -> Wait:
+    """The site's repository did not take the push (the git host is down or busy): look again later,
+    backing off (full jitter, doubling up to REPO_WAIT_CAP seconds). An outage of the git host is no fault
+    of the site, so it does not use up the step's attempts: the site waits, holding its slot, until the
+    host answers or the site deadline passes (then the driver skips it as unreachable, quoting this)."""
     ctx["skip"] = SkipReason.UNREACHABLE
     ctx["last_status"] = f"cannot push to the site's repository: {exc}"
-    return Retry(str(exc))
+    waits = int(ctx.get("repo_waits", 0)) + 1
+    ctx["repo_waits"] = waits
+    delay = random.uniform(1.0, max(1.0, min(REPO_WAIT_CAP, 2.0 * 2 ** min(waits - 1, 10))))  # noqa: S311
+    return Wait(delay, ctx["last_status"])
 
 
 def _cluster_unreachable(run: WorkflowRun, ctx: dict[str, Any], exc: ClusterUnavailable) -> Wait:

@@ -22,9 +22,10 @@ from rollouts import services
 from rollouts.choices import SiteRolloutState
 from rollouts.health import HealthPolicy, Verdict, assess, clock
 from rollouts.models import SiteRollout
-from sites.clusters import ClusterNotConfigured, SiteCluster, SyncStatus
+from sites.clusters import ClusterNotConfigured, SiteCluster, SyncStatus, revision_sha
 from sites.messages import cluster_problem
 from sites.models import Cluster
+from sites.repos import SiteRepo
 
 # How often a site run polls the edge's sync status and workload health (FLEET_ROLLOUT_SYNC_POLL_SECONDS).
 SYNC_POLL_SECONDS = float(getattr(settings, "FLEET_ROLLOUT_SYNC_POLL_SECONDS", 1.0))
@@ -104,6 +105,21 @@ def waiting(ctx: dict[str, Any], seconds: float, message: str) -> Wait:
     """Look again in `seconds`; `message` is also what the driver quotes if the site deadline passes."""
     ctx["last_status"] = message
     return Wait(seconds, message)
+
+
+def applied_later(row: SiteRollout, ctx: dict[str, Any], status: SyncStatus, sha: str) -> bool:
+    """The edge applied a later commit that includes ours: another writer (a rollout of another
+    application, a person) pushed on top of ours before the agent synced, and Flux applies the head, never
+    each commit on the way, so it will never name ours. Asked of git once per applied revision."""
+    applied = revision_sha(status.last_applied_revision)
+    if status.ready is not True or not applied or applied == sha:
+        return False
+    if applied in (ctx.get("previous"), ctx.get("not_after_ours")):  # the usual case: not synced ours yet
+        return False
+    if SiteRepo.for_site(row.site).contains(sha, applied):
+        return True
+    ctx["not_after_ours"] = applied  # an older head (the agent has not fetched ours yet): not again
+    return False
 
 
 def sync_failure(row: SiteRollout, status: SyncStatus, sha: str) -> str:

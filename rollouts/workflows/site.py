@@ -171,6 +171,7 @@ def site_commit(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     )
     previous = result.previous if result.changed else _previous_of_unchanged(repo, row, result.revision)
     ctx.pop("skip", None)
+    ctx.pop("repo_waits", None)
     if result.revision is None:
         return Fail("the repository is still empty after the write")
     move(row, SiteRolloutState.SYNCING, revision=result.revision, previous_revision=previous or "")
@@ -253,7 +254,7 @@ def site_converge(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
             return converge.waiting(ctx, SYNC_POLL_SECONDS, "the site has no GitOps status yet")
         if status.failed_at(sha):
             return Fail(converge.sync_failure(row, status, sha))
-        if not status.applied(sha):
+        if not status.applied(sha) and not converge.applied_later(row, ctx, status, sha):
             at = status.last_applied_revision
             return converge.waiting(ctx, SYNC_POLL_SECONDS, f"waiting for the edge to apply {sha[:12]} (at {at})")
     verdict = upgrade_checks.judge(row, ctx) if ctx.get("upgrade") else converge.judge(row, ctx)

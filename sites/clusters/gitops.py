@@ -9,6 +9,18 @@ from typing import Any
 from kubernetes import client as k8s
 
 from sites.clusters.client import ClusterClient
+from sites.clusters.errors import ClusterUnavailable
+
+
+def _custom_object(obj: Any, kind: str) -> dict[str, Any]:
+    """A custom object as the client returns it (a dict, not validated: the client has no model for it),
+    or ClusterUnavailable when the answer is none: an HTML page the client passes on as a string, `{}`,
+    another kind. Such an answer is no status, so the site is neither reached nor judged on it."""
+    if not isinstance(obj, dict) or obj.get("kind") != kind:
+        shown = repr(obj)[:60]
+        raise ClusterUnavailable(f"the site answered with something malformed: not a {kind}: {shown}")
+    return obj
+
 
 FLUX_GROUP = "kustomize.toolkit.fluxcd.io"
 FLUX_SOURCE_GROUP = "source.toolkit.fluxcd.io"
@@ -102,7 +114,7 @@ class GitOpsOperations(ClusterClient):
         obj = self._find(
             api.get_namespaced_custom_object, FLUX_GROUP, FLUX_VERSION, "flux-system", "kustomizations", "site"
         )
-        return None if obj is None else SyncStatus.of(obj)
+        return None if obj is None else SyncStatus.of(_custom_object(obj, "Kustomization"))
 
     # --- the edge's GitOps source (onboarding points it at the site's project) ----------------------
 
@@ -112,7 +124,7 @@ class GitOpsOperations(ClusterClient):
         obj = self._find(
             api.get_namespaced_custom_object, FLUX_SOURCE_GROUP, FLUX_VERSION, namespace, "gitrepositories", name
         )
-        return None if obj is None else GitSource.of(obj)
+        return None if obj is None else GitSource.of(_custom_object(obj, "GitRepository"))
 
     def point_git_source(
         self, *, url: str, secret_name: str, branch: str = "main", namespace: str = "flux-system", name: str = "site"

@@ -265,6 +265,23 @@ class SiteRepo:
 
         return self._clone.session(find)
 
+    def contains(self, revision: str, later: str) -> bool:
+        """Whether the commit `later` is `revision` or comes after it (`revision` is in its history):
+        a GitOps agent that applied `later` applied `revision` too. Fetches when the clone does not know
+        `later` yet; False when either is no commit of this repository."""
+        for sha in (revision, later):
+            if not re.fullmatch(r"[0-9a-f]{7,64}", sha):
+                raise RepoError(f"{self.code}: invalid revision {sha!r}")
+
+        def check(clone: Clone) -> bool:
+            if clone.resolve(later) is None:
+                clone.fetch()
+            if clone.resolve(later) is None or clone.resolve(revision) is None:
+                return False
+            return clone.run("merge-base", "--is-ancestor", revision, later, check=False).status == 0
+
+        return self._clone.session(check)
+
     def read(self, path: str, revision: str | None = None) -> bytes | None:
         """The content of `path` at `revision` (default: the remote's current head), or None if there is no
         such file there (or the repository is empty). RepoError if `revision` is unknown."""

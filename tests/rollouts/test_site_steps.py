@@ -2,6 +2,7 @@
 between a push and its recording leaves behind, and how the steps find their way from git alone."""
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.db import transaction
@@ -12,13 +13,15 @@ from fleet.workflows.services import workflow_start
 from rollouts import services
 from rollouts.choices import ROLLBACK_KIND, SITE_KIND, RolloutState, SiteRolloutState, SkipReason
 from rollouts.models import RolloutWave, SiteRollout
+from rollouts.workflows.common import REPO_WAIT_CAP
 from rollouts.workflows.rollback import rollback_revert
-from rollouts.workflows.site import site_commit, site_finished
+from rollouts.workflows.site import site_commit, site_converge, site_finished
 from simulator.testing import Simulator
 from sites.models import Site
 from sites.repos import Author, SiteRepo
 from tests.factories import SiteFactory
-from tests.rollouts.conftest import POS_BRIDGE_TEMPLATES, commit_count, git_show
+from tests.rollouts.conftest import POS_BRIDGE_TEMPLATES, commit_count, git_show, wait_sweeping
+from tests.support import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -192,3 +195,60 @@ def test_a_failed_run_fails_its_site_unless_the_site_could_not_be_reached(
     row.refresh_from_db()
     assert (row.state, row.skip_reason) == expected
     assert row.error == "it ended"
+
+
+def test_a_git_host_that_does_not_answer_makes_the_commit_step_wait_backing_off_not_use_up_attempts(
+    site_run: tuple[Simulator, SiteRollout, WorkflowRun, str], settings: Any
+) -> None:
+    # Given a site whose git host does not answer (nothing listens on its port): an outage of minutes
+    # used to exhaust the step's attempts and skip the site as unreachable, though the site was fine
+    sim, row, run, _ = site_run
+    server = f"127.0.0.1:{free_port()}"
+    settings.FLEET_GIT_HOSTS = [*settings.FLEET_GIT_HOSTS, server]
+    original = row.site.repo_url
+    Site.objects.filter(pk=row.site_id).update(repo_url=f"https://{server}/fleet/{row.site.code}.git")
+    ctx: dict[str, Any] = {}
+
+    # When the commit step runs, again and again
+    waits = [site_commit(run, ctx) for _ in range(8)]
+
+    # Then each time it waits (a Wait costs no attempt), saying why, longer and longer up to the cap
+    assert all(isinstance(outcome, Wait) for outcome in waits)
+    assert all(1.0 <= outcome.seconds <= REPO_WAIT_CAP for outcome in waits if isinstance(outcome, Wait))
+    assert "cannot push to the site's repository" in ctx["last_status"] and ctx["repo_waits"] == 8
+    assert commit_count(sim.repo_path(row.site.code)) == 1
+
+    # And once the host answers again, the same run commits, forgetting the outage
+    Site.objects.filter(pk=row.site_id).update(repo_url=original)
+    assert isinstance(site_commit(run, ctx), Done)
+    assert "skip" not in ctx and "repo_waits" not in ctx
+    assert commit_count(sim.repo_path(row.site.code)) == 2
+
+
+def test_a_commit_the_edge_applied_only_as_part_of_a_later_head_counts_as_applied(
+    site_run: tuple[Simulator, SiteRollout, WorkflowRun, str],
+) -> None:
+    # Given our commit pushed, and another writer's commit on top of it (another application's rollout)
+    # before the edge synced: Flux applies the head, and never names our commit
+    sim, row, run, _ = site_run
+    ctx: dict[str, Any] = {}
+    done = site_commit(run, ctx)
+    assert isinstance(done, Done) and done.data is not None
+    ctx.update(done.data)
+    later = SiteRepo.for_site(row.site).write(
+        {"apps/kiosk/configmap.yaml": "kiosk\n"}, owned_prefix="apps/kiosk", message="kiosk", author=Author.of("t")
+    )
+    assert later.revision is not None and later.previous == ctx["revision"]
+
+    # When the converge step polls until the edge has applied the later head
+    outcomes: list[Any] = []
+
+    def past_sync() -> bool:
+        outcomes.append(site_converge(run, ctx))
+        row.refresh_from_db()
+        return isinstance(outcomes[-1], Done) or row.state == SiteRolloutState.VERIFYING
+
+    wait_sweeping(past_sync, 60, "the site past waiting for its commit")
+
+    # Then our commit counted as applied (before, the step waited for it forever), and the site is judged
+    assert "waiting for the edge to apply" not in ctx.get("last_status", "")

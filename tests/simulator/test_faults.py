@@ -280,3 +280,12 @@ def test_image_pull_failure(sim: Simulator, site_code: str, api: Any) -> None:
         lambda: apps.read_namespaced_deployment("unpullable", "default").status.available_replicas == 1,
         what="available once the image can be pulled",
     )
+
+
+def test_garbage_answers_200_with_no_kubernetes_object(sim: Simulator, site_code: str, raw: Raw) -> None:
+    sim.add_fault("garbage", site=site_code, rate=1.0)
+    answers = [raw("GET", NODES) for _ in range(30)]
+    assert {answer.status for answer in answers} == {200}
+    assert not any(isinstance(answer.body, dict) and answer.body.get("kind") == "NodeList" for answer in answers)
+    sim.clear_faults()
+    assert raw("GET", NODES).body["kind"] == "NodeList"

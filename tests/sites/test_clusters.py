@@ -123,6 +123,15 @@ def test_site_failures_map_to_the_adapter_errors(sim: Simulator, site: Site, db:
     assert broken.value.status in (500, 503)
     sim.remove_fault(fault)
 
+    # A 200 that is no Kubernetes object (HTML, truncated JSON, `{}`, bytes): never a status.
+    fault = sim.add_fault("garbage", site=site.code)
+    for _ in range(12):
+        with pytest.raises(ClusterUnavailable, match="malformed"):
+            cluster.sync_status()
+        with pytest.raises(ClusterUnavailable, match="malformed"):
+            cluster.deployments("pos")
+    sim.remove_fault(fault)
+
     with pytest.raises(ClusterNotFound):
         cluster._call(cluster._core.read_namespace, "no-such-namespace")
     with pytest.raises(ClusterRefused) as refused:
