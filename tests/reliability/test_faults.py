@@ -22,8 +22,19 @@ pytestmark = pytest.mark.integration
 
 SITES = 30
 # (scenario, fault-duration scale): the suite shortens the outages (60 s of Redis -> 15 s ...).
-QUICK = [("redis", 0.25), ("postgres", 1.0), ("push-race", 1.0), ("hosts", 1.0)]
-LONG = [("edge", 0.5), ("git-host", 0.25), ("worker-kills", 0.5), ("disk-full", 0.25), ("clock-skew", 1.0)]
+# The suite keeps the two that were production outages (the broker, the database) within its 15 minutes;
+# push-race and hosts have unit tests of their fixes beside them (tests/sites/test_repos_writers.py,
+# tests/rollouts/test_site_steps.py) and run with the rest under -m long.
+QUICK = [("redis", 0.25), ("postgres", 1.0)]
+LONG = [
+    ("push-race", 1.0),
+    ("hosts", 1.0),
+    ("edge", 0.5),
+    ("git-host", 0.25),
+    ("worker-kills", 0.5),
+    ("disk-full", 0.25),
+    ("clock-skew", 1.0),
+]
 
 
 def experiment_database() -> str:

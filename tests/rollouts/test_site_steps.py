@@ -235,8 +235,9 @@ def test_a_commit_the_edge_applied_only_as_part_of_a_later_head_counts_as_applie
     done = site_commit(run, ctx)
     assert isinstance(done, Done) and done.data is not None
     ctx.update(done.data)
+    kiosk = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kiosk\n  namespace: pos\ndata:\n  v: '1'\n"
     later = SiteRepo.for_site(row.site).write(
-        {"apps/kiosk/configmap.yaml": "kiosk\n"}, owned_prefix="apps/kiosk", message="kiosk", author=Author.of("t")
+        {"apps/kiosk/configmap.yaml": kiosk}, owned_prefix="apps/kiosk", message="kiosk", author=Author.of("t")
     )
     assert later.revision is not None and later.previous == ctx["revision"]
 

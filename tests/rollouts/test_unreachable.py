@@ -12,7 +12,7 @@ from rollouts.models import Rollout, SiteRollout
 from rollouts.workflows.site import site_commit, site_converge
 from tests.rollouts.test_site_steps import site_run  # noqa: F401 (the fixture)
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
 
 def test_an_unreachable_site_waits_as_unreachable_then_goes_back_to_syncing(site_run: Any) -> None:  # noqa: F811
