@@ -15,6 +15,7 @@ from django.utils import timezone
 from fleet.workflows import RunState, StepRun, WorkflowRun
 from rollouts.choices import ROLLOUT_ACTIVE_STATES, RolloutState, SiteRolloutState
 from rollouts.models import Rollout, RolloutWave, SiteRollout
+from sites import k3s_versions
 from sites.choices import (
     NODE_HEALTH_COUNTED_STATES,
     REPLACE_KIND,
@@ -24,6 +25,7 @@ from sites.choices import (
     SiteHealth,
     SiteState,
 )
+from sites.k3s_versions import VersionCount
 from sites.models import Alert, Node, Site
 
 LIST_LENGTH = 10
@@ -82,6 +84,10 @@ class Dashboard:
     failing_sites: list[Site]
     failed_runs: list[WorkflowRun]
     failed_site_rollouts: list[SiteRollout]
+    k3s_target: str = ""
+    k3s_versions: list[VersionCount] = field(default_factory=list)  # the fleet's K3s versions, newest first
+    k3s_behind: int = 0  # sites on a version older than the target (or never probed)
+    k3s_flagged: int = 0  # sites more than the allowed skew behind
     at: dt.datetime = field(default_factory=timezone.now)
 
 
@@ -102,7 +108,13 @@ def dashboard(now: dt.datetime | None = None) -> Dashboard:
         HealthCount(value, str(label), node_health.get(value, 0), f"{node_url}?health__exact={value}")
         for value, label in NodeHealth.choices
     ]
+    versions = k3s_versions.version_distribution()  # one GROUP BY over the clusters
+    target = k3s_versions.target_version()
     return Dashboard(
+        k3s_target=str(target) if target else "",
+        k3s_versions=versions,
+        k3s_behind=sum(c.sites for c in versions if _older(c.version, target)),
+        k3s_flagged=sum(c.sites for c in versions if c.flagged),
         sites_by_health=sites_by_health,
         sites_total=sum(by_health.values()),
         nodes_down=node_health.get(NodeHealth.NOT_READY, 0) + node_health.get(NodeHealth.NOT_SEEN, 0),
@@ -205,3 +217,9 @@ def subject_url(run: WorkflowRun) -> str:
     if run.subject_type in pages and run.subject_id:
         return reverse(pages[run.subject_type], args=[run.subject_id])
     return reverse("admin:workflows_workflowrun_change", args=[run.pk])
+
+
+def _older(version: str, target: k3s_versions.K3sVersion | None) -> bool:
+    """Behind the fleet's target: an older version, or none known yet (as sites.k3s_versions.sites_behind)."""
+    parsed = k3s_versions.K3sVersion.parse(version)
+    return target is not None and (parsed is None or parsed < target)

@@ -49,6 +49,22 @@ def test_dashboard_is_the_home_page_with_counts_that_link_to_filtered_lists(staf
     assert 'data-live-url="/admin/console/live/"' in page
 
 
+def test_dashboard_shows_the_fleets_k3s_versions_and_the_sites_behind(staff: Client, settings: Any) -> None:
+    settings.FLEET_K3S_TARGET_VERSION = "v1.31.4+k3s1"
+    settings.FLEET_K3S_ALLOWED_MINOR_SKEW = 1
+    for version, n in (("v1.31.4+k3s1", 3), ("v1.30.8+k3s1", 2), ("v1.29.9+k3s1", 1)):
+        for _ in range(n):
+            Cluster.objects.filter(site=SiteFactory()).update(k3s_version=version)
+
+    page = staff.get("/admin/").content.decode()
+
+    assert 'href="/admin/sites/site/?k3s=behind">3<' in page  # two one minor behind, one two minors behind
+    assert 'href="/admin/sites/site/?k3s=flagged">1<' in page  # only v1.29 is past the allowed skew
+    assert 'href="/admin/sites/site/?k3s=v1.30.8%2Bk3s1">2<' in page
+    listed = staff.get("/admin/sites/site/", {"k3s": "v1.30.8+k3s1"}).content.decode()
+    assert listed.count('class="field-code"') == 2
+
+
 def test_dashboard_fragment_follows_the_fleet(staff: Client) -> None:
     make_fleet(10, 10)
     before = staff.get("/admin/console/live/").content.decode()
