@@ -32,17 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.measure import cpu_seconds, free_port, start_redis, wait_for  # noqa: E402
-
-
-def postgres_url(name: str) -> str:
-    """A fresh database `name` on the local PostgreSQL (dropped first), as FLEET_DATABASE_URL."""
-    import psycopg
-
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return f"postgres://postgres@127.0.0.1:5432/{name}"
+from bench.measure import control_plane_env, cpu_seconds, free_port, fresh_postgres, start_redis, wait_for  # noqa: E402
 
 
 def unique_machines(fleet: dict[str, Any]) -> dict[str, Any]:
@@ -108,19 +98,14 @@ def main() -> None:
     simulated = contextlib.ExitStack()
     sim = simulated.enter_context(running_simulator(sites=args.sites, state_dir=tmp / "sim", startup_timeout=600))
     redis_proc, redis_url = start_redis(tmp)
-    database_url = postgres_url("bench_idle") if args.database == "postgres" else f"sqlite:///{tmp / 'idle.sqlite3'}"
-    os.environ.update(
-        {
-            "FLEET_ENV": "development",
-            "FLEET_DEBUG": "false",
-            "FLEET_DATA_DIR": str(tmp),
-            "FLEET_DATABASE_URL": database_url,
-            "FLEET_REDIS_URL": redis_url,
-            "FLEET_BROKER_URL": redis_url,
-            "FLEET_GIT_LOCAL_ROOTS": str(sim.state_dir),
-            "FLEET_FLOWER_PORT": str(free_port()),
-            "DJANGO_SETTINGS_MODULE": "fleet.settings",
-        }
+    database_url = fresh_postgres("bench_idle") if args.database == "postgres" else f"sqlite:///{tmp / 'idle.sqlite3'}"
+    control_plane_env(
+        tmp,
+        database_url,
+        FLEET_REDIS_URL=redis_url,
+        FLEET_BROKER_URL=redis_url,
+        FLEET_GIT_LOCAL_ROOTS=str(sim.state_dir),
+        FLEET_FLOWER_PORT=str(free_port()),
     )
     import django
 

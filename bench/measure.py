@@ -6,6 +6,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from simulator import harness
 from simulator.harness import free_port as free_port  # re-exported for the benches
@@ -32,6 +33,37 @@ def start_redis(directory: Path, *, nice: list[str] | None = None) -> "tuple[sub
     server.start()
     assert server.proc is not None
     return server.proc, server.url
+
+
+LOCAL_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
+
+
+def fresh_postgres(name: str, server: str = LOCAL_POSTGRES, *, create: bool = True) -> str:
+    """Database `name` dropped (and, with `create`, created anew) on `server`'s PostgreSQL; its URL."""
+    import psycopg
+
+    parts = urlsplit(server)
+    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if create:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def control_plane_env(data_dir: Path | str, database_url: str, **settings: str) -> None:
+    """Settings for the control plane a benchmark runs (here and in the processes it starts), before
+    `django.setup()`: development mode without debug, its own data directory and database, then `settings`
+    (FLEET_* names, e.g. FLEET_REDIS_URL)."""
+    os.environ.update(
+        {
+            "FLEET_ENV": "development",
+            "FLEET_DEBUG": "false",
+            "FLEET_DATA_DIR": str(data_dir),
+            "FLEET_DATABASE_URL": database_url,
+            "DJANGO_SETTINGS_MODULE": "fleet.settings",
+            **settings,
+        }
+    )
 
 
 def descendants(pid: int) -> list[tuple[int, str, int]]:

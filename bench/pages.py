@@ -50,21 +50,15 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="edgefleet-bench-pages-"))
     sys.path.insert(0, str(ROOT))  # `tests` is the package, not a file of bench/
+    from bench.measure import control_plane_env
+
     if args.database == "postgres":
         url = os.environ.get("FLEET_DATABASE_URL", "")
         if not url.startswith("postgres"):
             sys.exit("--database postgres needs FLEET_DATABASE_URL naming a throw-away PostgreSQL database")
     else:
         url = f"sqlite:///{tmp / 'bench.sqlite3'}"
-    os.environ.update(
-        {
-            "FLEET_ENV": "development",
-            "FLEET_DEBUG": "false",
-            "FLEET_DATA_DIR": str(tmp),
-            "FLEET_DATABASE_URL": url,
-            "DJANGO_SETTINGS_MODULE": "fleet.settings",
-        }
-    )
+    control_plane_env(tmp, url)
     import django
 
     django.setup()

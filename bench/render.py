@@ -34,16 +34,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="edgefleet-bench-render-")
-    os.environ.update(
-        {
-            "FLEET_ENV": "development",
-            "FLEET_DEBUG": "false",
-            "FLEET_DATA_DIR": tmp,
-            "FLEET_DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3",
-            "DJANGO_SETTINGS_MODULE": "fleet.settings",
-        }
-    )
     sys.path.insert(0, str(ROOT))
+    from bench.measure import control_plane_env
+
+    control_plane_env(tmp, f"sqlite:///{tmp}/bench.sqlite3")
     import django
 
     django.setup()

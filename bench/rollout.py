@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the worktree's packages, and `simulator` the package, not bench/simulator.py
 
 from bench.measure import (  # noqa: E402
+    control_plane_env,
     cpu_delta,
     cpu_line,
     cpu_seconds,
@@ -111,18 +112,13 @@ def main() -> None:
     nice = ["nice", "-n", str(args.niceness)] if args.niceness else []
     redis_proc, redis_url = start_redis(tmp, nice=nice)
     database_url = os.environ.get("FLEET_DATABASE_URL") or f"sqlite:///{tmp / 'bench.sqlite3'}"
-    os.environ.update(
-        {
-            "FLEET_ENV": "development",
-            "FLEET_DEBUG": "false",
-            "FLEET_DATA_DIR": str(tmp),
-            "FLEET_DATABASE_URL": database_url,
-            "FLEET_REDIS_URL": redis_url,
-            "FLEET_BROKER_URL": redis_url,
-            "FLEET_WORKFLOW_SWEEP_SECONDS": "1",
-            "FLEET_ROLLOUT_SYNC_POLL_SECONDS": str(args.sync_interval),
-            "DJANGO_SETTINGS_MODULE": "fleet.settings",
-        }
+    control_plane_env(
+        tmp,
+        database_url,
+        FLEET_REDIS_URL=redis_url,
+        FLEET_BROKER_URL=redis_url,
+        FLEET_WORKFLOW_SWEEP_SECONDS="1",
+        FLEET_ROLLOUT_SYNC_POLL_SECONDS=str(args.sync_interval),
     )
     import django
     import redis

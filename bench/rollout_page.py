@@ -22,22 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _postgres(url: str, name: str, *, create: bool) -> str:
-    """Create (or drop) database `name` on the server of `url`; return the URL naming it."""
-    import psycopg
-
-    parts = urlsplit(url)
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        if create:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 def main() -> None:
@@ -50,23 +36,17 @@ def main() -> None:
     )
     args = parser.parse_args()
 
+    sys.path.insert(0, str(ROOT))
+    from bench.measure import control_plane_env, fresh_postgres
+
     tmp = Path(tempfile.mkdtemp(prefix="edgefleet-bench-page-"))
     pg_name = f"edgefleet_bench_page_{os.getpid()}"
     url = (
-        _postgres(args.postgres_url, pg_name, create=True)
+        fresh_postgres(pg_name, args.postgres_url)
         if args.database == "postgres"
         else f"sqlite:///{tmp / 'bench.sqlite3'}"
     )
-    sys.path.insert(0, str(ROOT))
-    os.environ.update(
-        {
-            "FLEET_ENV": "development",
-            "FLEET_DEBUG": "false",
-            "FLEET_DATA_DIR": str(tmp),
-            "FLEET_DATABASE_URL": url,
-            "DJANGO_SETTINGS_MODULE": "fleet.settings",
-        }
-    )
+    control_plane_env(tmp, url)
     try:
         run(args)
     finally:
@@ -74,7 +54,7 @@ def main() -> None:
             from django.db import connections
 
             connections.close_all()
-            _postgres(args.postgres_url, pg_name, create=False)
+            fresh_postgres(pg_name, args.postgres_url, create=False)
 
 
 def run(args: Any) -> None:

@@ -59,3 +59,18 @@ def raw_detail(sentence: str, detail: str) -> SafeString:
     return format_html(
         '{} <details class="raw-detail"><summary>raw error</summary><pre>{}</pre></details>', sentence or "-", detail
     )
+
+
+def duration(seconds: float | None) -> str:
+    """A span for people: `2 h 05 min`, `3 min 20 s`, `12 s`, `0.4 s`; `-` when unknown."""
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{max(seconds, 0):.1f} s"
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"

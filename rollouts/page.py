@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db.models import Q
 
+from fleet.admin_display import duration
 from fleet.audit.models import AuditEvent
 from rollouts import approvals
 from rollouts.choices import ROLLOUT_FINISHED_STATES, SITE_IN_FLIGHT_STATES, RolloutState, SiteRolloutState
@@ -68,20 +69,6 @@ def bar(counters: SiteCounters | dict[str, int], total: int | None = None) -> Ba
     )
     summary = ", ".join(f"{s.count} {s.label}" for s in segments)
     return Bar(segments, total, f"{summary} of {total}" if total else "no sites")
-
-
-def duration(seconds: float | None) -> str:
-    """`2 h 05 min`, `3 min 20 s`, `12 s`."""
-    if seconds is None:
-        return "-"
-    seconds = max(int(seconds), 0)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    if minutes:
-        return f"{minutes} min {secs:02d} s"
-    return f"{secs} s"
 
 
 def estimate_left(*, done: int, total: int, elapsed: float, waves_left: int, bake_seconds: int) -> float | None:

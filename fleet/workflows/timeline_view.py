@@ -9,25 +9,12 @@ from dataclasses import dataclass, field
 
 from django.utils import timezone
 
+from fleet.admin_display import duration
 from fleet.workflows.choices import ACTIVE_STATES, RunState, StepState
 from fleet.workflows.models import StepRun, WorkflowRun
 
 # The newest rows shown on a run's page (a run that retried for days keeps its older rows in the API).
 MAX_ROWS = 300
-
-
-def duration(seconds: float) -> str:
-    """`2 min 30 s`, `1 h 05 min`, `12 s`, `0.4 s`."""
-    if seconds < 1:
-        return f"{max(seconds, 0):.1f} s"
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    if minutes:
-        return f"{minutes} min {secs:02d} s"
-    return f"{secs} s"
 
 
 def wait_sentence(message: str, *, polls: int, seconds: float, ongoing: bool = False) -> str:

@@ -15,14 +15,14 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
-from fleet.admin_display import badge
+from fleet.admin_display import badge, duration
 from fleet.audit.choices import Source
 from fleet.errors import FleetError
 from rollouts import services
 from rollouts.admin.display import ReasonForm, confirm_page, progress_bar, skipped_summary
 from rollouts.choices import ROLLOUT_ROLLBACK_STATES, ROLLOUT_TRANSITIONS, RolloutState
 from rollouts.models import Rollout
-from rollouts.page import duration, rollout_page
+from rollouts.page import rollout_page
 
 # Seconds between two refreshes of the page's live part.
 LIVE_REFRESH_SECONDS = 3

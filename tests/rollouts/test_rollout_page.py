@@ -9,9 +9,10 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from fleet.admin_display import duration
 from rollouts import services
 from rollouts.models import Rollout, RolloutWave
-from rollouts.page import bar, duration, estimate_left, plan_rows, rollout_page
+from rollouts.page import bar, estimate_left, plan_rows, rollout_page
 from tests.factories import SiteFactory, UserFactory
 from tests.rollouts.factories import RolloutPlanFactory, fleet_rollout
 

@@ -9,10 +9,11 @@ from django.db.models.functions import Now
 from django.test import Client
 from rest_framework.test import APIClient
 
+from fleet.admin_display import duration
 from fleet.workflows import runs
 from fleet.workflows.choices import Advanced, StepState
 from fleet.workflows.models import StepRun, WorkflowRun
-from fleet.workflows.timeline_view import duration, group, wait_sentence
+from fleet.workflows.timeline_view import group, wait_sentence
 from tests.fleet.workflows.conftest import deliver, make_due
 
 pytestmark = pytest.mark.django_db
