@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Permission, User
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -89,8 +90,11 @@ def support_user(transactional_db: None) -> User:
 
 
 def wait_for(driver: WebDriver, predicate: Callable[[WebDriver], Any], timeout: float, what: str) -> Any:
-    """Wait until the page shows what the test expects (the DOM is polled; the message names the wait)."""
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(predicate, message=f"timed out waiting for {what}")
+    """Wait until the page shows what the test expects (the DOM is polled; the message names the wait). The
+    live pages swap their fragments every few seconds, so an element found a moment ago may be gone: that
+    poll is retried, not failed."""
+    wait = WebDriverWait(driver, timeout, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,))
+    return wait.until(predicate, message=f"timed out waiting for {what}")
 
 
 @pytest.fixture
