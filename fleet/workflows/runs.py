@@ -18,6 +18,7 @@ than the database to run them: docs/PERFORMANCE.md); the rare ones use the ORM w
 
 import datetime as dt
 import functools
+from typing import Any
 
 from django.db import connection
 from django.db.models import DateTimeField, ExpressionWrapper, Q
@@ -35,6 +36,13 @@ _ACTIVE = tuple(sorted(ACTIVE_STATES))
 def _in(states: tuple[str, ...]) -> str:
     """`state IN (%s, ...)` for `states`: placeholders only, the values travel as parameters."""
     return f"state IN ({', '.join(['%s'] * len(states))})"
+
+
+def _one_row(sql: str, params: list[Any]) -> bool:
+    """Run a conditional UPDATE of one run: True if its condition held (the row changed), else False."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return bool(cursor.rowcount == 1)
 
 
 def _checked() -> str:
@@ -99,9 +107,7 @@ def _extend_sql(vendor: str) -> str:
 
 def extend(run_id: int, token: str, lease_seconds: float) -> bool:
     """`token`'s lease, if still unexpired, now ends `lease_seconds` from now."""
-    with connection.cursor() as cursor:
-        cursor.execute(_extend_sql(connection.vendor), [clock.seconds(lease_seconds), run_id, token])
-        return bool(cursor.rowcount == 1)
+    return _one_row(_extend_sql(connection.vendor), [clock.seconds(lease_seconds), run_id, token])
 
 
 # --- recording an outcome (conditional on the lease) ------------------------------------------------
@@ -127,9 +133,7 @@ def move_on_now(
     due, until = clock.seconds(delay), clock.seconds(delay + lease_seconds)
     params = [RunState.RUNNING, step_index, step_name, context, due, handover, until, run.pk, token]
     params += sources_of(RunState.RUNNING)
-    with connection.cursor() as cursor:
-        cursor.execute(_move_on_now_sql(connection.vendor), params)
-        return bool(cursor.rowcount == 1)
+    return _one_row(_move_on_now_sql(connection.vendor), params)
 
 
 @functools.cache
@@ -149,9 +153,7 @@ def move_on_later(run: WorkflowRun, token: str, *, step_index: int, step_name: s
     context = clock.prep(WorkflowRun, "context", run.context)
     params = [RunState.WAITING, step_index, step_name, context, clock.seconds(delay), run.pk, token]
     params += sources_of(RunState.WAITING)
-    with connection.cursor() as cursor:
-        cursor.execute(_move_on_later_sql(connection.vendor), params)
-        return bool(cursor.rowcount == 1)
+    return _one_row(_move_on_later_sql(connection.vendor), params)
 
 
 @functools.cache
@@ -176,9 +178,7 @@ def park(run: WorkflowRun, token: str, *, delay: float, progress: bool, message_
     when = clock.seconds(delay)
     params = [RunState.WAITING, progress, context, when, when, message_sent, run.pk, token]
     params += sources_of(RunState.WAITING)
-    with connection.cursor() as cursor:
-        cursor.execute(_park_sql(connection.vendor), params)
-        return bool(cursor.rowcount == 1)
+    return _one_row(_park_sql(connection.vendor), params)
 
 
 @functools.cache
@@ -197,9 +197,7 @@ def finish(run: WorkflowRun, token: str, *, state: str, error: str, step_index: 
     exclusive key is free from the commit on (the partial unique index covers active runs only)."""
     context = clock.prep(WorkflowRun, "context", run.context)
     params = [state, error, context, step_index, current_step, run.pk, token, *sources_of(state)]
-    with connection.cursor() as cursor:
-        cursor.execute(_finish_sql(connection.vendor, state), params)
-        return bool(cursor.rowcount == 1)
+    return _one_row(_finish_sql(connection.vendor, state), params)
 
 
 def note_error(run_id: int, error: str) -> None:
