@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 
 from fleet.audit.choices import Source, SystemActor
-from fleet.workflows import Fail, Wait, WorkflowRun, active_run, errors_as_outcomes, wake
+from fleet.workflows import Fail, Step, StepFn, Wait, WorkflowRun, active_run, errors_as_outcomes, wake
 from rollouts import services
 from rollouts.choices import SkipReason
 from rollouts.models import Rollout, SiteRollout
@@ -85,6 +85,12 @@ site_step = errors_as_outcomes(
         ClusterError: _cluster_refused,
     }
 )
+
+
+def site_io_step(name: str, fn: StepFn, *, max_attempts: int) -> Step:
+    """A step of a site or roll-back run that talks to the site (git or Kubernetes): on the `io` queue,
+    SITE_STEP_TIMEOUT per attempt, retries backing off up to a minute."""
+    return Step(name, fn, timeout=SITE_STEP_TIMEOUT, queue="io", max_attempts=max_attempts, retry_cap=60)
 
 
 # --- helpers ------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from fleet.errors import Conflict
-from fleet.workflows import ACTIVE_STATES, Done, Outcome, RunState, Step, Wait, Workflow, WorkflowRun, register, start
+from fleet.workflows import ACTIVE_STATES, Done, Outcome, RunState, Wait, Workflow, WorkflowRun, register, start
 from rollouts import services
 from rollouts.choices import (
     ROLLBACK_KIND,
@@ -26,12 +26,12 @@ from rollouts.workflows import converge
 from rollouts.workflows.common import (
     ACTOR,
     DRIVE_POLL_SECONDS,
-    SITE_STEP_TIMEOUT,
     SOURCE,
     author_of,
     move,
     owned_prefix,
     rollout_trailer,
+    site_io_step,
     site_rollout_of,
     site_step,
     wake_driver,
@@ -150,8 +150,8 @@ ROLLBACK = register(
     Workflow(
         kind=ROLLBACK_KIND,
         steps=[
-            Step("revert", rollback_revert, timeout=SITE_STEP_TIMEOUT, queue="io", max_attempts=8, retry_cap=60),
-            Step("sync", rollback_sync, timeout=SITE_STEP_TIMEOUT, queue="io", max_attempts=10, retry_cap=60),
+            site_io_step("revert", rollback_revert, max_attempts=8),
+            site_io_step("sync", rollback_sync, max_attempts=10),
         ],
         deadline=dt.timedelta(hours=1),
         exclusive=True,

@@ -18,7 +18,6 @@ from fleet.workflows import (
     Outcome,
     Retry,
     RunState,
-    Step,
     Stop,
     Wait,
     Workflow,
@@ -56,12 +55,12 @@ from rollouts.schedule import site_next_open, site_window_open
 from rollouts.workflows import converge, upgrade_checks
 from rollouts.workflows.common import (
     ACTOR,
-    SITE_STEP_TIMEOUT,
     SOURCE,
     author_of,
     move,
     owned_prefix,
     rollout_trailer,
+    site_io_step,
     site_rollout_of,
     site_step,
     wake_driver,
@@ -329,8 +328,8 @@ SITE = register(
     Workflow(
         kind=SITE_KIND,
         steps=[
-            Step("commit", site_commit, timeout=SITE_STEP_TIMEOUT, queue="io", max_attempts=8, retry_cap=60),
-            Step("converge", site_converge, timeout=SITE_STEP_TIMEOUT, queue="io", max_attempts=10, retry_cap=60),
+            site_io_step("commit", site_commit, max_attempts=8),
+            site_io_step("converge", site_converge, max_attempts=10),
         ],
         deadline=dt.timedelta(hours=7),
         exclusive=True,
