@@ -96,23 +96,14 @@ def _apply(rollout: Rollout, decision: Decision, now: dt.datetime) -> None:
         }
     deadline = snapshot_site_deadline(snapshot)
     for code in decision.fail:
-        row = rows[code]
-        last = _last_status(row)
-        _end_overdue(
-            row,
-            to=SiteRolloutState.FAILED,
-            reason=f"not healthy within the site deadline of {deadline} s (started {clock(row.started_at)})"
-            + (f": {last}" if last else ""),
-        )
+        _end_overdue(rows[code], deadline, "not healthy", to=SiteRolloutState.FAILED)
     for code in decision.skip:
-        row = rows[code]
-        last = _last_status(row)
         _end_overdue(
-            row,
+            rows[code],
+            deadline,
+            "could not be reached",
             to=SiteRolloutState.SKIPPED,
             skip_reason=SkipReason.UNREACHABLE,
-            reason=f"could not be reached within the site deadline of {deadline} s (started {clock(row.started_at)})"
-            + (f": {last}" if last else ""),
         )
     for code in decision.wait_window:
         services.site_rollout_transition(
@@ -136,15 +127,21 @@ def _apply(rollout: Rollout, decision: Decision, now: dt.datetime) -> None:
         )
 
 
-def _last_status(row: SiteRollout) -> str:
-    """What the site's run last saw (the converge step's wait reason, or why the push keeps failing)."""
+def _overdue_reason(row: SiteRollout, deadline: int, verdict: str) -> str:
+    """Why a site past its deadline ends: the verdict, when it started, and what its run last saw (the
+    converge step's wait reason, or why the push keeps failing)."""
+    reason = f"{verdict} within the site deadline of {deadline} s (started {clock(row.started_at)})"
     run = row.workflow_run
-    return str((run.context or {}).get("last_status") or "") if run is not None else ""
+    last = str((run.context or {}).get("last_status") or "") if run is not None else ""
+    return f"{reason}: {last}" if last else reason
 
 
-def _end_overdue(site_rollout: SiteRollout, *, to: str, reason: str, skip_reason: str | None = None) -> None:
-    """A site past its deadline: record the verdict first (the cancelled run's hook then finds the site
-    done and leaves it), then stop its run."""
+def _end_overdue(
+    site_rollout: SiteRollout, deadline: int, verdict: str, *, to: str, skip_reason: str | None = None
+) -> None:
+    """A site past its `deadline` (seconds): record the `verdict` first (the cancelled run's hook then finds
+    the site done and leaves it), then stop its run."""
+    reason = _overdue_reason(site_rollout, deadline, verdict)
     try:
         services.site_rollout_transition(
             site_rollout=site_rollout, to=to, actor=ACTOR, source=SOURCE, error=reason[:2000], skip_reason=skip_reason
