@@ -30,6 +30,7 @@ from fleet.audit.services import Actor
 from fleet.errors import Conflict, Invalid
 from rollouts import services
 from rollouts.models import Application, Release
+from rollouts.platform_apps import platform_application, template_files
 from rollouts.rendering import render_site_files
 from sites.base_stack import APPLICATION, BaseStack, BaseStackUnavailable, platform_values
 from sites.models import Site
@@ -83,26 +84,13 @@ def read_templates(version: str) -> dict[str, str]:
     """`{path: template}` of one template version: every .yaml/.yml file below its folder."""
     if version not in template_versions():
         raise BaseStackUnavailable(f"no base stack template version {version!r} in {templates_root()}")
-    folder = templates_root() / version
-    return {
-        path.relative_to(folder).as_posix(): path.read_text()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file() and path.suffix in (".yaml", ".yml")
-    }
+    return template_files(templates_root() / version)
 
 
 def base_stack_application(*, actor: Actor = ACTOR, source: Source = Source.WORKFLOW) -> Application:
     """The platform's `base-stack` application, made the first time it is needed."""
-    found = Application.objects.filter(name=APPLICATION).first()
-    if found is not None:
-        return _with_current_fields(found, actor=actor, source=source)
-    try:
-        return services.application_create(actor=actor, source=source, name=APPLICATION, **APPLICATION_FIELDS)
-    except Invalid:
-        found = Application.objects.filter(name=APPLICATION).first()  # made meanwhile by another worker
-        if found is None:
-            raise
-        return found
+    application = platform_application(APPLICATION, APPLICATION_FIELDS, actor=actor, source=source)
+    return _with_current_fields(application, actor=actor, source=source)
 
 
 def _with_current_fields(application: Application, *, actor: Actor, source: Source) -> Application:

@@ -18,6 +18,7 @@ from fleet.errors import Invalid
 from rollouts import services
 from rollouts.k3s_policy import APPLICATION
 from rollouts.models import Application, Release
+from rollouts.platform_apps import platform_application, template_files
 from sites.k3s_versions import K3sVersion
 
 ACTOR = SystemActor.K3S
@@ -47,26 +48,12 @@ def read_templates(version: str) -> dict[str, str]:
     if version not in template_versions():
         known = ", ".join(template_versions()) or "none"
         raise Invalid(f"no K3s templates for {version!r} in {templates_root()} (known: {known})", field="version")
-    folder = templates_root() / version
-    return {
-        path.relative_to(folder).as_posix(): path.read_text()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file() and path.suffix in (".yaml", ".yml")
-    }
+    return template_files(templates_root() / version)
 
 
 def k3s_application(*, actor: Actor = ACTOR, source: Source = Source.COMMAND) -> Application:
     """The platform's `k3s` application, made the first time it is needed."""
-    found = Application.objects.filter(name=APPLICATION).first()
-    if found is not None:
-        return found
-    try:
-        return services.application_create(actor=actor, source=source, name=APPLICATION, **APPLICATION_FIELDS)
-    except Invalid:
-        found = Application.objects.filter(name=APPLICATION).first()
-        if found is None:
-            raise
-        return found
+    return platform_application(APPLICATION, APPLICATION_FIELDS, actor=actor, source=source)
 
 
 def k3s_release(version: str, *, actor: Actor = ACTOR, source: Source = Source.COMMAND) -> Release:

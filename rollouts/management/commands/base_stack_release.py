@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from fleet.audit.choices import Source, SystemActor
 from fleet.errors import FleetError
 from rollouts.base_stack import base_stack_release, template_versions
+from rollouts.platform_apps import release_made
 from sites.base_stack import BaseStackUnavailable
 
 
@@ -25,14 +26,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, template_version: str | None, **options: Any) -> None:
         try:
             release = base_stack_release(template_version, actor=SystemActor.BASE_STACK_RELEASE, source=Source.COMMAND)
-        except BaseStackUnavailable as exc:
+        except (BaseStackUnavailable, FleetError) as exc:
             raise CommandError(exc.message) from exc
-        except FleetError as exc:
-            raise CommandError(exc.message) from exc
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"base stack release {release.pk}: {release.application.name} {release.version} "
-                f"(template versions: {', '.join(template_versions())}); roll it out with a plan "
-                f'(POST /api/v1/rollout-plans/ with "release": {release.pk})'
-            )
-        )
+        versions = f"template versions: {', '.join(template_versions())}"
+        self.stdout.write(self.style.SUCCESS(release_made(release, what="base stack", versions=versions)))

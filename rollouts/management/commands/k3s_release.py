@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from fleet.audit.choices import Source, SystemActor
 from fleet.errors import FleetError
 from rollouts.k3s import k3s_release, template_versions
+from rollouts.platform_apps import release_made
 
 
 class Command(BaseCommand):
@@ -21,10 +22,5 @@ class Command(BaseCommand):
             release = k3s_release(version, actor=SystemActor.K3S_RELEASE, source=Source.COMMAND)
         except FleetError as exc:
             raise CommandError(exc.message) from exc
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"K3s release {release.pk}: {release.application.name} {release.version} (versions with templates: "
-                f"{', '.join(template_versions())}); roll it out with a plan "
-                f'(POST /api/v1/rollout-plans/ with "release": {release.pk})'
-            )
-        )
+        versions = f"versions with templates: {', '.join(template_versions())}"
+        self.stdout.write(self.style.SUCCESS(release_made(release, what="K3s", versions=versions)))
