@@ -3,6 +3,7 @@
 Django's admin saves model forms itself; here the form's `clean()` calls the service instead (with
 the requesting user as actor), so the admin validates, audits and refuses exactly as the API does, and
 a refusal shows on the form next to the field it names. The admin's own save is then a no-op.
+`errors_to_form` does the same for the plain forms of confirmation pages that call a service themselves.
 """
 
 from typing import Any
@@ -35,6 +36,16 @@ class ServiceForm(forms.ModelForm):
             for field, messages in exc.errors.items():
                 self.add_error(field if field in self.fields else None, messages)
         return cleaned
+
+
+def errors_to_form(form: forms.Form, exc: FleetError) -> bool:
+    """A service's per-field refusals next to the form's fields; False when none of them is a form field."""
+    shown = False
+    for field, errors in exc.errors.items():
+        if field in form.fields:
+            form.add_error(field, errors)
+            shown = True
+    return shown
 
 
 class ServiceAdminMixin(admin.ModelAdmin):
