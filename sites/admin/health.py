@@ -2,11 +2,8 @@
 system opens and resolves alerts; a node-down alert links to the node's Replace confirmation page)."""
 
 import datetime as dt
-from typing import Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
-from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -14,6 +11,7 @@ from django.utils.safestring import SafeString
 
 from fleet.admin_display import badge, when
 from fleet.admin_readonly import ReadOnlyAdmin
+from sites.admin.filters import NullFilter
 from sites.choices import AlertKind, NodeHealth, SiteHealth
 from sites.messages import clock
 from sites.models import Alert
@@ -30,17 +28,12 @@ def health_badge(health: str, since: dt.datetime | None, reason: str = "") -> Sa
     return format_html('<span title="{}">{}{}</span>', reason, pill, when)
 
 
-class OpenFilter(admin.SimpleListFilter):
+class OpenFilter(NullFilter):
     title = "open"
     parameter_name = "open"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> Any:
-        return (("yes", "open"), ("no", "resolved"))
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() in ("yes", "no"):
-            return queryset.filter(resolved_at__isnull=self.value() == "yes")
-        return queryset
+    field = "resolved_at"
+    labels = ("open", "resolved")
+    empty_means = "yes"
 
 
 @admin.register(Alert)
