@@ -1,4 +1,5 @@
-"""Health in the admin: the badge shown on site and node lists, and the alerts list (read-only: the
+"""Health in the admin: the badge shown on site and node lists (with the state beside it, the columns both
+lists share), and the alerts list (read-only: the
 system opens and resolves alerts; a node-down alert links to the node's Replace confirmation page)."""
 
 import datetime as dt
@@ -14,7 +15,7 @@ from fleet.admin_readonly import ReadOnlyAdmin
 from sites.admin.filters import NullFilter
 from sites.choices import AlertKind, NodeHealth, SiteHealth
 from sites.messages import clock
-from sites.models import Alert
+from sites.models import Alert, Node, Site
 
 HEALTH_LABELS = {str(value): str(label) for value, label in [*SiteHealth.choices, *NodeHealth.choices]}
 
@@ -26,6 +27,18 @@ def health_badge(health: str, since: dt.datetime | None, reason: str = "") -> Sa
     label = HEALTH_LABELS.get(health, health)
     pill = badge("unknown", label) if health == SiteHealth.OFFLINE else badge(health, label)
     return format_html('<span title="{}">{}{}</span>', reason, pill, when)
+
+
+class StateAndHealthColumns:
+    """The state and health columns of the site and node lists, mixed into their ModelAdmins."""
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, obj: Site | Node) -> str:
+        return badge(obj.state, obj.get_state_display())
+
+    @admin.display(description="health", ordering="health")
+    def health_column(self, obj: Site | Node) -> str:
+        return health_badge(obj.health, obj.health_since, obj.health_reason)
 
 
 class OpenFilter(NullFilter):

@@ -13,14 +13,14 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from fleet.admin_display import badge, when
+from fleet.admin_display import when
 from fleet.admin_forms import ServiceAdminMixin, ServiceForm
 from fleet.audit.choices import Source
 from fleet.workflows import active_run, runs_of
 from sites import services
 from sites.admin.devices import NodeCredentialInline
 from sites.admin.filters import LastSeenFilter, NodeDownFilter
-from sites.admin.health import health_badge
+from sites.admin.health import StateAndHealthColumns
 from sites.admin.node_actions import NodeLifecycleAdminMixin
 from sites.choices import NODE_MANUAL_TRANSITIONS
 from sites.models import Node
@@ -68,7 +68,7 @@ class NodeForm(ServiceForm):
 
 
 @admin.register(Node)
-class NodeAdmin(NodeLifecycleAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
+class NodeAdmin(NodeLifecycleAdminMixin, StateAndHealthColumns, ServiceAdminMixin, admin.ModelAdmin):
     form = NodeForm
     list_display = [
         "hostname", "serial", "site_link", "role", "state_badge", "health_column", "mac", "hardware_model",
@@ -132,14 +132,6 @@ class NodeAdmin(NodeLifecycleAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
             "facts",
             "versions",
         ]
-
-    @admin.display(description="state", ordering="state")
-    def state_badge(self, node: Node) -> str:
-        return badge(node.state, node.get_state_display())
-
-    @admin.display(description="health", ordering="health")
-    def health_column(self, node: Node) -> str:
-        return health_badge(node.health, node.health_since, node.health_reason)
 
     @admin.display(description="site", ordering="site__code")
     def site_link(self, node: Node) -> str:

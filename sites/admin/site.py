@@ -22,7 +22,7 @@ from fleet.workflows import active_run
 from sites import devices, services
 from sites.admin.devices import issue_bootstrap_tokens, issue_site_wide_bootstrap_tokens
 from sites.admin.filters import DriftFilter, HeartbeatFilter, LabelFilter
-from sites.admin.health import health_badge
+from sites.admin.health import StateAndHealthColumns
 from sites.admin.lifecycle import SiteLifecycleAdminMixin
 from sites.admin.node_actions import node_buttons_for_site
 from sites.admin.versions import K3sVersionFilter, k3s_version_cell
@@ -71,7 +71,7 @@ class SiteForm(ServiceForm):
 
 
 @admin.register(Site)
-class SiteAdmin(SiteLifecycleAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
+class SiteAdmin(SiteLifecycleAdminMixin, StateAndHealthColumns, ServiceAdminMixin, admin.ModelAdmin):
     form = SiteForm
     list_display = [
         "code",
@@ -164,14 +164,6 @@ class SiteAdmin(SiteLifecycleAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:sites_site_change", args=[site.pk]))
 
     # --- list columns -------------------------------------------------------------------------------
-
-    @admin.display(description="state", ordering="state")
-    def state_badge(self, site: Site) -> str:
-        return badge(site.state, site.get_state_display())
-
-    @admin.display(description="health", ordering="health")
-    def health_column(self, site: Site) -> str:
-        return health_badge(site.health, site.health_since, site.health_reason)
 
     @admin.display(description="cluster", ordering="cluster__reachability")
     def cluster_badge(self, site: Site) -> str:
