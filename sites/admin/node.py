@@ -3,10 +3,8 @@ and a live fragment of the node's state that the page refreshes without a reload
 
 from typing import Any
 
-from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -14,7 +12,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from fleet.admin_display import when
-from fleet.admin_forms import ServiceAdminMixin, ServiceForm
+from fleet.admin_forms import ServiceAdminMixin, StateServiceForm
 from fleet.audit.choices import Source
 from fleet.workflows import active_run, runs_of
 from sites import services
@@ -26,17 +24,13 @@ from sites.choices import NODE_MANUAL_TRANSITIONS
 from sites.models import Node
 
 
-class NodeForm(ServiceForm):
-    reason = forms.CharField(required=False, help_text="why the state changes (kept in the audit log)")
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.instance.pk is not None and "state" in self.fields:
-            allowed = sorted(NODE_MANUAL_TRANSITIONS.get(self.instance.state, frozenset()))
-            self.fields["state"].help_text = (
-                f"from {self.instance.state} you may set: {', '.join(allowed) or 'nothing'}; "
-                "wipe, replace, provision and retire are the buttons above (and actions of the node list)"
-            )
+class NodeForm(StateServiceForm):
+    def state_help(self) -> str:
+        allowed = sorted(NODE_MANUAL_TRANSITIONS.get(self.instance.state, frozenset()))
+        return (
+            f"from {self.instance.state} you may set: {', '.join(allowed) or 'nothing'}; "
+            "wipe, replace, provision and retire are the buttons above (and actions of the node list)"
+        )
 
     class Meta:
         model = Node
@@ -52,19 +46,14 @@ class NodeForm(ServiceForm):
                 site=self.cleaned_data["site"],
                 **data,
             )
-        with transaction.atomic():  # a refused state change leaves the other fields unchanged too
-            node = services.node_update(
-                node=self.instance, actor=actor, source=Source.ADMIN, site=self.cleaned_data["site"], **data
-            )
-            if self.cleaned_data["state"] != node.state:
-                node = services.node_set_state(
-                    node=node,
-                    to=self.cleaned_data["state"],
-                    actor=actor,
-                    source=Source.ADMIN,
-                    reason=self.cleaned_data["reason"],
-                )
-        return node
+        return self.update_then_set_state(
+            actor,
+            subject="node",
+            update=services.node_update,
+            set_state=services.node_set_state,
+            site=self.cleaned_data["site"],
+            **data,
+        )
 
 
 @admin.register(Node)

@@ -4,10 +4,8 @@ Provision, Wipe, Replace, Revoke credentials, Retire); the edit form is `?edit=1
 
 from typing import Any
 
-from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -15,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
 from fleet.admin_display import badge, raw_detail, when
-from fleet.admin_forms import ServiceAdminMixin, ServiceForm
+from fleet.admin_forms import ServiceAdminMixin, StateServiceForm
 from fleet.audit.choices import Source
 from fleet.console.overview import site_overview
 from fleet.workflows import active_run
@@ -33,15 +31,9 @@ from sites.selectors import site_list
 LIVE_SECONDS = 5
 
 
-class SiteForm(ServiceForm):
-    reason = forms.CharField(required=False, help_text="why the state changes (kept in the audit log)")
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.instance.pk is not None and "state" in self.fields:
-            self.fields[
-                "state"
-            ].help_text = "decommissioning is the Decommission button above (reason, code to confirm)"
+class SiteForm(StateServiceForm):
+    def state_help(self) -> str:
+        return "decommissioning is the Decommission button above (reason, code to confirm)"
 
     class Meta:
         model = Site
@@ -57,17 +49,9 @@ class SiteForm(ServiceForm):
                 state=self.cleaned_data["state"],
                 **data,
             )
-        with transaction.atomic():  # a refused state change leaves the other fields unchanged too
-            site = services.site_update(site=self.instance, actor=actor, source=Source.ADMIN, **data)
-            if self.cleaned_data["state"] != site.state:
-                site = services.site_set_state(
-                    site=site,
-                    to=self.cleaned_data["state"],
-                    actor=actor,
-                    source=Source.ADMIN,
-                    reason=self.cleaned_data.get("reason", ""),
-                )
-        return site
+        return self.update_then_set_state(
+            actor, subject="site", update=services.site_update, set_state=services.site_set_state, **data
+        )
 
 
 @admin.register(Site)
