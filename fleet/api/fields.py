@@ -53,3 +53,8 @@ def bounded_integer(*, min_value: int, max_value: int, **kwargs: Any) -> seriali
         },
         **kwargs,
     )
+
+
+def username_of(user_field: str) -> serializers.CharField:
+    """The username of the user in `user_field` (read-only): null when the row names no user."""
+    return serializers.CharField(source=f"{user_field}.username", read_only=True, default=None)

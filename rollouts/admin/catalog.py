@@ -18,7 +18,7 @@ from fleet.admin_forms import ServiceAdminMixin, ServiceForm
 from fleet.audit.choices import Source
 from fleet.errors import FleetError
 from rollouts import approvals, dry_runs, selectors, services
-from rollouts.admin.display import ReasonForm, confirm_page
+from rollouts.admin.display import ReasonForm, call_service, confirm_page
 from rollouts.choices import DryRunState
 from rollouts.models import Application, Release, RolloutPlan
 
@@ -174,12 +174,9 @@ class RolloutPlanAdmin(ServiceAdminMixin, admin.ModelAdmin):
             raise PermissionDenied
         here = reverse("admin:rollouts_rolloutplan_dry_run", args=[plan.pk])
         if request.method == "POST":
-            try:
-                dry_runs.dry_run_start(plan=plan, actor=request.user, source=Source.ADMIN)
-            except FleetError as exc:
-                self.message_user(request, exc.message, messages.ERROR)
-            else:
-                self.message_user(request, "Dry run started: this page shows it as it goes.")
+            call_service(
+                self, request, dry_runs.dry_run_start, "Dry run started: this page shows it as it goes.", plan=plan
+            )
             return HttpResponseRedirect(here)
         latest = selectors.latest_dry_run(plan)
         context = {

@@ -1,16 +1,20 @@
 """What the rollout admin pages share: the stacked bar of site states (rollouts.page.bar drawn as HTML),
-the skipped-sites summary, the reason form and the confirmation page of every action."""
+the skipped-sites summary, the reason form and the confirmation page of every action, and the call of an
+action's service with its outcome as a message."""
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from fleet.admin_display import badge
+from fleet.audit.choices import Source
+from fleet.errors import FleetError
 from rollouts.choices import SkipReason
 from rollouts.models import SiteCounters
 from rollouts.page import bar
@@ -82,3 +86,15 @@ def confirm_page(
         "back_url": back_url,
     }
     return TemplateResponse(request, "admin/rollouts/confirm_action.html", context)
+
+
+def call_service(
+    model_admin: admin.ModelAdmin, request: HttpRequest, service: Callable[..., Any], done: str, **kwargs: Any
+) -> None:
+    """Call an action's service as the person in the admin; `done`, or the service's refusal, as the message."""
+    try:
+        service(actor=request.user, source=Source.ADMIN, **kwargs)
+    except FleetError as exc:
+        model_admin.message_user(request, exc.message, messages.ERROR)
+    else:
+        model_admin.message_user(request, done)

@@ -7,7 +7,7 @@ queries; every action calls rollouts.services, so the admin refuses and audits e
 
 from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -16,10 +16,8 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
 from fleet.admin_display import badge, duration
-from fleet.audit.choices import Source
-from fleet.errors import FleetError
 from rollouts import services
-from rollouts.admin.display import ReasonForm, confirm_page, progress_bar, skipped_summary
+from rollouts.admin.display import ReasonForm, call_service, confirm_page, progress_bar, skipped_summary
 from rollouts.choices import ROLLOUT_ROLLBACK_STATES, ROLLOUT_TRANSITIONS, RolloutState
 from rollouts.models import Rollout
 from rollouts.page import rollout_page
@@ -145,12 +143,8 @@ class RolloutAdmin(admin.ModelAdmin):
             raise PermissionDenied
         form = ReasonForm(request.POST or None, required=action in REASON_REQUIRED)
         if request.method == "POST" and form.is_valid():
-            try:
-                service(rollout=rollout, actor=request.user, source=Source.ADMIN, reason=form.cleaned_data["reason"])
-            except FleetError as exc:
-                self.message_user(request, exc.message, messages.ERROR)
-            else:
-                self.message_user(request, f"Rollout {rollout.pk}: {action} done.")
+            done = f"Rollout {rollout.pk}: {action} done."
+            call_service(self, request, service, done, rollout=rollout, reason=form.cleaned_data["reason"])
             return HttpResponseRedirect(reverse("admin:rollouts_rollout_change", args=[rollout.pk]))
         title = f"{action.capitalize()} rollout {rollout.pk} ({rollout.plan.name})"
         return confirm_page(self, request, rollout, action, title, form, note)

@@ -2,7 +2,7 @@
 region), with the two actions on ONE site (retry a failed site, skip one with a reason) behind a
 confirmation page; and the drift check's answer per site."""
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -11,9 +11,7 @@ from django.utils.html import format_html
 
 from fleet.admin_display import badge
 from fleet.admin_readonly import ReadOnlyAdmin
-from fleet.audit.choices import Source
-from fleet.errors import FleetError
-from rollouts.admin.display import ReasonForm, confirm_page
+from rollouts.admin.display import ReasonForm, call_service, confirm_page
 from rollouts.choices import SiteRolloutState
 from rollouts.models import SiteRollout, SiteSyncState
 from rollouts.services.site_actions import SITE_ACTION_PERMISSION, site_rollout_retry, site_rollout_skip
@@ -79,12 +77,8 @@ class SiteRolloutAdmin(ReadOnlyAdmin):
         back = reverse("admin:rollouts_rollout_change", args=[row.rollout_id])
         form = ReasonForm(request.POST or None, required=action == "skip")
         if request.method == "POST" and form.is_valid():
-            try:
-                service(site_rollout=row, actor=request.user, source=Source.ADMIN, reason=form.cleaned_data["reason"])
-            except FleetError as exc:
-                self.message_user(request, exc.message, messages.ERROR)
-            else:
-                self.message_user(request, f"Site {row.site.code} in rollout {row.rollout_id}: {action} done.")
+            done = f"Site {row.site.code} in rollout {row.rollout_id}: {action} done."
+            call_service(self, request, service, done, site_rollout=row, reason=form.cleaned_data["reason"])
             return HttpResponseRedirect(back)
         title = f"{action.capitalize()} site {row.site.code} in rollout {row.rollout_id} ({row.rollout.plan.name})"
         note = f"It is {row.get_state_display().lower()}" + (f": {row.error[:300]}" if row.error else "") + ". " + note

@@ -3,7 +3,7 @@ types only; the services decide what is allowed."""
 
 from rest_framework import serializers
 
-from fleet.api.fields import BoundedJSONField, bounded_integer
+from fleet.api.fields import BoundedJSONField, bounded_integer, username_of
 from rollouts.models import Application, Release, Rollout, RolloutPlan, RolloutWave, SiteRollout, SiteSyncState
 from rollouts.planning import PLAN_NUMBER_RANGES
 from rollouts.services import APPLICATION_FIELDS, PLAN_FIELDS, RELEASE_FIELDS
@@ -55,7 +55,7 @@ class ApplicationWriteSerializer(serializers.Serializer):
 
 class ReleaseSerializer(serializers.ModelSerializer):
     application_name = serializers.CharField(source="application.name", read_only=True)
-    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    created_by = username_of("created_by")
     locked = serializers.BooleanField(read_only=True)
 
     class Meta:
@@ -81,9 +81,9 @@ class ReleaseWriteSerializer(serializers.Serializer):
 
 
 class RolloutPlanSerializer(_OfRelease, serializers.ModelSerializer):
-    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
-    last_edited_by = serializers.CharField(source="last_edited_by.username", read_only=True, default=None)
-    low_risk_by = serializers.CharField(source="low_risk_by.username", read_only=True, default=None)
+    created_by = username_of("created_by")
+    last_edited_by = username_of("last_edited_by")
+    low_risk_by = username_of("low_risk_by")
 
     class Meta:
         model = RolloutPlan
@@ -152,7 +152,7 @@ class DryRunSerializer(serializers.Serializer):
 
 
 class WaveSerializer(_Counted, serializers.ModelSerializer):
-    approved_by = serializers.CharField(source="approved_by.username", read_only=True, default=None)
+    approved_by = username_of("approved_by")
 
     class Meta:
         model = RolloutWave
@@ -177,7 +177,7 @@ class RolloutSerializer(_Counted, _OfRelease, serializers.ModelSerializer):
     total = serializers.IntegerField(read_only=True)
     waves = WaveSerializer(many=True, read_only=True)
     started_by = serializers.CharField(source="started_by_name", read_only=True)
-    approved_by = serializers.CharField(source="approved_by.username", read_only=True, default=None)
+    approved_by = username_of("approved_by")
     rollback_requested = serializers.SerializerMethodField()
 
     class Meta:

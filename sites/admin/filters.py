@@ -1,4 +1,4 @@
-"""List filters shared by the site and node pages."""
+"""List filters of the site, node and alert pages."""
 
 import datetime as dt
 from typing import Any
@@ -64,19 +64,31 @@ class LabelFilter(admin.SimpleListFilter):
         return queryset.filter(**{f"{prefix}__{key}": value})
 
 
-class DriftFilter(admin.SimpleListFilter):
+class NullFilter(admin.SimpleListFilter):
+    """Two choices, `yes` and `no` (labelled by `labels`), on whether `field` is empty: `empty_means` says
+    which of the two an empty field is."""
+
+    field = ""
+    labels = ("yes", "no")
+    empty_means = "no"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> Any:
+        return (("yes", self.labels[0]), ("no", self.labels[1]))
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(**{f"{self.field}__isnull": self.value() == self.empty_means})
+        return queryset
+
+
+class DriftFilter(NullFilter):
     """Sites whose applied revision differs from their repository head (the drift check's column)."""
 
     title = "drift"
     parameter_name = "drift"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> Any:
-        return (("yes", "drifted"), ("no", "in sync"))
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() in ("yes", "no"):
-            return queryset.filter(drifted_since__isnull=self.value() == "no")
-        return queryset
+    field = "drifted_since"
+    labels = ("drifted", "in sync")
+    empty_means = "no"
 
 
 class NodeDownFilter(admin.SimpleListFilter):

@@ -1,12 +1,10 @@
-"""Health in the admin: the badge shown on site and node lists, and the alerts list (read-only: the
+"""Health in the admin: the badge shown on site and node lists (with the state beside it, the columns both
+lists share), and the alerts list (read-only: the
 system opens and resolves alerts; a node-down alert links to the node's Replace confirmation page)."""
 
 import datetime as dt
-from typing import Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
-from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -14,9 +12,10 @@ from django.utils.safestring import SafeString
 
 from fleet.admin_display import badge, when
 from fleet.admin_readonly import ReadOnlyAdmin
+from sites.admin.filters import NullFilter
 from sites.choices import AlertKind, NodeHealth, SiteHealth
 from sites.messages import clock
-from sites.models import Alert
+from sites.models import Alert, Node, Site
 
 HEALTH_LABELS = {str(value): str(label) for value, label in [*SiteHealth.choices, *NodeHealth.choices]}
 
@@ -30,17 +29,24 @@ def health_badge(health: str, since: dt.datetime | None, reason: str = "") -> Sa
     return format_html('<span title="{}">{}{}</span>', reason, pill, when)
 
 
-class OpenFilter(admin.SimpleListFilter):
+class StateAndHealthColumns:
+    """The state and health columns of the site and node lists, mixed into their ModelAdmins."""
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, obj: Site | Node) -> str:
+        return badge(obj.state, obj.get_state_display())
+
+    @admin.display(description="health", ordering="health")
+    def health_column(self, obj: Site | Node) -> str:
+        return health_badge(obj.health, obj.health_since, obj.health_reason)
+
+
+class OpenFilter(NullFilter):
     title = "open"
     parameter_name = "open"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> Any:
-        return (("yes", "open"), ("no", "resolved"))
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() in ("yes", "no"):
-            return queryset.filter(resolved_at__isnull=self.value() == "yes")
-        return queryset
+    field = "resolved_at"
+    labels = ("open", "resolved")
+    empty_means = "yes"
 
 
 @admin.register(Alert)

@@ -18,6 +18,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from fleet.admin_forms import errors_to_form
 from fleet.audit.choices import Source
 from fleet.errors import FleetError
 from fleet.workflows import WorkflowRun, active_run
@@ -29,16 +30,6 @@ from sites.models import Node, Site
 class DecommissionForm(forms.Form):
     reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 2}))
     confirm = forms.CharField(max_length=16, label="Type the site's code to confirm")
-
-
-def _errors_to_form(form: forms.Form, exc: FleetError) -> bool:
-    """A service's per-field refusals next to the form's fields; False when none of them is a form field."""
-    shown = False
-    for field, errors in exc.errors.items():
-        if field in form.fields:
-            form.add_error(field, errors)
-            shown = True
-    return shown
 
 
 def _run_link(run: WorkflowRun) -> str:
@@ -144,7 +135,7 @@ class SiteLifecycleAdminMixin(admin.ModelAdmin):
                     site=site, actor=request.user, source=Source.ADMIN, **form.cleaned_data
                 )
             except FleetError as exc:
-                if not _errors_to_form(form, exc):
+                if not errors_to_form(form, exc):
                     self.message_user(request, exc.message, messages.ERROR)
                     return None
             else:

@@ -3,40 +3,34 @@ and a live fragment of the node's state that the page refreshes without a reload
 
 from typing import Any
 
-from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from fleet.admin_display import badge, when
-from fleet.admin_forms import ServiceAdminMixin, ServiceForm
+from fleet.admin_display import when
+from fleet.admin_forms import ServiceAdminMixin, StateServiceForm
 from fleet.audit.choices import Source
 from fleet.workflows import active_run, runs_of
 from sites import services
 from sites.admin.devices import NodeCredentialInline
 from sites.admin.filters import LastSeenFilter, NodeDownFilter
-from sites.admin.health import health_badge
+from sites.admin.health import StateAndHealthColumns
 from sites.admin.node_actions import NodeLifecycleAdminMixin
 from sites.choices import NODE_MANUAL_TRANSITIONS
 from sites.models import Node
 
 
-class NodeForm(ServiceForm):
-    reason = forms.CharField(required=False, help_text="why the state changes (kept in the audit log)")
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.instance.pk is not None and "state" in self.fields:
-            allowed = sorted(NODE_MANUAL_TRANSITIONS.get(self.instance.state, frozenset()))
-            self.fields["state"].help_text = (
-                f"from {self.instance.state} you may set: {', '.join(allowed) or 'nothing'}; "
-                "wipe, replace, provision and retire are the buttons above (and actions of the node list)"
-            )
+class NodeForm(StateServiceForm):
+    def state_help(self) -> str:
+        allowed = sorted(NODE_MANUAL_TRANSITIONS.get(self.instance.state, frozenset()))
+        return (
+            f"from {self.instance.state} you may set: {', '.join(allowed) or 'nothing'}; "
+            "wipe, replace, provision and retire are the buttons above (and actions of the node list)"
+        )
 
     class Meta:
         model = Node
@@ -52,23 +46,18 @@ class NodeForm(ServiceForm):
                 site=self.cleaned_data["site"],
                 **data,
             )
-        with transaction.atomic():  # a refused state change leaves the other fields unchanged too
-            node = services.node_update(
-                node=self.instance, actor=actor, source=Source.ADMIN, site=self.cleaned_data["site"], **data
-            )
-            if self.cleaned_data["state"] != node.state:
-                node = services.node_set_state(
-                    node=node,
-                    to=self.cleaned_data["state"],
-                    actor=actor,
-                    source=Source.ADMIN,
-                    reason=self.cleaned_data["reason"],
-                )
-        return node
+        return self.update_then_set_state(
+            actor,
+            subject="node",
+            update=services.node_update,
+            set_state=services.node_set_state,
+            site=self.cleaned_data["site"],
+            **data,
+        )
 
 
 @admin.register(Node)
-class NodeAdmin(NodeLifecycleAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
+class NodeAdmin(NodeLifecycleAdminMixin, StateAndHealthColumns, ServiceAdminMixin, admin.ModelAdmin):
     form = NodeForm
     list_display = [
         "hostname", "serial", "site_link", "role", "state_badge", "health_column", "mac", "hardware_model",
@@ -132,14 +121,6 @@ class NodeAdmin(NodeLifecycleAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
             "facts",
             "versions",
         ]
-
-    @admin.display(description="state", ordering="state")
-    def state_badge(self, node: Node) -> str:
-        return badge(node.state, node.get_state_display())
-
-    @admin.display(description="health", ordering="health")
-    def health_column(self, node: Node) -> str:
-        return health_badge(node.health, node.health_since, node.health_reason)
 
     @admin.display(description="site", ordering="site__code")
     def site_link(self, node: Node) -> str:

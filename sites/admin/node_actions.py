@@ -19,6 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from fleet.admin_forms import errors_to_form
 from fleet.audit.choices import Source
 from fleet.errors import FleetError
 from sites import devices, lifecycle
@@ -68,16 +69,6 @@ BUTTON_STATES: dict[str, frozenset[str]] = {
     "revoke": frozenset(set(NodeState) - {NodeState.RETIRED}),
     "retire": NODE_RETIRABLE_STATES,
 }
-
-
-def _errors_to_form(form: forms.Form, exc: FleetError) -> bool:
-    """A service's per-field refusals next to the form's fields; False when none of them is a form field."""
-    shown = False
-    for field, errors in exc.errors.items():
-        if field in form.fields:
-            form.add_error(field, errors)
-            shown = True
-    return shown
 
 
 class NodeLifecycleAdminMixin(admin.ModelAdmin):
@@ -194,7 +185,7 @@ class NodeLifecycleAdminMixin(admin.ModelAdmin):
                     data = {k: v for k, v in data.items() if v not in ("", None)}
                     run = lifecycle.node_replace_request(node=node, actor=request.user, source=Source.ADMIN, **data)
             except FleetError as exc:
-                if not _errors_to_form(form, exc):
+                if not errors_to_form(form, exc):
                     self.message_user(request, exc.message, messages.ERROR)
                     return None
             else:

@@ -4,10 +4,8 @@ Provision, Wipe, Replace, Revoke credentials, Retire); the edit form is `?edit=1
 
 from typing import Any
 
-from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -15,14 +13,14 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
 from fleet.admin_display import badge, raw_detail, when
-from fleet.admin_forms import ServiceAdminMixin, ServiceForm
+from fleet.admin_forms import ServiceAdminMixin, StateServiceForm
 from fleet.audit.choices import Source
 from fleet.console.overview import site_overview
 from fleet.workflows import active_run
 from sites import devices, services
 from sites.admin.devices import issue_bootstrap_tokens, issue_site_wide_bootstrap_tokens
 from sites.admin.filters import DriftFilter, HeartbeatFilter, LabelFilter
-from sites.admin.health import health_badge
+from sites.admin.health import StateAndHealthColumns
 from sites.admin.lifecycle import SiteLifecycleAdminMixin
 from sites.admin.node_actions import node_buttons_for_site
 from sites.admin.versions import K3sVersionFilter, k3s_version_cell
@@ -33,15 +31,9 @@ from sites.selectors import site_list
 LIVE_SECONDS = 5
 
 
-class SiteForm(ServiceForm):
-    reason = forms.CharField(required=False, help_text="why the state changes (kept in the audit log)")
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.instance.pk is not None and "state" in self.fields:
-            self.fields[
-                "state"
-            ].help_text = "decommissioning is the Decommission button above (reason, code to confirm)"
+class SiteForm(StateServiceForm):
+    def state_help(self) -> str:
+        return "decommissioning is the Decommission button above (reason, code to confirm)"
 
     class Meta:
         model = Site
@@ -57,21 +49,13 @@ class SiteForm(ServiceForm):
                 state=self.cleaned_data["state"],
                 **data,
             )
-        with transaction.atomic():  # a refused state change leaves the other fields unchanged too
-            site = services.site_update(site=self.instance, actor=actor, source=Source.ADMIN, **data)
-            if self.cleaned_data["state"] != site.state:
-                site = services.site_set_state(
-                    site=site,
-                    to=self.cleaned_data["state"],
-                    actor=actor,
-                    source=Source.ADMIN,
-                    reason=self.cleaned_data.get("reason", ""),
-                )
-        return site
+        return self.update_then_set_state(
+            actor, subject="site", update=services.site_update, set_state=services.site_set_state, **data
+        )
 
 
 @admin.register(Site)
-class SiteAdmin(SiteLifecycleAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
+class SiteAdmin(SiteLifecycleAdminMixin, StateAndHealthColumns, ServiceAdminMixin, admin.ModelAdmin):
     form = SiteForm
     list_display = [
         "code",
@@ -164,14 +148,6 @@ class SiteAdmin(SiteLifecycleAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:sites_site_change", args=[site.pk]))
 
     # --- list columns -------------------------------------------------------------------------------
-
-    @admin.display(description="state", ordering="state")
-    def state_badge(self, site: Site) -> str:
-        return badge(site.state, site.get_state_display())
-
-    @admin.display(description="health", ordering="health")
-    def health_column(self, site: Site) -> str:
-        return health_badge(site.health, site.health_since, site.health_reason)
 
     @admin.display(description="cluster", ordering="cluster__reachability")
     def cluster_badge(self, site: Site) -> str:
