@@ -1,9 +1,10 @@
 """What the node workflows share: the site's errors as outcomes (`site_step`), the helpers every step
 uses, the steps provisioning, wipe and replacement have in common (check-in, Ready, labels, verify),
-and how their steps are declared (`io_step`, `db_step`)."""
+and how their steps are declared (`io_step`, `db_step`, `on_node`, `joining_steps`)."""
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -12,7 +13,18 @@ from django.utils.dateparse import parse_datetime
 
 from fleet.audit.choices import Source
 from fleet.errors import FleetError
-from fleet.workflows import Done, Fail, Outcome, Retry, Step, StepFn, Stop, Wait, WorkflowRun, errors_as_outcomes
+from fleet.workflows import (
+    Done,
+    Fail,
+    Outcome,
+    Retry,
+    Step,
+    StepFn,
+    Stop,
+    Wait,
+    WorkflowRun,
+    errors_as_outcomes,
+)
 from sites import services
 from sites.choices import NodeState
 from sites.clusters import (
@@ -63,6 +75,16 @@ def replacement_node(ctx: dict[str, Any]) -> Node:
     if node is None:
         raise Stop(Fail("the replacement node record is gone"))
     return node
+
+
+def the_subject(run: WorkflowRun, ctx: dict[str, Any]) -> Node:
+    """The run's own machine, for `on_node`."""
+    return subject_node(run)
+
+
+def the_replacement(run: WorkflowRun, ctx: dict[str, Any]) -> Node:
+    """The replacement machine `node.replace` recorded, for `on_node`."""
+    return replacement_node(ctx)
 
 
 def cluster_of(node: Node) -> SiteCluster:
@@ -135,6 +157,20 @@ def slug(text: str) -> str:
 
 
 # --- steps shared by the workflows: check-in, Ready, labels, verify --------------------------------
+
+NodeStep = Callable[[WorkflowRun, dict[str, Any], Node], Outcome]
+NodeOf = Callable[[WorkflowRun, dict[str, Any]], Node]
+
+
+def on_node(step: NodeStep, node_of: NodeOf) -> StepFn:
+    """One of the shared steps below as a workflow's step, on the machine `node_of` names
+    (`the_subject`, `the_replacement`), with the site's errors as outcomes."""
+
+    @site_step
+    def node_step(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+        return step(run, ctx, node_of(run, ctx))
+
+    return node_step
 
 
 def await_checkin(run: WorkflowRun, ctx: dict[str, Any], node: Node) -> Outcome:
@@ -218,3 +254,13 @@ def io_step(name: str, fn: StepFn, **limits: Any) -> Step:
 def db_step(name: str, fn: StepFn) -> Step:
     """A step that only reads and writes the database."""
     return Step(name, fn, timeout=step_timeout(), max_attempts=5)
+
+
+def joining_steps(node_of: NodeOf) -> list[Step]:
+    """A machine joining its site's cluster (a provisioned one, a replacement): its check-in, its Node
+    Ready, edgefleet's labels on it."""
+    return [
+        db_step("await_checkin", on_node(await_checkin, node_of)),
+        io_step("await_ready", on_node(await_ready, node_of)),
+        io_step("label", on_node(label_node, node_of)),
+    ]

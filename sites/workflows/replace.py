@@ -18,13 +18,11 @@ from sites.workflows.common import (
     ACTION_LABEL,
     NODE_ID_LABEL,
     actor_of,
-    await_checkin,
-    await_ready,
     cluster_of,
     db_step,
     find_node,
     io_step,
-    label_node,
+    joining_steps,
     now,
     parse_at,
     poll,
@@ -32,6 +30,7 @@ from sites.workflows.common import (
     site_step,
     slug,
     subject_node,
+    the_replacement,
     transition,
 )
 
@@ -117,21 +116,6 @@ def replace_record(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     except FleetError as exc:
         return Fail(f"cannot record the replacement: {exc.message}")
     return Done({"replacement_node_id": new.pk})
-
-
-@site_step
-def replace_await_checkin(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
-    return await_checkin(run, ctx, replacement_node(ctx))
-
-
-@site_step
-def replace_await_ready(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
-    return await_ready(run, ctx, replacement_node(ctx))
-
-
-@site_step
-def replace_label(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
-    return label_node(run, ctx, replacement_node(ctx))
 
 
 @site_step
@@ -245,9 +229,7 @@ REPLACE_WORKFLOW = register(
             io_step("remove_from_cluster", replace_remove_from_cluster),
             db_step("revoke_credentials", replace_revoke),
             db_step("record_replacement", replace_record),
-            db_step("await_checkin", replace_await_checkin),
-            io_step("await_ready", replace_await_ready),
-            io_step("label", replace_label),
+            *joining_steps(the_replacement),
             io_step("rehydrate", replace_rehydrate),
             io_step("verify_site", replace_verify_site),
             io_step("finish", replace_finish),
