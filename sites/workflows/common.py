@@ -24,6 +24,7 @@ from fleet.workflows import (
     Wait,
     WorkflowRun,
     errors_as_outcomes,
+    subject_or_stop,
 )
 from sites import services
 from sites.choices import NodeState
@@ -63,11 +64,7 @@ def parse_at(value: Any) -> dt.datetime | None:
 
 
 def subject_node(run: WorkflowRun) -> Node:
-    node = run.get_subject()
-    if node is None:
-        raise Stop(Fail(f"node {run.subject_repr or run.subject_id} no longer exists"))
-    assert isinstance(node, Node)  # noqa: S101  # narrowing for mypy
-    return Node.objects.select_related("site__cluster").get(pk=node.pk)
+    return subject_or_stop(run, Node.objects.select_related("site__cluster"))
 
 
 def replacement_node(ctx: dict[str, Any]) -> Node:
