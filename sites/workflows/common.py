@@ -84,6 +84,12 @@ def the_replacement(run: WorkflowRun, ctx: dict[str, Any]) -> Node:
     return replacement_node(ctx)
 
 
+def node_name(ctx: dict[str, Any], node: Node) -> str:
+    """The name of the machine's Node object: the one a step found in the cluster (`k8s_name`), else its
+    hostname."""
+    return str(ctx.get("k8s_name") or node.hostname)
+
+
 def cluster_of(node: Node) -> SiteCluster:
     return SiteCluster.for_cluster(node.site.cluster)
 
@@ -207,7 +213,7 @@ def await_ready(run: WorkflowRun, ctx: dict[str, Any], node: Node) -> Outcome:
 def label_node(run: WorkflowRun, ctx: dict[str, Any], node: Node) -> Outcome:
     """Put edgefleet's labels on the Node (only the missing ones)."""
     cluster = cluster_of(node)
-    name = str(ctx.get("k8s_name") or node.hostname)
+    name = node_name(ctx, node)
     found = cluster.node(name)
     if found is None:
         return Retry(f"Node {name} disappeared before it was labelled")
@@ -221,7 +227,7 @@ def label_node(run: WorkflowRun, ctx: dict[str, Any], node: Node) -> Outcome:
 def verify_node(run: WorkflowRun, ctx: dict[str, Any], node: Node) -> Outcome:
     """Done when the Node is Ready, schedulable and carries every label."""
     cluster = cluster_of(node)
-    name = str(ctx.get("k8s_name") or node.hostname)
+    name = node_name(ctx, node)
     found = cluster.node(name)
     if found is None or found.ready is not True:
         return Wait(poll(ctx), f"Node {name} is not Ready yet")

@@ -23,6 +23,7 @@ from sites.workflows.common import (
     find_node,
     io_step,
     joining_steps,
+    node_name,
     now,
     parse_at,
     poll,
@@ -170,7 +171,7 @@ def replace_rehydrate(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
             cluster.create_job(
                 namespace=target.namespace,
                 name=plan["job"],
-                node=str(ctx.get("k8s_name") or new.hostname),
+                node=node_name(ctx, new),
                 image=target.image,
                 env={
                     "BACKUP_LOCATION": plan["location"],
@@ -204,7 +205,7 @@ def replace_verify_site(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     nodes = cluster_of(new).nodes()
     old_name = old.hostname if old.hostname != new.hostname else None
     not_ready = [n.name for n in nodes if n.ready is not True and n.name != old_name]
-    if not any(n.name == str(ctx.get("k8s_name") or new.hostname) for n in nodes):
+    if not any(n.name == node_name(ctx, new) for n in nodes):
         not_ready.append(f"{new.hostname} (missing)")
     if not_ready:
         return Wait(poll(ctx), f"site {new.site.code} not healthy yet: not Ready: {', '.join(not_ready)}")
