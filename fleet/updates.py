@@ -1,4 +1,5 @@
-"""`model_update`: the one way a service changes a row's descriptive fields.
+"""`model_update`: the one way a service changes a row's descriptive fields (and `model_delete`, the one
+way it deletes a row).
 
 Every `<noun>_update` service wraps it with its model's editable fields (declared once, next to the
 service, and used by the API serializer and the admin form too) and its own rules as callbacks. It
@@ -77,3 +78,22 @@ def model_update(
         if after is not None:
             after(locked, diff)
     return locked
+
+
+def model_delete(
+    obj: M,
+    *,
+    actor: Actor,
+    source: Source,
+    payload: Callable[[M], dict[str, Any]],
+    check: Callable[[M], None] | None = None,
+) -> None:
+    """Delete `obj`, in one transaction on the row locked (select_for_update): `check(row)` may refuse it
+    (a Conflict saying why it stays), the audit row `delete` records `payload(row)`, and the row goes.
+    Every `<noun>_delete` service wraps it with its own rule as `check`."""
+    with transaction.atomic():
+        locked = type(obj)._default_manager.select_for_update().get(pk=obj.pk)
+        if check is not None:
+            check(locked)
+        audit_record(actor=actor, verb="delete", obj=locked, source=source, payload=payload(locked))
+        locked.delete()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from fleet.audit.choices import Source
 from fleet.workflows.choices import ACTIVE_STATES, TERMINAL_STATES, RunState, StepState
 from fleet.workflows.definitions import Step, Workflow, register
-from fleet.workflows.outcomes import Done, Fail, Outcome, Retry, StepFn, Stop, Wait, errors_as_outcomes
+from fleet.workflows.outcomes import Done, Fail, Outcome, Retry, StepFn, Stop, Wait, errors_as_outcomes, subject_or_stop
 
 if TYPE_CHECKING:
     from django.db.models import Model, QuerySet
@@ -50,6 +50,7 @@ __all__ = [
     "retry",
     "runs_of",
     "start",
+    "subject_or_stop",
     "wake",
 ]
 

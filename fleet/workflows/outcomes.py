@@ -8,10 +8,14 @@ saved with the outcome (whatever the outcome), so a step can leave idempotency m
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
+    from django.db.models import Model, QuerySet
+
     from fleet.workflows.models import WorkflowRun
+
+M = TypeVar("M", bound="Model")
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,16 @@ class Stop(Exception):  # noqa: N818  # control flow, not an error: a helper dec
     def __init__(self, outcome: Outcome):
         super().__init__(str(outcome))
         self.outcome = outcome
+
+
+def subject_or_stop(run: "WorkflowRun", queryset: "QuerySet[M]") -> M:
+    """The run's subject as `queryset` reads it (with the relations the steps use); when it was deleted
+    meanwhile, the step stops with a Fail naming it ("node edge-01 no longer exists")."""
+    subject = run.get_subject()
+    if subject is None:
+        noun = queryset.model._meta.verbose_name
+        raise Stop(Fail(f"{noun} {run.subject_repr or run.subject_id} no longer exists"))
+    return queryset.get(pk=subject.pk)
 
 
 ErrorTypes = type[Exception] | tuple[type[Exception], ...]

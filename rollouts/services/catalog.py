@@ -9,7 +9,7 @@ from django.db import transaction
 from fleet.audit.choices import Source
 from fleet.audit.services import Actor, audit_record, changes_between, field_values
 from fleet.errors import Conflict, Invalid
-from fleet.updates import model_update
+from fleet.updates import model_delete, model_update
 from fleet.validation import full_clean_or_invalid
 from rollouts import approvals, k3s_policy, selectors
 from rollouts.models import Application, Release
@@ -123,11 +123,12 @@ def application_update(*, application: Application, actor: Actor, source: Source
 
 def application_delete(*, application: Application, actor: Actor, source: Source) -> None:
     """Delete an application that has no release."""
-    with transaction.atomic():
-        if application.releases.exists():
-            raise Conflict(f"application {application.name} has releases; it cannot be deleted")
-        audit_record(actor=actor, verb="delete", obj=application, source=source, payload={"name": application.name})
-        application.delete()
+
+    def unreleased(row: Application) -> None:
+        if row.releases.exists():
+            raise Conflict(f"application {row.name} has releases; it cannot be deleted")
+
+    model_delete(application, check=unreleased, payload=lambda row: {"name": row.name}, actor=actor, source=source)
 
 
 # --- releases ---------------------------------------------------------------------------------------
@@ -239,13 +240,13 @@ def _release_check_sites() -> list[Site]:
 
 def release_delete(*, release: Release, actor: Actor, source: Source) -> None:
     """Delete a release that no rollout used and no plan names."""
-    with transaction.atomic():
-        release = Release.objects.select_for_update().get(pk=release.pk)
-        _check_unlocked(release)
-        if release.plans.exists():
-            raise Conflict(f"release {release} is named by a rollout plan; change or delete the plan first")
-        audit_record(actor=actor, verb="delete", obj=release, source=source, payload={"version": release.version})
-        release.delete()
+
+    def unused(row: Release) -> None:
+        _check_unlocked(row)
+        if row.plans.exists():
+            raise Conflict(f"release {row} is named by a rollout plan; change or delete the plan first")
+
+    model_delete(release, check=unused, payload=lambda row: {"version": row.version}, actor=actor, source=source)
 
 
 def _check_unlocked(release: Release) -> None:

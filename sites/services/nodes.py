@@ -13,7 +13,7 @@ from fleet.audit.services import Actor, audit_record, field_values
 from fleet.errors import Conflict, Invalid
 from fleet.permissions import require_perm
 from fleet.transitions import StateMachine, state_transition
-from fleet.updates import model_update
+from fleet.updates import model_delete, model_update
 from fleet.validation import full_clean_or_invalid
 from sites import devices, health_records
 from sites.choices import (
@@ -227,9 +227,9 @@ def _not_manual(node: Node, current: str, to: str) -> str:
 
 def node_delete(*, node: Node, actor: Actor, source: Source) -> None:
     """Delete a node that never left the warehouse; any other node is retired instead."""
-    with transaction.atomic():
-        node = Node.objects.select_for_update().get(pk=node.pk)
-        if node.state != NodeState.PREREGISTERED:
-            raise Conflict(f"node {node.hostname} is {node.state}; only a pre-registered node can be deleted")
-        audit_record(actor=actor, verb="delete", obj=node, source=source, payload={"serial": node.serial})
-        node.delete()
+
+    def preregistered(row: Node) -> None:
+        if row.state != NodeState.PREREGISTERED:
+            raise Conflict(f"node {row.hostname} is {row.state}; only a pre-registered node can be deleted")
+
+    model_delete(node, check=preregistered, payload=lambda row: {"serial": row.serial}, actor=actor, source=source)

@@ -9,7 +9,7 @@ from fleet.audit.choices import Source
 from fleet.audit.services import Actor, audit_record, field_values
 from fleet.errors import Conflict, Invalid
 from fleet.transitions import StateMachine, state_transition
-from fleet.updates import model_update
+from fleet.updates import model_delete, model_update
 from fleet.validation import full_clean_or_invalid
 from sites import health_records, probing, tasks
 from sites.choices import SITE_MANUAL_TRANSITIONS, SITE_TRANSITIONS, SiteState
@@ -103,11 +103,14 @@ def site_set_state(*, site: Site, to: str, actor: Actor, source: Source, reason:
 
 def site_delete(*, site: Site, actor: Actor, source: Source) -> None:
     """Delete a site that never had machines. A site with nodes is decommissioned, not deleted."""
-    with transaction.atomic():
-        if site.nodes.exists():
-            raise Conflict(f"site {site.code} has nodes; decommission it instead of deleting it")
-        audit_record(actor=actor, verb="delete", obj=site, source=source, payload=field_values(site, SITE_FIELDS))
-        site.delete()
+
+    def without_machines(row: Site) -> None:
+        if row.nodes.exists():
+            raise Conflict(f"site {row.code} has nodes; decommission it instead of deleting it")
+
+    model_delete(
+        site, check=without_machines, payload=lambda row: field_values(row, SITE_FIELDS), actor=actor, source=source
+    )
 
 
 def site_probe(*, site: Site) -> Cluster:

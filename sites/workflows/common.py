@@ -1,9 +1,10 @@
 """What the node workflows share: the site's errors as outcomes (`site_step`), the helpers every step
 uses, the steps provisioning, wipe and replacement have in common (check-in, Ready, labels, verify),
-and how their steps are declared (`io_step`, `db_step`)."""
+and how their steps are declared (`io_step`, `db_step`, `on_node`, `joining_steps`)."""
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -12,7 +13,19 @@ from django.utils.dateparse import parse_datetime
 
 from fleet.audit.choices import Source
 from fleet.errors import FleetError
-from fleet.workflows import Done, Fail, Outcome, Retry, Step, StepFn, Stop, Wait, WorkflowRun, errors_as_outcomes
+from fleet.workflows import (
+    Done,
+    Fail,
+    Outcome,
+    Retry,
+    Step,
+    StepFn,
+    Stop,
+    Wait,
+    WorkflowRun,
+    errors_as_outcomes,
+    subject_or_stop,
+)
 from sites import services
 from sites.choices import NodeState
 from sites.clusters import (
@@ -51,11 +64,7 @@ def parse_at(value: Any) -> dt.datetime | None:
 
 
 def subject_node(run: WorkflowRun) -> Node:
-    node = run.get_subject()
-    if node is None:
-        raise Stop(Fail(f"node {run.subject_repr or run.subject_id} no longer exists"))
-    assert isinstance(node, Node)  # noqa: S101  # narrowing for mypy
-    return Node.objects.select_related("site__cluster").get(pk=node.pk)
+    return subject_or_stop(run, Node.objects.select_related("site__cluster"))
 
 
 def replacement_node(ctx: dict[str, Any]) -> Node:
@@ -63,6 +72,22 @@ def replacement_node(ctx: dict[str, Any]) -> Node:
     if node is None:
         raise Stop(Fail("the replacement node record is gone"))
     return node
+
+
+def the_subject(run: WorkflowRun, ctx: dict[str, Any]) -> Node:
+    """The run's own machine, for `on_node`."""
+    return subject_node(run)
+
+
+def the_replacement(run: WorkflowRun, ctx: dict[str, Any]) -> Node:
+    """The replacement machine `node.replace` recorded, for `on_node`."""
+    return replacement_node(ctx)
+
+
+def node_name(ctx: dict[str, Any], node: Node) -> str:
+    """The name of the machine's Node object: the one a step found in the cluster (`k8s_name`), else its
+    hostname."""
+    return str(ctx.get("k8s_name") or node.hostname)
 
 
 def cluster_of(node: Node) -> SiteCluster:
@@ -136,6 +161,20 @@ def slug(text: str) -> str:
 
 # --- steps shared by the workflows: check-in, Ready, labels, verify --------------------------------
 
+NodeStep = Callable[[WorkflowRun, dict[str, Any], Node], Outcome]
+NodeOf = Callable[[WorkflowRun, dict[str, Any]], Node]
+
+
+def on_node(step: NodeStep, node_of: NodeOf) -> StepFn:
+    """One of the shared steps below as a workflow's step, on the machine `node_of` names
+    (`the_subject`, `the_replacement`), with the site's errors as outcomes."""
+
+    @site_step
+    def node_step(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+        return step(run, ctx, node_of(run, ctx))
+
+    return node_step
+
 
 def await_checkin(run: WorkflowRun, ctx: dict[str, Any], node: Node) -> Outcome:
     """Done once the machine registered (joining or active); Wait while it has not; Fail otherwise."""
@@ -174,7 +213,7 @@ def await_ready(run: WorkflowRun, ctx: dict[str, Any], node: Node) -> Outcome:
 def label_node(run: WorkflowRun, ctx: dict[str, Any], node: Node) -> Outcome:
     """Put edgefleet's labels on the Node (only the missing ones)."""
     cluster = cluster_of(node)
-    name = str(ctx.get("k8s_name") or node.hostname)
+    name = node_name(ctx, node)
     found = cluster.node(name)
     if found is None:
         return Retry(f"Node {name} disappeared before it was labelled")
@@ -188,7 +227,7 @@ def label_node(run: WorkflowRun, ctx: dict[str, Any], node: Node) -> Outcome:
 def verify_node(run: WorkflowRun, ctx: dict[str, Any], node: Node) -> Outcome:
     """Done when the Node is Ready, schedulable and carries every label."""
     cluster = cluster_of(node)
-    name = str(ctx.get("k8s_name") or node.hostname)
+    name = node_name(ctx, node)
     found = cluster.node(name)
     if found is None or found.ready is not True:
         return Wait(poll(ctx), f"Node {name} is not Ready yet")
@@ -218,3 +257,13 @@ def io_step(name: str, fn: StepFn, **limits: Any) -> Step:
 def db_step(name: str, fn: StepFn) -> Step:
     """A step that only reads and writes the database."""
     return Step(name, fn, timeout=step_timeout(), max_attempts=5)
+
+
+def joining_steps(node_of: NodeOf) -> list[Step]:
+    """A machine joining its site's cluster (a provisioned one, a replacement): its check-in, its Node
+    Ready, edgefleet's labels on it."""
+    return [
+        db_step("await_checkin", on_node(await_checkin, node_of)),
+        io_step("await_ready", on_node(await_ready, node_of)),
+        io_step("label", on_node(label_node, node_of)),
+    ]

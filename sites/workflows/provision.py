@@ -6,39 +6,19 @@ from typing import Any
 from fleet.workflows import Done, Outcome, Workflow, WorkflowRun, register
 from sites.choices import PROVISION_KIND, NodeState
 from sites.workflows.common import (
-    await_checkin,
-    await_ready,
     db_step,
     io_step,
-    label_node,
+    joining_steps,
     now,
+    on_node,
     site_step,
     subject_node,
+    the_subject,
     transition,
     verify_node,
 )
 
 PROVISION = PROVISION_KIND
-
-
-@site_step
-def provision_await_checkin(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
-    return await_checkin(run, ctx, subject_node(run))
-
-
-@site_step
-def provision_await_ready(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
-    return await_ready(run, ctx, subject_node(run))
-
-
-@site_step
-def provision_label(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
-    return label_node(run, ctx, subject_node(run))
-
-
-@site_step
-def provision_verify(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
-    return verify_node(run, ctx, subject_node(run))
 
 
 @site_step
@@ -59,10 +39,8 @@ PROVISION_WORKFLOW = register(
     Workflow(
         kind=PROVISION,
         steps=[
-            db_step("await_checkin", provision_await_checkin),
-            io_step("await_ready", provision_await_ready),
-            io_step("label", provision_label),
-            io_step("verify", provision_verify),
+            *joining_steps(the_subject),
+            io_step("verify", on_node(verify_node, the_subject)),
             db_step("activate", provision_activate),
         ],
         deadline=dt.timedelta(days=14),

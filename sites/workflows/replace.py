@@ -18,13 +18,12 @@ from sites.workflows.common import (
     ACTION_LABEL,
     NODE_ID_LABEL,
     actor_of,
-    await_checkin,
-    await_ready,
     cluster_of,
     db_step,
     find_node,
     io_step,
-    label_node,
+    joining_steps,
+    node_name,
     now,
     parse_at,
     poll,
@@ -32,6 +31,7 @@ from sites.workflows.common import (
     site_step,
     slug,
     subject_node,
+    the_replacement,
     transition,
 )
 
@@ -120,21 +120,6 @@ def replace_record(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
 
 
 @site_step
-def replace_await_checkin(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
-    return await_checkin(run, ctx, replacement_node(ctx))
-
-
-@site_step
-def replace_await_ready(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
-    return await_ready(run, ctx, replacement_node(ctx))
-
-
-@site_step
-def replace_label(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
-    return label_node(run, ctx, replacement_node(ctx))
-
-
-@site_step
 def replace_rehydrate(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     """Restore each application's latest reported backup onto the replacement, with a Job pinned to it.
 
@@ -186,7 +171,7 @@ def replace_rehydrate(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
             cluster.create_job(
                 namespace=target.namespace,
                 name=plan["job"],
-                node=str(ctx.get("k8s_name") or new.hostname),
+                node=node_name(ctx, new),
                 image=target.image,
                 env={
                     "BACKUP_LOCATION": plan["location"],
@@ -220,7 +205,7 @@ def replace_verify_site(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     nodes = cluster_of(new).nodes()
     old_name = old.hostname if old.hostname != new.hostname else None
     not_ready = [n.name for n in nodes if n.ready is not True and n.name != old_name]
-    if not any(n.name == str(ctx.get("k8s_name") or new.hostname) for n in nodes):
+    if not any(n.name == node_name(ctx, new) for n in nodes):
         not_ready.append(f"{new.hostname} (missing)")
     if not_ready:
         return Wait(poll(ctx), f"site {new.site.code} not healthy yet: not Ready: {', '.join(not_ready)}")
@@ -245,9 +230,7 @@ REPLACE_WORKFLOW = register(
             io_step("remove_from_cluster", replace_remove_from_cluster),
             db_step("revoke_credentials", replace_revoke),
             db_step("record_replacement", replace_record),
-            db_step("await_checkin", replace_await_checkin),
-            io_step("await_ready", replace_await_ready),
-            io_step("label", replace_label),
+            *joining_steps(the_replacement),
             io_step("rehydrate", replace_rehydrate),
             io_step("verify_site", replace_verify_site),
             io_step("finish", replace_finish),

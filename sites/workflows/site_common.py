@@ -19,7 +19,7 @@ from typing import Any
 from django.conf import settings
 
 from fleet.errors import FleetError
-from fleet.workflows import Fail, Outcome, Retry, Stop, Wait, WorkflowRun, errors_as_outcomes
+from fleet.workflows import Fail, Outcome, Retry, Wait, WorkflowRun, errors_as_outcomes, subject_or_stop
 from sites.base_stack import BaseStackUnavailable
 from sites.clusters import ClusterError, ClusterNotConfigured, ClusterRefused, ClusterUnavailable
 from sites.githost import GitHostError, GitHostUnavailable
@@ -37,11 +37,7 @@ def site_poll(ctx: dict[str, Any]) -> float:
 
 
 def subject_site(run: WorkflowRun) -> Site:
-    site = run.get_subject()
-    if site is None:
-        raise Stop(Fail(f"site {run.subject_repr or run.subject_id} no longer exists"))
-    assert isinstance(site, Site)  # noqa: S101  # narrowing for mypy
-    return Site.objects.select_related("cluster").get(pk=site.pk)
+    return subject_or_stop(run, Site.objects.select_related("cluster"))
 
 
 def _git_host_unavailable(run: WorkflowRun, ctx: dict[str, Any], exc: GitHostUnavailable) -> Outcome:

@@ -13,13 +13,14 @@ from django.conf import settings
 from django.db import transaction
 
 from fleet.audit.choices import Source
-from fleet.workflows import Done, Fail, Outcome, Retry, Wait, Workflow, WorkflowRun, register
+from fleet.workflows import Done, Fail, Outcome, Retry, StepFn, Wait, Workflow, WorkflowRun, register
 from sites import devices
 from sites.choices import WIPE_KIND, NodeState
 from sites.models import BootstrapToken, Node
 from sites.workflows.common import (
     ACTION_LABEL,
     NODE_ID_LABEL,
+    NodeStep,
     actor_of,
     await_checkin,
     await_ready,
@@ -28,6 +29,7 @@ from sites.workflows.common import (
     find_node,
     io_step,
     label_node,
+    node_name,
     now,
     parse_at,
     poll,
@@ -46,29 +48,32 @@ WIPE_TOLERATIONS: list[dict[str, str]] = [{"operator": "Exists"}]
 BOOTSTRAP_TOKEN_ENV = "EDGEFLEET_BOOTSTRAP_TOKEN"  # noqa: S105  # the name of an env var, not a secret
 
 
-def _past_drain(node: Node, ctx: dict[str, Any]) -> bool:
-    """Whether the wipe already went past draining (a retried step after a crash)."""
-    return node.state in (NodeState.WIPING, NodeState.WIPED) or bool(ctx.get("wipe_job"))
+def _preparing(step: NodeStep) -> StepFn:
+    """A step that prepares the wipe (check the site, cordon, drain) on the run's node, with the site's errors
+    as outcomes; done at once when the wipe already went past draining (a retried step after a crash)."""
+
+    @site_step
+    def prepare(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+        node = subject_node(run)
+        if node.state in (NodeState.WIPING, NodeState.WIPED) or ctx.get("wipe_job"):
+            return Done()
+        return step(run, ctx, node)
+
+    return prepare
 
 
-@site_step
-def wipe_check_site(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
+@_preparing
+def wipe_check_site(run: WorkflowRun, ctx: dict[str, Any], node: Node) -> Outcome:
     """Refuse to act unless the site answers: its Node object must be there to run the wipe Job on."""
-    node = subject_node(run)
-    if _past_drain(node, ctx):
-        return Done()
     found = find_node(cluster_of(node), node)  # ClusterUnavailable -> wait, then "site unreachable"
     if found is None:
         return Fail(f"node {node.hostname} is not in the cluster of site {node.site.code}: nothing to run a wipe on")
     return Done({"k8s_name": found.name, "site_checked_at": now().isoformat()})
 
 
-@site_step
-def wipe_cordon(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
-    node = subject_node(run)
-    if _past_drain(node, ctx):
-        return Done()
-    name = str(ctx.get("k8s_name") or node.hostname)
+@_preparing
+def wipe_cordon(run: WorkflowRun, ctx: dict[str, Any], node: Node) -> Outcome:
+    name = node_name(ctx, node)
     cluster = cluster_of(node)
     found = cluster.node(name)
     if found is not None and not found.unschedulable:
@@ -78,12 +83,9 @@ def wipe_cordon(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     return Done()
 
 
-@site_step
-def wipe_drain(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
-    node = subject_node(run)
-    if _past_drain(node, ctx):
-        return Done()
-    name = str(ctx.get("k8s_name") or node.hostname)
+@_preparing
+def wipe_drain(run: WorkflowRun, ctx: dict[str, Any], node: Node) -> Outcome:
+    name = node_name(ctx, node)
     drain_until = parse_at(ctx.get("drain_until"))
     if drain_until is None:
         drain_until = now() + dt.timedelta(seconds=float(ctx.get("drain_seconds", settings.FLEET_NODE_DRAIN_SECONDS)))
@@ -168,7 +170,7 @@ def wipe_run_job(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     created = cluster.create_job(
         namespace=JOB_NAMESPACE,
         name=name,
-        node=str(ctx.get("k8s_name") or node.hostname),
+        node=node_name(ctx, node),
         image=str(ctx.get("wipe_image") or WIPE_IMAGE),
         command=["/wipe", "--factory-reset"],
         env=env,
@@ -213,7 +215,7 @@ def wipe_delete_node(run: WorkflowRun, ctx: dict[str, Any]) -> Outcome:
     node = subject_node(run)
     if node.state != NodeState.WIPING:
         return Done()
-    deleted = cluster_of(node).delete_node(str(ctx.get("k8s_name") or node.hostname))
+    deleted = cluster_of(node).delete_node(node_name(ctx, node))
     transition(run, node, NodeState.WIPED, f"wiped: {ctx.get('reason', '')}")
     return Done({"node_object_deleted": deleted})
 

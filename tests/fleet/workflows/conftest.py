@@ -79,24 +79,16 @@ LONG_STEP = register(
 
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Wake-up messages the engine and services asked for, instead of publishing them."""
+    """Wake-up messages the engine and services sent (through dispatch.enqueue_advance, as Celery was
+    handed them), instead of publishing them."""
     messages: list[dict[str, Any]] = []
 
-    def enqueue(
-        run_id: int,
-        *,
-        queue: str,
-        step_timeout: float,
-        countdown: float | None = None,
-        lease_token: str | None = None,
-        label: str = "",
-    ) -> bool:
-        messages.append({"run": run_id, "queue": queue, "countdown": countdown})
-        if lease_token:
-            messages[-1]["lease_token"] = lease_token
-        return True
+    def send_task(name: str, args: list[Any], kwargs: dict[str, Any], **options: Any) -> None:
+        messages.append({"run": args[0], "queue": options["queue"], "countdown": options.get("countdown")})
+        if kwargs.get("lease_token"):
+            messages[-1]["lease_token"] = kwargs["lease_token"]
 
-    monkeypatch.setattr(dispatch, "enqueue_advance", enqueue)
+    monkeypatch.setattr(dispatch.app, "send_task", send_task)
     return messages
 
 
