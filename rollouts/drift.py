@@ -7,8 +7,9 @@ the latest rollout's failure).
 Beat runs `rollouts.drift_check` every FLEET_DRIFT_INTERVAL seconds; it picks the FLEET_DRIFT_BATCH
 sites checked longest ago (never-checked first) and sends them in chunks of FLEET_DRIFT_CHUNK to
 `rollouts.drift_sites` on the `io` queue, so a fleet of thousands is covered in rounds. A chunk loads
-its sites in one query and checks them one after the other; a check that finds what the last one found
-only moves `checked_at`. A site that cannot be reached is `unreachable`, not drifted: edges go offline.
+its sites in one query and checks them one after the other; the checks that find what the last one found
+only move `checked_at`, all of the chunk's in one UPDATE at its end. A site that cannot be reached is
+`unreachable`, not drifted: edges go offline.
 """
 
 import datetime as dt
@@ -56,13 +57,18 @@ def drift_check_sites(site_ids: list[int]) -> dict[str, int]:
     )
     order = {site_id: position for position, site_id in enumerate(site_ids)}
     states: Counter[str] = Counter()
-    for site in sorted(sites, key=lambda site: order[site.pk]):
-        states[drift_check_site(site).state] += 1
+    unchanged: list[SiteSyncState] = []
+    try:
+        for site in sorted(sites, key=lambda site: order[site.pk]):
+            states[drift_check_site(site, unchanged=unchanged).state] += 1
+    finally:  # what was checked is recorded, even when the task's time limit cut the chunk short
+        SiteSyncState.objects.bulk_update(unchanged, ["checked_at"])
     return dict(states)
 
 
-def drift_check_site(site: Site) -> SiteSyncState:
-    """Read the site's repository head and applied revision and record how they compare."""
+def drift_check_site(site: Site, *, unchanged: list[SiteSyncState] | None = None) -> SiteSyncState:
+    """Read the site's repository head and applied revision and record how they compare (`unchanged`:
+    see site_sync_state_record)."""
     head = applied = message = sync_error = ""
     state = DriftState.UNKNOWN
     try:
@@ -86,22 +92,33 @@ def drift_check_site(site: Site) -> SiteSyncState:
                 if not head and not applied:
                     state = DriftState.IN_SYNC  # an empty repository, nothing applied: nothing to drift from
     return site_sync_state_record(
-        site=site, state=state, head=head, applied=applied, message=message, sync_error=sync_error
+        site=site, state=state, head=head, applied=applied, message=message, sync_error=sync_error, unchanged=unchanged
     )
 
 
 def site_sync_state_record(
-    *, site: Site, state: str, head: str, applied: str, message: str, sync_error: str = ""
+    *,
+    site: Site,
+    state: str,
+    head: str,
+    applied: str,
+    message: str,
+    sync_error: str = "",
+    unchanged: list[SiteSyncState] | None = None,
 ) -> SiteSyncState:
     """Upsert the site's drift row (keeping when it started drifting) and its last applied revision.
-    When nothing differs from the last check, only `checked_at` moves (one UPDATE)."""
+    When nothing differs from the last check, only `checked_at` moves: at once (one UPDATE), or, given an
+    `unchanged` list, the row joins it for its caller to write the whole chunk's in one UPDATE."""
     now = timezone.now()
     message, sync_error = message[:500], sync_error[:500]
     rollout_error = _last_rollout_error(site) if state in (DriftState.IN_SYNC, DriftState.DRIFTED) else ""
     last = _recorded_row(site) if _loaded_for_check(site) else None
     if last is not None and _same_as_last(site, last, state, head, applied, message, sync_error, rollout_error):
-        SiteSyncState.objects.filter(pk=last.pk).update(checked_at=now)
         last.checked_at = now
+        if unchanged is None:
+            SiteSyncState.objects.filter(pk=last.pk).update(checked_at=now)
+        else:
+            unchanged.append(last)
         return last
     with transaction.atomic():
         row, _ = SiteSyncState.objects.select_for_update().get_or_create(site=site)

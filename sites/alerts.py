@@ -9,10 +9,10 @@ or the site, said by the site's health, not a dead machine.
 """
 
 import datetime as dt
+from collections.abc import Sequence
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from fleet.audit.choices import Source, SystemActor
@@ -25,27 +25,32 @@ ACTOR = SystemActor.HEALTH
 
 
 def node_down_alerts_sync(
-    *, site: Site, nodes: list[Node], cluster_answered: bool, now: dt.datetime, source: Source = Source.BEAT
+    *, probed: Sequence[tuple[Site, list[Node], bool, dt.datetime]], source: Source = Source.BEAT
 ) -> None:
-    """Open the node-down alerts that are due at `site` and resolve those that no longer hold.
+    """Open the node-down alerts that are due and resolve those that no longer hold, for each probed site.
 
-    `nodes` are the site's nodes with their health as just recorded (sites.health_records); two queries
-    when nothing changes (the open alerts, and nothing else).
+    Each entry of `probed` is a site, its nodes with their health as just recorded (sites.health_records),
+    whether its cluster answered, and the probe's time. One query (the open alerts of every site) when
+    nothing changes.
     """
     down_after = dt.timedelta(seconds=settings.FLEET_NODE_DOWN_AFTER)
-    open_alerts = {a.node_id: a for a in open_alerts_of(site).filter(kind=AlertKind.NODE_DOWN)}
-    for node in nodes:
-        alert = open_alerts.pop(node.pk, None)
-        if node.state not in NODE_IN_SERVICE_STATES:
-            if alert is not None:
-                _resolve(alert, f"node {node.hostname} is {node.state}", now, source)
-        elif node.health == NodeHealth.READY:
-            if alert is not None:
-                _resolve(alert, f"node {node.hostname} is ready again", now, source)
-        elif alert is None and cluster_answered and node.health_since and now - node.health_since >= down_after:
-            _open(site, node, now, source)
-    for alert in open_alerts.values():  # nodes that are gone (retired)
-        _resolve(alert, "the node left the site", now, source)
+    open_alerts: dict[int, dict[int | None, Alert]] = {site.pk: {} for site, *_ in probed}
+    for opened in Alert.objects.filter(site_id__in=open_alerts, kind=AlertKind.NODE_DOWN, resolved_at__isnull=True):
+        open_alerts[opened.site_id][opened.node_id] = opened
+    for site, nodes, cluster_answered, now in probed:
+        site_open = open_alerts[site.pk]
+        for node in nodes:
+            alert = site_open.pop(node.pk, None)
+            if node.state not in NODE_IN_SERVICE_STATES:
+                if alert is not None:
+                    _resolve(alert, f"node {node.hostname} is {node.state}", now, source)
+            elif node.health == NodeHealth.READY:
+                if alert is not None:
+                    _resolve(alert, f"node {node.hostname} is ready again", now, source)
+            elif alert is None and cluster_answered and node.health_since and now - node.health_since >= down_after:
+                _open(site, node, now, source)
+        for gone in site_open.values():  # nodes that are gone (retired)
+            _resolve(gone, "the node left the site", now, source)
 
 
 def node_down_resolve_if_out_of_service(*, node: Node, source: Source, now: dt.datetime | None = None) -> None:
@@ -54,10 +59,6 @@ def node_down_resolve_if_out_of_service(*, node: Node, source: Source, now: dt.d
         return
     for alert in Alert.objects.filter(node=node, kind=AlertKind.NODE_DOWN, resolved_at__isnull=True):
         _resolve(alert, f"node {node.hostname} is {node.state}", now or timezone.now(), source)
-
-
-def open_alerts_of(site: Site) -> QuerySet[Alert]:
-    return Alert.objects.filter(site=site, resolved_at__isnull=True)
 
 
 def node_down_message(node: Node, now: dt.datetime) -> str:

@@ -15,6 +15,9 @@ holds (node, then site, everywhere), so two writers never interleave their decis
 """
 
 import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from django.db import transaction
 from django.utils import timezone
@@ -26,16 +29,15 @@ from sites.health import Health, NodeObservation, NodeSummary, SiteInputs
 from sites.models import Cluster, Node, Site
 
 
-def site_inputs(site: Site, cluster: Cluster | None) -> SiteInputs:
-    """What the site's health is decided from, as recorded now: one query for its nodes."""
-    nodes = Node.objects.filter(site=site).exclude(state=NodeState.RETIRED)
+def site_inputs(site: Site, cluster: Cluster | None, nodes: Sequence[NodeSummary]) -> SiteInputs:
+    """What the site's health is decided from, as recorded now (`nodes`: its machines that are not retired)."""
     return SiteInputs(
         state=site.state,
         reachability=cluster.reachability if cluster else "unknown",
         has_credentials=bool(cluster and cluster.has_credentials),
         cluster_error=cluster.last_error if cluster else "",
         failing_since=cluster.failing_since if cluster else None,
-        nodes=tuple(NodeSummary(*row) for row in nodes.values_list("hostname", "state", "health", "health_since")),
+        nodes=tuple(nodes),
         applied_revision=site.last_applied_revision,
         head_revision=site.repo_head_revision,
         drifted_since=site.drifted_since,
@@ -47,65 +49,124 @@ def site_inputs(site: Site, cluster: Cluster | None) -> SiteInputs:
 def site_health_refresh(*, site: Site | int, now: dt.datetime | None = None, cluster: Cluster | None = None) -> Health:
     """Decide the site's health again from what is recorded, and write it if it changed. `cluster`, when
     given, is the site's cluster as its only writer (the probe) has just recorded it."""
-    now = now or timezone.now()
     site_id = site if isinstance(site, int) else site.pk
+    at = now or timezone.now()
+    verdicts = sites_health_refresh(checks=[SiteCheck(site if isinstance(site, Site) else None, site_id, at, cluster)])
+    if site_id not in verdicts:
+        raise Site.DoesNotExist(f"no site {site_id}")
+    return verdicts[site_id]
+
+
+@dataclass(frozen=True)
+class SiteCheck:
+    """One site whose health is to be decided again: its in-memory row to keep in step (or None), its id,
+    the time of the decision, and its cluster as just recorded by the probe (or None: read it)."""
+
+    site: Site | None
+    site_id: int
+    now: dt.datetime
+    cluster: Cluster | None = None
+
+
+def sites_health_refresh(*, checks: Sequence[SiteCheck]) -> dict[int, Health]:
+    """Decide each site's health again from what is recorded and write those that changed.
+
+    Three queries for any number of sites (their rows locked in id order, the clusters not given, the
+    nodes) and one UPDATE per site whose health changed: a probe of a chunk of sites costs what a probe
+    of one did."""
+    by_id = {check.site_id: check for check in checks}
+    verdicts: dict[int, Health] = {}
     with transaction.atomic(savepoint=False):  # within a caller's transaction, no savepoint needed
-        locked = Site.objects.select_for_update().get(pk=site_id)
-        if cluster is None or cluster.site_id != site_id:
-            cluster = Cluster.objects.filter(site_id=site_id).first()
-        current = Health(locked.health, locked.health_since, locked.health_reason)
-        verdict = health.site_health(site_inputs(locked, cluster), current=current, now=now)
-        if verdict != current:
-            Site.objects.filter(pk=site_id).update(
-                health=verdict.health, health_since=verdict.since, health_reason=verdict.reason
-            )
-    if not isinstance(site, int):
-        site.health, site.health_since, site.health_reason = verdict.health, verdict.since, verdict.reason
-    return verdict
+        locked = list(Site.objects.select_for_update().filter(pk__in=by_id).order_by("pk"))
+        clusters = {
+            check.site_id: check.cluster
+            for check in checks
+            if check.cluster is not None and check.cluster.site_id == check.site_id
+        }
+        unread = [site_id for site_id in by_id if site_id not in clusters]
+        clusters.update({c.site_id: c for c in Cluster.objects.filter(site_id__in=unread)} if unread else {})
+        nodes: dict[int, list[NodeSummary]] = defaultdict(list)
+        rows = (
+            Node.objects.filter(site_id__in=by_id)
+            .exclude(state=NodeState.RETIRED)
+            .order_by("site_id", "hostname")
+            .values_list("site_id", "hostname", "state", "health", "health_since")
+        )
+        for site_id, hostname, state, node_health, since in rows:
+            nodes[site_id].append(NodeSummary(hostname, state, node_health, since))
+        for row in locked:
+            current = Health(row.health, row.health_since, row.health_reason)
+            inputs = site_inputs(row, clusters.get(row.pk), nodes[row.pk])
+            verdict = health.site_health(inputs, current=current, now=by_id[row.pk].now)
+            if verdict != current:
+                Site.objects.filter(pk=row.pk).update(
+                    health=verdict.health, health_since=verdict.since, health_reason=verdict.reason
+                )
+            verdicts[row.pk] = verdict
+    for site_id, verdict in verdicts.items():
+        site = by_id[site_id].site
+        if site is not None:
+            site.health, site.health_since, site.health_reason = verdict.health, verdict.since, verdict.reason
+    return verdicts
 
 
-def nodes_record_observations(
-    *, site: Site, observed: dict[str, NodeObservation] | None, now: dt.datetime | None = None
-) -> list[Node]:
-    """Record what the probe learnt about the site's nodes and return them (not retired), as now recorded.
+@dataclass(frozen=True)
+class NodesSeen:
+    """What one probe learnt of a site's nodes: `observed` maps node names to what the cluster said, or is
+    None when the cluster did not answer; `now` is when it was read."""
 
-    `observed` maps node names to what the cluster said, or is None when the cluster did not answer.
+    site: Site
+    observed: dict[str, NodeObservation] | None
+    now: dt.datetime
+
+
+def nodes_record_observations(*, seen: Sequence[NodesSeen]) -> dict[int, list[Node]]:
+    """Record what probes learnt about their sites' nodes; each site's nodes (not retired), as now recorded.
+
     A node is matched by hostname; machines that are not in the cluster and not meant to be there
-    (pre-registered, wiped, quarantined) keep what they have.
+    (pre-registered, wiped, quarantined) keep what they have. One query reads the nodes of every site and,
+    in the steady state (every machine seen at its probe's time, nothing else changed), one UPDATE
+    records them all; any other change is an UPDATE of its node.
     """
-    now = now or timezone.now()
-    nodes = list(Node.objects.filter(site=site).exclude(state=NodeState.RETIRED).order_by("hostname"))
-    only_seen: dict[dt.datetime, list[Node]] = {}  # nodes whose one change is their last seen, by that time
+    by_site: dict[int, list[Node]] = {entry.site.pk: [] for entry in seen}
+    for node in Node.objects.filter(site_id__in=by_site).exclude(state=NodeState.RETIRED).order_by("hostname"):
+        by_site[node.site_id].append(node)
+    only_seen: list[Node] = []  # nodes whose one change is their last seen
     with transaction.atomic(savepoint=False):
-        for node in nodes:
-            seen = observed.get(node.hostname) if observed is not None else None
-            if seen is None and node.state not in _EXPECTED_IN_CLUSTER:
-                continue
-            verdict = health.node_health(
-                current=Health(node.health, node.health_since, node.health_reason),
-                last_seen=node.last_seen_at,
-                heartbeat_at=node.last_heartbeat_at,
-                observed=seen,
-                cluster_answered=observed is not None,
-                now=now,
-            )
-            changes = {
-                "health": verdict.health,
-                "health_since": verdict.since,
-                "health_reason": verdict.reason,
-                "last_seen_at": verdict.last_seen,
-            }
-            changed = {key: value for key, value in changes.items() if getattr(node, key) != value}
-            for key, value in changed.items():
-                setattr(node, key, value)
-            if set(changed) == {"last_seen_at"} and verdict.last_seen is not None:
-                only_seen.setdefault(verdict.last_seen, []).append(node)
-            elif changed:
-                Node.objects.filter(pk=node.pk).update(**changed)
-        # The steady state of a healthy site: every machine seen at the probe's time, one UPDATE for all.
-        for at, same in only_seen.items():
-            Node.objects.filter(pk__in=[node.pk for node in same]).update(last_seen_at=at)
-    return nodes
+        for entry in seen:
+            for node in by_site[entry.site.pk]:
+                changed = _node_changes(node, entry)
+                for key, value in changed.items():
+                    setattr(node, key, value)
+                if set(changed) == {"last_seen_at"} and node.last_seen_at is not None:
+                    only_seen.append(node)
+                elif changed:
+                    Node.objects.filter(pk=node.pk).update(**changed)
+        if only_seen:
+            Node.objects.bulk_update(only_seen, ["last_seen_at"])
+    return by_site
+
+
+def _node_changes(node: Node, entry: NodesSeen) -> dict[str, object]:
+    """The columns of `node` that what its cluster said (or did not say) changes."""
+    seen = entry.observed.get(node.hostname) if entry.observed is not None else None
+    if seen is None and node.state not in _EXPECTED_IN_CLUSTER:
+        return {}
+    verdict = health.node_health(
+        current=Health(node.health, node.health_since, node.health_reason),
+        last_seen=node.last_seen_at,
+        heartbeat_at=node.last_heartbeat_at,
+        observed=seen,
+        cluster_answered=entry.observed is not None,
+        now=entry.now,
+    )
+    changes = {
+        "health": verdict.health,
+        "health_since": verdict.since,
+        "health_reason": verdict.reason,
+        "last_seen_at": verdict.last_seen,
+    }
+    return {key: value for key, value in changes.items() if getattr(node, key) != value}
 
 
 # Machines the cluster is expected to list: in service, or joining it, or broken in it.

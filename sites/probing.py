@@ -15,6 +15,9 @@ call per node. It then records:
 """
 
 import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
@@ -29,38 +32,70 @@ from sites.models import Cluster, Site
 
 
 def sites_probe(site_ids: list[int]) -> int:
-    """Probe each of the sites one after the other (their clusters read in one query); how many."""
+    """Probe each of the sites (their clusters read in one query), then record what was learnt in one
+    transaction; how many. Should the task's time limit cut the reads short, what was read is recorded."""
     clusters = Cluster.objects.select_related("site").filter(site_id__in=site_ids).order_by("site_id")
-    probed = 0
-    for cluster in clusters:
-        _probe(cluster)
-        probed += 1
-    return probed
+    reads: list[_Read] = []
+    try:
+        for cluster in clusters:
+            reads.append(_read(cluster))
+    finally:
+        _record(reads)
+    return len(reads)
 
 
 def site_probe(*, site: Site) -> Cluster:
     """Read the site's cluster now and record reachability, nodes, the site's health and its alerts."""
-    return _probe(Cluster.objects.select_related("site").get(site=site))
+    read = _read(Cluster.objects.select_related("site").get(site=site))
+    _record([read])
+    return read.cluster
 
 
-def _probe(cluster: Cluster) -> Cluster:
-    site = cluster.site
+@dataclass
+class _Read:
+    """What one site's cluster said (or the failure), before anything is recorded."""
+
+    cluster: Cluster
+    now: dt.datetime
+    outcome: dict[str, Any]
+    observed: dict[str, NodeObservation] | None
+
+
+def _read(cluster: Cluster) -> _Read:
+    """The I/O of a probe, outside any transaction: the version and the Node list (and, for a node that
+    is not Ready, the Leases)."""
     now = timezone.now()
-    observed: dict[str, NodeObservation] | None = None
-    outcome: dict[str, Any] = {"reachability": ClusterReachability.REACHABLE}
-    try:  # the I/O, before any transaction
+    try:
         adapter = SiteCluster.for_cluster(cluster)
-        outcome["k3s_version"] = adapter.version()
+        version = adapter.version()
         observed = _observations(adapter, adapter.nodes(), now)
     except ClusterError as exc:
-        outcome = {"reachability": _reachability_of(exc), "problem": cluster_problem(exc, api_url=cluster.api_url)}
-    # Then everything it learnt in one transaction (one commit: what a probe costs is mostly commits).
+        problem = cluster_problem(exc, api_url=cluster.api_url)
+        return _Read(cluster, now, {"reachability": _reachability_of(exc), "problem": problem}, None)
+    return _Read(cluster, now, {"reachability": ClusterReachability.REACHABLE, "k3s_version": version}, observed)
+
+
+def _record(reads: list[_Read]) -> None:
+    """Everything the probes learnt, in one transaction (what a probe costs is mostly its queries and its
+    commit): each cluster's outcome, each site's nodes, each site's health, the node-down alerts."""
+    if not reads:
+        return
     with transaction.atomic():
-        cluster = cluster_record_probe(cluster=cluster, at=now, **outcome)
-        recorded = health_records.nodes_record_observations(site=site, observed=observed, now=now)
-        health_records.site_health_refresh(site=site, now=now, cluster=cluster)
-        alerts.node_down_alerts_sync(site=site, nodes=recorded, cluster_answered=observed is not None, now=now)
-    return cluster
+        clusters_record_probes([(read.cluster, read.now, read.outcome) for read in reads])
+        seen = [health_records.NodesSeen(read.cluster.site, read.observed, read.now) for read in reads]
+        recorded = health_records.nodes_record_observations(seen=seen)
+        health_records.sites_health_refresh(
+            checks=[
+                health_records.SiteCheck(read.cluster.site, read.cluster.site_id, read.now, read.cluster)
+                for read in reads
+            ]
+        )
+        alerts.node_down_alerts_sync(
+            probed=[
+                (read.cluster.site, recorded[read.cluster.site_id], read.observed is not None, read.now)
+                for read in reads
+            ]
+        )
 
 
 def _reachability_of(exc: ClusterError) -> str:
@@ -94,22 +129,28 @@ def _observations(adapter: SiteCluster, nodes: list[NodeInfo], now: dt.datetime)
     return observed
 
 
-def cluster_record_probe(
-    *,
-    cluster: Cluster,
-    reachability: str,
-    k3s_version: str = "",
-    problem: Problem | None = None,
-    at: dt.datetime | None = None,
-) -> Cluster:
-    """Record the outcome of a probe; not audited (it is an observation).
+def clusters_record_probes(outcomes: Sequence[tuple[Cluster, dt.datetime, dict[str, Any]]]) -> None:
+    """Record the outcome of each probe (`reachability`, and `k3s_version` or `problem`, at its time); not
+    audited (an observation). One UPDATE for the clusters whose outcome writes the same columns.
 
     A failure is kept as a sentence for people ("cannot reach the cluster at 10.2.3.4:6443 (connection
     refused) since 14:02") in `last_error` and the raw error in `last_error_detail`; `failing_since` is
     the first failed probe since the cluster last answered.
     """
-    at = at or timezone.now()
-    fields: dict[str, Any] = {"reachability": reachability, "last_probe_at": at}
+    by_columns: dict[tuple[str, ...], list[Cluster]] = defaultdict(list)
+    for cluster, at, outcome in outcomes:
+        fields = _probe_fields(cluster, at=at, **outcome)
+        for key, value in fields.items():
+            setattr(cluster, key, value)
+        by_columns[tuple(sorted(fields))].append(cluster)
+    for columns, clusters in by_columns.items():
+        Cluster.objects.bulk_update(clusters, list(columns))
+
+
+def _probe_fields(
+    cluster: Cluster, *, at: dt.datetime, reachability: str, k3s_version: str = "", problem: Problem | None = None
+) -> dict[str, Any]:
+    fields: dict[str, Any] = {"reachability": reachability, "last_probe_at": at, "updated_at": at}
     if reachability == ClusterReachability.REACHABLE:
         fields.update(k3s_version=k3s_version, last_contact_at=at, failing_since=None)
         fields.update(last_error="", last_error_detail="")
@@ -118,10 +159,7 @@ def cluster_record_probe(
         fields.update(failing_since=since)
         if problem is not None:
             fields.update(last_error=problem.sentence(since, at)[:2000], last_error_detail=problem.detail)
-    Cluster.objects.filter(pk=cluster.pk).update(**fields, updated_at=at)
-    for key, value in {**fields, "updated_at": at}.items():
-        setattr(cluster, key, value)
-    return cluster
+    return fields
 
 
 def cluster_record_version(*, site_id: int, k3s_version: str, at: dt.datetime | None = None) -> None:

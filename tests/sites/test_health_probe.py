@@ -216,3 +216,42 @@ def test_an_unreachable_site_opens_no_alert_and_says_since_when(k3s: Any, site: 
     failing_since = site.cluster.failing_since
     site = probe(site)
     assert site.health_since == failing_since  # still since the first failure
+
+
+def test_a_chunk_of_sites_is_recorded_in_as_many_queries_as_one_site(
+    k3s: Any, site: Site, django_assert_num_queries: Any
+) -> None:
+    """The beat probes sites in chunks: the reads come first, then one transaction records every site's
+    cluster, nodes, health and alerts, so the queries do not grow with the chunk (the steady state of an
+    idle fleet, what keeps its cost low)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from sites.probing import sites_probe
+
+    now = timezone.now()
+    k3s.nodes = [node_object(name, "True", now, now) for name in ("nuc-1", "nuc-2")]
+    others = []
+    for number in range(3):
+        other = services.site_create(
+            actor="t", source="test", code=f"TX-050{number}", name="Austin", region="r", timezone="UTC", state="active"
+        )
+        services.cluster_set_credentials(cluster=other.cluster, actor="t", source="test", api_url=k3s.url, token=TOKEN)
+        for hostname in ("nuc-1", "nuc-2"):
+            services.node_create(
+                actor="t", source="test", serial=f"SN-{other.code}-{hostname}", site=other, hostname=hostname, mac=""
+            )
+            Node.objects.filter(site=other, hostname=hostname).update(state=NodeState.ACTIVE)
+        others.append(other)
+    ids = [site.pk, *(other.pk for other in others)]
+    sites_probe(ids)  # the first round records what changed (health, last seen)
+
+    with CaptureQueriesContext(connection) as one:
+        assert sites_probe(ids[:1]) == 1
+    with django_assert_num_queries(len(one.captured_queries)):
+        assert sites_probe(ids) == len(ids)
+
+    assert set(Site.objects.filter(pk__in=ids).values_list("health", flat=True)) == {SiteHealth.HEALTHY}
+    seen = Node.objects.filter(site_id__in=ids).values_list("last_seen_at", flat=True)
+    assert all(at is not None and at >= now for at in seen)
+    assert len(one.captured_queries) <= 10
