@@ -7,20 +7,13 @@ a private redis-server started by the tests).
 
 import os
 import shlex
-import socket
 
-
-def answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+from simulator.harness import tcp_open
 
 
 def main() -> None:
     exports: dict[str, str] = {}
-    if "FLEET_DATABASE_URL" not in os.environ and answers("127.0.0.1", 5432):
+    if "FLEET_DATABASE_URL" not in os.environ and tcp_open("127.0.0.1", 5432):
         exports["FLEET_DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/test"
     for key, value in exports.items():
         print(f"export {key}={shlex.quote(value)}")

@@ -18,13 +18,14 @@ FLEET_DEV_FAILING_SITE=0; ports: FLEET_WEB_PORT, FLEET_SIM_PORT, FLEET_FLOWER_PO
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
 from honcho.manager import Manager
+
+from simulator.harness import tcp_open
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -33,14 +34,6 @@ SIM_PORT = int(os.environ.get("FLEET_SIM_PORT", "8700"))
 SIM_SITES = int(os.environ.get("FLEET_DEV_SITES", "40"))
 FLOWER_PORT = int(os.environ.get("FLEET_FLOWER_PORT", "5555"))
 PRIVATE_REDIS_PORT = int(os.environ.get("FLEET_DEV_REDIS_PORT", "6390"))
-
-
-def answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def supervised(name: str, command: str) -> str:
@@ -74,14 +67,14 @@ def main() -> int:
     data_dir = Path(env.setdefault("FLEET_DATA_DIR", str(ROOT / "var")))
     data_dir.mkdir(parents=True, exist_ok=True)
     for port, what in ((WEB_PORT, "web"), (SIM_PORT, "sim"), (FLOWER_PORT, "Flower")):
-        if answers("127.0.0.1", port):
+        if tcp_open("127.0.0.1", port):
             print(f"port {port} ({what}) is in use: stop what holds it, or set FLEET_{what.upper()}_PORT")
             return 1
 
     manager = Manager()
     redis_url = env.setdefault("FLEET_REDIS_URL", "redis://127.0.0.1:6379/0")
     parsed = urlparse(redis_url)
-    if not answers(parsed.hostname or "127.0.0.1", parsed.port or 6379):
+    if not tcp_open(parsed.hostname or "127.0.0.1", parsed.port or 6379):
         binary = shutil.which("redis-server")
         if binary is None:
             print(

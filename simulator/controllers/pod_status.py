@@ -95,33 +95,23 @@ def set_ready(pod: Obj, ready: bool) -> None:
 
 def complete(pod: Obj) -> None:
     """The pod's containers exited 0: Succeeded, not ready (PodCompleted)."""
-    status = pod["status"]
-    status["phase"] = "Succeeded"
-    conditions = list(status.get("conditions") or [])
-    for kind in READY_KINDS:
-        conditions = set_condition(conditions, kind, "False", "PodCompleted", "")
-    status["conditions"] = conditions
-    for container in status.get("containerStatuses") or []:
-        started = (container.get("state") or {}).get("running", {}).get("startedAt", now_iso())
-        container.update(
-            ready=False,
-            started=False,
-            state={"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": started, "finishedAt": now_iso()}},
-        )
+    _terminate(pod, phase="Succeeded", condition_reason="PodCompleted", exit_code=0, reason="Completed")
 
 
 def fail(pod: Obj) -> None:
     """The pod's container exited 1: Failed, not ready (the way an upgrade Job's pod fails)."""
+    _terminate(pod, phase="Failed", condition_reason="PodFailed", exit_code=1, reason="Error")
+
+
+def _terminate(pod: Obj, *, phase: str, condition_reason: str, exit_code: int, reason: str) -> None:
+    """The pod's containers exited with `exit_code`: the pod ends in `phase`, not ready, its containers terminated."""
     status = pod["status"]
-    status["phase"] = "Failed"
+    status["phase"] = phase
     conditions = list(status.get("conditions") or [])
     for kind in READY_KINDS:
-        conditions = set_condition(conditions, kind, "False", "PodFailed", "")
+        conditions = set_condition(conditions, kind, "False", condition_reason, "")
     status["conditions"] = conditions
     for container in status.get("containerStatuses") or []:
         started = (container.get("state") or {}).get("running", {}).get("startedAt", now_iso())
-        container.update(
-            ready=False,
-            started=False,
-            state={"terminated": {"exitCode": 1, "reason": "Error", "startedAt": started, "finishedAt": now_iso()}},
-        )
+        terminated = {"exitCode": exit_code, "reason": reason, "startedAt": started, "finishedAt": now_iso()}
+        container.update(ready=False, started=False, state={"terminated": terminated})

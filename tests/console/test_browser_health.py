@@ -1,9 +1,9 @@
 """In a real Chromium, as a support user (view and operate permissions, not superuser): the dashboard counts a
 node down after the simulator kills the machine, without a reload, once a real worker's probe has seen it;
-the search box lands on a site; the site page shows it. The probes are those of tests/sites/test_health_worker.py
-(its own worker with a short FLEET_NODE_DOWN_AFTER, on its own queue)."""
+the search box lands on a site; the site page shows it. The simulator, the imported fleet and the probes are
+those of tests/sites/test_health_worker.py (its own worker with a short FLEET_NODE_DOWN_AFTER, on its own
+queue)."""
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,30 +11,17 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from simulator.testing import Simulator, running_simulator
+from simulator.testing import Simulator
 from sites.models import Alert, Site
 from tests.console.conftest import wait_for
 from tests.console.screens import screenshot
-from tests.sites.test_health_worker import LEASE_SECONDS, probe, probe_until, probe_worker
-from tests.sites.test_lifecycle_support import FAST_SIM, agent, import_fleet
+from tests.sites.test_health_worker import fleet, probe, probe_until, probe_worker, sim
+from tests.sites.test_lifecycle_support import agent
 from tests.support.services import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-__all__ = ["probe_worker"]  # the module-scoped worker fixture, used here by name
-
-
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
-    extra = [*FAST_SIM, "--lease-interval", str(LEASE_SECONDS)]
-    with running_simulator(sites=2, state_dir=tmp_path_factory.mktemp("sim"), extra_args=extra) as running:
-        yield running
-
-
-@pytest.fixture
-def fleet(sim: Simulator, probe_worker: Worker) -> Iterator[list[Site]]:
-    yield import_fleet(sim)
-    sim.clear_faults()
+__all__ = ["fleet", "probe_worker", "sim"]  # the health tests' simulator, fleet and worker, used here by name
 
 
 def nodes_down(driver: WebDriver) -> str:

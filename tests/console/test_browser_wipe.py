@@ -9,30 +9,21 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from simulator.testing import Simulator, running_simulator
+from simulator.testing import Simulator
 from sites.choices import NodeState
 from sites.models import Site
 from tests.console.conftest import wait_for
-from tests.sites.test_lifecycle_support import FAST_SIM, FAST_TIMINGS, agent, import_fleet
-from tests.support.services import Worker
+from tests.sites.test_lifecycle_support import agent, fleet, live_simulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+__all__ = ["fleet"]  # the fixture, used here by name
 
 
 @pytest.fixture(scope="module")
 def sim(live_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
-    with running_simulator(
-        sites=1, state_dir=tmp_path_factory.mktemp("sim"), control_plane=live_server.url, extra_args=FAST_SIM
-    ) as running:
+    with live_simulator(live_server, tmp_path_factory, sites=1) as running:
         yield running
-
-
-@pytest.fixture
-def fleet(sim: Simulator, settings: Any, celery_worker: Worker) -> Iterator[list[Site]]:
-    for name, value in FAST_TIMINGS.items():
-        setattr(settings, name, value)
-    yield import_fleet(sim)
-    sim.clear_faults()
 
 
 def node_state(driver: WebDriver) -> str:

@@ -104,6 +104,24 @@ def commit_count(repo: Path) -> int:
     return int(out.stdout.strip()) if out.returncode == 0 else 0
 
 
+def commit_counts(sim: Simulator) -> dict[str, int]:
+    """Commits on main in every simulated site's repository, by site code."""
+    return {code: commit_count(sim.repo_path(code)) for code in sim.codes}
+
+
+def rollout_state(rollout: Any) -> str:
+    """The rollout's state as the database has it now."""
+    rollout.refresh_from_db()
+    return str(rollout.state)
+
+
+def wave_codes(rollout: Any, index: int) -> list[str]:
+    """The codes of the sites in wave `index` of the rollout."""
+    from rollouts.models import SiteRollout
+
+    return list(SiteRollout.objects.filter(rollout=rollout, wave__index=index).values_list("site__code", flat=True))
+
+
 def git_show(repo: Path, spec: str) -> str | None:
     out = subprocess.run(["git", "--git-dir", str(repo), "show", spec], capture_output=True, text=True, check=False)
     return out.stdout if out.returncode == 0 else None

@@ -12,23 +12,18 @@ from rollouts.choices import RolloutState, SiteRolloutState
 from rollouts.models import Application, Rollout, SiteRollout
 from simulator.testing import Simulator
 from tests.factories import UserFactory
-from tests.rollouts.conftest import POS_BRIDGE_TEMPLATES, VIEW, commit_count, driver_decides_again, wait_sweeping
+from tests.rollouts.conftest import (
+    POS_BRIDGE_TEMPLATES,
+    VIEW,
+    commit_counts,
+    driver_decides_again,
+    rollout_state,
+    wait_sweeping,
+    wave_codes,
+)
 from tests.support.services import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def state(rollout: Rollout) -> str:
-    rollout.refresh_from_db()
-    return rollout.state
-
-
-def commits(sim: Simulator) -> dict[str, int]:
-    return {code: commit_count(sim.repo_path(code)) for code in sim.codes}
-
-
-def wave_codes(rollout: Rollout, index: int) -> list[str]:
-    return list(SiteRollout.objects.filter(rollout=rollout, wave__index=index).values_list("site__code", flat=True))
 
 
 def approve(user: Any, rollout: Rollout) -> Any:
@@ -42,7 +37,7 @@ def test_with_the_policy_every_wave_waits_for_another_persons_approval(
 ) -> None:
     settings.FLEET_ROLLOUT_APPROVAL_POLICY = True  # fixed in the rollout's snapshot at start
     sim = simulated_fleet(6)
-    before = commits(sim)
+    before = commit_counts(sim)
     author = UserFactory(username="author", perms=[*VIEW, "rollouts.approve_rollout"])
     planner = UserFactory(username="planner", perms=[*VIEW, "rollouts.approve_rollout"])
     starter = UserFactory(username="starter", perms=[*VIEW, "rollouts.start_rollout", "rollouts.approve_rollout"])
@@ -67,9 +62,9 @@ def test_with_the_policy_every_wave_waits_for_another_persons_approval(
     rollout = services.rollout_start(plan=plan, actor=starter, source="test", reason="pos-bridge 1.0.0")
 
     # Before any approval: the driver stops at the gate, and no repository got a commit.
-    wait_sweeping(lambda: state(rollout) == RolloutState.AWAITING_APPROVAL, 40, "the gate before wave 0")
+    wait_sweeping(lambda: rollout_state(rollout) == RolloutState.AWAITING_APPROVAL, 40, "the gate before wave 0")
     driver_decides_again(rollout, "at the gate before wave 0")
-    assert commits(sim) == before
+    assert commit_counts(sim) == before
     assert set(SiteRollout.objects.filter(rollout=rollout).values_list("state", flat=True)) == {"pending"}
 
     for who in (starter, planner, author):
@@ -78,10 +73,10 @@ def test_with_the_policy_every_wave_waits_for_another_persons_approval(
     assert approve(reviewer, rollout).status_code == 200
 
     # Wave 0 goes out, then the rollout waits again before wave 1: its sites stay untouched.
-    wait_sweeping(lambda: state(rollout) == RolloutState.AWAITING_APPROVAL, 60, "the gate before wave 1")
+    wait_sweeping(lambda: rollout_state(rollout) == RolloutState.AWAITING_APPROVAL, 60, "the gate before wave 1")
     canary, rest = wave_codes(rollout, 0), wave_codes(rollout, 1)
     driver_decides_again(rollout, "at the gate before wave 1")
-    now = commits(sim)
+    now = commit_counts(sim)
     assert {code: now[code] - before[code] for code in canary} == dict.fromkeys(canary, 1)
     assert {code: now[code] - before[code] for code in rest} == dict.fromkeys(rest, 0)
     assert set(SiteRollout.objects.filter(rollout=rollout, wave__index=1).values_list("state", flat=True)) == {
@@ -90,6 +85,6 @@ def test_with_the_policy_every_wave_waits_for_another_persons_approval(
 
     assert approve(starter, rollout).status_code == 403
     assert approve(reviewer, rollout).status_code == 200
-    wait_sweeping(lambda: state(rollout) == RolloutState.SUCCEEDED, 60, "the rollout succeeding")
-    assert {code: n - before[code] for code, n in commits(sim).items()} == dict.fromkeys(sim.codes, 1)
+    wait_sweeping(lambda: rollout_state(rollout) == RolloutState.SUCCEEDED, 60, "the rollout succeeding")
+    assert {code: n - before[code] for code, n in commit_counts(sim).items()} == dict.fromkeys(sim.codes, 1)
     assert Application.objects.count() == 1

@@ -14,8 +14,8 @@ import pytest
 from rollouts.choices import RolloutState, SiteRolloutState
 from rollouts.models import Rollout, SiteRollout
 from simulator.testing import Simulator
-from tests.rollouts.conftest import commit_count
-from tests.rollouts.test_workflow import release, start, state
+from tests.rollouts.conftest import commit_count, rollout_state
+from tests.rollouts.test_workflow import release, start
 from tests.support import RedisServer, log_has, log_tail, wait_until
 from tests.support.services import Beat, Worker, worker_env
 
@@ -98,7 +98,7 @@ def test_a_rollout_completes_through_redis_killed_twice_mid_wave_without_restart
         private_redis.start()
 
     # Then the same worker and beat finish the rollout: the sweeper re-sends what Redis lost.
-    wait(lambda: state(rollout) == RolloutState.SUCCEEDED, 180, "the rollout succeeding", worker=worker)
+    wait(lambda: rollout_state(rollout) == RolloutState.SUCCEEDED, 180, "the rollout succeeding", worker=worker)
     assert worker.proc is not None and worker.proc.pid == worker_pid and worker.proc.poll() is None
     assert beat.proc.poll() is None, "beat exited"
     assert site_states(rollout) == {SiteRolloutState.SUCCEEDED: len(sim.codes)}

@@ -12,7 +12,7 @@ from fleet.workflows.outcomes import Done, Fail, Wait
 from fleet.workflows.services import workflow_start
 from rollouts import services
 from rollouts.choices import ROLLBACK_KIND, SITE_KIND, RolloutState, SiteRolloutState, SkipReason
-from rollouts.models import RolloutWave, SiteRollout
+from rollouts.models import Application, RolloutWave, SiteRollout
 from rollouts.workflows.common import REPO_WAIT_CAP
 from rollouts.workflows.rollback import rollback_revert
 from rollouts.workflows.site import site_commit, site_converge, site_finished
@@ -32,6 +32,20 @@ class WorkerDied(Exception):
     """The worker's process ending between the step's push and the engine's recording transaction."""
 
 
+def committing_site_rollout(application: Application) -> SiteRollout:
+    """The one site's row of a rollout of `application` 2.0.0 to every site, moved on to committing."""
+    release = services.release_create(
+        actor="t", source="test", application=application, version="2.0.0", templates=POS_BRIDGE_TEMPLATES
+    )
+    plan = services.rollout_plan_create(
+        actor="t", source="test", name="p", release=release, target={"all": True}, waves=[{"percent": 100}],
+        max_parallel=1, failure_threshold={"count": 0}, respect_windows=False,
+    )  # fmt: skip
+    row = SiteRollout.objects.get(rollout=services.rollout_start(plan=plan, actor="t", source="test"))
+    services.site_rollout_transition(site_rollout=row, to=SiteRolloutState.COMMITTING, actor="t", source="test")
+    return row
+
+
 @pytest.fixture
 def site_run(simulated_fleet: Callable[[int], Simulator]) -> tuple[Simulator, SiteRollout, WorkflowRun, str]:
     """A one-site rollout of pos-bridge 2.0 whose site run is about to commit, on top of a repository
@@ -44,16 +58,7 @@ def site_run(simulated_fleet: Callable[[int], Simulator]) -> tuple[Simulator, Si
     v1 = SiteRepo.for_site(site).write(
         {CONFIGMAP: "v1\n"}, owned_prefix="apps/pos-bridge", message="v1", author=Author.of("t")
     )
-    release = services.release_create(
-        actor="t", source="test", application=application, version="2.0.0", templates=POS_BRIDGE_TEMPLATES
-    )
-    plan = services.rollout_plan_create(
-        actor="t", source="test", name="p", release=release, target={"all": True}, waves=[{"percent": 100}],
-        max_parallel=1, failure_threshold={"count": 0}, respect_windows=False,
-    )  # fmt: skip
-    rollout = services.rollout_start(plan=plan, actor="t", source="test")
-    row = SiteRollout.objects.get(rollout=rollout)
-    services.site_rollout_transition(site_rollout=row, to=SiteRolloutState.COMMITTING, actor="t", source="test")
+    row = committing_site_rollout(application)
     run = workflow_start(kind=SITE_KIND, subject=row, actor="t", source="test")
     assert v1.revision is not None
     return sim, row, run, v1.revision
@@ -127,15 +132,7 @@ def test_a_site_whose_repo_url_was_planted_fails_with_the_reason(settings: objec
     site = SiteFactory(code="TX-0666", business_hours=[], maintenance_windows=[])
     Site.objects.filter(pk=site.pk).update(repo_url="https://attacker.example/fleet/x.git")
     application = services.application_create(actor="t", source="test", name="pos-bridge", team="p", namespace="pos")
-    release = services.release_create(
-        actor="t", source="test", application=application, version="2.0.0", templates=POS_BRIDGE_TEMPLATES
-    )
-    plan = services.rollout_plan_create(
-        actor="t", source="test", name="p", release=release, target={"all": True}, waves=[{"percent": 100}],
-        max_parallel=1, failure_threshold={"count": 0}, respect_windows=False,
-    )  # fmt: skip
-    row = SiteRollout.objects.get(rollout=services.rollout_start(plan=plan, actor="t", source="test"))
-    services.site_rollout_transition(site_rollout=row, to=SiteRolloutState.COMMITTING, actor="t", source="test")
+    row = committing_site_rollout(application)
 
     # When its commit step and its roll back run
     commit = site_commit(workflow_start(kind=SITE_KIND, subject=row, actor="t", source="test"), {})

@@ -18,7 +18,16 @@ from rollouts.rendering import render_site_files
 from simulator.testing import Simulator
 from sites.models import Site
 from sites.repos import Author, SiteRepo
-from tests.rollouts.conftest import POS_BRIDGE_TEMPLATES, commit_count, driver_decides_again, git_show, wait_sweeping
+from tests.rollouts.conftest import (
+    POS_BRIDGE_TEMPLATES,
+    commit_count,
+    commit_counts,
+    driver_decides_again,
+    git_show,
+    rollout_state,
+    wait_sweeping,
+    wave_codes,
+)
 from tests.support.services import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -53,26 +62,12 @@ def start(rel: Release, **plan: Any) -> Rollout:
     )
 
 
-def state(rollout: Rollout) -> str:
-    rollout.refresh_from_db()
-    return rollout.state
-
-
-def counts(sim: Simulator) -> dict[str, int]:
-    return {code: commit_count(sim.repo_path(code)) for code in sim.codes}
-
-
-def wave_codes(rollout: Rollout, index: int) -> list[str]:
-    rows = SiteRollout.objects.filter(rollout=rollout, wave__index=index).select_related("site")
-    return [row.site.code for row in rows]
-
-
 def new_commits(sim: Simulator, before: dict[str, int], codes: list[str]) -> dict[str, int]:
     return {code: commit_count(sim.repo_path(code)) - before[code] for code in codes}
 
 
 def assert_converged(sim: Simulator, rollout: Rollout, before: dict[str, int]) -> None:
-    assert state(rollout) == RolloutState.SUCCEEDED
+    assert rollout_state(rollout) == RolloutState.SUCCEEDED
     rows = list(SiteRollout.objects.filter(rollout=rollout).select_related("site"))
     assert {row.state for row in rows} == {SiteRolloutState.SUCCEEDED}
     assert rollout.n_succeeded == len(rows) == len(sim.codes)
@@ -87,10 +82,10 @@ def test_a_three_wave_rollout_converges_with_one_commit_per_site(
     celery_worker: Worker, simulated_fleet: Callable[[int], Simulator]
 ) -> None:
     sim = simulated_fleet(12)
-    before = counts(sim)
+    before = commit_counts(sim)
 
     rollout = start(release("1.0.0"))
-    wait_sweeping(lambda: state(rollout) == RolloutState.SUCCEEDED, 60, "the rollout succeeding")
+    wait_sweeping(lambda: rollout_state(rollout) == RolloutState.SUCCEEDED, 60, "the rollout succeeding")
 
     assert_converged(sim, rollout, before)
     assert [w.n_succeeded for w in rollout.waves.order_by("index")] == [w.size for w in rollout.waves.order_by("index")]
@@ -102,7 +97,7 @@ def test_a_three_wave_rollout_converges_with_one_commit_per_site(
     # A roll back asked for afterwards reverts every site; their repositories were empty before, so the
     # application's folder goes away, in one more commit per site.
     services.rollout_rollback(rollout=rollout, actor="test", source="test", reason="changed our minds")
-    wait_sweeping(lambda: state(rollout) == RolloutState.ROLLED_BACK, 40, "the roll back finishing")
+    wait_sweeping(lambda: rollout_state(rollout) == RolloutState.ROLLED_BACK, 40, "the roll back finishing")
     assert new_commits(sim, before, sim.codes) == dict.fromkeys(sim.codes, 2)
     assert {code: git_show(sim.repo_path(code), f"main:{CONFIGMAP}") for code in sim.codes} == dict.fromkeys(sim.codes)
     assert set(SiteRollout.objects.filter(rollout=rollout).values_list("state", flat=True)) == {"rolled_back"}
@@ -117,7 +112,7 @@ def test_a_failing_canary_wave_halts_and_rolls_back_and_later_waves_get_nothing(
     for site in Site.objects.all():
         files = render_site_files(v1, site)
         SiteRepo.for_site(site).write(files, owned_prefix="apps/pos-bridge", message="v1", author=Author.of("test"))
-    before = counts(sim)
+    before = commit_counts(sim)
     v1_content = {code: git_show(sim.repo_path(code), f"main:{CONFIGMAP}") for code in sim.codes}
     canaries = sim.codes[:2]
     for code in canaries:
@@ -131,7 +126,7 @@ def test_a_failing_canary_wave_halts_and_rolls_back_and_later_waves_get_nothing(
     )
     wait_sweeping(lambda: Rollout.objects.get(pk=rollout.pk).halted_reason != "", 40, "the rollout halting")
     sim.clear_faults()  # the edge recovers, so the reverts can be applied
-    wait_sweeping(lambda: state(rollout) == RolloutState.ROLLED_BACK, 40, "the roll back finishing")
+    wait_sweeping(lambda: rollout_state(rollout) == RolloutState.ROLLED_BACK, 40, "the roll back finishing")
 
     # Then the canaries are back at 1.0.0 (as a new commit), and no later-wave site got anything.
     later = [code for code in sim.codes if code not in canaries]
@@ -156,14 +151,14 @@ def test_a_halted_rollout_without_auto_rollback_stays_halted(
     celery_worker: Worker, simulated_fleet: Callable[[int], Simulator]
 ) -> None:
     sim = simulated_fleet(6)
-    before = counts(sim)
+    before = commit_counts(sim)
     sim.add_fault("sync_failure", site=sim.codes[0])
 
     rollout = start(release("1.0.0"), waves=[{"sites": [sim.codes[0]]}, {"percent": 50}, {"percent": 100}])
-    wait_sweeping(lambda: state(rollout) == RolloutState.HALTED, 40, "the rollout halting")
+    wait_sweeping(lambda: rollout_state(rollout) == RolloutState.HALTED, 40, "the rollout halting")
     driver_decides_again(rollout, "halted")
 
-    assert state(rollout) == RolloutState.HALTED
+    assert rollout_state(rollout) == RolloutState.HALTED
     assert new_commits(sim, before, sim.codes[1:]) == dict.fromkeys(sim.codes[1:], 0)
     assert SiteRollout.objects.get(rollout=rollout, site__code=sim.codes[0]).state == SiteRolloutState.FAILED
 
@@ -172,10 +167,10 @@ def test_the_approval_gate_and_a_pause_hold_later_waves(
     celery_worker: Worker, simulated_fleet: Callable[[int], Simulator]
 ) -> None:
     sim = simulated_fleet(8)
-    before = counts(sim)
+    before = commit_counts(sim)
 
     rollout = start(release("1.0.0"), require_approval=True, max_parallel=1)
-    wait_sweeping(lambda: state(rollout) == RolloutState.AWAITING_APPROVAL, 40, "the first gate")
+    wait_sweeping(lambda: rollout_state(rollout) == RolloutState.AWAITING_APPROVAL, 40, "the first gate")
     driver_decides_again(rollout, "at the first gate")
     later = wave_codes(rollout, 1) + wave_codes(rollout, 2)
     assert new_commits(sim, before, later) == dict.fromkeys(later, 0)
@@ -194,17 +189,17 @@ def test_the_approval_gate_and_a_pause_hold_later_waves(
         20,
         "the sites in flight finishing",
     )
-    held = counts(sim)
+    held = commit_counts(sim)
     driver_decides_again(rollout, "paused")
-    assert counts(sim) == held  # paused: nothing new starts
-    assert state(rollout) == RolloutState.PAUSED
+    assert commit_counts(sim) == held  # paused: nothing new starts
+    assert rollout_state(rollout) == RolloutState.PAUSED
     assert SiteRollout.objects.filter(rollout=rollout, wave__index=1, state="pending").exists()
 
     services.rollout_resume(rollout=rollout, actor="test", source="test")
-    wait_sweeping(lambda: state(rollout) == RolloutState.AWAITING_APPROVAL, 40, "the second gate")
+    wait_sweeping(lambda: rollout_state(rollout) == RolloutState.AWAITING_APPROVAL, 40, "the second gate")
     assert new_commits(sim, before, wave_codes(rollout, 2)) == dict.fromkeys(wave_codes(rollout, 2), 0)
     services.rollout_approve(rollout=rollout, actor="test", source="test")
-    wait_sweeping(lambda: state(rollout) == RolloutState.SUCCEEDED, 40, "the rollout succeeding")
+    wait_sweeping(lambda: rollout_state(rollout) == RolloutState.SUCCEEDED, 40, "the rollout succeeding")
     assert_converged(sim, rollout, before)
 
 
@@ -212,7 +207,7 @@ def test_a_site_outside_its_window_waits_and_proceeds_when_it_opens(
     celery_worker: Worker, simulated_fleet: Callable[[int], Simulator]
 ) -> None:
     sim = simulated_fleet(3)
-    before = counts(sim)
+    before = commit_counts(sim)
     late = Site.objects.get(code=sim.codes[0])
     local = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=8)).astimezone(zoneinfo.ZoneInfo(late.timezone))
     opens = local.strftime("%H:%M:%S")
@@ -227,7 +222,9 @@ def test_a_site_outside_its_window_waits_and_proceeds_when_it_opens(
     )
     assert commit_count(sim.repo_path(late.code)) == before[late.code]
 
-    wait_sweeping(lambda: state(rollout) == RolloutState.SUCCEEDED, 40, "the rollout succeeding once the window opened")
+    wait_sweeping(
+        lambda: rollout_state(rollout) == RolloutState.SUCCEEDED, 40, "the rollout succeeding once the window opened"
+    )
     row = SiteRollout.objects.get(rollout=rollout, site=late)
     assert row.started_at is not None
     assert row.started_at >= dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=1)
@@ -240,7 +237,7 @@ def test_killing_the_worker_mid_wave_loses_no_site_and_commits_none_twice(
     # The sweeps this test makes (as beat would) re-send a wake-up lost with the worker after 3 s.
     settings.FLEET_WORKFLOW_REDELIVER_SECONDS = 3
     sim = simulated_fleet(12)
-    before = counts(sim)
+    before = commit_counts(sim)
 
     rollout = start(release("1.0.0"), waves=[{"percent": 25}, {"percent": 100}])
     wait_sweeping(
@@ -251,7 +248,9 @@ def test_killing_the_worker_mid_wave_loses_no_site_and_commits_none_twice(
     short_lease_worker.stop(kill=True)
     short_lease_worker.start()
     killed = time.monotonic()
-    wait_sweeping(lambda: state(rollout) == RolloutState.SUCCEEDED, 60, "the rollout succeeding after the crash")
+    wait_sweeping(
+        lambda: rollout_state(rollout) == RolloutState.SUCCEEDED, 60, "the rollout succeeding after the crash"
+    )
     assert time.monotonic() - killed < 40  # leases of 13 s, then a sweep
 
     assert_converged(sim, rollout, before)
@@ -266,7 +265,9 @@ def test_a_reached_site_past_its_deadline_fails_and_counts_against_the_threshold
 
     # A deadline far shorter than the Deployment's own progress deadline (600 s): the site deadline decides.
     rollout = start(release("1.0.0"), waves=[{"percent": 100}], site_deadline_seconds=4, failure_threshold={"count": 1})
-    wait_sweeping(lambda: state(rollout) == RolloutState.SUCCEEDED, 40, "the rollout finishing without the stuck site")
+    wait_sweeping(
+        lambda: rollout_state(rollout) == RolloutState.SUCCEEDED, 40, "the rollout finishing without the stuck site"
+    )
 
     rows = {row.site.code: row for row in SiteRollout.objects.filter(rollout=rollout).select_related("site")}
     # It was reached (the edge applied the commit): the release is not healthy there, so it failed.
@@ -287,7 +288,7 @@ def test_cancel_skips_the_sites_not_started_and_stops_the_waiting_ones(
     celery_worker: Worker, simulated_fleet: Callable[[int], Simulator]
 ) -> None:
     sim = simulated_fleet(4)
-    before = counts(sim)
+    before = commit_counts(sim)
     for code in sim.codes:
         sim.add_fault("unavailable_workloads", site=code)
 
@@ -301,7 +302,7 @@ def test_cancel_skips_the_sites_not_started_and_stops_the_waiting_ones(
     driver = WorkflowRun.objects.get(kind=DRIVE_KIND, subject_id=str(rollout.pk))
     wait_sweeping(lambda: WorkflowRun.objects.get(pk=driver.pk).state == RunState.SUCCEEDED, 20, "the driver finishing")
 
-    assert state(rollout) == RolloutState.CANCELLED
+    assert rollout_state(rollout) == RolloutState.CANCELLED
     assert set(SiteRollout.objects.filter(rollout=rollout).values_list("state", flat=True)) == {"skipped"}
     # The one that had started was stopped by the cancel; the others never started. Neither counts as failed.
     reasons = sorted(SiteRollout.objects.filter(rollout=rollout).values_list("skip_reason", flat=True))

@@ -175,19 +175,17 @@ def namespace(api: Any, request: pytest.FixtureRequest) -> Iterator[str]:
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 
 
+def kubectl_command(sim: Simulator, site_code: str, cache_dir: Path, *args: str) -> list[str]:
+    """kubectl's command line against a site, with its kubeconfig from DIR/kubeconfigs/."""
+    return [KUBECTL, "--kubeconfig", str(sim.kubeconfig_path(site_code)), "--cache-dir", str(cache_dir), *args]
+
+
 @pytest.fixture
 def kubectl(sim: Simulator, site_code: str, tmp_path: Path) -> Kubectl:
     """Run kubectl against the module's site with its kubeconfig from DIR/kubeconfigs/."""
 
     def run(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        command = [
-            KUBECTL,
-            "--kubeconfig",
-            str(sim.kubeconfig_path(site_code)),
-            "--cache-dir",
-            str(tmp_path / "kube-cache"),
-            *args,
-        ]
+        command = kubectl_command(sim, site_code, tmp_path / "kube-cache", *args)
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
         if check and done.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({done.returncode}): {done.stderr}{done.stdout}")

@@ -76,25 +76,17 @@ def _job(
 def test_unboxed_device_registers_joins_and_heartbeats(
     sim: Simulator, site_code: str, api: Any, control_plane: FakeControlPlane
 ) -> None:
-    # Given a backup recorded for the site
-    sim.record_backup(
-        site_code,
-        application="pos-db",
-        namespace="pos",
-        location="s3://backups/pos-db/1",
-        size=1024,
-        restore_image="registry.example/pos-restore:1",
-        taken_at="2026-01-01T00:00:00Z",
-    )
-    sim.record_backup(
-        site_code,
-        application="pos-db",
-        namespace="pos",
-        location="s3://backups/pos-db/2",
-        size=2048,
-        restore_image="registry.example/pos-restore:1",
-        taken_at="2026-01-02T00:00:00Z",
-    )
+    # Given two backups recorded for the site, a day apart
+    for day, size in ((1, 1024), (2, 2048)):
+        sim.record_backup(
+            site_code,
+            application="pos-db",
+            namespace="pos",
+            location=f"s3://backups/pos-db/{day}",
+            size=size,
+            restore_image="registry.example/pos-restore:1",
+            taken_at=f"2026-01-0{day}T00:00:00Z",
+        )
     # When a new machine is unboxed
     sim.unbox(site_code, serial="G6UNBOX00001", mac="94:c6:91:01:02:03", bootstrap_token="boot-1", hostname="new-agent")
     # Then it calls home with its identity, token and facts

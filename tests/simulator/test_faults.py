@@ -1,7 +1,6 @@
 """Fault injection through the control API: validation of every argument, and the effect of each kind."""
 
 import http.client
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ import pytest
 from kubernetes import client
 
 from simulator.testing import Simulator
+from tests.simulator.checkout import Checkout
 from tests.simulator.conftest import FakeControlPlane, Raw
 from tests.support import wait_until
 
@@ -120,15 +120,8 @@ def test_offline_site(
     devices = sim.summary(site_code)["devices"]
     beats = sum(d["heartbeats"] for d in devices)
     missed = {d["serial"]: d["heartbeats_missed"] for d in devices if d["heartbeating"]}
-    work = tmp_path / "work"
-    subprocess.run(["git", "clone", "-q", sim.site(site_code)["repo_url"], str(work)], check=True, timeout=30)
-    (work / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: while-offline\n")
-    for command in (
-        ["add", "-A"],
-        ["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "offline"],
-        ["push", "-q", "origin", "HEAD:main"],
-    ):
-        subprocess.run(["git", *command], cwd=work, check=True, timeout=30)
+    work = Checkout(sim.site(site_code)["repo_url"], tmp_path / "work")
+    work.commit({"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: while-offline\n"}, "offline")
     # (the agent and the devices look twice while offline, and do nothing)
     polls = sim.summary(site_code)["sync"]["offline_polls"]
     wait_until(lambda: sim.summary(site_code)["sync"]["offline_polls"] >= polls + 2, what="two agent polls offline")

@@ -2,7 +2,6 @@
 
 import json
 import re
-import subprocess
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -14,6 +13,7 @@ from simulator.cli import parse_args
 from simulator.faults import FaultError, parse_cli_fault
 from simulator.fleetgen import generate, reconcile
 from simulator.testing import SimulatorError, running_simulator
+from tests.simulator.checkout import Checkout
 from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
@@ -64,15 +64,8 @@ def test_state_directory_and_restart(tmp_path: Path) -> None:
             assert kubeconfig["users"][0]["user"]["token"] == site["token"]
             assert kubeconfig["clusters"][0]["cluster"]["server"] == site["api_url"]
         code = fleet["sites"][0]["code"]
-        work = tmp_path / "work"
-        subprocess.run(["git", "clone", "-q", fleet["sites"][0]["repo_url"], str(work)], check=True, timeout=30)
-        (work / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kept\n")
-        for command in (
-            ["add", "-A"],
-            ["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "m"],
-            ["push", "-q", "origin", "HEAD:main"],
-        ):
-            subprocess.run(["git", *command], cwd=work, check=True, timeout=30)
+        work = Checkout(fleet["sites"][0]["repo_url"], tmp_path / "work")
+        work.commit({"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kept\n"}, "m")
         wait_until(lambda: sim.summary(code)["sync"]["applied"], what="first sync")
         assert sim.stop() == 0  # SIGTERM is a clean exit
 

@@ -1,7 +1,6 @@
 """The GitOps agent: commits pushed to a site's bare repository with plain git are applied, pruned and
 reported through the Flux Kustomization `site`, all or nothing."""
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +8,7 @@ import pytest
 from kubernetes import client
 
 from simulator.testing import Simulator
+from tests.simulator.checkout import Checkout
 from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
@@ -35,38 +35,6 @@ spec:
 """
 NAMESPACE = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kitchen\n"
 CONFIG = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: kitchen\ndata:\n  k: v\n"
-
-
-class Checkout:
-    """A working clone of the site repository, driven with the git command line."""
-
-    def __init__(self, url: str, path: Path):
-        self.path = path
-        self.git("clone", "-q", url, str(path), cwd=path.parent)
-
-    def git(self, *args: str, cwd: Path | None = None) -> str:
-        done = subprocess.run(
-            ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args],
-            cwd=cwd or self.path,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        )
-        return done.stdout.strip()
-
-    def commit(self, files: dict[str, str | None], message: str) -> str:
-        for name, text in files.items():
-            target = self.path / name
-            if text is None:
-                target.unlink()
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(text)
-        self.git("add", "-A")
-        self.git("commit", "-q", "-m", message)
-        self.git("push", "-q", "origin", "HEAD:main")
-        return self.git("rev-parse", "HEAD")
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from simulator.testing import Simulator
-from tests.simulator.conftest import KUBECTL, Kubectl
+from tests.simulator.conftest import Kubectl, kubectl_command
 from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
@@ -120,18 +120,16 @@ def test_drain_waits_for_the_disruption_budget(
     assert "disruption budget" in blocked.stderr
     assert _pod_node(kubectl, ns) == node
     # When it is drained again and the budget is relaxed while it retries
-    command = [
-        KUBECTL,
-        "--kubeconfig",
-        str(sim.kubeconfig_path(site_code)),
-        "--cache-dir",
-        str(tmp_path / "cache"),
+    command = kubectl_command(
+        sim,
+        site_code,
+        tmp_path / "cache",
         "drain",
         node,
         "--ignore-daemonsets",
         "--delete-emptydir-data",
         "--timeout=40s",
-    ]
+    )
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as drain:
         assert drain.stdout is not None
         output: list[str] = []

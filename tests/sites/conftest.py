@@ -18,6 +18,19 @@ from tests.sites.gitcheck import ANN, make_bare
 POS_RESTORE_IMAGE = "registry.example.com/pos/restore:3.2"
 
 
+def site_admin_form(**fields: str) -> dict[str, str]:
+    """The admin's site form with `fields` (code, name, region, timezone...): a planned site with no labels, no
+    windows, no repository and no inline cluster or nodes."""
+    empty = {"labels": "{}", "business_hours": "[]", "maintenance_windows": "[]", "repo_url": "", "reason": ""}
+    inlines = {
+        "cluster-TOTAL_FORMS": "0",
+        "cluster-INITIAL_FORMS": "0",
+        "nodes-TOTAL_FORMS": "0",
+        "nodes-INITIAL_FORMS": "0",
+    }
+    return {**empty, "state": "planned", **inlines, **fields}
+
+
 @pytest.fixture(autouse=True)
 def _clear_throttle_counts() -> Iterator[None]:
     """The throttle counts live in the (process-wide) cache: each test starts from zero."""

@@ -8,6 +8,7 @@ from sites import services
 from sites.choices import NodeState
 from sites.models import Node, Site
 from tests.factories import NodeFactory, SiteFactory
+from tests.sites.conftest import site_admin_form
 
 pytestmark = pytest.mark.django_db
 
@@ -55,22 +56,7 @@ def test_site_page_shows_its_nodes_and_not_the_credentials(staff: Client) -> Non
 def test_adding_a_site_in_the_admin_goes_through_the_service(staff: Client) -> None:
     response = staff.post(
         "/admin/sites/site/add/",
-        {
-            "code": "CA-0101",
-            "name": "Fresno",
-            "region": "us-west",
-            "timezone": "America/Los_Angeles",
-            "labels": "{}",
-            "business_hours": "[]",
-            "maintenance_windows": "[]",
-            "repo_url": "",
-            "state": "planned",
-            "reason": "",
-            "cluster-TOTAL_FORMS": "0",
-            "cluster-INITIAL_FORMS": "0",
-            "nodes-TOTAL_FORMS": "0",
-            "nodes-INITIAL_FORMS": "0",
-        },
+        site_admin_form(code="CA-0101", name="Fresno", region="us-west", timezone="America/Los_Angeles"),
     )
 
     assert response.status_code == 302, response.content.decode()[:2000]

@@ -38,6 +38,17 @@ def test_cluster_credentials_are_write_only_and_encrypted_at_rest(admin_api: API
     assert "kube-s3cret" not in str(AuditEvent.objects.values_list("payload", flat=True))
 
 
+def assert_credentials_refused(admin_api: APIClient, body: dict, field: str, message: str) -> None:
+    """PUT `body` as a new site's cluster credentials: a 400 whose `field` says `message`, and nothing stored."""
+    site = SiteFactory()
+
+    response = admin_api.put(f"/api/v1/sites/{site.code}/cluster/", body, format="json")
+
+    assert response.status_code == 400, response.content
+    assert message in str(response.json()[field]), response.json()
+    assert Cluster.objects.get(site=site).credentials_encrypted == ""
+
+
 @pytest.mark.parametrize(
     ("body", "field", "message"),
     [
@@ -51,13 +62,7 @@ def test_cluster_credentials_are_write_only_and_encrypted_at_rest(admin_api: API
     ],
 )
 def test_bad_cluster_credentials_are_400(admin_api: APIClient, body: dict, field: str, message: str) -> None:
-    site = SiteFactory()
-
-    response = admin_api.put(f"/api/v1/sites/{site.code}/cluster/", body, format="json")
-
-    assert response.status_code == 400, response.content
-    assert message in str(response.json()[field])
-    assert Cluster.objects.get(site=site).credentials_encrypted == ""
+    assert_credentials_refused(admin_api, body, field, message)
 
 
 def _edited(change: "Callable[[dict[str, Any]], None]") -> str:
@@ -121,13 +126,7 @@ def _client_cert_user(cert: str = CLIENT_CERT, key: str = CLIENT_KEY) -> dict[st
 def test_bad_cluster_credentials_are_400_naming_the_field(
     admin_api: APIClient, body: dict, field: str, message: str
 ) -> None:
-    site = SiteFactory()
-
-    response = admin_api.put(f"/api/v1/sites/{site.code}/cluster/", body, format="json")
-
-    assert response.status_code == 400, response.content
-    assert message in str(response.json()[field]), response.json()
-    assert Cluster.objects.get(site=site).credentials_encrypted == ""
+    assert_credentials_refused(admin_api, body, field, message)
 
 
 @override_settings(PRODUCTION=True)
@@ -144,13 +143,7 @@ def test_bad_cluster_credentials_are_400_naming_the_field(
 def test_production_refuses_plain_http_and_skipped_verification(
     admin_api: APIClient, body: dict, field: str, message: str
 ) -> None:
-    site = SiteFactory()
-
-    response = admin_api.put(f"/api/v1/sites/{site.code}/cluster/", body, format="json")
-
-    assert response.status_code == 400, response.content
-    assert message in str(response.json()[field])
-    assert Cluster.objects.get(site=site).credentials_encrypted == ""
+    assert_credentials_refused(admin_api, body, field, message)
 
 
 @pytest.mark.parametrize(

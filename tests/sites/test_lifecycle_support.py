@@ -1,7 +1,9 @@
-"""Helpers shared by the lifecycle tests (no tests here): a simulated fleet imported into the inventory,
-and a driver that advances a run in this process (the engine's own advance, every wait made due at once)."""
+"""Helpers shared by the lifecycle tests (no tests here): a simulated fleet imported into the inventory (with a
+real worker: `live_simulator` and the `fleet` fixture), and a driver that advances a run in this process (the
+engine's own advance, every wait made due at once)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +13,12 @@ from django.db.models.functions import Now
 from fleet.workflows import engine
 from fleet.workflows.choices import TERMINAL_STATES
 from fleet.workflows.models import WorkflowRun
-from simulator.testing import Simulator
+from simulator.testing import Simulator, running_simulator
 from sites.clusters import SiteCluster
 from sites.imports import fleet_import_file
 from sites.models import Node, Site
 from tests.support import wait_until
+from tests.support.services import Worker
 
 FAST_SIM = ["--job-seconds", "0.3", "--node-gone-seconds", "0.3", "--reboot-seconds", "0.5", "--retry-seconds", "0.5"]
 FAST_SIM += ["--heartbeat-interval", "0.5", "--pod-start-seconds", "0.1"]
@@ -27,6 +30,25 @@ FAST_TIMINGS = {
     "FLEET_NODE_WIPE_SECONDS": 60,
     "KUBE_TIMEOUT_SECONDS": 2.0,
 }
+
+
+@contextmanager
+def live_simulator(live_server: Any, tmp_path_factory: pytest.TempPathFactory, *, sites: int) -> Iterator[Simulator]:
+    """A simulator at the fast timings whose machines register and heartbeat with the live server."""
+    with running_simulator(
+        sites=sites, state_dir=tmp_path_factory.mktemp("sim"), control_plane=live_server.url, extra_args=FAST_SIM
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def fleet(sim: Simulator, settings: Any, celery_worker: Worker) -> Iterator[list[Site]]:
+    """The module's simulated fleet imported, the control plane at the fast timings, the session's worker running
+    (import it into a module that defines `sim`); the simulator's faults cleared afterwards."""
+    for name, value in FAST_TIMINGS.items():
+        setattr(settings, name, value)
+    yield import_fleet(sim)
+    sim.clear_faults()
 
 
 def import_fleet(sim: Simulator) -> list[Site]:

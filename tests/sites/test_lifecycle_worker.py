@@ -12,32 +12,24 @@ from fleet.workflows.choices import ACTIVE_STATES, RunState, StepState
 from fleet.workflows.models import StepRun, WorkflowRun
 from fleet.workflows.tasks import workflow_sweep_task
 from rollouts.models import Application
-from simulator.testing import Simulator, running_simulator
+from simulator.testing import Simulator
 from sites import devices, lifecycle, services
 from sites.choices import NodeState
 from sites.models import Backup, BootstrapToken, Node, NodeCredential, Site
 from tests.sites.conftest import POS_RESTORE_IMAGE
-from tests.sites.test_lifecycle_support import FAST_SIM, FAST_TIMINGS, import_fleet, wipe_jobs
+from tests.sites.test_lifecycle_support import fleet, live_simulator, wipe_jobs
 from tests.support import wait_until
 from tests.support.services import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
+__all__ = ["fleet"]  # the fixture, used here by name
+
 
 @pytest.fixture(scope="module")
 def sim(live_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
-    with running_simulator(
-        sites=3, state_dir=tmp_path_factory.mktemp("sim"), control_plane=live_server.url, extra_args=FAST_SIM
-    ) as running:
+    with live_simulator(live_server, tmp_path_factory, sites=3) as running:
         yield running
-
-
-@pytest.fixture
-def fleet(sim: Simulator, settings: Any, celery_worker: Worker) -> Iterator[list[Site]]:
-    for name, value in FAST_TIMINGS.items():
-        setattr(settings, name, value)
-    yield import_fleet(sim)
-    sim.clear_faults()
 
 
 def finished(run: WorkflowRun, seconds: float = 40) -> WorkflowRun:

@@ -37,6 +37,14 @@ def node_form(node: Node, **changes: str) -> dict[str, Any]:
     }
 
 
+def assert_asks_to_type_the_name(client: Any, url: str, selected: dict[str, Any], *, reason: str, noun: str) -> None:
+    """The admin action on `selected` first asks for the object's name to be typed, then refuses a wrong one."""
+    page = client.post(url, selected)
+    assert page.status_code == 200 and f"Type the {noun}" in page.content.decode()
+    wrong = client.post(url, {**selected, "reason": reason, "confirm": "nope"})
+    assert wrong.status_code == 200 and "to confirm" in wrong.content.decode()
+
+
 @pytest.mark.parametrize(
     ("start", "to"),
     [
@@ -86,10 +94,7 @@ def test_the_admin_retire_action_needs_the_permission_a_reason_and_the_hostname(
     assert Node.objects.get(pk=node.pk).state == NodeState.WIPED
 
     retirer = admin_for([*NODE_CLERK, "sites.retire_node"], "retirer")
-    page = retirer.post("/admin/sites/node/", selected)
-    assert page.status_code == 200 and "Type the node" in page.content.decode()
-    wrong = retirer.post("/admin/sites/node/", {**selected, "reason": "eol", "confirm": "nope"})
-    assert wrong.status_code == 200 and "to confirm" in wrong.content.decode()
+    assert_asks_to_type_the_name(retirer, "/admin/sites/node/", selected, reason="eol", noun="node")
     assert Node.objects.get(pk=node.pk).state == NodeState.WIPED
 
     done = retirer.post("/admin/sites/node/", {**selected, "reason": "eol", "confirm": node.hostname})
@@ -182,10 +187,7 @@ def test_the_admin_cannot_decommission_by_the_state_field_only_by_the_action() -
     assert Site.objects.get(pk=site.pk).state == SiteState.ACTIVE  # no permission: not even offered
 
     closer = admin_for([*SITE_CLERK, "sites.decommission_site"], "closer")
-    page = closer.post("/admin/sites/site/", selected)
-    assert page.status_code == 200 and "Type the site" in page.content.decode()
-    wrong = closer.post("/admin/sites/site/", {**selected, "reason": "closed", "confirm": "nope"})
-    assert wrong.status_code == 200 and "to confirm" in wrong.content.decode()
+    assert_asks_to_type_the_name(closer, "/admin/sites/site/", selected, reason="closed", noun="site")
     assert Site.objects.get(pk=site.pk).state == SiteState.ACTIVE
 
     done = closer.post("/admin/sites/site/", {**selected, "reason": "closed", "confirm": site.code})

@@ -19,6 +19,7 @@ from sites.imports import fleet_import
 from sites.models import Site
 from sites.repo_urls import GitPolicy, HostEntry, RepoUrlRefused, token_scope
 from tests.factories import SiteFactory
+from tests.sites.conftest import site_admin_form
 from tests.support.services import PRODUCTION_ENV
 
 HOST = "gitlab.example.com"
@@ -167,19 +168,7 @@ def test_the_api_stores_an_allowed_url_in_canonical_form(admin_api: APIClient) -
 def test_the_admin_refuses_a_bad_repo_url_on_the_form(admin_user: Any) -> None:
     client = Client()
     client.force_login(admin_user)
-    form = {
-        **NEW_SITE,
-        "labels": "{}",
-        "business_hours": "[]",
-        "maintenance_windows": "[]",
-        "repo_url": "http://attacker.example/x.git",
-        "state": "planned",
-        "reason": "",
-        "cluster-TOTAL_FORMS": "0",
-        "cluster-INITIAL_FORMS": "0",
-        "nodes-TOTAL_FORMS": "0",
-        "nodes-INITIAL_FORMS": "0",
-    }
+    form = site_admin_form(**NEW_SITE, repo_url="http://attacker.example/x.git")
 
     added = client.post("/admin/sites/site/add/", form)
     site = SiteFactory(code="TX-0002", repo_url="")

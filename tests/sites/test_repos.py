@@ -9,21 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from sites.repos import (
-    Author,
-    CommitResult,
-    RepoError,
-    SiteRepo,
-    UnsafeUrl,
-)
-from tests.sites.gitcheck import (
-    ANN,
-    git,
-    log,
-    push_as_someone_else,
-    show,
-    tree_files,
-)
+from sites.repos import Author, CommitResult, RepoError, SiteRepo, UnsafeUrl
+from tests.sites.gitcheck import ANN, git, log, push_as_someone_else, show, tree_files
 
 # --- writing --------------------------------------------------------------------------------------
 

@@ -7,18 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sites.repos import (
-    CommitResult,
-    SiteRepo,
-)
-from tests.sites.gitcheck import (
-    ANN,
-    git,
-    log,
-    push_as_someone_else,
-    show,
-    tree_files,
-)
+from sites.repos import CommitResult, SiteRepo
+from tests.sites.gitcheck import ANN, git, log, push_as_someone_else, show, tree_files
 
 # --- other writers --------------------------------------------------------------------------------
 

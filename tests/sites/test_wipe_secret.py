@@ -64,6 +64,16 @@ def _secret(api: Any, name: str) -> Any:
         raise
 
 
+def _rejoining_wipe(site: Site) -> tuple[Node, WorkflowRun]:
+    """A wipe with rejoin requested for the site's last active agent (by hostname)."""
+    node = Node.objects.filter(site=site, role="agent", state=NodeState.ACTIVE).order_by("-hostname").first()
+    assert node is not None
+    run = lifecycle.node_wipe_request(
+        node=node, actor="test", source="test", reason="x", confirm=node.hostname, rejoin=True
+    )
+    return node, run
+
+
 def test_secret_env_is_a_secret_owned_by_the_job_and_never_in_its_spec(sim: Simulator, fleet: list[Site]) -> None:
     site = fleet[0]
     node = agent(site)
@@ -137,11 +147,7 @@ def test_a_rejoining_wipe_hands_the_token_over_in_a_secret_that_ends_with_the_jo
 
 def test_a_job_whose_secret_was_never_created_gets_one_with_a_fresh_token(sim: Simulator, fleet: list[Site]) -> None:
     site = fleet[0]
-    node = Node.objects.filter(site=site, role="agent", state=NodeState.ACTIVE).order_by("-hostname").first()
-    assert node is not None
-    run = lifecycle.node_wipe_request(
-        node=node, actor="test", source="test", reason="x", confirm=node.hostname, rejoin=True
-    )
+    node, run = _rejoining_wipe(site)
     run = drive(run, until=lambda r: r.current_step == "run_wipe_job")
     name = f"edgefleet-wipe-{run.pk}"
     # Given the last attempt issued a token and created the Job, then died before the Secret
@@ -178,11 +184,7 @@ def test_a_job_whose_secret_was_never_created_gets_one_with_a_fresh_token(sim: S
 
 def test_a_failed_rejoining_wipe_revokes_its_unused_token(sim: Simulator, fleet: list[Site]) -> None:
     site = fleet[2]
-    node = Node.objects.filter(site=site, role="agent", state=NodeState.ACTIVE).order_by("-hostname").first()
-    assert node is not None
-    run = lifecycle.node_wipe_request(
-        node=node, actor="test", source="test", reason="x", confirm=node.hostname, rejoin=True
-    )
+    node, run = _rejoining_wipe(site)
     run = drive(run, until=lambda r: r.current_step == "await_wipe")
     assert run.state not in ("failed", "succeeded"), (
         run.state,

@@ -70,14 +70,19 @@ def test_a_worker_that_lost_its_lease_records_nothing(start: Any, monkeypatch: p
     assert "calls" not in run.context
 
 
+def _first_step_done(start: Any, sent: list[dict[str, Any]], capture: Any) -> tuple[WorkflowRun, str]:
+    """A two-step run whose first step is done, and the lease token its wake-up message carries."""
+    run = start(["done", "done"])
+    sent.clear()
+    with capture(execute=True):
+        deliver(run)
+    return run, sent[0]["lease_token"]
+
+
 def test_done_hands_the_next_steps_lease_to_its_message(
     start: Any, sent: list[dict[str, Any]], django_capture_on_commit_callbacks: Any
 ) -> None:
-    run = start(["done", "done"])
-    sent.clear()
-    with django_capture_on_commit_callbacks(execute=True):
-        deliver(run)
-    token = sent[0]["lease_token"]
+    run, token = _first_step_done(start, sent, django_capture_on_commit_callbacks)
 
     assert advance(run.pk, worker_id="intruder") == Advanced.NOT_DUE  # leased for the message's receiver
     assert advance(run.pk, worker_id="receiver", lease_token=token) == Advanced.FINISHED
@@ -88,11 +93,7 @@ def test_done_hands_the_next_steps_lease_to_its_message(
 def test_a_handed_over_lease_that_expired_is_not_used(
     start: Any, sent: list[dict[str, Any]], django_capture_on_commit_callbacks: Any
 ) -> None:
-    run = start(["done", "done"])
-    sent.clear()
-    with django_capture_on_commit_callbacks(execute=True):
-        deliver(run)
-    token = sent[0]["lease_token"]
+    run, token = _first_step_done(start, sent, django_capture_on_commit_callbacks)
     WorkflowRun.objects.filter(pk=run.pk).update(lease_until=Now() - dt.timedelta(seconds=1))  # message was lost
     assert advance(run.pk, worker_id="sweeper-woken") == Advanced.FINISHED  # taken over as usual...
 

@@ -1,38 +1,27 @@
 """The git host adapter against the simulator's git host (FLEET_GIT_HOST=gitlab pointed at it): what the
 onboarding and decommissioning workflows will call, checked with clients we did not write (python-gitlab
-to read back, plain git to clone) and with the site's simulated GitOps agent.
+to read back, plain git to clone) and with the site's simulated GitOps agent. Its refusals and faults are
+test_gitlab_errors.py.
 """
 
 import datetime
-import logging
-import os
-import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from kubernetes import client as k8s
 
 from simulator.testing import Simulator, running_simulator
 from sites.clusters import SiteCluster
-from sites.githost import (
-    GitHostAccessDenied,
-    GitHostGroupMissing,
-    GitHostRefused,
-    GitHostUnavailable,
-    ProjectConflict,
-    ProjectMissing,
-    git_host,
-)
+from sites.githost import GitHostRefused, ProjectConflict, ProjectMissing, git_host
 from sites.githost.base import MARKER_PATH, marker_content
 from sites.githost.gitlab import GitLabHost
 from sites.repos import Author, RepoError, SiteRepo
+from tests.sites.githost.support import git, gitlab_host, unused_code, with_credentials
 from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
+
 
 BASE_STACK = {
     "kustomization.yaml": "resources:\n  - base/edge-config.yaml\n",
@@ -41,63 +30,6 @@ BASE_STACK = {
         "data:\n  site: '{code}'\n"
     ),
 }
-
-
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
-    with running_simulator(sites=3, state_dir=tmp_path_factory.mktemp("githost-sim"), sync_interval=0.3) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def gitlab_settings(sim: Simulator, settings: Any, tmp_path: Path) -> Any:
-    """FLEET_GIT_HOST=gitlab, pointed at the simulator's git host, as .env.example documents it."""
-    netloc = urlsplit(sim.gitlab_url).netloc
-    settings.FLEET_GIT_HOST = "gitlab"
-    settings.FLEET_GITLAB_URL = sim.gitlab_url
-    settings.FLEET_GITLAB_TOKEN = sim.gitlab_token
-    settings.FLEET_GITLAB_GROUP = sim.git_group
-    settings.FLEET_GIT_CA_FILE = str(sim.ca_cert)
-    settings.FLEET_GIT_HOSTS = [netloc]
-    settings.FLEET_GIT_TOKEN_HOST = netloc
-    settings.FLEET_GIT_TOKEN = sim.gitlab_token
-    settings.FLEET_GITLAB_MAX_RETRIES = 1
-    settings.REPO_CACHE_DIR = tmp_path / "repo-cache"
-    return settings
-
-
-def _host(sim: Simulator, **overrides: Any) -> GitLabHost:
-    options: dict[str, Any] = {
-        "url": sim.gitlab_url,
-        "token": sim.gitlab_token,
-        "group": sim.git_group,
-        "ca_file": str(sim.ca_cert),
-        "timeout": 5.0,
-        "max_retries": 1,
-    }
-    options.update(overrides)
-    return GitLabHost(**options)
-
-
-def _code() -> str:
-    """A code for a project that is no simulated site's (sites' codes are two capitals and four digits)."""
-    return f"ZZ-{uuid.uuid4().int % 1_000_000:06d}"
-
-
-def _git(*args: str, cwd: Path | None = None, ca: Path | None = None, extra: dict[str, str] | None = None) -> Any:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        **({"GIT_SSL_CAINFO": str(ca)} if ca else {}),
-        **(extra or {}),
-    }
-    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False)
-
-
-def _as(url: str, user: str, password: str) -> str:
-    return url.replace("https://", f"https://{user}:{password}@", 1)
 
 
 # --- the done-means: onboarding's pieces, end to end -------------------------------------------------------
@@ -131,9 +63,11 @@ def test_project_first_commit_over_https_edge_applies_then_archive_and_revoke(
 
     # Then a plain `git clone` over HTTPS sees that commit
     clone = tmp_path / "clone"
-    cloned = _git("clone", "-q", _as(project.clone_url, "edgefleet", sim.gitlab_token), str(clone), ca=sim.ca_cert)
+    cloned = git(
+        "clone", "-q", with_credentials(project.clone_url, "edgefleet", sim.gitlab_token), str(clone), ca=sim.ca_cert
+    )
     assert cloned.returncode == 0, cloned.stderr
-    assert _git("rev-parse", "HEAD", cwd=clone).stdout.strip() == written.revision
+    assert git("rev-parse", "HEAD", cwd=clone).stdout.strip() == written.revision
     assert (clone / "base/edge-config.yaml").read_text() == files["base/edge-config.yaml"]
 
     # And the site's GitOps agent applies it: the Flux Kustomization is Ready at that commit
@@ -152,15 +86,15 @@ def test_project_first_commit_over_https_edge_applies_then_archive_and_revoke(
     token = host.issue_deploy_token(code)
     assert token is not None and "token=" not in repr(token)
     edge = tmp_path / "edge"
-    edge_url = _as(project.clone_url, token.username, token.token)
-    assert _git("clone", "-q", edge_url, str(edge), ca=sim.ca_cert).returncode == 0
-    other = host.ensure_project(_code())
-    refused = _git("ls-remote", _as(other.clone_url, token.username, token.token), ca=sim.ca_cert)
+    edge_url = with_credentials(project.clone_url, token.username, token.token)
+    assert git("clone", "-q", edge_url, str(edge), ca=sim.ca_cert).returncode == 0
+    other = host.ensure_project(unused_code())
+    refused = git("ls-remote", with_credentials(other.clone_url, token.username, token.token), ca=sim.ca_cert)
     assert refused.returncode != 0 and "not found" in refused.stderr
     (edge / "x.txt").write_text("x")
-    _git("add", "x.txt", cwd=edge)
-    _git("-c", "user.name=e", "-c", "user.email=e@e.invalid", "commit", "-qm", "x", cwd=edge)
-    pushed = _git("push", "origin", "HEAD:main", cwd=edge, ca=sim.ca_cert)
+    git("add", "x.txt", cwd=edge)
+    git("-c", "user.name=e", "-c", "user.email=e@e.invalid", "commit", "-qm", "x", cwd=edge)
+    pushed = git("push", "origin", "HEAD:main", cwd=edge, ca=sim.ca_cert)
     assert pushed.returncode != 0 and "403" in pushed.stderr
 
     # The edge pulls from the git host with it, as Flux does: GitRepository url + a basic-auth Secret
@@ -201,7 +135,7 @@ def test_project_first_commit_over_https_edge_applies_then_archive_and_revoke(
 
     # And the old deploy token clones nothing, the project is read-only, and both calls are idempotent
     assert archived is not None and archived.archived
-    gone = _git("clone", "-q", edge_url, str(tmp_path / "gone"), ca=sim.ca_cert)
+    gone = git("clone", "-q", edge_url, str(tmp_path / "gone"), ca=sim.ca_cert)
     assert gone.returncode != 0 and "Authentication failed" in gone.stderr
     with pytest.raises(RepoError, match="archived"):
         repo.write({"base/more.yaml": "a: b\n"}, owned_prefix=None, message="later", author=Author.of("x"))
@@ -234,14 +168,14 @@ def _point_edge_at(api: Any, url: str, username: str, password: str) -> None:
 
 
 def test_https_without_the_ca_fails_on_the_certificate(sim: Simulator, gitlab_settings: Any) -> None:
-    code = _code()
-    project = _host(sim).ensure_project(code)
+    code = unused_code()
+    project = gitlab_host(sim).ensure_project(code)
     gitlab_settings.FLEET_GIT_CA_FILE = ""
 
     with pytest.raises(RepoError, match="certificate"):
         SiteRepo.from_settings(code, project.clone_url).head()
     with pytest.raises(GitHostRefused, match="cannot verify the certificate"):
-        _host(sim, ca_file="").find_project(code)
+        gitlab_host(sim, ca_file="").find_project(code)
 
 
 # --- idempotence, adoption, conflicts -------------------------------------------------------------------
@@ -249,14 +183,14 @@ def test_https_without_the_ca_fails_on_the_certificate(sim: Simulator, gitlab_se
 
 def test_ensure_continues_where_it_stopped(sim: Simulator) -> None:
     # Given a project someone created by hand (empty) and left unprotected, as a crash mid-ensure would
-    code = _code()
+    code = unused_code()
     gl = sim.gitlab()
     group = gl.groups.get(sim.git_group)
     made = gl.projects.create({"name": code, "path": code, "namespace_id": group.id, "default_branch": "main"})
     branch = made.protectedbranches.get("main")
     branch.allow_force_push = True
     branch.save()
-    host = _host(sim)
+    host = gitlab_host(sim)
 
     # When ensure runs, then again
     first = host.ensure_project(code)
@@ -272,9 +206,9 @@ def test_ensure_continues_where_it_stopped(sim: Simulator) -> None:
 def test_a_project_with_content_that_is_not_ours_is_refused(sim: Simulator, tmp_path: Path) -> None:
     gl = sim.gitlab()
     group = gl.groups.get(sim.git_group)
-    host = _host(sim)
+    host = gitlab_host(sim)
 
-    foreign = _code()
+    foreign = unused_code()
     project = gl.projects.create({"name": foreign, "path": foreign, "namespace_id": group.id})
     project.files.create({"file_path": "README.md", "branch": "main", "content": "mine", "commit_message": "x"})
     with pytest.raises(ProjectConflict) as refused:
@@ -285,7 +219,7 @@ def test_a_project_with_content_that_is_not_ours_is_refused(sim: Simulator, tmp_
         host.archive_project(foreign)
     assert gl.projects.get(project.id).archived is False
 
-    theirs = _code()
+    theirs = unused_code()
     other = gl.projects.create({"name": theirs, "path": theirs, "namespace_id": group.id})
     content = marker_content("AB-123456")
     other.files.create({"file_path": MARKER_PATH, "branch": "main", "content": content, "commit_message": "x"})
@@ -293,7 +227,7 @@ def test_a_project_with_content_that_is_not_ours_is_refused(sim: Simulator, tmp_
         host.ensure_project(theirs)
 
     # A project carrying our marker for this very site (moved there by hand) is adopted.
-    moved = _code()
+    moved = unused_code()
     ours = gl.projects.create({"name": moved, "path": moved, "namespace_id": group.id})
     ours.files.create(
         {"file_path": MARKER_PATH, "branch": "main", "content": marker_content(moved), "commit_message": "x"}
@@ -305,8 +239,8 @@ def test_a_project_with_content_that_is_not_ours_is_refused(sim: Simulator, tmp_
 
 
 def test_deploy_tokens_rotate_without_leaving_the_edge_without_one(sim: Simulator) -> None:
-    code = _code()
-    host = _host(sim)
+    code = unused_code()
+    host = gitlab_host(sim)
     with pytest.raises(ProjectMissing, match=code):
         host.issue_deploy_token(code)
     assert host.revoke_deploy_tokens(code) == []
@@ -328,94 +262,9 @@ def test_deploy_tokens_rotate_without_leaving_the_edge_without_one(sim: Simulato
     assert state == {by_hand.id: True, old.id: False, new.id: True}  # a token we did not make is left alone
 
 
-# --- failures become typed errors with sentences -------------------------------------------------------
-
-
-@pytest.fixture
-def no_token_leaks(sim: Simulator, caplog: pytest.LogCaptureFixture) -> Iterator[list[str]]:
-    """Every message and log line of the test, checked afterwards for the control plane's token."""
-    caplog.set_level(logging.DEBUG)
-    messages: list[str] = []
-    yield messages
-    logged = "\n".join(record.getMessage() for record in caplog.records)
-    for text in [*messages, logged]:
-        assert sim.gitlab_token not in text
-
-
-@pytest.mark.parametrize(
-    ("token", "error", "words"),
-    [
-        ({"expires_at": "2020-01-01"}, GitHostAccessDenied, ["401", "Token is expired", "FLEET_GITLAB_TOKEN"]),
-        ({"revoked": True}, GitHostAccessDenied, ["401", "revoked"]),
-        ({"scopes": ["read_api"]}, GitHostAccessDenied, ["403", "scope"]),
-        ({"access_level": 20}, GitHostAccessDenied, ["403", "Owner role"]),
-    ],
-)
-def test_a_refused_token_is_access_denied(
-    sim: Simulator, token: dict[str, Any], error: type, words: list[str], no_token_leaks: list[str]
-) -> None:
-    host = _host(sim, token=sim.create_git_token(**token)["token"])
-    with pytest.raises(error) as raised:
-        host.ensure_project(_code())
-    assert not raised.value.transient
-    for word in words:
-        assert word in raised.value.message
-    no_token_leaks.append(raised.value.message)
-
-
-def test_a_missing_group_is_named(sim: Simulator) -> None:
-    with pytest.raises(GitHostGroupMissing, match="'no-such-group' does not exist"):
-        _host(sim, group="no-such-group").ensure_project(_code())
-
-
-@pytest.mark.parametrize(
-    ("fault", "words", "retry_after"),
-    [
-        ({"kind": "api_error"}, ["failed (50", "after 1 retries"], None),
-        ({"kind": "throttle", "seconds": 7}, ["rate-limiting", "7s"], 7.0),
-        ({"kind": "offline"}, ["cannot reach"], None),
-        ({"kind": "timeout", "seconds": 3}, ["did not answer within 1s"], None),
-    ],
-)
-def test_an_unavailable_host_is_transient_and_nothing_is_half_created(
-    sim: Simulator, fault: dict[str, Any], words: list[str], retry_after: float | None, no_token_leaks: list[str]
-) -> None:
-    code = _code()
-    host = _host(sim, timeout=1.0)
-    fault_id = sim.add_fault(site="githost", **fault)
-    try:
-        with pytest.raises(GitHostUnavailable) as raised:
-            host.ensure_project(code)
-    finally:
-        sim.remove_fault(fault_id)
-    assert raised.value.transient and raised.value.retry_after == retry_after
-    for word in words:
-        assert word in raised.value.message
-    no_token_leaks.append(raised.value.message)
-    # The host is back: ensure goes on from wherever the failure stopped it.
-    assert host.ensure_project(code).path == f"{sim.git_group}/{code}"
-
-
-def test_an_unreachable_host_is_unavailable() -> None:
-    host = GitLabHost(url="https://127.0.0.1:9", token="glpat-x", group="fleet", timeout=2.0, max_retries=0)
-    with pytest.raises(GitHostUnavailable, match="cannot reach the git host at 127.0.0.1:9"):
-        host.find_project("TX-0412")
-
-
-def test_a_code_gitlab_would_refuse_is_refused_before_any_call() -> None:
-    host = GitLabHost(url="https://127.0.0.1:9", token="glpat-x", group="fleet")
-    with pytest.raises(GitHostRefused, match="end in '.git'"):
-        host.ensure_project("TX-1.git")
-
-
-def test_the_token_is_not_in_the_adapters_repr() -> None:
-    host = GitLabHost(url="https://gitlab.example.com", token="glpat-secret-value", group="fleet")
-    assert "glpat-secret-value" not in repr(host) and "glpat-secret-value" not in str(vars(host).get("url"))
-
-
 def test_a_second_simulator_run_reads_the_same_projects(tmp_path: Path) -> None:
     with running_simulator(sites=1, state_dir=tmp_path / "sim") as first:
         code = first.codes[0]
-        _host(first).ensure_project(code)
+        gitlab_host(first).ensure_project(code)
     with running_simulator(sites=1, state_dir=tmp_path / "sim") as second:
-        assert _host(second).ensure_project(code).changes == ()
+        assert gitlab_host(second).ensure_project(code).changes == ()
