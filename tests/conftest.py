@@ -19,12 +19,13 @@ from rest_framework.test import APIClient
 
 from fleet.celery import app as celery_app
 from tests.factories import UserFactory
-from tests.support import RedisServer
+from tests.support import RedisServer, flush
 from tests.support.services import Worker, redis_server, worker_env
 
 pytest_plugins = ["tests.support.integration", "pytester"]
 
 SESSION_SERVICES = ("redis_url", "celery_worker")
+flush.install()  # a transactional test's teardown races a live worker: see tests/support/flush.py
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

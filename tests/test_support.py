@@ -1,7 +1,9 @@
-"""tests/support: the integration-marker check fires, and wait_until says what it waited for."""
+"""tests/support: the integration-marker check fires, wait_until says what it waited for, and a teardown
+flush that lost a deadlock is tried again."""
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,3 +80,28 @@ def test_wait_until_returns_the_first_truthy_value() -> None:
 def test_wait_until_names_what_it_waited_for_and_the_last_value_seen() -> None:
     with pytest.raises(WaitTimeout, match=r"the door opening did not happen within 0 s \(last value: \[\]\)\nthe log"):
         wait_until(lambda: [], 0, "the door opening", explain=lambda: "the log")
+
+
+def test_a_flush_that_lost_a_deadlock_to_a_live_worker_is_tried_again_and_nothing_else_is() -> None:
+    from django.core.management.base import CommandError
+    from django.db import OperationalError
+
+    from tests.support.flush import retrying_flush
+
+    calls: list[str] = []
+
+    def flush_losing(times: int, error: str) -> Any:
+        def teardown(_: Any) -> str:
+            calls.append(error)
+            if len(calls) <= times:
+                raise CommandError("Database test couldn't be flushed") from OperationalError(error)
+            return "flushed"
+
+        return retrying_flush(teardown)
+
+    assert flush_losing(2, "deadlock detected")(None) == "flushed"
+    assert len(calls) == 3
+    calls.clear()
+    with pytest.raises(CommandError):
+        flush_losing(1, "relation does not exist")(None)
+    assert len(calls) == 1
