@@ -1,7 +1,7 @@
 """Benchmark: a rollout driven by the workflow engine against a plain script doing the same I/O.
 
     .venv/bin/python bench/rollout.py [--sites 300] [--concurrency 2] [--max-parallel 50] [--timeout 1800]
-                                      [--git-transport file|https]
+                                      [--git-transport file|https] [--database sqlite|postgres]
 
 One simulator serves `--sites` sites (agents polling every --sync-interval s); both sides roll the demo
 release to every site in three waves (1%, 10%, 100%, zero bake): orchestrated, by `rollout_start` on a
@@ -36,6 +36,7 @@ from bench.measure import (  # noqa: E402
     cpu_delta,
     cpu_line,
     cpu_seconds,
+    fresh_postgres,
     git_processes,
     machine_busy,
     own_cpu_seconds,
@@ -75,6 +76,13 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     parser.add_argument(
+        "--database",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help="sqlite: a file in the temporary directory (or FLEET_DATABASE_URL when set); postgres: a fresh "
+        "bench_rollout database on the local PostgreSQL (dropped and created anew)",
+    )
+    parser.add_argument(
         "--git-transport",
         choices=["file", "https"],
         default="file",
@@ -111,7 +119,10 @@ def main() -> None:
         )
     nice = ["nice", "-n", str(args.niceness)] if args.niceness else []
     redis_proc, redis_url = start_redis(tmp, nice=nice)
-    database_url = os.environ.get("FLEET_DATABASE_URL") or f"sqlite:///{tmp / 'bench.sqlite3'}"
+    if args.database == "postgres":
+        database_url = fresh_postgres("bench_rollout")
+    else:
+        database_url = os.environ.get("FLEET_DATABASE_URL") or f"sqlite:///{tmp / 'bench.sqlite3'}"
     control_plane_env(
         tmp,
         database_url,
