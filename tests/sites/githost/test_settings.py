@@ -4,9 +4,9 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.services import ROOT
+
 SHOW = (
     "import json; from django.conf import settings as s; "
     "print(json.dumps([s.FLEET_GIT_HOSTS, s.FLEET_GIT_TOKEN_HOST, s.FLEET_GIT_TOKEN == s.FLEET_GITLAB_TOKEN]))"
