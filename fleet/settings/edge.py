@@ -31,6 +31,10 @@ KUBE_TIMEOUT_SECONDS = env.float("FLEET_KUBE_TIMEOUT", default=10.0)
 # Kubernetes API clients kept per worker process (least recently used dropped): each holds a TLS context
 # and a connection pool, so a bound keeps a worker that touched 3000 sites from holding 3000 of them.
 KUBE_CLIENT_CACHE_SIZE = env.int("FLEET_KUBE_CLIENT_CACHE_SIZE", default=256)
+# Their configurations (the stored kubeconfig decrypted, parsed and checked: ~10 ms of CPU to rebuild, a few
+# KB to keep) are kept for more sites, so a probe round over more sites than the clients does not parse
+# every kubeconfig again; set it at least to the number of sites.
+KUBE_CLIENT_CONFIGURATION_CACHE_SIZE = env.int("FLEET_KUBE_CLIENT_CONFIGURATION_CACHE_SIZE", default=8192)
 # How long a registered machine has to become a Ready node before the provisioning gives up on it.
 FLEET_JOIN_DEADLINE_SECONDS = env.int("FLEET_JOIN_DEADLINE_SECONDS", default=30 * 60)
 # A bootstrap token revokes itself after this many refused registrations (a serial it was not issued for,
