@@ -14,6 +14,6 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddIndex(
             model_name='siterollout',
-            index=models.Index(fields=['rollout', 'position'], name='site_rollout_position_idx'),
+            index=models.Index(fields=['-rollout', 'position'], name='site_rollout_position_idx'),
         ),
     ]
