@@ -95,7 +95,7 @@ def version_distribution(sites: QuerySet[Site] | None = None) -> list[VersionCou
     """How many sites run each K3s version (those never probed under ""), newest first."""
     target = target_version()
     clusters = Cluster.objects.all() if sites is None else Cluster.objects.filter(site__in=sites)
-    rows = clusters.values("k3s_version").annotate(n=Count("id"))
+    rows = clusters.values("k3s_version").annotate(n=Count("*"))
     counts = [VersionCount(r["k3s_version"], r["n"], *_judge(r["k3s_version"], target)) for r in rows]
     return sorted(counts, key=lambda c: (K3sVersion.parse(c.version) or K3sVersion(-1, 0, 0), c.version), reverse=True)
 
