@@ -15,7 +15,7 @@ from sites.models import Site
 BEHIND, FLAGGED = "behind", "flagged"
 
 
-def _behind_codes(flagged_only: bool) -> QuerySet[Site]:
+def _behind_codes(flagged_only: bool) -> QuerySet[Site, Any]:
     return k3s_versions.behind(flagged_only=flagged_only).values("code")  # a subquery, not 30000 codes
 
 
