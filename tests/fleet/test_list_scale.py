@@ -13,7 +13,9 @@ from rest_framework.test import APIClient
 
 from fleet.admin_filters import distinct_values
 from fleet.console.search import search
+from sites.labels import LabelSelector
 from sites.models import Node, Site
+from sites.selectors import sites_matching
 from tests.console.fleet_data import make_fleet
 
 pytestmark = pytest.mark.django_db
@@ -79,3 +81,15 @@ def test_the_search_box_can_answer_from_the_trigram_indexes_on_postgresql() -> N
             assert "Seq Scan" not in plan, plan
             assert "_trgm" in plan, plan
     assert len(searches) == 2
+
+
+def test_a_label_selector_reads_as_containment_on_postgresql_and_matches_alike() -> None:
+    make_fleet(12, 12)
+    selector = "tier=1,city in (Lyon,Austin),!legacy"
+
+    found = sites_matching(selector)
+
+    expected = [s.code for s in Site.objects.order_by("code") if LabelSelector.parse(selector).matches(s.labels)]
+    assert [s.code for s in found.order_by("code")] == expected and expected
+    if connection.vendor == "postgresql":  # estimated from the column's statistics (sites/labels.py)
+        assert "@>" in str(found.query)
