@@ -336,6 +336,8 @@ class SiteRollout(models.Model):
             # The driver's reads: a wave's sites in one state, in planned order (rollouts.selectors).
             models.Index(fields=["wave", "state", "position"], name="site_rollout_wave_state_idx"),
             models.Index(fields=["site", "state"], name="site_rollout_site_idx"),
+            # The planned order; "-rollout" as the lists order by it (Rollout orders by -id) before the position.
+            models.Index(fields=["-rollout", "position"], name="site_rollout_position_idx"),
         ]
 
     def __str__(self) -> str:

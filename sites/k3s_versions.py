@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, QuerySet
+from django.db.models import Case, Count, IntegerField, QuerySet, Value, When
 
 from sites.models import Cluster, Site
 
@@ -95,33 +95,76 @@ def version_distribution(sites: QuerySet[Site] | None = None) -> list[VersionCou
     """How many sites run each K3s version (those never probed under ""), newest first."""
     target = target_version()
     clusters = Cluster.objects.all() if sites is None else Cluster.objects.filter(site__in=sites)
-    rows = clusters.values("k3s_version").annotate(n=Count("id"))
+    rows = clusters.values("k3s_version").annotate(n=Count("*"))
     counts = [VersionCount(r["k3s_version"], r["n"], *_judge(r["k3s_version"], target)) for r in rows]
     return sorted(counts, key=lambda c: (K3sVersion.parse(c.version) or K3sVersion(-1, 0, 0), c.version), reverse=True)
 
 
-def sites_behind(sites: QuerySet[Site] | None = None, *, flagged_only: bool = False) -> list[dict[str, Any]]:
-    """The sites whose recorded version is older than the target (or unknown), most behind first:
-    `{code, name, region, version, minors_behind, flagged}`."""
+def _behind_ranks(counts: list[VersionCount], flagged_only: bool) -> dict[str, int]:
+    """The versions of `counts` that are behind the target (older, or not known), each with its rank in the
+    list of the sites behind: minors behind, 999 for a version that is not one (first, as it is the least known)."""
     target = target_version()
-    queryset = (sites if sites is not None else Site.objects.all()).select_related("cluster").order_by("code")
-    found = []
-    for site in queryset.filter(cluster__isnull=False):
-        version = site.cluster.k3s_version
-        parsed = K3sVersion.parse(version)
+    ranks = {}
+    for count in counts:
+        parsed = K3sVersion.parse(count.version)
         if target is not None and parsed is not None and parsed >= target:
             continue
-        behind, flagged = _judge(version, target)
-        if flagged_only and not flagged:
+        if flagged_only and not count.flagged:
             continue
+        ranks[count.version] = 999 if count.minors_behind is None else count.minors_behind
+    return ranks
+
+
+def behind(
+    sites: QuerySet[Site] | None = None, *, flagged_only: bool = False, distribution: list[VersionCount] | None = None
+) -> QuerySet[Site]:
+    """The sites whose recorded version is older than the target (or unknown), most behind first, then by code,
+    with their cluster. The versions behind come from the distribution (one GROUP BY over the clusters, or
+    `distribution` when it was read already), so the sites are one query the database can limit to a page."""
+    ranks = _behind_ranks(version_distribution(sites) if distribution is None else distribution, flagged_only)
+    rank = Case(
+        *[When(cluster__k3s_version=v, then=Value(r)) for v, r in ranks.items()],
+        default=Value(0),
+        output_field=IntegerField(),
+    )
+    queryset = sites if sites is not None else Site.objects.all()
+    return (
+        queryset.filter(cluster__k3s_version__in=list(ranks))
+        .select_related("cluster")
+        .annotate(k3s_rank=rank)
+        .order_by("-k3s_rank", "code")
+    )
+
+
+def behind_count(distribution: list[VersionCount], *, flagged_only: bool = False) -> int:
+    """How many sites of `distribution` (version_distribution's answer) `behind` lists."""
+    ranks = _behind_ranks(distribution, flagged_only)
+    return sum(count.sites for count in distribution if count.version in ranks)
+
+
+def sites_behind(
+    sites: QuerySet[Site] | None = None,
+    *,
+    flagged_only: bool = False,
+    limit: int | None = None,
+    distribution: list[VersionCount] | None = None,
+) -> list[dict[str, Any]]:
+    """The first `limit` (all without one) of `behind`'s sites as
+    `{code, name, region, version, minors_behind, flagged}`."""
+    target = target_version()
+    queryset = behind(sites, flagged_only=flagged_only, distribution=distribution)
+    found = []
+    for site in queryset if limit is None else queryset[:limit]:
+        version = site.cluster.k3s_version
+        minors_behind, flagged = _judge(version, target)
         found.append(
             {
                 "code": site.code,
                 "name": site.name,
                 "region": site.region,
                 "version": version,
-                "minors_behind": behind,
+                "minors_behind": minors_behind,
                 "flagged": flagged,
             }
         )
-    return sorted(found, key=lambda s: (-(s["minors_behind"] if s["minors_behind"] is not None else 999), s["code"]))
+    return found

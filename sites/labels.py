@@ -13,6 +13,7 @@ PostgreSQL plan for a long time. Real selectors have a few terms.
 import re
 from dataclasses import dataclass
 
+from django.db import connection
 from django.db.models import Q, QuerySet
 
 from fleet.errors import Invalid
@@ -35,7 +36,7 @@ class Requirement:
 
     def q(self) -> Q:
         has_key = Q(labels__has_key=self.key)
-        value_in = Q(**{f"labels__{self.key}__in": list(self.values)})
+        value_in = _value_in(self.key, self.values)
         if self.op == "in":
             return has_key & value_in
         if self.op == "notin":
@@ -53,6 +54,19 @@ class Requirement:
         if self.op == "exists":
             return self.key in labels
         return self.key not in labels
+
+
+def _value_in(key: str, values: tuple[str, ...]) -> Q:
+    """The label `key` holds one of `values`. On PostgreSQL as containment (`labels @> {"tier": "1"}`), which
+    the planner estimates from the column's statistics: a comparison of `labels -> 'tier'` it guesses at 0.5 %
+    of the rows, so a selector that matched a sixth of 30000 sites read every site of the page's other filters
+    and sorted them, instead of walking the code index to the first page. SQLite has no containment."""
+    if connection.vendor != "postgresql":
+        return Q(**{f"labels__{key}__in": list(values)})
+    condition = Q()
+    for value in values:
+        condition |= Q(labels__contains={key: value})
+    return condition
 
 
 @dataclass(frozen=True)

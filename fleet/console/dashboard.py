@@ -97,13 +97,13 @@ def dashboard(now: dt.datetime | None = None) -> Dashboard:
     site_url = reverse("admin:sites_site_changelist")
     node_url = reverse("admin:sites_node_changelist")
     in_service = Site.objects.exclude(state=SiteState.DECOMMISSIONED)
-    by_health = dict(in_service.order_by().values_list("health").annotate(n=Count("id")).values_list("health", "n"))
+    by_health = dict(in_service.order_by().values_list("health").annotate(n=Count("*")).values_list("health", "n"))
     sites_by_health = [
         HealthCount(value, str(label), by_health.get(value, 0), f"{site_url}?health__exact={value}")
         for value, label in SiteHealth.choices
     ]
     counted = Node.objects.filter(state__in=NODE_HEALTH_COUNTED_STATES)
-    node_health = dict(counted.order_by().values_list("health").annotate(n=Count("id")).values_list("health", "n"))
+    node_health = dict(counted.order_by().values_list("health").annotate(n=Count("*")).values_list("health", "n"))
     nodes_by_health = [
         HealthCount(value, str(label), node_health.get(value, 0), f"{node_url}?health__exact={value}")
         for value, label in NodeHealth.choices

@@ -10,6 +10,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from fleet.admin_display import badge
+from fleet.admin_filters import IndexedValuesFilter
 from fleet.admin_readonly import ReadOnlyAdmin
 from rollouts.admin.display import ReasonForm, call_service, confirm_page
 from rollouts.choices import SiteRolloutState
@@ -37,7 +38,7 @@ class SiteRolloutAdmin(ReadOnlyAdmin):
         "started_at",
         "finished_at",
     ]
-    list_filter = ["state", "skip_reason", "wave__index", "site__region", "rollout"]
+    list_filter = ["state", "skip_reason", "wave__index", ("site__region", IndexedValuesFilter), "rollout"]
     search_fields = ["site__code", "error", "revision"]
     list_select_related = ["site", "rollout__plan", "wave"]
     readonly_fields = [
@@ -118,7 +119,7 @@ class SiteSyncStateAdmin(ReadOnlyAdmin):
         "drifted_since",
         "message",
     ]
-    list_filter = ["state", "site__region", "checked_at"]
+    list_filter = ["state", ("site__region", IndexedValuesFilter), "checked_at"]
     search_fields = ["site__code", "head_revision", "applied_revision"]
     list_select_related = ["site"]
     readonly_fields = ["site", "state", "head_revision", "applied_revision", "message", "checked_at", "drifted_since"]

@@ -8,6 +8,7 @@ from django.http import HttpRequest
 from django.utils.safestring import SafeString
 
 from fleet.admin_display import badge, raw_detail, when
+from fleet.admin_filters import IndexedValuesFilter
 from fleet.admin_forms import ServiceAdminMixin, ServiceForm
 from fleet.audit.choices import Source
 from sites import services
@@ -70,7 +71,7 @@ class ClusterForm(ServiceForm):
 class ClusterAdmin(ServiceAdminMixin, admin.ModelAdmin):
     form = ClusterForm
     list_display = ["site", "api_url", "reachability_badge", "k3s_version", "last_contact", "has_credentials"]
-    list_filter = ["reachability", "site__region"]
+    list_filter = ["reachability", ("site__region", IndexedValuesFilter)]
     search_fields = ["site__code", "site__name", "api_url"]
     list_select_related = ["site"]
     readonly_fields = [

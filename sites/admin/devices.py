@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from fleet.admin_display import badge
+from fleet.admin_filters import IndexedValuesFilter
 from fleet.admin_readonly import ReadOnlyAdmin
 from fleet.audit.choices import Source
 from fleet.errors import FleetError
@@ -105,7 +106,7 @@ class BootstrapTokenAdmin(ReadOnlyAdmin):
         "expires_at",
         "used_by",
     ]
-    list_filter = [TokenStateFilter, "any_serial", "site__region"]
+    list_filter = [TokenStateFilter, "any_serial", ("site__region", IndexedValuesFilter)]
     search_fields = ["prefix", "site__code", "note"]
     list_select_related = ["site", "created_by", "used_by"]
     readonly_fields = [
@@ -167,7 +168,7 @@ class NodeCredentialInline(admin.TabularInline):
 @admin.register(Backup)
 class BackupAdmin(ReadOnlyAdmin):
     list_display = ["application", "site", "namespace", "taken_at", "size", "location", "reported_by", "reported_at"]
-    list_filter = ["application", "site__region"]
+    list_filter = ["application", ("site__region", IndexedValuesFilter)]
     search_fields = ["application", "site__code", "location"]
     list_select_related = ["site", "reported_by"]
     date_hierarchy = "taken_at"

@@ -11,6 +11,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from fleet.admin_display import badge, when
+from fleet.admin_filters import IndexedValuesFilter
 from fleet.admin_readonly import ReadOnlyAdmin
 from sites.admin.filters import NullFilter
 from sites.choices import AlertKind, NodeHealth, SiteHealth
@@ -52,7 +53,7 @@ class OpenFilter(NullFilter):
 @admin.register(Alert)
 class AlertAdmin(ReadOnlyAdmin):
     list_display = ["opened", "kind", "site", "node", "message", "state", "resolved", "resolution", "act"]
-    list_filter = [OpenFilter, "kind", "site__region", "opened_at"]
+    list_filter = [OpenFilter, "kind", ("site__region", IndexedValuesFilter), "opened_at"]
     search_fields = ["message", "site__code", "node__hostname", "node__serial"]
     list_select_related = ["site", "node"]
     date_hierarchy = "opened_at"

@@ -12,6 +12,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from fleet.admin_display import when
+from fleet.admin_filters import IndexedValuesFilter
 from fleet.admin_forms import ServiceAdminMixin, StateServiceForm
 from fleet.audit.choices import Source
 from fleet.workflows import active_run, runs_of
@@ -63,7 +64,10 @@ class NodeAdmin(NodeLifecycleAdminMixin, StateAndHealthColumns, ServiceAdminMixi
         "hostname", "serial", "site_link", "role", "state_badge", "health_column", "mac", "hardware_model",
         "last_seen",
     ]  # fmt: skip
-    list_filter = [NodeDownFilter, "health", "state", "role", "site__region", LastSeenFilter, "hardware_model"]
+    list_filter = [
+        NodeDownFilter, "health", "state", "role", ("site__region", IndexedValuesFilter), LastSeenFilter,
+        ("hardware_model", IndexedValuesFilter),
+    ]  # fmt: skip
     search_fields = ["serial", "hostname", "mac", "site__code"]
     list_select_related = ["site"]
     autocomplete_fields = ["site"]

@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
 from fleet.admin_display import badge, raw_detail, when
+from fleet.admin_filters import IndexedValuesFilter
 from fleet.admin_forms import ServiceAdminMixin, StateServiceForm
 from fleet.audit.choices import Source
 from fleet.console.overview import site_overview
@@ -71,8 +72,8 @@ class SiteAdmin(SiteLifecycleAdminMixin, StateAndHealthColumns, ServiceAdminMixi
         "last_heartbeat",
     ]
     list_filter = [
-        "health", "state", "region", "cluster__reachability", K3sVersionFilter, DriftFilter, LabelFilter,
-        HeartbeatFilter, "timezone",
+        "health", "state", ("region", IndexedValuesFilter), "cluster__reachability", K3sVersionFilter, DriftFilter,
+        LabelFilter, HeartbeatFilter, ("timezone", IndexedValuesFilter),
     ]  # fmt: skip
     search_fields = ["code", "name", "region"]
     actions = ["probe_clusters", issue_bootstrap_tokens, issue_site_wide_bootstrap_tokens, "decommission_site"]

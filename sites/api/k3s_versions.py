@@ -56,16 +56,18 @@ class K3sVersionsViewSet(viewsets.GenericViewSet):
         limit = _limit(request.query_params.get("limit"))
         sites = self.filter_queryset(self.get_queryset())
         target = k3s_versions.target_version()
-        behind = k3s_versions.sites_behind(sites, flagged_only=flagged)
+        distribution = k3s_versions.version_distribution(sites)
         return Response(
             {
                 "target": str(target) if target else "",
                 "allowed_minor_skew": k3s_versions.allowed_skew(),
                 "distribution": [
                     {"version": c.version, "sites": c.sites, "minors_behind": c.minors_behind, "flagged": c.flagged}
-                    for c in k3s_versions.version_distribution(sites)
+                    for c in distribution
                 ],
-                "behind_count": len(behind),
-                "behind": behind[:limit],
+                "behind_count": k3s_versions.behind_count(distribution, flagged_only=flagged),
+                "behind": k3s_versions.sites_behind(
+                    sites, flagged_only=flagged, limit=limit, distribution=distribution
+                ),
             }
         )

@@ -21,7 +21,7 @@ class Site(models.Model):
     code = models.CharField(max_length=16, unique=True, validators=[validate_site_code], help_text="e.g. TX-0412")
     name = models.CharField(max_length=200)
     region = models.CharField(max_length=64, db_index=True, help_text="region or market, e.g. us-south")
-    timezone = models.CharField(max_length=64, validators=[validate_timezone], help_text="IANA name")
+    timezone = models.CharField(max_length=64, validators=[validate_timezone], db_index=True, help_text="IANA name")
     labels = models.JSONField(default=dict, blank=True, validators=[validate_labels])
     business_hours = models.JSONField(default=list, blank=True, validators=[validate_windows])
     maintenance_windows = models.JSONField(default=list, blank=True, validators=[validate_windows])
@@ -46,7 +46,12 @@ class Site(models.Model):
 
     class Meta:
         ordering = ["code"]
-        indexes = [models.Index(fields=["health", "health_since"], name="site_health_since_idx")]
+        indexes = [
+            models.Index(fields=["health", "health_since"], name="site_health_since_idx"),
+            # The API's `?ordering=health` page, and the dashboard's count by health (read from the index).
+            models.Index(fields=["health", "code", "state"], name="site_health_code_idx"),
+            models.Index(fields=["drifted_since"], condition=Q(drifted_since__isnull=False), name="site_drifted_idx"),
+        ]
         permissions = [
             ("probe_site", "Can probe a site's cluster"),
             # Final (the state machine has no way back): support staff get it deliberately, apart from change_site.
@@ -70,7 +75,7 @@ class Cluster(models.Model):
     # so it is encrypted like the credentials and never shown by the API or the admin.
     join_server_url = models.CharField(max_length=500, blank=True, help_text="K3s server URL machines join")
     join_token_encrypted = models.TextField(blank=True, editable=False, help_text="Fernet token of the K3s token")
-    k3s_version = models.CharField(max_length=64, blank=True)
+    k3s_version = models.CharField(max_length=64, blank=True, db_index=True)  # the fleet's versions, grouped
     reachability = models.CharField(
         max_length=16, choices=ClusterReachability.choices, default=ClusterReachability.UNKNOWN, db_index=True
     )
@@ -114,7 +119,7 @@ class Node(models.Model):
         help_text="lower-case, colon separated; empty until a replacement checks in",
     )
     role = models.CharField(max_length=8, choices=NodeRole.choices, default=NodeRole.AGENT)
-    hardware_model = models.CharField(max_length=100, blank=True)
+    hardware_model = models.CharField(max_length=100, blank=True, db_index=True)
     site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="nodes")
     state = models.CharField(max_length=16, choices=NodeState.choices, default=NodeState.PREREGISTERED, db_index=True)
     state_changed_at = models.DateTimeField(null=True, blank=True)
@@ -141,7 +146,10 @@ class Node(models.Model):
             ("wipe_node", "Can wipe or replace a node (destructive)"),
             ("retire_node", "Can retire a node (final)"),
         ]
-        indexes = [models.Index(fields=["health", "health_since"], name="node_health_since_idx")]
+        indexes = [
+            models.Index(fields=["health", "health_since"], name="node_health_since_idx"),
+            models.Index(fields=["health", "state"], name="node_health_state_idx"),  # the dashboard's count
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["site", "hostname"], condition=~Q(state=NodeState.RETIRED), name="node_hostname_unique_per_site"

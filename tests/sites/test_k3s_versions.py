@@ -5,6 +5,8 @@ with a 400 naming the field."""
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from rollouts.k3s import k3s_release
@@ -142,3 +144,19 @@ def test_a_k3s_release_runs_only_the_k3s_upgrade_image(admin_api: APIClient) -> 
     tagged = {"plans.yaml": plans.replace("image: rancher/k3s-upgrade", "image: rancher/k3s-upgrade:v1.31.5-k3s1")}
     body = {"application": release.application.pk, "version": "v1.31.5+k3s1", "templates": tagged}
     assert admin_api.post("/api/v1/releases/", body, format="json").status_code == 201
+
+
+@pytest.mark.django_db
+def test_the_sites_behind_are_read_a_page_at_a_time_and_counted_from_the_distribution(
+    admin_api: APIClient, settings: Any
+) -> None:
+    settings.FLEET_K3S_TARGET_VERSION = NEW
+    fleet({f"TX-{i:04d}": (NEW, OLD, OLDER)[i % 3] for i in range(12)})
+
+    with CaptureQueriesContext(connection) as captured:
+        body = admin_api.get("/api/v1/k3s-versions/?limit=3").json()
+
+    assert body["behind_count"] == 8
+    assert [(s["code"], s["minors_behind"]) for s in body["behind"]] == [("TX-0002", 2), ("TX-0005", 2), ("TX-0008", 2)]
+    sites = [q["sql"] for q in captured.captured_queries if 'FROM "sites_site"' in q["sql"] and "LIMIT" in q["sql"]]
+    assert len(sites) == 1 and "LIMIT 3" in sites[0]  # the database limits the list: no row per site in Python
