@@ -23,12 +23,11 @@ import threading
 import time
 from pathlib import Path
 
-from fleet.audit.choices import Source
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the worktree's packages
 
 from bench.measure import start_redis, tcp_open, wait_for  # noqa: E402
+from fleet.audit.choices import Source  # noqa: E402  (after the path: this tree's fleet, not an installed one)
 
 STEPS = 5
 

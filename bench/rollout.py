@@ -26,8 +26,6 @@ from multiprocessing import get_context
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from fleet.audit.choices import Source
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the worktree's packages, and `simulator` the package, not bench/simulator.py
 
@@ -45,6 +43,7 @@ from bench.measure import (  # noqa: E402
     wait_for,
 )
 from bench.rollout_plain import plain_chunk  # noqa: E402
+from fleet.audit.choices import Source  # noqa: E402  (after the path: this tree's fleet, not an installed one)
 
 WAVES = [{"name": "1%", "percent": 1}, {"name": "10%", "percent": 10}, {"name": "100%", "percent": 100}]
 
