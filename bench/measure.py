@@ -1,6 +1,7 @@
 """What the benchmarks share: a wait and a private redis-server (over simulator.harness, the one home of
 processes, ports and waits), and what a process tree uses (CPU time, RSS, git children) from /proc and ps."""
 
+import atexit
 import os
 import subprocess
 import sys
@@ -26,12 +27,15 @@ def wait_for(check: Callable[[], bool], seconds: float, what: str, every: float 
 
 
 def start_redis(directory: Path, *, nice: list[str] | None = None) -> "tuple[subprocess.Popen[bytes], str]":
-    """A private redis-server (simulator.harness.RedisServer: a free port, no persistence) and its URL."""
+    """A private redis-server (simulator.harness.RedisServer: a free port, no persistence) and its URL.
+    It is stopped when this process exits, should the bench fail before stopping it itself (a failed
+    set-up left such servers running)."""
     if not harness.RedisServer.available():
         sys.exit("bench: needs Redis (redis-server on PATH)")
     server = harness.RedisServer(directory, prefix=nice or ())
     server.start()
     assert server.proc is not None
+    atexit.register(server.proc.kill)  # a no-op once the bench has stopped it
     return server.proc, server.url
 
 
