@@ -59,10 +59,10 @@ class _ClientCache:
         key = (cluster.pk, fingerprint)
         with self._lock:
             configuration = self._configurations.get(key)
-            if configuration is not None:
+            if configuration is not None and _tls_files_present(configuration):
                 self._configurations.move_to_end(key)
                 return configuration
-        configuration = _configuration(cluster)  # raises for credentials that are refused: nothing cached
+        configuration = _configuration(cluster)  # refused credentials raise: nothing cached
         with self._lock:
             self._configurations[key] = configuration
             while len(self._configurations) > self.configurations:
@@ -80,6 +80,13 @@ class _ClientCache:
 client_cache = _ClientCache(
     capacity=settings.KUBE_CLIENT_CACHE_SIZE, configurations=settings.KUBE_CLIENT_CONFIGURATION_CACHE_SIZE
 )
+
+
+def _tls_files_present(configuration: k8s.Configuration) -> bool:
+    """Whether the CA and client certificate files a kept configuration names are still on disk (a
+    clean-up of DATA_DIR may remove them); when not, the configuration is built, and they written, again."""
+    files = (configuration.ssl_ca_cert, configuration.cert_file)
+    return all(os.path.exists(path) for path in files if path)
 
 
 def _configuration(cluster: Cluster) -> k8s.Configuration:

@@ -3,6 +3,8 @@ checked configurations, so a worker that touches more sites than it keeps client
 without parsing the stored kubeconfig again, and new credentials are parsed and checked at first use."""
 
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -10,6 +12,7 @@ from sites import crypto, services
 from sites.clusters import ClusterRefused
 from sites.clusters.connection import _ClientCache
 from sites.models import Cluster
+from tests.sites.pki import ca_pem
 
 pytestmark = pytest.mark.django_db
 
@@ -61,3 +64,23 @@ def test_new_credentials_are_parsed_and_checked_at_their_first_use() -> None:
     with pytest.raises(ClusterRefused):
         cache.get(tampered)
     assert len(cache._configurations) == 2
+
+
+def test_a_kept_configuration_whose_tls_files_were_removed_is_built_again(settings: Any, tmp_path: Path) -> None:
+    settings.DATA_DIR = tmp_path
+    cache = _ClientCache(capacity=1, configurations=10)
+    site = cluster("TX-0004")
+    services.cluster_set_credentials(
+        cluster=site, actor="t", source="test", api_url="https://10.9.8.7:6443", token="s3cret-token", ca_data=ca_pem()
+    )
+    with_ca = Cluster.objects.select_related("site").get(pk=site.pk)
+    first = cache.get(with_ca)
+    ca_file = Path(first.configuration.ssl_ca_cert)
+    assert ca_file.exists()
+
+    ca_file.unlink()  # a clean-up of the data directory
+    cache.get(cluster("TX-0005"))  # drops TX-0004's client (capacity 1)
+    again = cache.get(with_ca)
+
+    assert again.configuration is not first.configuration
+    assert Path(again.configuration.ssl_ca_cert).exists()

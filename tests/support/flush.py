@@ -26,13 +26,13 @@ def _is_deadlock(exc: BaseException) -> bool:
 def retrying_flush(teardown: Callable[[TransactionTestCase], Any]) -> Callable[[TransactionTestCase], Any]:
     @functools.wraps(teardown)
     def wrapper(self: TransactionTestCase) -> Any:
-        for attempt in range(1, ATTEMPTS + 1):
+        for _ in range(ATTEMPTS - 1):
             try:
                 return teardown(self)
             except (CommandError, OperationalError) as exc:
-                if attempt == ATTEMPTS or not _is_deadlock(exc):
+                if not _is_deadlock(exc):
                     raise
-        return None
+        return teardown(self)  # the last attempt: its error is the test's
 
     return wrapper
 
